@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Artifact is a built release on this machine: a directory whose contents
+// become releases/<ID> on every host, and the manifest of its files.
+type Artifact struct {
+	ID       string
+	Dir      string
+	Manifest *Manifest
+	// Commit is the source commit, when the release was built from git.
+	Commit string
+}
+
+// Progress reports how far a host's prepare has come.
+type Progress struct {
+	FilesDone, FilesTotal int
+	BytesDone, BytesTotal int64
+	// BytesSent counts bytes actually transferred (unchanged files are linked, not sent).
+	BytesSent int64
+}
+
+// HostStatus is what a host reports about itself.
+type HostStatus struct {
+	// Current is the release id `current` points to ("" when none).
+	Current string
+	// Releases are the complete releases present, oldest first.
+	Releases []string
+}
+
+// SwitchInfo describes a switch or rollback for the host's revisions.log.
+type SwitchInfo struct {
+	Release  string
+	Previous string
+	Actor    string
+	Action   string // deploy | rollback
+}
+
+// ExecRequest is a command run on (or for) a host: a hook or a restart.
+type ExecRequest struct {
+	Command string
+	Env     map[string]string
+	Dir     string // working directory; default the release path
+	Timeout time.Duration
+	// Output receives combined stdout/stderr as it is produced.
+	Output io.Writer
+}
+
+// Host is a deploy target the engine acts on. Implementations live under
+// targets/ (a local directory, a server over SSH). Every method must honour
+// ctx and be safe to call again after a crash (idempotent where it says so).
+type Host interface {
+	// Name is the host's display name from the plan.
+	Name() string
+	// Inspect reports the current release and the complete releases. It also
+	// removes leftovers of interrupted work (temporary release directories,
+	// stray current.* links) so that they can never become current.
+	Inspect(ctx context.Context) (HostStatus, error)
+	// Prepare makes releases/<a.ID> complete on the host. Files whose hash
+	// equals a previous release's are hard-linked; the release is written
+	// under a temporary name and renamed into place when complete; its files
+	// are read-only. Idempotent: an already complete release is left alone.
+	Prepare(ctx context.Context, a *Artifact, progress func(Progress)) error
+	// Verify checks that releases/<id> is present and matches its manifest.
+	Verify(ctx context.Context, id string) error
+	// Switch points current at releases/<info.Release> atomically (a fresh
+	// link renamed over current) and appends a line to revisions.log.
+	Switch(ctx context.Context, info SwitchInfo) error
+	// Prune removes the oldest releases beyond keep, never the current one
+	// nor any in protect. It returns the removed ids.
+	Prune(ctx context.Context, keep int, protect []string) ([]string, error)
+	// Exec runs a command for this host (on the host for remote hosts).
+	Exec(ctx context.Context, req ExecRequest) error
+	// ReleasePath is the absolute path of releases/<id> on the host.
+	ReleasePath(id string) string
+	// Close releases connections held for the host.
+	Close() error
+}

@@ -1,0 +1,216 @@
+// Package plan reads and validates flightdeck release plans (flightdeck.yaml).
+//
+// A plan is decoded from YAML with every unknown key rejected and every
+// error reported as file:line:column, so that a typo can never silently
+// disable a safety setting.
+package plan
+
+import "time"
+
+// Plan is a whole release plan file.
+type Plan struct {
+	// File is the path the plan was read from (not part of the YAML).
+	File string `yaml:"-"`
+	// Dir is the directory holding the plan file; relative paths are resolved against it.
+	Dir string `yaml:"-"`
+
+	App          string                  `yaml:"app"`
+	Source       *Source                 `yaml:"source"`
+	Build        []string                `yaml:"build"`
+	BuildOutput  string                  `yaml:"build_output"`
+	KeepReleases int                     `yaml:"keep_releases"`
+	Restart      string                  `yaml:"restart"`
+	Health       *Health                 `yaml:"health"`
+	Hooks        Hooks                   `yaml:"hooks"`
+	Promotion    []string                `yaml:"promotion"`
+	Environments map[string]*Environment `yaml:"environments"`
+	// EnvOrder is the order environments appear in the file.
+	EnvOrder []string `yaml:"-"`
+}
+
+// Source says where a release's content comes from: a directory, or a git
+// repository at a ref. In YAML it is either a plain string (a directory) or a
+// mapping {git: {repo, ref}} / {dir: PATH}.
+type Source struct {
+	Dir string     `yaml:"dir"`
+	Git *GitSource `yaml:"git"`
+}
+
+// GitSource is a git repository (local path or URL) and a ref to check out.
+type GitSource struct {
+	Repo string `yaml:"repo"`
+	Ref  string `yaml:"ref"`
+}
+
+// Health is an HTTP health check run against a host after its switch.
+type Health struct {
+	URL      string   `yaml:"url"`      // may contain {{.Host}}, {{.Port}}
+	Timeout  Duration `yaml:"timeout"`  // total time to become healthy, default 30s
+	Interval Duration `yaml:"interval"` // default 200ms
+}
+
+// Hooks are commands run at points of a release. Each runs with
+// RELEASE_VERSION, RELEASE_PATH, PREVIOUS_RELEASE, ENVIRONMENT and HOST set.
+type Hooks struct {
+	BeforePrepare []Hook `yaml:"before_prepare"`
+	AfterPrepare  []Hook `yaml:"after_prepare"`
+	Migrate       []Hook `yaml:"migrate"`
+	BeforeSwitch  []Hook `yaml:"before_switch"`
+	AfterSwitch   []Hook `yaml:"after_switch"`
+	AfterRollback []Hook `yaml:"after_rollback"`
+	OnFailure     []Hook `yaml:"on_failure"`
+}
+
+// Hook is one command. In YAML either a string or {run, timeout, local}.
+type Hook struct {
+	Run     string   `yaml:"run"`
+	Timeout Duration `yaml:"timeout"`
+	// Local runs the hook on this machine instead of on each host.
+	Local bool `yaml:"local"`
+}
+
+// Environment is one target environment: its hosts and how to release to them.
+type Environment struct {
+	Name       string        `yaml:"-"`
+	DeployTo   string        `yaml:"deploy_to"`
+	Hosts      []*Host       `yaml:"hosts"`
+	Strategy   Strategy      `yaml:"strategy"`
+	SSH        *SSHConfig    `yaml:"ssh"`
+	Router     *RouterConfig `yaml:"router"`
+	Gate       *Gate         `yaml:"gate"`
+	AutoRollback *AutoRollback `yaml:"auto_rollback"`
+	Probe      *Probe        `yaml:"probe"`
+	Parallel   int           `yaml:"parallel"` // max hosts worked on at once (prepare), default 16
+	RequireApproval []string `yaml:"require_approval"`
+}
+
+// Host is one deploy target: a directory on this machine (Local) or a server
+// reached over SSH.
+type Host struct {
+	Name     string `yaml:"name"`
+	Local    string `yaml:"local"`     // directory on this machine; it is the deploy_to
+	SSH      string `yaml:"ssh"`       // user@address:port or an ~/.ssh/config alias
+	DeployTo string `yaml:"deploy_to"` // for SSH hosts; defaults to the environment's
+	// Backend is the address (host:port) the router sends this host's traffic to.
+	Backend string `yaml:"backend"`
+	// Slots are blue/green backends: {blue: addr, green: addr}.
+	Slots map[string]string `yaml:"slots"`
+
+	// Line and Column locate the host entry in the plan file.
+	Line   int `yaml:"-"`
+	Column int `yaml:"-"`
+}
+
+// StrategyKind names a release strategy.
+type StrategyKind string
+
+// The strategies.
+const (
+	Symlink   StrategyKind = "symlink"
+	Rolling   StrategyKind = "rolling"
+	Canary    StrategyKind = "canary"
+	BlueGreen StrategyKind = "bluegreen"
+	AB        StrategyKind = "ab"
+)
+
+// Strategy configures how a release moves through an environment.
+type Strategy struct {
+	Kind StrategyKind `yaml:"kind"`
+	// WaveSize is hosts per wave (rolling): a count or a percentage like "25%".
+	WaveSize Size `yaml:"wave_size"`
+	// MaxUnavailable bounds hosts out of rotation at once (rolling).
+	MaxUnavailable Size `yaml:"max_unavailable"`
+	// Pause between waves.
+	Pause Duration `yaml:"pause"`
+	// OnFailure is "rollback" (default) or "halt".
+	OnFailure string `yaml:"on_failure"`
+	// Steps are canary traffic percentages, e.g. [1, 5, 25, 100].
+	Steps       []int `yaml:"steps"`
+	AutoPromote *bool `yaml:"auto_promote"`
+	// KeepWarm is how long blue/green keeps the old colour running.
+	KeepWarm Duration `yaml:"keep_warm"`
+	// Drain is how long long-lived connections may take to finish.
+	Drain Duration `yaml:"drain"`
+	// Cohort is the A/B rule.
+	Cohort *Cohort `yaml:"cohort"`
+}
+
+// Cohort selects A/B users: a header or cookie match, or a stable hash of a
+// user key with a percentage.
+type Cohort struct {
+	Header  string `yaml:"header"`
+	Cookie  string `yaml:"cookie"`
+	Value   string `yaml:"value"`
+	Percent int    `yaml:"percent"`
+}
+
+// SSHConfig holds per-environment SSH settings.
+type SSHConfig struct {
+	IdentityFile      string   `yaml:"identity_file"`
+	KnownHosts        string   `yaml:"known_hosts"`
+	AcceptNewHostKeys bool     `yaml:"accept_new_host_keys"`
+	ConnectTimeout    Duration `yaml:"connect_timeout"`
+	CommandTimeout    Duration `yaml:"command_timeout"`
+	MaxParallelDials  int      `yaml:"max_parallel_dials"`
+	Jump              string   `yaml:"jump"`
+}
+
+// RouterConfig says how to reach the traffic router.
+type RouterConfig struct {
+	Admin     string   `yaml:"admin"`      // admin API base URL, e.g. http://127.0.0.1:9901
+	TokenFile string   `yaml:"token_file"` // bearer token file
+	Listen    string   `yaml:"listen"`     // public address, for probes
+	Drain     Duration `yaml:"drain"`      // drain timeout, default 30s
+}
+
+// Gate is an SLO gate evaluated at each analysis step.
+type Gate struct {
+	Source       string       `yaml:"source"` // router (default) | prometheus
+	Prometheus   *Prometheus  `yaml:"prometheus"`
+	ErrorRate    Percent      `yaml:"error_rate"` // default 0.1%
+	P99          Duration     `yaml:"p99"`        // default 200ms
+	Interval     Duration     `yaml:"interval"`
+	Count        int          `yaml:"count"`
+	FailureLimit int          `yaml:"failure_limit"`
+	Cumulative   bool         `yaml:"cumulative"`
+	MinRequests  int          `yaml:"min_requests"`
+	NoData       string       `yaml:"no_data"` // hold | fail | pass
+}
+
+// Prometheus names a Prometheus server and PromQL templates ({{.Release}}).
+type Prometheus struct {
+	URL       string `yaml:"url"`
+	ErrorRate string `yaml:"error_rate"`
+	P99       string `yaml:"p99"`
+	Requests  string `yaml:"requests"`
+}
+
+// AutoRollback is the automatic rollback trigger.
+type AutoRollback struct {
+	ErrorRate Percent  `yaml:"error_rate"`
+	P99       Duration `yaml:"p99"`
+	For       Duration `yaml:"for"`
+}
+
+// Probe is synthetic traffic sent during a deploy window.
+type Probe struct {
+	URL     string   `yaml:"url"`
+	Rate    int      `yaml:"rate"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Duration is a time.Duration written as "30s", "1m30s" or "250ms".
+type Duration struct{ time.Duration }
+
+// Size is a count of hosts or a percentage of them ("25%").
+type Size struct {
+	N       int
+	Percent float64
+	Set     bool
+}
+
+// Percent is a percentage written as "0.1%" or a plain number of percent.
+type Percent struct {
+	Value float64 // in percent: 0.1 means 0.1 %
+	Set   bool
+}
