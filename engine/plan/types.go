@@ -71,17 +71,17 @@ type Hook struct {
 
 // Environment is one target environment: its hosts and how to release to them.
 type Environment struct {
-	Name       string        `yaml:"-"`
-	DeployTo   string        `yaml:"deploy_to"`
-	Hosts      []*Host       `yaml:"hosts"`
-	Strategy   Strategy      `yaml:"strategy"`
-	SSH        *SSHConfig    `yaml:"ssh"`
-	Router     *RouterConfig `yaml:"router"`
-	Gate       *Gate         `yaml:"gate"`
-	AutoRollback *AutoRollback `yaml:"auto_rollback"`
-	Probe      *Probe        `yaml:"probe"`
-	Parallel   int           `yaml:"parallel"` // max hosts worked on at once (prepare), default 16
-	RequireApproval []string `yaml:"require_approval"`
+	Name            string        `yaml:"-"`
+	DeployTo        string        `yaml:"deploy_to"`
+	Hosts           []*Host       `yaml:"hosts"`
+	Strategy        Strategy      `yaml:"strategy"`
+	SSH             *SSHConfig    `yaml:"ssh"`
+	Router          *RouterConfig `yaml:"router"`
+	Gate            *Gate         `yaml:"gate"`
+	AutoRollback    *AutoRollback `yaml:"auto_rollback"`
+	Probe           *Probe        `yaml:"probe"`
+	Parallel        int           `yaml:"parallel"` // max hosts worked on at once (prepare), default 16
+	RequireApproval []string      `yaml:"require_approval"`
 }
 
 // Host is one deploy target: a directory on this machine (Local) or a server
@@ -165,16 +165,16 @@ type RouterConfig struct {
 
 // Gate is an SLO gate evaluated at each analysis step.
 type Gate struct {
-	Source       string       `yaml:"source"` // router (default) | prometheus
-	Prometheus   *Prometheus  `yaml:"prometheus"`
-	ErrorRate    Percent      `yaml:"error_rate"` // default 0.1%
-	P99          Duration     `yaml:"p99"`        // default 200ms
-	Interval     Duration     `yaml:"interval"`
-	Count        int          `yaml:"count"`
-	FailureLimit int          `yaml:"failure_limit"`
-	Cumulative   bool         `yaml:"cumulative"`
-	MinRequests  int          `yaml:"min_requests"`
-	NoData       string       `yaml:"no_data"` // hold | fail | pass
+	Source       string      `yaml:"source"` // router (default) | prometheus
+	Prometheus   *Prometheus `yaml:"prometheus"`
+	ErrorRate    Percent     `yaml:"error_rate"` // default 0.1%
+	P99          Duration    `yaml:"p99"`        // default 200ms
+	Interval     Duration    `yaml:"interval"`
+	Count        int         `yaml:"count"`
+	FailureLimit int         `yaml:"failure_limit"`
+	Cumulative   bool        `yaml:"cumulative"`
+	MinRequests  int         `yaml:"min_requests"`
+	NoData       string      `yaml:"no_data"` // hold | fail | pass
 }
 
 // Prometheus names a Prometheus server and PromQL templates ({{.Release}}).
