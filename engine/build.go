@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"flightdeck/engine/plan"
+)
+
+// BuildError is a failed build: nothing was touched on any host.
+type BuildError struct {
+	Step   string
+	Err    error
+	Output string
+}
+
+func (e *BuildError) Error() string {
+	msg := fmt.Sprintf("build step %q failed: %v", e.Step, e.Err)
+	if e.Output != "" {
+		msg += "\n" + indent(lastLines(e.Output, 20))
+	}
+	return msg
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Build makes the release artifact from the plan's source, once, on this
+// machine, never on a host. A plain directory source with no build steps is
+// used as it is; otherwise the source is copied (or cloned, for git) into a
+// temporary workspace where the build commands run, and build_output names
+// the folder that becomes the release. cleanup removes the workspace.
+func Build(ctx context.Context, p *plan.Plan, id string, out io.Writer) (a *Artifact, cleanup func(), err error) {
+	cleanup = func() {}
+	if err := ValidateReleaseID(id); err != nil {
+		return nil, cleanup, err
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	src := p.Source
+	if src == nil {
+		return nil, cleanup, errors.New("plan has no source")
+	}
+	a = &Artifact{ID: id}
+	needWorkspace := src.Git != nil || len(p.Build) > 0
+	if !needWorkspace {
+		dir := resolve(p.Dir, src.Dir)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, cleanup, fmt.Errorf("source %s: not a directory", dir)
+		}
+		a.Dir = dir
+	} else {
+		ws, err := os.MkdirTemp("", "flightdeck-build-")
+		if err != nil {
+			return nil, cleanup, fmt.Errorf("create build workspace: %w", err)
+		}
+		cleanup = func() { removeAll(ws) }
+		work := filepath.Join(ws, "src")
+		if src.Git != nil {
+			repo := src.Git.Repo
+			if local := resolve(p.Dir, repo); dirExists(local) {
+				repo = local
+			}
+			if err := runBuild(ctx, ws, out, "git clone", "git", "clone", "--quiet", "--no-hardlinks", "--", repo, work); err != nil {
+				return nil, cleanup, err
+			}
+			if ref := src.Git.Ref; ref != "" {
+				if err := runBuild(ctx, work, out, "git checkout "+ref, "git", "-c", "advice.detachedHead=false", "checkout", "--quiet", ref, "--"); err != nil {
+					return nil, cleanup, err
+				}
+			}
+			var sha bytes.Buffer
+			if err := runBuild(ctx, work, &sha, "git rev-parse", "git", "rev-parse", "HEAD"); err != nil {
+				return nil, cleanup, err
+			}
+			a.Commit = strings.TrimSpace(sha.String())
+			if err := os.RemoveAll(filepath.Join(work, ".git")); err != nil {
+				return nil, cleanup, fmt.Errorf("remove .git from workspace: %w", err)
+			}
+		} else {
+			dir := resolve(p.Dir, src.Dir)
+			if !dirExists(dir) {
+				return nil, cleanup, fmt.Errorf("source %s: not a directory", dir)
+			}
+			if err := copyTree(dir, work); err != nil {
+				return nil, cleanup, fmt.Errorf("copy source into workspace: %w", err)
+			}
+		}
+		for _, step := range p.Build {
+			if err := runBuild(ctx, work, out, step, "/bin/sh", "-c", step); err != nil {
+				return nil, cleanup, err
+			}
+		}
+		a.Dir = work
+		if p.BuildOutput != "" {
+			a.Dir = filepath.Join(work, filepath.FromSlash(p.BuildOutput))
+			if !dirExists(a.Dir) {
+				return nil, cleanup, &BuildError{Step: "build_output", Err: fmt.Errorf("%s was not produced by the build", p.BuildOutput)}
+			}
+		}
+	}
+	m, err := BuildManifest(a.Dir, id)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	m.Commit = a.Commit
+	a.Manifest = m
+	return a, cleanup, nil
+}
+
+func runBuild(ctx context.Context, dir string, out io.Writer, step string, name string, args ...string) error {
+	var buf bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stdout = io.MultiWriter(out, &buf)
+	cmd.Stderr = io.MultiWriter(out, &buf)
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	if err := cmd.Run(); err != nil {
+		return &BuildError{Step: step, Err: err, Output: buf.String()}
+	}
+	return nil
+}
+
+func resolve(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// copyTree copies a directory tree (files, dirs, symlinks) to dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, target)
+		case info.Mode().IsRegular():
+			return copyFile(p, target, info.Mode().Perm())
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string, mode fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// removeAll removes a tree even where files or dirs were made read-only.
+func removeAll(p string) {
+	_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(q, 0o755)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(p)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

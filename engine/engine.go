@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"sync"
+	"time"
+
+	"flightdeck/engine/plan"
+)
+
+// Engine drives the runs of one environment: it takes the environment's
+// lock, finishes a run left unfinished by a dead process, starts deploys
+// and rollbacks, and forwards operator commands to the active run. The
+// hub outlives runs, so a cockpit keeps showing the last one.
+type Engine struct {
+	Plan     *plan.Plan
+	Env      *plan.Environment
+	Hosts    []Host
+	StateDir string
+	Hub      *Hub
+	Router   Router
+	Backends map[string]string
+	Now      func() time.Time
+
+	mu  sync.Mutex
+	run *Run
+}
+
+// ErrBusy is returned when a run is already in progress in this engine.
+var ErrBusy = errors.New("a run is already in progress")
+
+// Active returns the run in progress, or nil.
+func (e *Engine) Active() *Run {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.run
+}
+
+// Send forwards a command to the active run.
+func (e *Engine) Send(ctx context.Context, c Command) error {
+	r := e.Active()
+	if r == nil {
+		if err := Authorize(c.Actor, c.Kind); err != nil {
+			return err
+		}
+		return ErrNoRun
+	}
+	return r.Send(ctx, c)
+}
+
+// Deploy releases an artifact to the environment. A run left unfinished
+// by a dead process is finished first.
+func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command string) (*State, error) {
+	if err := AuthorizeOwner(actor, "start a deploy"); err != nil {
+		return nil, err
+	}
+	return e.withLock(actor, command, func(notices []string) (*State, error) {
+		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
+			return st, err
+		} else if st != nil {
+			notices = nil
+		}
+		return e.execute(ctx, RunConfig{Kind: KindDeploy, Artifact: a, Actor: actor}, notices)
+	})
+}
+
+// Rollback puts every host of the environment on release `to` ("" = the
+// release that was live before the last successful deploy, from the journal).
+func (e *Engine) Rollback(ctx context.Context, actor Actor, to, command string) (*State, error) {
+	if err := Authorize(actor, CmdRollback); err != nil {
+		return nil, err
+	}
+	if to == "" {
+		t, err := DefaultRollbackTarget(e.StateDir, e.Env.Name)
+		if err != nil {
+			return nil, err
+		}
+		to = t
+	}
+	if err := ValidateReleaseID(to); err != nil {
+		return nil, err
+	}
+	return e.withLock(actor, command, func(notices []string) (*State, error) {
+		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
+			return st, err
+		} else if st != nil {
+			notices = nil
+		}
+		return e.execute(ctx, RunConfig{Kind: KindRollback, Target: to, Actor: actor}, notices)
+	})
+}
+
+// Resume finishes a run left unfinished by a dead process. It returns a
+// nil state when there is nothing to resume.
+func (e *Engine) Resume(ctx context.Context, actor Actor, command string) (*State, error) {
+	if err := Authorize(actor, CmdRollback); err != nil {
+		return nil, err
+	}
+	return e.withLock(actor, command, func(notices []string) (*State, error) {
+		return e.resumeLocked(ctx, actor, notices)
+	})
+}
+
+func (e *Engine) withLock(actor Actor, command string, fn func(notices []string) (*State, error)) (*State, error) {
+	host, _ := os.Hostname()
+	l, err := AcquireLock(e.StateDir, e.Env.Name, LockInfo{
+		Owner: actor.Name, PID: os.Getpid(), Host: host, Started: e.now(), Command: command,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Release()
+	var notices []string
+	if l.Recovered != nil {
+		notices = append(notices, fmt.Sprintf("took over the lock of %s (pid %d, %q), whose process is gone",
+			l.Recovered.Owner, l.Recovered.PID, l.Recovered.Command))
+	}
+	return fn(notices)
+}
+
+func (e *Engine) resumeLocked(ctx context.Context, actor Actor, notices []string) (*State, error) {
+	id, evs, err := UnfinishedRun(e.StateDir, e.Env.Name)
+	if err != nil || id == "" {
+		return nil, err
+	}
+	r, err := e.newRun(RunConfig{Kind: Fold(evs).Info.Kind, Actor: actor, RunID: id}, notices)
+	if err != nil {
+		return nil, err
+	}
+	return r.Resume(ctx, evs)
+}
+
+func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {
+	cfg.Plan, cfg.Env, cfg.Hosts, cfg.StateDir = e.Plan, e.Env, e.Hosts, e.StateDir
+	cfg.Hub, cfg.Router, cfg.Backends, cfg.Now = e.Hub, e.Router, e.Backends, e.Now
+	if cfg.Kind == KindDeploy && cfg.Artifact == nil {
+		// A resumed deploy past its prepare phase needs no artifact.
+		cfg.Artifact = &Artifact{}
+	}
+	cfg.OnStart = func(r *Run) {
+		for _, n := range notices {
+			r.emit(Event{Type: EvNotice, Message: n})
+		}
+		e.mu.Lock()
+		e.run = r
+		e.mu.Unlock()
+	}
+	return NewRun(cfg)
+}
+
+func (e *Engine) execute(ctx context.Context, cfg RunConfig, notices []string) (*State, error) {
+	r, err := e.newRun(cfg, notices)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		e.mu.Lock()
+		if e.run == r {
+			e.run = nil
+		}
+		e.mu.Unlock()
+	}()
+	return r.Execute(ctx)
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// UnfinishedRun finds the newest run of env whose journal has no
+// RunFinished event (its process died). It returns "" when there is none.
+func UnfinishedRun(stateDir, env string) (string, []Event, error) {
+	runs, err := ListRuns(stateDir)
+	if err != nil {
+		return "", nil, err
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].Env != env {
+			continue
+		}
+		if runs[i].Status == "finished" {
+			return "", nil, nil
+		}
+		evs, err := ReadJournal(stateDir, runs[i].Run)
+		return runs[i].Run, evs, err
+	}
+	return "", nil, nil
+}
+
+// DefaultRollbackTarget is the release that was live before the newest
+// successful deploy of env, from the journal (never from directory times).
+func DefaultRollbackTarget(stateDir, env string) (string, error) {
+	runs, err := ListRuns(stateDir)
+	if err != nil {
+		return "", err
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		r := runs[i]
+		if r.Env == env && r.Kind == KindDeploy && r.Outcome == OutcomeSucceeded {
+			if r.Previous == "" {
+				return "", fmt.Errorf("the last deploy of %s (%s, run %s) was the first: there is no earlier release; name one with --to", env, r.Release, r.Run)
+			}
+			return r.Previous, nil
+		}
+	}
+	return "", fmt.Errorf("no successful deploy of %s in the journal; name the release with --to", env)
+}
+
+// LocalActor is the operator running flightdeck on this machine.
+func LocalActor(via string) Actor {
+	name := os.Getenv("FLIGHTDECK_ACTOR")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		} else {
+			name = "unknown"
+		}
+	}
+	return Actor{Name: name, Role: RoleOwner, Via: via}
+}

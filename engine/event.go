@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"time"
+)
+
+// EventType names what happened.
+type EventType string
+
+// Event types. Everything that happens in a run is one of these.
+const (
+	EvRunStarted EventType = "RunStarted"
+	EvRunResumed EventType = "RunResumed"
+	EvHostPhase  EventType = "HostPhase"
+	EvHostOutput EventType = "HostOutput"
+	// EvHostObserved records what a host reported (Release = its current
+	// release, Releases = its complete releases), e.g. when a run resumes.
+	EvHostObserved   EventType = "HostObserved"
+	EvWaveStarted    EventType = "WaveStarted"
+	EvWaveDone       EventType = "WaveDone"
+	EvWaiting        EventType = "Waiting"
+	EvPaused         EventType = "Paused"
+	EvResumed        EventType = "Resumed"
+	EvCommand        EventType = "CommandAccepted"
+	EvCommandRefused EventType = "CommandRefused"
+	EvRollbackStart  EventType = "RollbackStarted"
+	EvRolledBack     EventType = "RolledBack"
+	EvWeightSet      EventType = "WeightSet"
+	EvGateResult     EventType = "GateResult"
+	EvMetricSample   EventType = "MetricSample"
+	EvChecklistItem  EventType = "ChecklistItem"
+	EvPruned         EventType = "Pruned"
+	EvNotice         EventType = "Notice"
+	EvReport         EventType = "Report"
+	EvRunFinished    EventType = "RunFinished"
+)
+
+// Phase is where a host is in a run.
+type Phase string
+
+// Host phases.
+const (
+	PhaseQueued    Phase = "queued"
+	PhasePreparing Phase = "preparing"
+	PhasePrepared  Phase = "prepared"
+	PhaseDraining  Phase = "draining"
+	PhaseSwitching Phase = "switching"
+	PhaseRestart   Phase = "restarting"
+	PhaseHealth    Phase = "health"
+	PhaseLive      Phase = "live"
+	PhaseReverting Phase = "reverting"
+	PhaseReverted  Phase = "reverted"
+	PhaseFailed    Phase = "failed"
+	PhaseSkipped   Phase = "skipped"
+)
+
+// Outcome is how a run ended.
+type Outcome string
+
+// Run outcomes.
+const (
+	OutcomeSucceeded  Outcome = "succeeded"
+	OutcomeFailed     Outcome = "failed"
+	OutcomeRolledBack Outcome = "rolled_back"
+	OutcomeAborted    Outcome = "aborted"
+)
+
+// RunKind is what a run does.
+type RunKind string
+
+// Run kinds.
+const (
+	KindDeploy   RunKind = "deploy"
+	KindRollback RunKind = "rollback"
+)
+
+// Event is one thing that happened in a run. Events are journaled (JSON
+// lines) before they are published; the run state is a pure fold over them.
+// Fields are optional except Seq, Time, Run and Type.
+type Event struct {
+	Seq   uint64    `json:"seq"`
+	Time  time.Time `json:"time"`
+	Run   string    `json:"run"`
+	Type  EventType `json:"type"`
+	Actor string    `json:"actor,omitempty"`
+	// Fingerprint is the SSH key fingerprint of the actor, when known.
+	Fingerprint string `json:"fingerprint,omitempty"`
+
+	Host    string `json:"host,omitempty"`
+	Release string `json:"release,omitempty"`
+	Phase   Phase  `json:"phase,omitempty"`
+	Wave    int    `json:"wave,omitempty"` // 1-based wave number
+	Message string `json:"msg,omitempty"`
+	Error   string `json:"error,omitempty"`
+
+	Progress *Progress `json:"progress,omitempty"`
+	Start    *RunInfo  `json:"start,omitempty"`
+	Outcome  Outcome   `json:"outcome,omitempty"`
+	Until    time.Time `json:"until,omitzero"`
+	Weight   *float64  `json:"weight,omitempty"`
+	Command  string    `json:"command,omitempty"`
+	Target   string    `json:"target,omitempty"`
+
+	Gate     *GateResult    `json:"gate,omitempty"`
+	Sample   *Measurement   `json:"sample,omitempty"`
+	Item     *ChecklistItem `json:"item,omitempty"`
+	Report   *Report        `json:"report,omitempty"`
+	Removed  []string       `json:"removed,omitempty"`
+	Releases []string       `json:"releases,omitempty"`
+}
+
+// RunInfo is the content of a RunStarted event.
+type RunInfo struct {
+	Kind     RunKind    `json:"kind"`
+	App      string     `json:"app"`
+	Env      string     `json:"env"`
+	Strategy string     `json:"strategy"`
+	Release  string     `json:"release"`
+	Previous string     `json:"previous,omitempty"` // the fleet's release before the run
+	Commit   string     `json:"commit,omitempty"`
+	Hosts    []RunHost  `json:"hosts"`
+	Waves    [][]string `json:"waves,omitempty"`
+	Steps    []int      `json:"steps,omitempty"`
+	Plan     string     `json:"plan,omitempty"`
+	PID      int        `json:"pid,omitempty"`
+}
+
+// RunHost is a host as it was when the run started.
+type RunHost struct {
+	Name     string   `json:"name"`
+	Current  string   `json:"current,omitempty"`
+	Releases []string `json:"releases,omitempty"`
+}
+
+// GateResult is one SLO gate decision.
+type GateResult struct {
+	Step     int     `json:"step"`
+	Verdict  Verdict `json:"verdict"`
+	Reason   string  `json:"reason"`
+	Failures int     `json:"failures"`
+}
+
+// Verdict of an SLO gate measurement.
+type Verdict string
+
+// Gate verdicts.
+const (
+	VerdictPass         Verdict = "pass"
+	VerdictFail         Verdict = "fail"
+	VerdictInconclusive Verdict = "inconclusive"
+)
+
+// ChecklistItem is one production checklist item's state.
+type ChecklistItem struct {
+	ID       string `json:"id"`
+	Title    string `json:"title"`
+	State    string `json:"state"` // unknown | verified | failed | acknowledged | n/a
+	Evidence string `json:"evidence,omitempty"`
+	AckBy    string `json:"ack_by,omitempty"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// Report is the end-of-run summary (the hitless report).
+type Report struct {
+	Strategy string        `json:"strategy"`
+	Hosts    int           `json:"hosts"`
+	Duration time.Duration `json:"duration"`
+	Outcome  Outcome       `json:"outcome"`
+	Verdict  string        `json:"verdict"`
+	RTO      time.Duration `json:"rto,omitempty"`
+	Failed   []string      `json:"failed_hosts,omitempty"`
+	Probe    *ProbeSummary `json:"probe,omitempty"`
+	Gates    []GateResult  `json:"gates,omitempty"`
+}
+
+// ProbeSummary is the probe traffic of a run window.
+type ProbeSummary struct {
+	Requests   int64         `json:"requests"`
+	Failed     int64         `json:"failed"`
+	P50        time.Duration `json:"p50"`
+	P99        time.Duration `json:"p99"`
+	LongestGap time.Duration `json:"longest_gap"`
+}
+
+// Terminal reports whether the event ends a run.
+func (e Event) Terminal() bool { return e.Type == EvRunFinished }

@@ -1,0 +1,604 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"flightdeck/engine/plan"
+)
+
+// ErrInterrupted is returned when a run was stopped (signal, cancelled
+// context) before it finished. Its journal has no RunFinished event; the
+// next deploy or `flightdeck resume` finishes it.
+var ErrInterrupted = errors.New("run interrupted before it finished")
+
+// RunConfig configures one run of an environment.
+type RunConfig struct {
+	Plan  *plan.Plan
+	Env   *plan.Environment
+	Hosts []Host // in plan order
+	Kind  RunKind
+	// Artifact is the built release (deploy runs).
+	Artifact *Artifact
+	// Target is the release a rollback run goes back to.
+	Target   string
+	Actor    Actor
+	StateDir string
+	Hub      *Hub
+	// Router, when set, drains each host's backend around its switch.
+	Router Router
+	// Backends maps a host name to its router backend address.
+	Backends map[string]string
+	Now      func() time.Time
+	RunID    string
+	// Planner overrides the strategy's planner (tests).
+	Planner Planner
+	// OnStart is called once the run's id is known and RunStarted is journaled.
+	OnStart func(r *Run)
+}
+
+// Run is one release run. Its loop is the only writer of its state.
+type Run struct {
+	cfg      RunConfig
+	id       string
+	hosts    map[string]Host
+	state    *State
+	journal  *Journal
+	planner  Planner
+	seq      uint64
+	results  chan result
+	cmds     chan cmdReq
+	done     chan struct{}
+	inflight map[string]ActionKind
+	sem      chan struct{}
+	dirty    bool
+	fatal    error
+	stopped  bool
+	waitTill time.Time
+}
+
+type result struct {
+	host string
+	done bool
+	evs  []Event
+}
+
+type cmdReq struct {
+	cmd   Command
+	reply chan error
+}
+
+// NewRun prepares a run; Execute performs it.
+func NewRun(cfg RunConfig) (*Run, error) {
+	if cfg.Hub == nil {
+		cfg.Hub = NewHub()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Kind == "" {
+		cfg.Kind = KindDeploy
+	}
+	if cfg.Kind == KindDeploy && cfg.Artifact == nil {
+		return nil, errors.New("deploy run without a built release")
+	}
+	r := &Run{
+		cfg:      cfg,
+		hosts:    make(map[string]Host, len(cfg.Hosts)),
+		state:    NewState(),
+		results:  make(chan result, 1024),
+		cmds:     make(chan cmdReq),
+		done:     make(chan struct{}),
+		inflight: map[string]ActionKind{},
+	}
+	for _, h := range cfg.Hosts {
+		r.hosts[h.Name()] = h
+	}
+	par := cfg.Env.Parallel
+	if par <= 0 {
+		par = 16
+	}
+	r.sem = make(chan struct{}, par)
+	r.id = cfg.RunID
+	if r.id == "" {
+		r.id = fmt.Sprintf("%s-%s-%s", cfg.Env.Name, cfg.Now().UTC().Format("20060102T150405"), RandomSuffix(3))
+	}
+	r.planner = cfg.Planner
+	if r.planner == nil {
+		r.planner = PlannerFor(cfg.Env)
+	}
+	return r, nil
+}
+
+// PlannerFor returns the planner of an environment's strategy.
+func PlannerFor(env *plan.Environment) Planner {
+	st := env.Strategy
+	return WavePlanner{Pause: st.Pause.Duration, Halt: st.OnFailure == "halt"}
+}
+
+// WavesFor splits an environment's hosts into the strategy's waves.
+func WavesFor(env *plan.Environment) [][]string {
+	names := make([]string, len(env.Hosts))
+	for i, h := range env.Hosts {
+		names[i] = h.Name
+	}
+	switch env.Strategy.Kind {
+	case plan.Rolling:
+		return PlanWaves(names, env.Strategy.WaveSize.Of(len(names)))
+	default:
+		return PlanWaves(names, len(names))
+	}
+}
+
+// ID is the run's id.
+func (r *Run) ID() string { return r.id }
+
+// Done is closed when the run loop has exited.
+func (r *Run) Done() <-chan struct{} { return r.done }
+
+// Send hands an operator command to the run loop and waits until it was
+// accepted (journaled) or refused. An accepted command is never lost.
+func (r *Run) Send(ctx context.Context, c Command) error {
+	req := cmdReq{cmd: c, reply: make(chan error, 1)}
+	select {
+	case r.cmds <- req:
+	case <-r.done:
+		return ErrNoRun
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Execute starts the run (inspecting every host) and drives it to the end.
+// It returns the final state; the error is non-nil when the run could not
+// be carried out or was interrupted (ErrInterrupted).
+func (r *Run) Execute(ctx context.Context) (*State, error) {
+	defer close(r.done)
+	statuses, err := r.inspectAll(ctx)
+	if err != nil {
+		return r.state, err
+	}
+	if err := r.openJournal(); err != nil {
+		return r.state, err
+	}
+	defer r.journal.Close()
+	info := r.runInfo(statuses)
+	r.emit(Event{Type: EvRunStarted, Actor: r.cfg.Actor.Name, Fingerprint: r.cfg.Actor.Fingerprint,
+		Release: info.Release, Start: &info, Target: r.cfg.Target})
+	if r.fatal != nil {
+		return r.state, r.fatal
+	}
+	if r.cfg.OnStart != nil {
+		r.cfg.OnStart(r)
+	}
+	return r.loop(ctx)
+}
+
+// Resume continues an unfinished run from its journal: the state is folded
+// from the events, every host is asked what it runs now, and the run is
+// finished (or its rollback completed).
+func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
+	defer close(r.done)
+	if len(evs) == 0 || evs[0].Start == nil {
+		return r.state, errors.New("resume: journal has no RunStarted event")
+	}
+	r.id = evs[0].Run
+	for _, e := range evs {
+		r.state.Apply(e)
+		r.seq = max(r.seq, e.Seq)
+	}
+	if !r.state.Active() {
+		return r.state, fmt.Errorf("resume: run %s already finished (%s)", r.id, r.state.Outcome)
+	}
+	statuses, err := r.inspectAll(ctx)
+	if err != nil {
+		return r.state, err
+	}
+	if err := r.openJournal(); err != nil {
+		return r.state, err
+	}
+	defer r.journal.Close()
+	r.emit(Event{Type: EvRunResumed, Actor: r.cfg.Actor.Name, Message: fmt.Sprintf("resumed by %s (pid %d) after the run's process stopped", r.cfg.Actor.Name, os.Getpid())})
+	for _, h := range r.cfg.Hosts {
+		st := statuses[h.Name()]
+		r.emit(Event{Type: EvHostObserved, Host: h.Name(), Release: st.Current, Releases: st.Releases})
+	}
+	if r.state.Info.Kind == KindDeploy && r.state.Status != StatusRollingBack && !allPrepared(r.state) {
+		// The crash came before any host was switched (every host is prepared
+		// before the first switch), and the built release is gone with the
+		// process: end the run with every host still on its release.
+		r.finish(ctx, Action{Kind: ActFinish, Outcome: OutcomeFailed,
+			Reason: "interrupted while preparing; no host was switched (deploy again to retry)"})
+		return r.state, nil
+	}
+	if r.cfg.OnStart != nil {
+		r.cfg.OnStart(r)
+	}
+	return r.loop(ctx)
+}
+
+func allPrepared(s *State) bool {
+	for _, h := range s.Hosts {
+		if !h.Prepared {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Run) openJournal() error {
+	j, err := OpenJournal(r.cfg.StateDir, r.id)
+	if err != nil {
+		return err
+	}
+	r.journal = j
+	return nil
+}
+
+func (r *Run) inspectAll(ctx context.Context) (map[string]HostStatus, error) {
+	out := make(map[string]HostStatus, len(r.cfg.Hosts))
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, h := range r.cfg.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.sem <- struct{}{}
+			defer func() { <-r.sem }()
+			st, err := h.Inspect(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("inspect host %s: %w", h.Name(), err))
+				return
+			}
+			out[h.Name()] = st
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (r *Run) runInfo(statuses map[string]HostStatus) RunInfo {
+	info := RunInfo{
+		Kind: r.cfg.Kind, App: r.cfg.Plan.App, Env: r.cfg.Env.Name,
+		Strategy: string(r.cfg.Env.Strategy.Kind), Plan: r.cfg.Plan.File, PID: os.Getpid(),
+	}
+	counts := map[string]int{}
+	for _, h := range r.cfg.Hosts {
+		st := statuses[h.Name()]
+		info.Hosts = append(info.Hosts, RunHost{Name: h.Name(), Current: st.Current, Releases: st.Releases})
+		if st.Current != "" {
+			counts[st.Current]++
+		}
+	}
+	// The fleet's previous release is the one most hosts ran.
+	best := 0
+	for rel, n := range counts {
+		if n > best || (n == best && rel > info.Previous) {
+			best, info.Previous = n, rel
+		}
+	}
+	switch r.cfg.Kind {
+	case KindDeploy:
+		info.Release = r.cfg.Artifact.ID
+		info.Commit = r.cfg.Artifact.Commit
+		info.Waves = WavesFor(r.cfg.Env)
+	case KindRollback:
+		info.Strategy = "rollback"
+		info.Release = r.cfg.Target
+	}
+	return info
+}
+
+// emit stamps, journals (fsync), folds and publishes events, in that order.
+func (r *Run) emit(evs ...Event) {
+	now := r.cfg.Now()
+	for i := range evs {
+		r.seq++
+		evs[i].Seq = r.seq
+		evs[i].Run = r.id
+		if evs[i].Time.IsZero() {
+			evs[i].Time = now
+		}
+	}
+	if r.journal != nil && r.fatal == nil {
+		if err := r.journal.Append(evs...); err != nil {
+			r.fatal = fmt.Errorf("journal: %w (the run stops; hosts keep what they have)", err)
+		}
+	}
+	for _, e := range evs {
+		r.state.Apply(e)
+	}
+	r.cfg.Hub.Publish(evs...)
+	r.dirty = true
+}
+
+func (r *Run) publishSnapshot() {
+	if r.dirty {
+		r.cfg.Hub.SetSnapshot(r.state.Clone())
+		r.dirty = false
+	}
+}
+
+// snapshotEvery bounds how often subscribers get a new state snapshot.
+const snapshotEvery = 50 * time.Millisecond
+
+func (r *Run) loop(ctx context.Context) (*State, error) {
+	// Work already started finishes even when ctx is cancelled, so that no
+	// host is left between two steps; cancelling only stops new work.
+	workCtx := context.WithoutCancel(ctx)
+	tick := time.NewTicker(snapshotEvery)
+	defer tick.Stop()
+	defer r.publishSnapshot()
+	var wait *time.Timer
+	for r.state.Status != StatusFinished {
+		if (r.stopped || r.fatal != nil) && len(r.inflight) == 0 {
+			if r.fatal != nil {
+				return r.state, r.fatal
+			}
+			r.emit(Event{Type: EvNotice, Message: "run interrupted; `flightdeck resume` (or the next deploy) finishes it"})
+			return r.state, ErrInterrupted
+		}
+		if !r.stopped && r.fatal == nil {
+			if r.dispatch(workCtx, r.planner.Next(r.state, r.cfg.Now())) {
+				continue
+			}
+		}
+		var waitC <-chan time.Time
+		if !r.waitTill.IsZero() {
+			if wait == nil {
+				wait = time.NewTimer(time.Until(r.waitTill))
+			} else {
+				wait.Reset(time.Until(r.waitTill))
+			}
+			waitC = wait.C
+		}
+		select {
+		case res := <-r.results:
+			r.collect(res)
+		case c := <-r.cmds:
+			c.reply <- r.handle(c.cmd)
+		case <-waitC:
+			r.waitTill = time.Time{}
+		case <-tick.C:
+			r.publishSnapshot()
+		case <-ctx.Done():
+			if !r.stopped {
+				r.stopped = true
+				ctx = context.Background()
+			}
+		}
+	}
+	return r.state, nil
+}
+
+// collect takes a result and every other one already waiting, and emits
+// them with one journal write (group commit).
+func (r *Run) collect(first result) {
+	batch := []result{first}
+	for len(batch) < 256 {
+		select {
+		case res := <-r.results:
+			batch = append(batch, res)
+			continue
+		default:
+		}
+		break
+	}
+	var evs []Event
+	for _, res := range batch {
+		evs = append(evs, res.evs...)
+		if res.done {
+			delete(r.inflight, res.host)
+		}
+	}
+	if len(evs) > 0 {
+		r.emit(evs...)
+	}
+}
+
+// dispatch performs a planner's actions; it reports whether the state
+// changed synchronously (so the planner should be asked again at once).
+func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
+	changed := false
+	for _, a := range acts {
+		switch a.Kind {
+		case ActPrepare, ActSwitch, ActRevert:
+			if _, busy := r.inflight[a.Host]; busy {
+				continue
+			}
+			h, ok := r.hosts[a.Host]
+			if !ok {
+				continue
+			}
+			r.inflight[a.Host] = a.Kind
+			go r.execute(ctx, h, a)
+		case ActWaveStart:
+			r.emit(Event{Type: EvWaveStarted, Wave: a.Wave,
+				Message: fmt.Sprintf("wave %d/%d: %s", a.Wave, len(r.state.Info.Waves), strings.Join(r.state.Info.Waves[a.Wave-1], ", "))})
+			changed = true
+		case ActWaveDone:
+			r.emit(Event{Type: EvWaveDone, Wave: a.Wave})
+			changed = true
+		case ActWait:
+			if !r.state.WaitUntil.Equal(a.Until) {
+				r.emit(Event{Type: EvWaiting, Until: a.Until,
+					Message: fmt.Sprintf("pausing %s before the next wave", a.Until.Sub(r.cfg.Now()).Round(time.Millisecond))})
+			}
+			r.waitTill = a.Until
+		case ActStartRollback:
+			r.emit(Event{Type: EvRollbackStart, Actor: AutoActor.Name, Message: a.Reason, Command: string(CmdRollback),
+				Target: r.state.RevertTo})
+			changed = true
+		case ActFinish:
+			if len(r.inflight) == 0 {
+				r.finish(ctx, a)
+				changed = true
+			}
+		}
+	}
+	return changed
+}
+
+// handle applies an operator command in the run loop.
+func (r *Run) handle(c Command) error {
+	refuse := func(err error) error {
+		r.emit(Event{Type: EvCommandRefused, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint,
+			Command: string(c.Kind), Error: err.Error()})
+		return err
+	}
+	if err := Authorize(c.Actor, c.Kind); err != nil {
+		return refuse(err)
+	}
+	st := r.state
+	accept := func(extra ...Event) {
+		evs := append([]Event{{Type: EvCommand, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint,
+			Command: string(c.Kind), Target: c.To, Message: c.Reason}}, extra...)
+		for i := range evs[1:] {
+			evs[i+1].Actor = c.Actor.Name
+			evs[i+1].Fingerprint = c.Actor.Fingerprint
+		}
+		r.emit(evs...)
+	}
+	switch c.Kind {
+	case CmdPause:
+		if st.Status != StatusRunning {
+			return refuse(fmt.Errorf("cannot pause: run is %s", st.Status))
+		}
+		accept(Event{Type: EvPaused, Message: "paused by " + c.Actor.Name})
+	case CmdResume:
+		if st.Status != StatusPaused {
+			return refuse(fmt.Errorf("cannot resume: run is %s", st.Status))
+		}
+		accept(Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
+	case CmdRollback, CmdAbort:
+		if st.Status == StatusRollingBack {
+			return refuse(errors.New("a rollback is already in progress"))
+		}
+		if st.Status != StatusRunning && st.Status != StatusPaused {
+			return refuse(fmt.Errorf("cannot %s: run is %s", c.Kind, st.Status))
+		}
+		if c.To != "" {
+			if err := ValidateReleaseID(c.To); err != nil {
+				return refuse(err)
+			}
+		}
+		msg := c.Reason
+		if msg == "" {
+			msg = fmt.Sprintf("%s by %s", c.Kind, c.Actor.Name)
+		}
+		accept(Event{Type: EvRollbackStart, Command: string(c.Kind), Target: c.To, Message: msg})
+	default:
+		return refuse(fmt.Errorf("%s is not supported by the %s strategy", c.Kind, st.Info.Strategy))
+	}
+	return nil
+}
+
+// send reports events from an executor goroutine to the run loop.
+func (r *Run) send(host string, done bool, evs ...Event) {
+	now := r.cfg.Now()
+	for i := range evs {
+		if evs[i].Host == "" {
+			evs[i].Host = host
+		}
+		if evs[i].Time.IsZero() {
+			evs[i].Time = now
+		}
+	}
+	r.results <- result{host: host, done: done, evs: evs}
+}
+
+func (r *Run) finish(ctx context.Context, a Action) {
+	st := r.state
+	if a.Outcome == OutcomeSucceeded && st.Info.Kind == KindDeploy {
+		r.prune(ctx)
+	}
+	end := r.cfg.Now()
+	rep := &Report{
+		Strategy: st.Info.Strategy, Hosts: len(st.Hosts), Duration: end.Sub(st.Started),
+		Outcome: a.Outcome, Gates: st.Gates,
+	}
+	for _, h := range st.Hosts {
+		if h.Phase == PhaseFailed {
+			rep.Failed = append(rep.Failed, h.Name)
+		}
+	}
+	if !st.RollbackAt.IsZero() {
+		rep.RTO = end.Sub(st.RollbackAt)
+		r.emit(Event{Type: EvRolledBack, Target: st.RevertTo, Message: fmt.Sprintf("rollback finished in %s", rep.RTO.Round(time.Millisecond))})
+	}
+	rep.Verdict = verdict(rep, a)
+	r.emit(Event{Type: EvReport, Report: rep})
+	r.emit(Event{Type: EvRunFinished, Outcome: a.Outcome, Error: a.Reason, Release: st.Info.Release})
+}
+
+func verdict(rep *Report, a Action) string {
+	switch a.Outcome {
+	case OutcomeSucceeded:
+		return "SUCCEEDED"
+	case OutcomeRolledBack:
+		return "ROLLED BACK: " + a.Reason
+	case OutcomeAborted:
+		return "ABORTED"
+	}
+	return "FAILED: " + a.Reason
+}
+
+func (r *Run) prune(ctx context.Context) {
+	keep := r.cfg.Plan.KeepReleases
+	if keep <= 0 {
+		return
+	}
+	type pr struct {
+		host    string
+		removed []string
+		err     error
+	}
+	out := make(chan pr, len(r.cfg.Hosts))
+	for _, h := range r.cfg.Hosts {
+		hs := r.state.Host(h.Name())
+		protect := []string{r.state.Info.Release}
+		if hs != nil && hs.Previous != "" {
+			protect = append(protect, hs.Previous)
+		}
+		go func() {
+			r.sem <- struct{}{}
+			defer func() { <-r.sem }()
+			removed, err := h.Prune(ctx, keep, protect)
+			out <- pr{h.Name(), removed, err}
+		}()
+	}
+	var evs []Event
+	for range r.cfg.Hosts {
+		p := <-out
+		switch {
+		case p.err != nil:
+			evs = append(evs, Event{Type: EvNotice, Host: p.host, Error: "prune: " + p.err.Error()})
+		case len(p.removed) > 0:
+			evs = append(evs, Event{Type: EvPruned, Host: p.host, Removed: p.removed,
+				Message: "removed " + strings.Join(p.removed, ", ")})
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Host < evs[j].Host })
+	if len(evs) > 0 {
+		r.emit(evs...)
+	}
+}

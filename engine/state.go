@@ -1,0 +1,316 @@
+package engine
+
+import (
+	"slices"
+	"time"
+)
+
+// Status is a run's overall state.
+type Status string
+
+// Run statuses.
+const (
+	StatusIdle        Status = "idle"
+	StatusRunning     Status = "running"
+	StatusPaused      Status = "paused"
+	StatusRollingBack Status = "rolling_back"
+	StatusFinished    Status = "finished"
+)
+
+// HostState is one host as the run knows it.
+type HostState struct {
+	Name string
+	// Current is the release the host's current link points to.
+	Current string
+	// Previous is the release the host was on when the run started.
+	Previous string
+	Phase    Phase
+	Since    time.Time
+	Prepared bool
+	// Switched is true once the host was switched by this run (and not reverted).
+	Switched bool
+	Wave     int
+	// Touched is true once this run began switching the host.
+	Touched bool
+	// Reverted is true once the host was put back by a rollback.
+	Reverted bool
+	// RevertFailed is true when putting the host back failed.
+	RevertFailed bool
+	Progress     Progress
+	Err          string
+	Releases     []string
+	// History is the host's phase history in this run, newest last.
+	History []PhaseChange
+}
+
+// PhaseChange is one entry in a host's phase history.
+type PhaseChange struct {
+	Time  time.Time
+	Phase Phase
+	Note  string
+}
+
+// State is the state of one run: a pure fold over its events (Apply).
+type State struct {
+	Run      string
+	Info     RunInfo
+	Status   Status
+	Outcome  Outcome
+	Started  time.Time
+	Finished time.Time
+	Seq      uint64
+
+	Hosts []*HostState
+	index map[string]int
+
+	// Wave is the 1-based wave in progress (0 before the first).
+	Wave      int
+	WaveDone  int
+	WaveEnded time.Time
+	WaitUntil time.Time
+
+	PausedBy string
+	// RevertTo is the release reverted hosts go back to ("" = each host's previous).
+	RevertTo     string
+	RollbackBy   string
+	// Aborted is true when the rollback was an operator's abort.
+	Aborted bool
+	RollbackAt   time.Time
+	RolledBackAt time.Time
+	Reason       string
+
+	Weight    float64
+	Step      int
+	Gates     []GateResult
+	Samples   []Measurement
+	Checklist []ChecklistItem
+	Report    *Report
+	Err       string
+}
+
+// NewState returns the empty state of a run.
+func NewState() *State { return &State{Status: StatusIdle, index: map[string]int{}} }
+
+// Host returns the state of a host by name, or nil.
+func (s *State) Host(name string) *HostState {
+	if i, ok := s.index[name]; ok {
+		return s.Hosts[i]
+	}
+	return nil
+}
+
+// Waves returns the run's waves (host names per wave).
+func (s *State) Waves() [][]string { return s.Info.Waves }
+
+// Active reports whether the run has not finished.
+func (s *State) Active() bool { return s.Status != StatusFinished && s.Status != StatusIdle }
+
+// maxHistory bounds a host's phase history.
+const maxHistory = 64
+
+// Apply folds one event into the state. It does no I/O and never fails: an
+// event naming an unknown host is ignored.
+func (s *State) Apply(e Event) {
+	if e.Seq > s.Seq {
+		s.Seq = e.Seq
+	}
+	switch e.Type {
+	case EvRunStarted:
+		if e.Start == nil {
+			return
+		}
+		s.Run = e.Run
+		s.Info = *e.Start
+		s.Status = StatusRunning
+		s.Started = e.Time
+		s.Hosts = make([]*HostState, 0, len(e.Start.Hosts))
+		s.index = make(map[string]int, len(e.Start.Hosts))
+		for i, h := range e.Start.Hosts {
+			s.Hosts = append(s.Hosts, &HostState{
+				Name: h.Name, Current: h.Current, Previous: h.Current,
+				Phase: PhaseQueued, Since: e.Time, Releases: slices.Clone(h.Releases),
+				Prepared: e.Start.Kind == KindRollback,
+				Touched:  e.Start.Kind == KindRollback,
+			})
+			s.index[h.Name] = i
+		}
+		for w, names := range e.Start.Waves {
+			for _, n := range names {
+				if h := s.Host(n); h != nil {
+					h.Wave = w + 1
+				}
+			}
+		}
+		if e.Start.Kind == KindRollback {
+			s.Status = StatusRollingBack
+			s.RevertTo = e.Start.Release
+			s.RollbackBy = e.Actor
+			s.RollbackAt = e.Time
+		}
+	case EvRunResumed:
+		if s.Status == StatusFinished || s.Status == StatusIdle {
+			return
+		}
+		// Work that was in flight when the process died is redone.
+		for _, h := range s.Hosts {
+			if h.Phase == PhasePreparing || h.Phase == PhaseDraining || h.Phase == PhaseSwitching ||
+				h.Phase == PhaseRestart || h.Phase == PhaseHealth || h.Phase == PhaseReverting {
+				h.Phase = PhaseQueued
+			}
+		}
+	case EvHostPhase:
+		h := s.Host(e.Host)
+		if h == nil {
+			return
+		}
+		if h.Phase != e.Phase {
+			h.Since = e.Time
+			h.History = append(h.History, PhaseChange{Time: e.Time, Phase: e.Phase, Note: firstNonEmpty(e.Error, e.Message)})
+			if len(h.History) > maxHistory {
+				h.History = slices.Delete(h.History, 0, len(h.History)-maxHistory)
+			}
+		}
+		h.Phase = e.Phase
+		if e.Progress != nil {
+			h.Progress = *e.Progress
+		}
+		switch e.Phase {
+		case PhasePrepared:
+			h.Prepared = true
+			h.Err = ""
+		case PhaseLive:
+			h.Current = e.Release
+			h.Switched = e.Release != h.Previous
+			h.Err = ""
+		case PhaseReverted:
+			h.Current = e.Release
+			h.Switched = false
+			h.Reverted = true
+			h.Err = ""
+		case PhaseFailed:
+			h.Err = e.Error
+			if s.Status == StatusRollingBack {
+				h.RevertFailed = true
+			}
+		case PhaseSwitching:
+			h.Touched = true
+		case PhaseRestart, PhaseHealth:
+			// After the link was renamed, events carry the release it points to.
+			if e.Release != "" {
+				h.Current = e.Release
+			}
+		}
+	case EvHostObserved:
+		if h := s.Host(e.Host); h != nil {
+			h.Current = e.Release
+			h.Releases = slices.Clone(e.Releases)
+		}
+	case EvWaveStarted:
+		s.Wave = e.Wave
+		s.WaitUntil = time.Time{}
+	case EvWaveDone:
+		s.WaveDone = e.Wave
+		s.WaveEnded = e.Time
+	case EvWaiting:
+		s.WaitUntil = e.Until
+	case EvPaused:
+		if s.Status == StatusRunning {
+			s.Status = StatusPaused
+			s.PausedBy = e.Actor
+		}
+	case EvResumed:
+		if s.Status == StatusPaused {
+			s.Status = StatusRunning
+			s.PausedBy = ""
+		}
+	case EvRollbackStart:
+		if s.Status == StatusFinished {
+			return
+		}
+		s.Status = StatusRollingBack
+		s.RevertTo = e.Target
+		s.RollbackBy = e.Actor
+		s.RollbackAt = e.Time
+		s.Reason = e.Message
+		s.Aborted = e.Command == string(CmdAbort)
+		s.PausedBy = ""
+	case EvRolledBack:
+		s.RolledBackAt = e.Time
+	case EvWeightSet:
+		if e.Weight != nil {
+			s.Weight = *e.Weight
+		}
+		if e.Wave > 0 {
+			s.Step = e.Wave
+		}
+	case EvGateResult:
+		if e.Gate != nil {
+			s.Gates = append(s.Gates, *e.Gate)
+		}
+	case EvMetricSample:
+		if e.Sample != nil {
+			s.Samples = append(s.Samples, *e.Sample)
+			if len(s.Samples) > 512 {
+				s.Samples = slices.Delete(s.Samples, 0, len(s.Samples)-512)
+			}
+		}
+	case EvChecklistItem:
+		if e.Item != nil {
+			s.setItem(*e.Item)
+		}
+	case EvReport:
+		s.Report = e.Report
+	case EvRunFinished:
+		s.Status = StatusFinished
+		s.Outcome = e.Outcome
+		s.Finished = e.Time
+		s.Err = e.Error
+		s.PausedBy = ""
+	}
+}
+
+func (s *State) setItem(it ChecklistItem) {
+	for i := range s.Checklist {
+		if s.Checklist[i].ID == it.ID {
+			s.Checklist[i] = it
+			return
+		}
+	}
+	s.Checklist = append(s.Checklist, it)
+}
+
+// Clone returns a deep copy that shares nothing mutable with s, for
+// publishing snapshots to other goroutines.
+func (s *State) Clone() *State {
+	c := *s
+	c.Hosts = make([]*HostState, len(s.Hosts))
+	for i, h := range s.Hosts {
+		hc := *h
+		hc.Releases = slices.Clone(h.Releases)
+		hc.History = slices.Clone(h.History)
+		c.Hosts[i] = &hc
+	}
+	c.index = s.index // read-only after RunStarted
+	c.Gates = slices.Clone(s.Gates)
+	c.Samples = slices.Clone(s.Samples)
+	c.Checklist = slices.Clone(s.Checklist)
+	return &c
+}
+
+// Fold replays events into a fresh state.
+func Fold(events []Event) *State {
+	s := NewState()
+	for _, e := range events {
+		s.Apply(e)
+	}
+	return s
+}
+
+func firstNonEmpty(a ...string) string {
+	for _, s := range a {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

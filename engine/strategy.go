@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+)
+
+// ActionKind is what a planner asks the executor (or the run loop) to do.
+type ActionKind int
+
+// Actions. Prepare, Switch and Revert are I/O done by the executor for one
+// host; the others change run state only and are done by the run loop.
+const (
+	ActPrepare ActionKind = iota + 1
+	ActSwitch
+	ActRevert
+	ActWaveStart
+	ActWaveDone
+	ActWait
+	ActStartRollback
+	ActFinish
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case ActPrepare:
+		return "prepare"
+	case ActSwitch:
+		return "switch"
+	case ActRevert:
+		return "revert"
+	case ActWaveStart:
+		return "wave-start"
+	case ActWaveDone:
+		return "wave-done"
+	case ActWait:
+		return "wait"
+	case ActStartRollback:
+		return "start-rollback"
+	case ActFinish:
+		return "finish"
+	}
+	return fmt.Sprintf("action(%d)", int(k))
+}
+
+// Action is one step a planner asks for.
+type Action struct {
+	Kind    ActionKind
+	Host    string
+	Release string
+	Wave    int
+	Until   time.Time
+	Outcome Outcome
+	Reason  string
+}
+
+// Planner is a pure release strategy: given the run state and the time, it
+// says what to do next. It does no I/O; the run loop performs the actions
+// (skipping any already in flight) and feeds the resulting events back
+// into the state. Planners are tested with table tests and no filesystem.
+type Planner interface {
+	Next(s *State, now time.Time) []Action
+}
+
+// WavePlanner releases to hosts wave by wave: every host is prepared
+// first (so a failed upload touches no live host), then each wave is
+// switched, with a pause between waves. The symlink strategy is one wave
+// holding every host.
+type WavePlanner struct {
+	// Pause is the wait between the end of one wave and the start of the next.
+	Pause time.Duration
+	// Halt stops on a failed host instead of rolling back the run's switched hosts.
+	Halt bool
+}
+
+// Next implements Planner.
+func (p WavePlanner) Next(s *State, now time.Time) []Action {
+	switch s.Status {
+	case StatusRollingBack:
+		return RevertNext(s)
+	case StatusRunning:
+	default:
+		return nil // paused, finished, idle: nothing new starts
+	}
+	if failed := firstFailed(s); failed != nil {
+		reason := fmt.Sprintf("host %s failed: %s", failed.Name, failed.Err)
+		if anyTouched(s) && !p.Halt {
+			return []Action{{Kind: ActStartRollback, Reason: reason}}
+		}
+		return []Action{{Kind: ActFinish, Outcome: OutcomeFailed, Reason: reason}}
+	}
+	var acts []Action
+	for _, h := range s.Hosts {
+		if !h.Prepared {
+			acts = append(acts, Action{Kind: ActPrepare, Host: h.Name, Release: s.Info.Release})
+		}
+	}
+	if len(acts) > 0 {
+		return acts
+	}
+	waves := s.Info.Waves
+	if len(waves) == 0 {
+		return []Action{{Kind: ActFinish, Outcome: OutcomeSucceeded}}
+	}
+	if s.Wave == 0 {
+		return []Action{{Kind: ActWaveStart, Wave: 1}}
+	}
+	for _, name := range waves[s.Wave-1] {
+		if h := s.Host(name); h != nil && h.Phase != PhaseLive {
+			acts = append(acts, Action{Kind: ActSwitch, Host: name, Release: s.Info.Release, Wave: s.Wave})
+		}
+	}
+	if len(acts) > 0 {
+		return acts
+	}
+	if s.WaveDone < s.Wave {
+		return []Action{{Kind: ActWaveDone, Wave: s.Wave}}
+	}
+	if s.Wave >= len(waves) {
+		return []Action{{Kind: ActFinish, Outcome: OutcomeSucceeded}}
+	}
+	if p.Pause > 0 {
+		if until := s.WaveEnded.Add(p.Pause); now.Before(until) {
+			return []Action{{Kind: ActWait, Until: until}}
+		}
+	}
+	return []Action{{Kind: ActWaveStart, Wave: s.Wave + 1}}
+}
+
+// RevertNext plans a rollback: every host this run touched goes back to
+// the rollback target (or, with none named, to the release it had before
+// the run). A host with nothing to go back to is left as it is and named.
+func RevertNext(s *State) []Action {
+	var acts []Action
+	for _, h := range s.Hosts {
+		if !h.Touched || h.Reverted || h.RevertFailed {
+			continue
+		}
+		target := s.RevertTo
+		if target == "" {
+			target = h.Previous
+		}
+		if target == "" {
+			continue // first deploy to this host: nothing to go back to
+		}
+		acts = append(acts, Action{Kind: ActRevert, Host: h.Name, Release: target})
+	}
+	if len(acts) > 0 {
+		return acts
+	}
+	outcome := OutcomeRolledBack
+	if s.Aborted {
+		outcome = OutcomeAborted
+	}
+	if s.Info.Kind == KindRollback {
+		outcome = OutcomeSucceeded
+	}
+	var reason string
+	for _, h := range s.Hosts {
+		if h.RevertFailed {
+			outcome = OutcomeFailed
+			reason = fmt.Sprintf("host %s could not be rolled back: %s", h.Name, h.Err)
+			break
+		}
+	}
+	if s.Info.Kind == KindDeploy && s.Reason != "" && reason == "" {
+		reason = s.Reason
+	}
+	return []Action{{Kind: ActFinish, Outcome: outcome, Reason: reason}}
+}
+
+func firstFailed(s *State) *HostState {
+	for _, h := range s.Hosts {
+		if h.Phase == PhaseFailed {
+			return h
+		}
+	}
+	return nil
+}
+
+func anyTouched(s *State) bool {
+	for _, h := range s.Hosts {
+		if h.Touched {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanWaves splits hosts into waves of size n (n ≥ 1).
+func PlanWaves(hosts []string, n int) [][]string {
+	if n < 1 {
+		n = 1
+	}
+	var waves [][]string
+	for i := 0; i < len(hosts); i += n {
+		end := min(i+n, len(hosts))
+		waves = append(waves, append([]string(nil), hosts[i:end]...))
+	}
+	return waves
+}
