@@ -71,10 +71,10 @@ type State struct {
 
 	PausedBy string
 	// RevertTo is the release reverted hosts go back to ("" = each host's previous).
-	RevertTo     string
-	RollbackBy   string
+	RevertTo   string
+	RollbackBy string
 	// Aborted is true when the rollback was an operator's abort.
-	Aborted bool
+	Aborted      bool
 	RollbackAt   time.Time
 	RolledBackAt time.Time
 	Reason       string
