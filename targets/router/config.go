@@ -1,0 +1,109 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultAdminAddr       = "127.0.0.1:9180"
+	DefaultHealthPath      = "/healthz"
+	DefaultHealthInterval  = time.Second
+	DefaultHealthTimeout   = time.Second
+	DefaultHealthFailures  = 3
+	DefaultDrainTimeout    = 30 * time.Second
+	DefaultDialTimeout     = 2 * time.Second
+	DefaultResponseTimeout = 60 * time.Second
+	DefaultTokenFileName   = "router.token"
+)
+
+// Config configures a Router. Only StateFile is required by New; Run also
+// needs Listen.
+type Config struct {
+	// Listen is the address of the proxy listener (used by Run).
+	Listen string
+	// Admin is the address of the admin API listener (used by Run);
+	// default DefaultAdminAddr, loopback only.
+	Admin string
+	// StateFile is where the routing state is persisted (required).
+	StateFile string
+	// TokenFile holds the admin bearer token; default "router.token" next to
+	// StateFile. Created with mode 0600 on first start, reused after.
+	TokenFile string
+	// HealthPath is requested with GET on each backend; 2xx means ready.
+	HealthPath string
+	// HealthInterval is the time between two checks of one backend.
+	HealthInterval time.Duration
+	// HealthTimeout bounds one health check.
+	HealthTimeout time.Duration
+	// HealthFailures is the number of consecutive failed checks that take a
+	// healthy backend out of rotation (one success puts it back).
+	HealthFailures int
+	// DrainTimeout bounds a drain when the caller gives no timeout, and the
+	// graceful shutdown in Run.
+	DrainTimeout time.Duration
+	// DialTimeout bounds connecting to a backend.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a backend's response headers.
+	ResponseHeaderTimeout time.Duration
+	// NoRetry disables the single retry of body-less requests whose
+	// connection to the backend failed (retry is on by default).
+	NoRetry bool
+	// TrustForwardedHeaders keeps the client's X-Forwarded-For and appends
+	// the peer address to it (set it when another proxy is in front);
+	// otherwise the header is replaced by the peer address.
+	TrustForwardedHeaders bool
+	// MetricsAuth requires the admin token on GET /metrics too.
+	MetricsAuth bool
+	// Registry receives the router's metrics. Nil: the router makes its own
+	// registry (with Go and process collectors). Never the global one.
+	Registry *prometheus.Registry
+	// Logger receives operational logs (never the token). Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.StateFile == "" {
+		return c, errors.New("router config: state file path is required")
+	}
+	if c.Admin == "" {
+		c.Admin = DefaultAdminAddr
+	}
+	if c.TokenFile == "" {
+		c.TokenFile = filepath.Join(filepath.Dir(c.StateFile), DefaultTokenFileName)
+	}
+	if c.HealthPath == "" {
+		c.HealthPath = DefaultHealthPath
+	}
+	if c.HealthPath[0] != '/' {
+		return c, fmt.Errorf("router config: health path %q must start with /", c.HealthPath)
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = DefaultHealthTimeout
+	}
+	if c.HealthFailures <= 0 {
+		c.HealthFailures = DefaultHealthFailures
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.ResponseHeaderTimeout <= 0 {
+		c.ResponseHeaderTimeout = DefaultResponseTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
