@@ -132,3 +132,29 @@ func BreakLock(stateDir, env string) (*LockInfo, error) {
 	}
 	return li, nil
 }
+
+// RecordUnlock appends who broke a lock, whose it was and why to
+// <state>/locks/unlocks.log (JSON lines, fsynced).
+func RecordUnlock(stateDir, env string, by Actor, held LockInfo, reason string) error {
+	p := filepath.Join(stateDir, "locks", "unlocks.log")
+	rec := struct {
+		Time   time.Time `json:"time"`
+		Env    string    `json:"env"`
+		By     string    `json:"by"`
+		Held   LockInfo  `json:"held"`
+		Reason string    `json:"reason,omitempty"`
+	}{time.Now().UTC(), env, by.Name, held, reason}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("record unlock: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("record unlock: %w", err)
+	}
+	return f.Sync()
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/targets/local"
+	"flightdeck/tui/lines"
+)
+
+// loaded is a validated plan with its chosen environment.
+type loaded struct {
+	plan     *plan.Plan
+	env      *plan.Environment
+	stateDir string
+}
+
+// load reads the plan and picks the environment; every problem is bad input.
+func (g *globals) load() (*loaded, error) {
+	p, err := plan.Load(g.planFile)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	env, err := p.Env(g.env)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	sd := g.stateDir
+	if sd == "" {
+		sd = filepath.Join(p.Dir, ".flightdeck")
+	}
+	return &loaded{plan: p, env: env, stateDir: sd}, nil
+}
+
+// hosts builds the engine's hosts for the environment.
+func (l *loaded) hosts() ([]engine.Host, error) {
+	var hs []engine.Host
+	for _, h := range l.env.Hosts {
+		switch {
+		case h.Local != "":
+			hs = append(hs, local.New(h.Name, h.Local))
+		default:
+			return nil, badInput(fmt.Errorf("%s:%d:%d: host %s: SSH hosts are not supported by this build", l.plan.File, h.Line, h.Column, h.Name))
+		}
+	}
+	return hs, nil
+}
+
+func (l *loaded) engine(hosts []engine.Host, hub *engine.Hub) *engine.Engine {
+	backends := map[string]string{}
+	for _, h := range l.env.Hosts {
+		if h.Backend != "" {
+			backends[h.Name] = h.Backend
+		}
+	}
+	return &engine.Engine{Plan: l.plan, Env: l.env, Hosts: hosts, StateDir: l.stateDir, Hub: hub, Backends: backends}
+}
+
+func closeHosts(hs []engine.Host) {
+	for _, h := range hs {
+		_ = h.Close()
+	}
+}
+
+// follow prints the hub's events until done is closed.
+func follow(ctx context.Context, w io.Writer, hub *engine.Hub, asJSON bool) (stop func()) {
+	sub := hub.Subscribe(1 << 16)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		lines.New(w, asJSON).Follow(ctx, sub, done)
+	}()
+	return func() {
+		close(done)
+		<-finished
+		sub.Close()
+	}
+}
+
+// outcome maps a finished run to the command's result.
+func outcome(st *engine.State, err error) error {
+	if err != nil {
+		if errors.Is(err, engine.ErrInterrupted) {
+			return &exitError{code: exitFailed, err: fmt.Errorf("%w: run `flightdeck resume` to finish it", err)}
+		}
+		return err
+	}
+	if st == nil {
+		return nil
+	}
+	if st.Outcome != engine.OutcomeSucceeded {
+		msg := fmt.Sprintf("run %s %s", st.Run, strings.ReplaceAll(string(st.Outcome), "_", " "))
+		if st.Err != "" {
+			msg += ": " + st.Err
+		}
+		return &exitError{code: exitFailed, err: errors.New(msg)}
+	}
+	return nil
+}
+
+func newDeployCmd(g *globals) *cobra.Command {
+	var release string
+	c := &cobra.Command{
+		Use:   "deploy",
+		Short: "Build the release and roll it out to the environment",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			if release == "" {
+				release = engine.NewReleaseID(time.Now())
+			}
+			if err := engine.ValidateReleaseID(release); err != nil {
+				return badInput(fmt.Errorf("--release: %w", err))
+			}
+			hosts, err := l.hosts()
+			if err != nil {
+				return err
+			}
+			defer closeHosts(hosts)
+			out := c.OutOrStdout()
+			if !g.json {
+				fmt.Fprintf(out, "building %s from %s\n", release, describeSource(l.plan))
+			}
+			art, cleanup, err := engine.Build(c.Context(), l.plan, release, buildOutput(out, g.json))
+			defer cleanup()
+			if err != nil {
+				return &exitError{code: exitFailed, err: fmt.Errorf("build failed; no host was touched: %w", err)}
+			}
+			hub := engine.NewHub()
+			stop := follow(c.Context(), out, hub, g.json)
+			st, err := l.engine(hosts, hub).Deploy(c.Context(), engine.LocalActor("cli"), art, commandLine())
+			stop()
+			return outcome(st, err)
+		},
+	}
+	c.Flags().StringVar(&release, "release", "", "release id (default: the UTC time as YYYYMMDDHHMMSS)")
+	addOutputFlags(c, g)
+	return c
+}
+
+func newRollbackCmd(g *globals) *cobra.Command {
+	var to string
+	c := &cobra.Command{
+		Use:   "rollback",
+		Short: "Put every host of the environment back on one release",
+		Long: `Put every host back on one named release (--to), by default the release
+that was live before the last successful deploy, as recorded in the journal.
+A host that lacks the release is reported and fails the rollback.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			if to != "" {
+				if err := engine.ValidateReleaseID(to); err != nil {
+					return badInput(fmt.Errorf("--to: %w", err))
+				}
+			}
+			hosts, err := l.hosts()
+			if err != nil {
+				return err
+			}
+			defer closeHosts(hosts)
+			hub := engine.NewHub()
+			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
+			st, err := l.engine(hosts, hub).Rollback(c.Context(), engine.LocalActor("cli"), to, commandLine())
+			stop()
+			return outcome(st, err)
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "release id to roll back to (default: the one before the last deploy)")
+	addOutputFlags(c, g)
+	return c
+}
+
+func newResumeCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "resume",
+		Short: "Finish a run whose process died (or roll it back)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			hosts, err := l.hosts()
+			if err != nil {
+				return err
+			}
+			defer closeHosts(hosts)
+			hub := engine.NewHub()
+			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
+			st, err := l.engine(hosts, hub).Resume(c.Context(), engine.LocalActor("cli"), commandLine())
+			stop()
+			if err == nil && st == nil {
+				fmt.Fprintf(c.OutOrStdout(), "nothing to resume in %s\n", l.env.Name)
+				return nil
+			}
+			return outcome(st, err)
+		},
+	}
+	addOutputFlags(c, g)
+	return c
+}
+
+func describeSource(p *plan.Plan) string {
+	if s := p.Source; s != nil && s.Git != nil {
+		ref := s.Git.Ref
+		if ref == "" {
+			ref = "HEAD"
+		}
+		return fmt.Sprintf("git %s@%s", s.Git.Repo, ref)
+	}
+	if p.Source != nil {
+		return p.Source.Dir
+	}
+	return "?"
+}
+
+func buildOutput(w io.Writer, asJSON bool) io.Writer {
+	if asJSON {
+		return os.Stderr
+	}
+	return w
+}
+
+func commandLine() string {
+	return strings.Join(append([]string{filepath.Base(os.Args[0])}, os.Args[1:]...), " ")
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"flightdeck/engine"
+	"flightdeck/tui/lines"
+)
+
+func newCheckCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Validate the release plan (exit 0 when valid, 2 when not)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			out := c.OutOrStdout()
+			fmt.Fprintf(out, "%s: valid plan for %s\n", l.plan.File, l.plan.App)
+			for _, name := range l.plan.EnvOrder {
+				e := l.plan.Environments[name]
+				fmt.Fprintf(out, "  %s: %d hosts, strategy %s\n", name, len(e.Hosts), e.Strategy.Kind)
+			}
+			return nil
+		},
+	}
+}
+
+// hostReleases is one host's releases, as `releases` prints them.
+type hostReleases struct {
+	Host     string   `json:"host"`
+	Current  string   `json:"current"`
+	Releases []string `json:"releases"`
+	Error    string   `json:"error,omitempty"`
+}
+
+func newReleasesCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "releases",
+		Short: "Show each host's current and kept releases",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			hosts, err := l.hosts()
+			if err != nil {
+				return err
+			}
+			defer closeHosts(hosts)
+			rows := inspectAll(c.Context(), hosts)
+			out := c.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "HOST\tCURRENT\tRELEASES")
+			failed := 0
+			for _, r := range rows {
+				if r.Error != "" {
+					failed++
+					fmt.Fprintf(tw, "%s\t✗ %s\t\n", r.Host, r.Error)
+					continue
+				}
+				var rels []string
+				for _, id := range r.Releases {
+					if id == r.Current {
+						id = "*" + id
+					}
+					rels = append(rels, id)
+				}
+				cur := r.Current
+				if cur == "" {
+					cur = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Host, cur, strings.Join(rels, " "))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if failed > 0 {
+				return &exitError{code: exitFailed, err: fmt.Errorf("%d hosts could not be inspected", failed)}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func inspectAll(ctx context.Context, hosts []engine.Host) []hostReleases {
+	rows := make([]hostReleases, len(hosts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			st, err := h.Inspect(ctx)
+			rows[i] = hostReleases{Host: h.Name(), Current: st.Current, Releases: st.Releases}
+			if rows[i].Releases == nil {
+				rows[i].Releases = []string{}
+			}
+			if err != nil {
+				rows[i].Error = err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	return rows
+}
+
+func newJournalCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "journal [show RUN]",
+		Short: "List runs, or show one run's events (`journal show RUN`)",
+		Args:  cobra.MaximumNArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			out := c.OutOrStdout()
+			if len(args) > 0 {
+				if args[0] != "show" || len(args) != 2 {
+					return badInput(fmt.Errorf("usage: flightdeck journal [show RUN]"))
+				}
+				id := args[1]
+				if id == "last" {
+					runs, err := engine.ListRuns(l.stateDir)
+					if err != nil {
+						return err
+					}
+					if len(runs) == 0 {
+						return badInput(fmt.Errorf("the journal has no runs"))
+					}
+					id = runs[len(runs)-1].Run
+				}
+				if strings.ContainsAny(id, "/\\") || strings.HasPrefix(id, ".") {
+					return badInput(fmt.Errorf("bad run id %q", id))
+				}
+				evs, err := engine.ReadJournal(l.stateDir, id)
+				if err != nil {
+					return badInput(err)
+				}
+				p := lines.New(out, asJSON)
+				p.Verbose = true
+				for _, e := range evs {
+					p.Print(e)
+				}
+				return nil
+			}
+			runs, err := engine.ListRuns(l.stateDir)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if runs == nil {
+					runs = []engine.RunSummary{}
+				}
+				return enc.Encode(runs)
+			}
+			slices.Reverse(runs)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tKIND\tENV\tRELEASE\tFROM\tSTARTED\tDURATION\tOUTCOME\tBY")
+			for _, r := range runs {
+				oc := string(r.Outcome)
+				if r.Status != "finished" {
+					oc = "UNFINISHED"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Run, r.Kind, r.Env, r.Release, dash(r.Previous),
+					r.Started.Local().Format(time.DateTime), r.Duration.Round(time.Millisecond), oc, r.Actor)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newUnlockCmd(g *globals) *cobra.Command {
+	var reason string
+	c := &cobra.Command{
+		Use:   "unlock",
+		Short: "Break a stale environment lock (records who did)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			actor := engine.LocalActor("cli")
+			held, err := engine.BreakLock(l.stateDir, l.env.Name)
+			if err != nil {
+				return badInput(fmt.Errorf("no lock to break for %s: %w", l.env.Name, err))
+			}
+			if err := engine.RecordUnlock(l.stateDir, l.env.Name, actor, *held, reason); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "broke the lock of %s on %s (pid %d on %s, %q, held %s); recorded in %s\n",
+				held.Owner, l.env.Name, held.PID, held.Host, held.Command, time.Since(held.Started).Round(time.Second), "locks/unlocks.log")
+			return nil
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why the lock is broken (recorded)")
+	return c
+}

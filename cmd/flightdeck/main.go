@@ -1,0 +1,127 @@
+// Command flightdeck is a terminal release cockpit for SREs: a deployment
+// engine for zero-downtime releases and the interface on top of it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the deploy failed or was rolled back
+	exitBadInput = 2 // bad plan, flag or request; nothing was touched
+	exitLocked   = 3 // another run holds the environment's lock
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func badInput(err error) error { return &exitError{code: exitBadInput, err: err} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+func run(ctx context.Context, args []string) int {
+	root := newRoot()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "flightdeck:", err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	var pe *plan.Error
+	var pes plan.Errors
+	var lh *engine.LockHeldError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &lh):
+		return exitLocked
+	case errors.As(err, &pe), errors.As(err, &pes):
+		return exitBadInput
+	case errors.Is(err, engine.ErrNotAllowed):
+		return exitBadInput
+	}
+	return exitFailed
+}
+
+// globals are flags shared by every command.
+type globals struct {
+	planFile string
+	env      string
+	stateDir string
+	headless bool
+	json     bool
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "flightdeck",
+		Short: "A terminal release cockpit for zero-downtime deploys",
+		Long: `flightdeck releases software with zero downtime (atomic symlink, rolling,
+canary, blue/green and A/B), measures the SLOs while it does, and rolls back
+on its own when they break.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return badInput(fmt.Errorf("%w (see %s --help)", err, c.CommandPath()))
+	})
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.planFile, "file", "f", plan.DefaultFile, "release plan file")
+	pf.StringVar(&g.env, "env", "", "environment to act on (optional when the plan has one)")
+	pf.StringVar(&g.stateDir, "state", "", "state directory (default .flightdeck/ beside the plan)")
+	root.AddCommand(
+		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
+		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(),
+	)
+	return root
+}
+
+// addOutputFlags adds --headless and --json.
+func addOutputFlags(c *cobra.Command, g *globals) {
+	c.Flags().BoolVar(&g.headless, "headless", false, "print one line per event instead of opening the cockpit")
+	c.Flags().BoolVar(&g.json, "json", false, "with --headless: print events as JSON lines")
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintln(c.OutOrStdout(), "flightdeck", version)
+			return nil
+		},
+	}
+}
