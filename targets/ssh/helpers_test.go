@@ -1,0 +1,92 @@
+package ssh
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"flightdeck/engine"
+	"flightdeck/targets/ssh/sshtest"
+)
+
+// fleet is a test cluster with a pool and one Host per server.
+type fleet struct {
+	c     *sshtest.Cluster
+	pool  *Pool
+	hosts []*Host
+}
+
+func target(c *sshtest.Cluster, s *sshtest.Server) Target {
+	return Target{
+		User:             c.User,
+		Addr:             s.Addr,
+		DeployTo:         s.DeployTo,
+		IdentityFiles:    []string{c.ClientKey},
+		ExplicitIdentity: true,
+		KnownHosts:       []string{c.KnownHosts},
+		ConnectTimeout:   10 * time.Second,
+		CommandTimeout:   30 * time.Second,
+	}
+}
+
+func newFleet(t *testing.T, n int, opts PoolOptions) *fleet {
+	t.Helper()
+	c := sshtest.Start(t, n)
+	p := NewPool(opts)
+	t.Cleanup(func() { p.Close() })
+	f := &fleet{c: c, pool: p}
+	for i, s := range c.Servers {
+		f.hosts = append(f.hosts, p.Host(fmt.Sprintf("web%d", i+1), target(c, s)))
+	}
+	return f
+}
+
+// release writes files (path -> content) under a temp dir and builds its
+// manifest.
+func release(t testing.TB, id string, files map[string]string) *engine.Artifact {
+	t.Helper()
+	dir := t.TempDir()
+	for p, content := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(content, "->") {
+			if err := os.Symlink(content[2:], full); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(p, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := engine.BuildManifest(dir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &engine.Artifact{ID: id, Dir: dir, Manifest: m}
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func readLink(t *testing.T, p string) string {
+	t.Helper()
+	l, err := os.Readlink(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

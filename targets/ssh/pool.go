@@ -1,0 +1,311 @@
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// PoolOptions configure a Pool. Zero values mean the defaults.
+type PoolOptions struct {
+	// MaxParallelDials bounds connections being set up at once (default 8:
+	// OpenSSH's MaxStartups 10 drops unauthenticated connections beyond it).
+	MaxParallelDials int
+	// KeepaliveInterval is how often keepalive@openssh.com is sent (default
+	// 15s); a connection that does not answer within it is closed. Negative
+	// disables keepalives.
+	KeepaliveInterval time.Duration
+	// OnHostKeyAccepted is called when an unknown host key was trusted and
+	// recorded because of AcceptNewHostKeys, so that it can be journalled.
+	OnHostKeyAccepted func(host, fingerprint string)
+	// Transfer chooses how Prepare sends files (default TransferAuto).
+	Transfer Transfer
+	// Workers is the number of SFTP requests a Prepare keeps in flight for
+	// links, small files, stats and removals (default 64).
+	Workers int
+}
+
+// Pool owns one SSH connection per target for the whole run. It is safe
+// for concurrent use.
+type Pool struct {
+	opts  PoolOptions
+	dials chan struct{}
+
+	mu       sync.Mutex
+	conns    map[string]*conn
+	hostKeys map[string]*hostKeys
+	closed   bool
+}
+
+// NewPool returns a pool with no connections yet; hosts dial on first use.
+func NewPool(opts PoolOptions) *Pool {
+	if opts.MaxParallelDials <= 0 {
+		opts.MaxParallelDials = DefaultMaxParallelDials
+	}
+	if opts.KeepaliveInterval == 0 {
+		opts.KeepaliveInterval = 15 * time.Second
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 64
+	}
+	return &Pool{
+		opts:     opts,
+		dials:    make(chan struct{}, opts.MaxParallelDials),
+		conns:    map[string]*conn{},
+		hostKeys: map[string]*hostKeys{},
+	}
+}
+
+// Host returns the engine.Host for target t, displayed as name. Hosts with
+// the same user and address share one connection.
+func (p *Pool) Host(name string, t Target) *Host {
+	return &Host{name: name, t: t, pool: p, conn: p.conn(t)}
+}
+
+// Close closes every connection of the pool.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.conns = map[string]*conn{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	return nil
+}
+
+func (p *Pool) conn(t Target) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := t.Key()
+	c, ok := p.conns[k]
+	if !ok {
+		c = &conn{pool: p, t: t}
+		p.conns[k] = c
+	}
+	return c
+}
+
+func (p *Pool) keysFor(t Target) *hostKeys {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := strings.Join(t.KnownHosts, "\x00")
+	hk, ok := p.hostKeys[k]
+	if !ok {
+		hk = newHostKeys(t.KnownHosts, p.opts.OnHostKeyAccepted)
+		p.hostKeys[k] = hk
+	}
+	return hk
+}
+
+// conn is the pool's connection to one target; it dials on demand and
+// replaces a lost link.
+type conn struct {
+	pool *Pool
+	t    Target
+
+	mu  sync.Mutex
+	cur *link
+}
+
+// link is one live SSH connection with its SFTP client.
+type link struct {
+	client *gossh.Client
+	sftp   *sftp.Client
+	done   chan struct{} // closed when the connection has ended
+	closed atomic.Bool
+}
+
+func (l *link) dead() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *link) close() {
+	if l.closed.CompareAndSwap(false, true) {
+		l.sftp.Close()
+		l.client.Close()
+	}
+}
+
+// get returns the live link, dialling when there is none or it was lost.
+func (c *conn) get(ctx context.Context) (*link, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil && !c.cur.dead() && !c.cur.closed.Load() {
+		return c.cur, nil
+	}
+	if c.cur != nil {
+		c.cur.close()
+		c.cur = nil
+	}
+	l, err := c.pool.dial(ctx, c.t)
+	if err != nil {
+		return nil, err
+	}
+	c.cur = l
+	return l, nil
+}
+
+// drop closes l if it is still the current link.
+func (c *conn) drop(l *link) {
+	l.close()
+	c.mu.Lock()
+	if c.cur == l {
+		c.cur = nil
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) close() {
+	c.mu.Lock()
+	l := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if l != nil {
+		l.close()
+	}
+}
+
+// ErrPoolClosed is returned by operations on hosts of a closed pool.
+var ErrPoolClosed = errors.New("ssh pool is closed")
+
+// dial connects, verifies the host key, authenticates and opens SFTP.
+func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, ErrPoolClosed
+	}
+	where := t.User + "@" + t.Addr
+	var jump *link
+	if t.Jump != nil {
+		var err error
+		if jump, err = p.conn(*t.Jump).get(ctx); err != nil {
+			return nil, fmt.Errorf("connect to %s: jump host %s: %w", where, t.Jump.Addr, err)
+		}
+	}
+
+	select {
+	case p.dials <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
+	}
+	defer func() { <-p.dials }()
+
+	timeout := t.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var nc net.Conn
+	var err error
+	if jump != nil {
+		nc, err = jump.client.DialContext(dctx, "tcp", t.Addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(dctx, "tcp", t.Addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", where, err)
+	}
+	// The handshake, authentication and SFTP start are bounded too.
+	stop := context.AfterFunc(dctx, func() { nc.Close() })
+	fail := func(err error) (*link, error) {
+		nc.Close()
+		if dctx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("connect to %s: timed out after %s: %w", where, timeout, err)
+		}
+		return nil, fmt.Errorf("connect to %s: %w", where, err)
+	}
+
+	auth, agentConn, err := authMethods(t)
+	if err != nil {
+		stop()
+		return fail(err)
+	}
+	defer agentConn.Close()
+	hk := p.keysFor(t)
+	cfg := &gossh.ClientConfig{
+		User:              t.User,
+		Auth:              auth,
+		HostKeyCallback:   hk.callback(t.AcceptNewHostKeys),
+		HostKeyAlgorithms: hk.algorithms(t.Addr, nc.RemoteAddr()),
+		Timeout:           timeout,
+	}
+	sc, chans, reqs, err := gossh.NewClientConn(nc, t.Addr, cfg)
+	if err != nil {
+		stop()
+		return fail(err)
+	}
+	client := gossh.NewClient(sc, chans, reqs)
+	fc, err := sftp.NewClient(client,
+		sftp.UseConcurrentWrites(true),
+		sftp.MaxConcurrentRequestsPerFile(64),
+	)
+	if !stop() || err != nil {
+		client.Close()
+		if err == nil {
+			err = errors.New("setting up SFTP")
+		}
+		return fail(fmt.Errorf("start SFTP: %w", err))
+	}
+	l := &link{client: client, sftp: fc, done: make(chan struct{})}
+	go func() {
+		_ = client.Wait()
+		close(l.done)
+	}()
+	if p.opts.KeepaliveInterval > 0 {
+		go l.keepalive(p.opts.KeepaliveInterval)
+	}
+	return l, nil
+}
+
+// keepalive sends keepalive@openssh.com every interval and closes the
+// connection when an answer does not come within the interval.
+func (l *link) keepalive(interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-tick.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			_, _, err := l.client.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		wait := time.NewTimer(interval)
+		select {
+		case err := <-reply:
+			wait.Stop()
+			if err != nil {
+				l.close()
+				return
+			}
+		case <-wait.C:
+			l.close()
+			return
+		case <-l.done:
+			wait.Stop()
+			return
+		}
+	}
+}
