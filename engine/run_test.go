@@ -1,0 +1,345 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/targets/local"
+)
+
+// fleet is a plan of local hosts under a temp dir, with a built source.
+type fleet struct {
+	t        *testing.T
+	dir      string
+	plan     *plan.Plan
+	env      *plan.Environment
+	hosts    []engine.Host
+	stateDir string
+	hub      *engine.Hub
+}
+
+func newFleet(t *testing.T, n int, extra string) *fleet {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "build")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		writeFile(t, filepath.Join(src, "f"+string(rune('a'+i))+".txt"), "v1 "+string(rune('a'+i)))
+	}
+	var b strings.Builder
+	b.WriteString("app: shop\nsource: ./build\nkeep_releases: 3\n" + extra + "environments:\n  prod:\n    hosts:\n")
+	for i := range n {
+		name := string(rune('a' + i))
+		b.WriteString("      - {name: " + name + ", local: " + filepath.Join(dir, "hosts", name) + "}\n")
+	}
+	b.WriteString("    strategy: {kind: rolling, wave_size: 2}\n")
+	pf := filepath.Join(dir, "flightdeck.yaml")
+	writeFile(t, pf, b.String())
+	p, err := plan.Load(pf)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	env, err := p.Env("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, dir: dir, plan: p, env: env, stateDir: filepath.Join(dir, ".flightdeck"), hub: engine.NewHub()}
+	for _, h := range env.Hosts {
+		f.hosts = append(f.hosts, local.New(h.Name, h.Local))
+	}
+	return f
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fleet) engine() *engine.Engine {
+	return &engine.Engine{Plan: f.plan, Env: f.env, Hosts: f.hosts, StateDir: f.stateDir, Hub: f.hub}
+}
+
+func (f *fleet) build(id string) *engine.Artifact {
+	f.t.Helper()
+	a, cleanup, err := engine.Build(context.Background(), f.plan, id, nil)
+	if err != nil {
+		f.t.Fatalf("build %s: %v", id, err)
+	}
+	f.t.Cleanup(cleanup)
+	return a
+}
+
+func (f *fleet) deploy(id string) *engine.State {
+	f.t.Helper()
+	st, err := f.engine().Deploy(context.Background(), owner, f.build(id), "test")
+	if err != nil {
+		f.t.Fatalf("deploy %s: %v", id, err)
+	}
+	return st
+}
+
+// currents returns each host's current release as the host reports it.
+func (f *fleet) currents() map[string]string {
+	f.t.Helper()
+	out := map[string]string{}
+	for _, h := range f.hosts {
+		st, err := h.Inspect(context.Background())
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out[h.Name()] = st.Current
+	}
+	return out
+}
+
+func (f *fleet) assertAllOn(rel string) {
+	f.t.Helper()
+	for name, cur := range f.currents() {
+		if cur != rel {
+			f.t.Errorf("host %s is on %q, want %q", name, cur, rel)
+		}
+	}
+	for _, h := range f.hosts {
+		if err := h.Verify(context.Background(), rel); err != nil {
+			f.t.Errorf("host %s: release %s not intact: %v", h.Name(), rel, err)
+		}
+	}
+}
+
+var (
+	owner  = engine.Actor{Name: "olivia", Role: engine.RoleOwner, Via: "test"}
+	op     = engine.Actor{Name: "alice", Role: engine.RoleOperator, Via: "test"}
+	viewer = engine.Actor{Name: "vic", Role: engine.RoleViewer, Via: "test"}
+)
+
+func TestDeployRollingAndRollback(t *testing.T) {
+	f := newFleet(t, 4, "")
+	st := f.deploy("r1")
+	if st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("r1: %s %s", st.Outcome, st.Err)
+	}
+	f.assertAllOn("r1")
+	writeFile(t, filepath.Join(f.dir, "build", "fa.txt"), "v2")
+	st = f.deploy("r2")
+	if st.Outcome != engine.OutcomeSucceeded || st.Info.Previous != "r1" {
+		t.Fatalf("r2: %s %s previous %q", st.Outcome, st.Err, st.Info.Previous)
+	}
+	f.assertAllOn("r2")
+	evs, err := engine.ReadJournal(f.stateDir, st.Run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waves []int
+	for _, e := range evs {
+		if e.Type == engine.EvWaveStarted {
+			waves = append(waves, e.Wave)
+		}
+	}
+	if len(waves) != 2 {
+		t.Fatalf("waves started: %v, want 2 waves of 2 hosts", waves)
+	}
+	target, err := engine.DefaultRollbackTarget(f.stateDir, "prod")
+	if err != nil || target != "r1" {
+		t.Fatalf("default rollback target = %q, %v; want r1", target, err)
+	}
+	st, err = f.engine().Rollback(context.Background(), op, "", "test")
+	if err != nil || st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("rollback: %v %+v", err, st)
+	}
+	f.assertAllOn("r1")
+}
+
+func TestFailedWaveRevertsSwitchedHosts(t *testing.T) {
+	f := newFleet(t, 6, "") // waves {a,b} {c,d} {e,f}
+	f.deploy("r1")
+	// The restart fails on host c (wave 2), after a and b were switched.
+	f.plan.Restart = `test "$HOST/$RELEASE_VERSION" != c/r2 || { echo "c refuses $RELEASE_VERSION"; exit 7; }`
+	st := f.deploy("r2")
+	if st.Outcome != engine.OutcomeRolledBack {
+		t.Fatalf("outcome %s, want rolled_back (err %q)", st.Outcome, st.Err)
+	}
+	if !strings.Contains(st.Err, "host c failed") || !strings.Contains(st.Err, "c refuses r2") {
+		t.Errorf("reason %q should name the host and show its output", st.Err)
+	}
+	f.assertAllOn("r1")
+	for _, name := range []string{"e", "f"} {
+		if h := st.Host(name); h.Touched {
+			t.Errorf("host %s (wave 3, after the failed wave) should not have been switched", name)
+		}
+	}
+	if h := st.Host("a"); !h.Reverted {
+		t.Errorf("host a (wave 1) should have been reverted")
+	}
+}
+
+func TestPauseHoldsTheNextWave(t *testing.T) {
+	f := newFleet(t, 4, "")
+	f.deploy("r1")
+	gate := filepath.Join(f.dir, "gate")
+	// Wave 1's restart blocks until the test opens the gate.
+	f.plan.Restart = `while [ ! -e ` + gate + ` ]; do sleep 0.01; done`
+	eng := f.engine()
+	sub := f.hub.Subscribe(4096)
+	defer sub.Close()
+	done := make(chan *engine.State, 1)
+	go func() {
+		st, err := eng.Deploy(context.Background(), owner, f.build("r2"), "test")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitEvent(ctx, t, sub, func(e engine.Event) bool { return e.Type == engine.EvHostPhase && e.Phase == engine.PhaseRestart })
+	if err := eng.Send(ctx, engine.Command{Kind: engine.CmdPause, Actor: viewer}); !errors.Is(err, engine.ErrNotAllowed) {
+		t.Fatalf("viewer pause: %v, want ErrNotAllowed", err)
+	}
+	if err := eng.Send(ctx, engine.Command{Kind: engine.CmdPause, Actor: op}); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	writeFile(t, gate, "")
+	live := 0
+	waitEvent(ctx, t, sub, func(e engine.Event) bool {
+		if e.Type == engine.EvHostPhase && e.Phase == engine.PhaseLive {
+			live++
+		}
+		return live == 2
+	})
+	snap := eng.Active()
+	if snap == nil {
+		t.Fatal("run ended while paused")
+	}
+	if err := eng.Send(ctx, engine.Command{Kind: engine.CmdResume, Actor: op}); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	st := <-done
+	if st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("outcome %s: %s", st.Outcome, st.Err)
+	}
+	evs, _ := engine.ReadJournal(f.stateDir, st.Run)
+	var paused, resumed, wave2 uint64
+	var refused bool
+	for _, e := range evs {
+		switch {
+		case e.Type == engine.EvPaused:
+			paused = e.Seq
+			if e.Actor != "alice" {
+				t.Errorf("paused by %q, want alice", e.Actor)
+			}
+		case e.Type == engine.EvResumed:
+			resumed = e.Seq
+		case e.Type == engine.EvWaveStarted && e.Wave == 2:
+			wave2 = e.Seq
+		case e.Type == engine.EvCommandRefused && e.Actor == "vic":
+			refused = true
+		}
+	}
+	if !(paused > 0 && paused < resumed && resumed < wave2) {
+		t.Fatalf("journal order paused=%d resumed=%d wave2=%d: wave 2 must start only after resume", paused, resumed, wave2)
+	}
+	if !refused {
+		t.Error("the viewer's refused pause is not in the journal")
+	}
+}
+
+func TestRollbackReportsHostMissingRelease(t *testing.T) {
+	f := newFleet(t, 3, "")
+	f.deploy("r1")
+	f.deploy("r2")
+	// Host b lost r1 (e.g. it was rebuilt and missed the deploy).
+	p := filepath.Join(f.dir, "hosts", "b", "releases", "r1")
+	if err := os.Chmod(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chmodTree(t, p)
+	if err := os.RemoveAll(p); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.engine().Rollback(context.Background(), op, "r1", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Outcome != engine.OutcomeFailed || !strings.Contains(st.Err, "host b") || !strings.Contains(st.Err, "r1 is not on this host") {
+		t.Fatalf("outcome %s %q: want failed naming host b", st.Outcome, st.Err)
+	}
+	cur := f.currents()
+	if cur["a"] != "r1" || cur["c"] != "r1" || cur["b"] != "r2" {
+		t.Fatalf("currents %v: a and c rolled back, b stays on its complete release", cur)
+	}
+}
+
+func TestInterruptedRunIsResumed(t *testing.T) {
+	f := newFleet(t, 4, "")
+	f.deploy("r1")
+	gate := filepath.Join(f.dir, "gate")
+	f.plan.Restart = `while [ ! -e ` + gate + ` ]; do sleep 0.01; done`
+	eng := f.engine()
+	sub := f.hub.Subscribe(4096)
+	defer sub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := eng.Deploy(ctx, owner, f.build("r2"), "test")
+		errc <- err
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	waitEvent(wctx, t, sub, func(e engine.Event) bool { return e.Type == engine.EvHostPhase && e.Phase == engine.PhaseRestart })
+	cancel() // like Ctrl-C: in-flight work finishes, nothing new starts
+	writeFile(t, gate, "")
+	if err := <-errc; !errors.Is(err, engine.ErrInterrupted) {
+		t.Fatalf("interrupted deploy returned %v", err)
+	}
+	id, _, err := engine.UnfinishedRun(f.stateDir, "prod")
+	if err != nil || id == "" {
+		t.Fatalf("no unfinished run recorded: %q %v", id, err)
+	}
+	st, err := f.engine().Resume(context.Background(), op, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("resumed outcome %s: %s", st.Outcome, st.Err)
+	}
+	f.assertAllOn("r2")
+	if id, _, _ := engine.UnfinishedRun(f.stateDir, "prod"); id != "" {
+		t.Fatalf("run %s still unfinished after resume", id)
+	}
+}
+
+func chmodTree(t *testing.T, root string) {
+	t.Helper()
+	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil {
+			_ = os.Chmod(p, info.Mode().Perm()|0o700)
+		}
+		return nil
+	})
+}
+
+func waitEvent(ctx context.Context, t *testing.T, sub *engine.Sub, match func(engine.Event) bool) {
+	t.Helper()
+	for {
+		evs, _, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("waiting for an event: %v", err)
+		}
+		for _, e := range evs {
+			if match(e) {
+				return
+			}
+		}
+	}
+}
