@@ -40,11 +40,11 @@ const (
 	// OtherRelease collects releases beyond maxReleases distinct names.
 	OtherRelease = "other"
 
-	maxReleases   = 64
-	maxMarks      = 256
-	maxBodyBytes  = 1 << 20
-	maxRate       = 100_000
-	minMaxInFlght = 8
+	maxReleases    = 64
+	maxMarks       = 256
+	maxBodyBytes   = 1 << 20
+	maxRate        = 100_000
+	minMaxInFlight = 16
 )
 
 // Config configures a probe.
@@ -56,8 +56,9 @@ type Config struct {
 	// Timeout bounds each request, body included. Default 2 s.
 	Timeout time.Duration
 	// MaxInFlight caps concurrent requests; requests due beyond it are
-	// counted as dropped. Default: enough for every request to hit its
-	// timeout (Rate × Timeout) plus a few.
+	// counted as dropped. Default: twice what a backend that lets every
+	// request time out would hold (2 × Rate × Timeout), plus 16, so only a
+	// sender that fell far behind drops.
 	MaxInFlight int
 	// Duration is how long to send after Start. 0 means until Stop or the
 	// context ends, and at most DefaultMaxDuration.
@@ -207,7 +208,7 @@ func New(cfg Config) (*Probe, error) {
 		cfg.Duration = DefaultMaxDuration
 	}
 	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = int(math.Ceil(cfg.Rate*cfg.Timeout.Seconds())) + minMaxInFlght
+		cfg.MaxInFlight = int(math.Ceil(2*cfg.Rate*cfg.Timeout.Seconds())) + minMaxInFlight
 	}
 	if cfg.Release == nil {
 		cfg.Release = func(r *http.Response) string { return r.Header.Get(DefaultReleaseHeader) }

@@ -159,7 +159,7 @@ func TestFailureClasses(t *testing.T) {
 				conn.Close()
 			}
 		}, Config{}, func(f Failures) uint64 { return f.Reset }},
-		{"timeout", blockUntilGone, Config{Timeout: 50 * time.Millisecond}, func(f Failures) uint64 { return f.Timeout }},
+		{"timeout", blockUntilGone, Config{Timeout: 50 * time.Millisecond, MaxInFlight: 1000}, func(f Failures) uint64 { return f.Timeout }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
