@@ -16,7 +16,7 @@ import (
 
 // fleet is a plan of local hosts under a temp dir, with a built source.
 type fleet struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	plan     *plan.Plan
 	env      *plan.Environment
@@ -25,7 +25,7 @@ type fleet struct {
 	hub      *engine.Hub
 }
 
-func newFleet(t *testing.T, n int, extra string) *fleet {
+func newFleet(t testing.TB, n int, extra string) *fleet {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "build")
@@ -59,7 +59,7 @@ func newFleet(t *testing.T, n int, extra string) *fleet {
 	return f
 }
 
-func writeFile(t *testing.T, p, s string) {
+func writeFile(t testing.TB, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestHubNeverBlocksAndBoundsSlowSubscribers(t *testing.T) {
+	h := NewHub()
+	slow := h.Subscribe(100) // never drained while publishing
+	fast := h.Subscribe(1 << 20)
+	defer slow.Close()
+	defer fast.Close()
+	const n = 50_000
+	for i := range n {
+		h.Publish(Event{Seq: uint64(i + 1), Type: EvNotice})
+	}
+	evs, lost := slow.Drain()
+	if len(evs) != 100 || lost != n-100 {
+		t.Fatalf("slow subscriber got %d events, lost %d; want the newest 100 and %d lost", len(evs), lost, n-100)
+	}
+	if evs[0].Seq != n-99 || evs[99].Seq != n {
+		t.Fatalf("slow subscriber kept seq %d..%d, want the newest", evs[0].Seq, evs[99].Seq)
+	}
+	got, lost := fast.Drain()
+	if len(got) != n || lost != 0 {
+		t.Fatalf("fast subscriber got %d lost %d", len(got), lost)
+	}
+}
+
+func TestHubTailAndSnapshot(t *testing.T) {
+	h := NewHub()
+	for i := range TailSize + 10 {
+		h.Publish(Event{Seq: uint64(i + 1)})
+	}
+	s := h.Subscribe(TailSize)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, _, err := s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != TailSize || evs[0].Seq != 11 || evs[len(evs)-1].Seq != TailSize+10 {
+		t.Fatalf("late subscriber got %d events (%d..%d), want the last %d", len(evs), evs[0].Seq, evs[len(evs)-1].Seq, TailSize)
+	}
+	st := NewState()
+	st.Run = "x"
+	h.SetSnapshot(st)
+	select {
+	case <-s.C():
+	case <-ctx.Done():
+		t.Fatal("snapshot did not wake the subscriber")
+	}
+	if h.Snapshot().Run != "x" {
+		t.Fatal("snapshot not published")
+	}
+}
+
+func TestJournalRoundTripAndTornLine(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := &RunInfo{Kind: KindDeploy, Env: "prod", Release: "r2", Previous: "r1", Hosts: []RunHost{{Name: "a", Current: "r1"}}}
+	if err := j.Append(Event{Seq: 1, Run: "run1", Type: EvRunStarted, Start: info, Time: t0},
+		Event{Seq: 2, Run: "run1", Type: EvHostPhase, Host: "a", Phase: PhaseLive, Release: "r2", Time: t0}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	// The process died in the middle of writing the next line.
+	f, err := os.OpenFile(filepath.Join(dir, JournalDir, "run1.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"seq":3,"type":"HostPh`)
+	f.Close()
+	evs, err := ReadJournal(dir, "run1")
+	if err != nil {
+		t.Fatalf("a torn last line must be ignored: %v", err)
+	}
+	if len(evs) != 2 || Fold(evs).Host("a").Current != "r2" {
+		t.Fatalf("read %d events", len(evs))
+	}
+	runs, err := ListRuns(dir)
+	if err != nil || len(runs) != 1 || runs[0].Status != "unfinished" || runs[0].Previous != "r1" {
+		t.Fatalf("ListRuns = %+v, %v", runs, err)
+	}
+	// A corrupt line in the middle is an error, not silently skipped.
+	os.WriteFile(filepath.Join(dir, JournalDir, "run2.jsonl"), []byte("{\"seq\":1}\nnot json\n{\"seq\":3}\n"), 0o644)
+	if _, err := ReadJournal(dir, "run2"); err == nil {
+		t.Fatal("corrupt middle line accepted")
+	}
+}
+
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	host, _ := os.Hostname()
+	l, err := AcquireLock(dir, "prod", LockInfo{Owner: "alice", PID: os.Getpid(), Host: host, Started: time.Now(), Command: "deploy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = AcquireLock(dir, "prod", LockInfo{Owner: "bob", PID: os.Getpid(), Host: host})
+	var held *LockHeldError
+	if !errorsAs(err, &held) || held.Info.Owner != "alice" {
+		t.Fatalf("second lock: %v, want held by alice", err)
+	}
+	if _, err := AcquireLock(dir, "staging", LockInfo{Owner: "bob"}); err != nil {
+		t.Fatalf("another environment's lock: %v", err)
+	}
+	l.Release()
+	// A lock whose process is gone (on this machine) is stale and taken over.
+	dead := deadPID(t)
+	if _, err := AcquireLock(dir, "prod", LockInfo{Owner: "carol", PID: dead, Host: host, Command: "deploy"}); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := AcquireLock(dir, "prod", LockInfo{Owner: "dave", PID: os.Getpid(), Host: host})
+	if err != nil || l2.Recovered == nil || l2.Recovered.Owner != "carol" {
+		t.Fatalf("stale lock not taken over: %v %+v", err, l2)
+	}
+	// A lock held on another machine is never assumed stale.
+	l2.Release()
+	AcquireLock(dir, "prod", LockInfo{Owner: "erin", PID: dead, Host: host + "-elsewhere"})
+	if _, err := AcquireLock(dir, "prod", LockInfo{Owner: "frank", PID: os.Getpid(), Host: host}); !errorsAs(err, &held) {
+		t.Fatalf("lock of another machine taken over: %v", err)
+	}
+}
