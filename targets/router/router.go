@@ -262,6 +262,11 @@ func (r *Router) SetPool(release string, addrs []string) error {
 		return &badRequestError{fmt.Errorf("release name: %w", err)}
 	}
 	return r.update(func(st *state) error {
+		for _, a := range addrs {
+			if rel, ok := st.poolOf(a); ok && rel != release {
+				return badRequest("backend %s already belongs to release %q; remove it from that pool first", a, rel)
+			}
+		}
 		st.Pools[release] = slices.Clone(addrs)
 		if st.Pools[release] == nil {
 			st.Pools[release] = []string{}

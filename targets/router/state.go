@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -64,7 +65,8 @@ func (s *state) poolOf(addr string) (string, bool) {
 // an operator can act on.
 func (s *state) validate() error {
 	owner := map[string]string{}
-	for rel, addrs := range s.Pools {
+	for _, rel := range slices.Sorted(maps.Keys(s.Pools)) {
+		addrs := s.Pools[rel]
 		if err := engine.ValidateReleaseID(rel); err != nil {
 			return fmt.Errorf("pool %q: %w", rel, err)
 		}
