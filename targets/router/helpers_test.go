@@ -175,3 +175,5 @@ func backendStatus(t *testing.T, r *Router, addr string) engine.BackendStatus {
 	t.Fatalf("backend %s not in state", addr)
 	return engine.BackendStatus{}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
