@@ -13,7 +13,7 @@ import (
 // aliases can make a small file describe a huge (or cyclic) tree.
 const (
 	maxDepth = 64
-	maxNodes = 1 << 20
+	maxNodes = 1 << 18 // a plan of 10,000 hosts is about 100,000 nodes
 )
 
 // decoder walks a yaml.Node tree into the plan structs by reflection over
@@ -61,7 +61,15 @@ const pathSep = "\x00"
 // child returns the path of a key or list index under parent.
 func child(parent string, parts ...any) string {
 	for _, p := range parts {
-		s := fmt.Sprint(p)
+		var s string
+		switch p := p.(type) {
+		case string:
+			s = p
+		case int:
+			s = strconv.Itoa(p)
+		default:
+			s = fmt.Sprint(p)
+		}
 		if parent == "" {
 			parent = s
 		} else {

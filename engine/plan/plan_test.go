@@ -159,6 +159,8 @@ func TestErrors(t *testing.T) {
     strategy:
       pause: 5
 `, []string{`7:14: expected a duration like "30s" or "1m30s", got the bare number 5: add a unit, e.g. "5s" or "5ms"`}},
+		{"pause quoted bare number", head + "environments:\n  p:\n    hosts: [{name: a, local: /a}]\n    strategy: {pause: \"30\"}\n",
+			[]string{`6:23: expected a duration like "30s" or "1m30s", got the bare number 30: add a unit, e.g. "30s" or "30ms"`}},
 		{"duration nonsense and negative", head + `environments:
   p:
     hosts: [{name: a, local: /a}]
@@ -670,4 +672,46 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The example in REFERENCE.md is a plan users copy: it must stay valid.
+func TestReferenceExampleParses(t *testing.T) {
+	doc, err := os.ReadFile("REFERENCE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Example\n\n```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("REFERENCE.md has no yaml example under ## Example")
+	}
+	p := mustParse(t, example)
+	e, err := p.Env("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Strategy.Kind != Canary || e.Gate.ErrorRate.Value != 0.1 || e.AutoRollback.ErrorRate.Value != 1 || !e.NeedsApproval("promote") {
+		t.Errorf("production = %+v", e)
+	}
+	if got := p.PromotionOrder(); !slices.Equal(got, []string{"staging", "production"}) {
+		t.Errorf("PromotionOrder = %v", got)
+	}
+}
+
+// BenchmarkParse measures decoding and validating a plan of 500 ssh hosts.
+func BenchmarkParse(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(head + "environments:\n  production:\n    deploy_to: /srv/shop\n    hosts:\n")
+	for i := range 500 {
+		fmt.Fprintf(&sb, "      - {name: web-%d, ssh: deploy@10.0.%d.%d, backend: \"10.0.%d.%d:8080\"}\n", i, i/250, i%250, i/250, i%250)
+	}
+	sb.WriteString("    strategy: {kind: rolling, wave_size: 10%, pause: 5s}\n")
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("flightdeck.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

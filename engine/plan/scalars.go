@@ -16,7 +16,7 @@ func (x *Duration) decodeNode(d *decoder, n *yaml.Node, _ string) {
 		d.errorf(n, "%s, got %s", durationHint, describe(n))
 		return
 	}
-	if n.Tag == "!!int" || n.Tag == "!!float" {
+	if _, err := strconv.ParseFloat(strings.TrimSpace(n.Value), 64); err == nil || n.Tag == "!!int" || n.Tag == "!!float" {
 		d.errorf(n, "%s, got the bare number %s: add a unit, e.g. \"%ss\" or \"%sms\"", durationHint, n.Value, n.Value, n.Value)
 		return
 	}
