@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const examplePlan = `app: shop
@@ -218,6 +220,7 @@ environments: {p: {hosts: [{name: a, local: /a}]}}
       - {name: a, local: /a}
       - {name: a, local: /b}
 `, []string{`7:16: host name "a" is used twice in environment "p" (first on line 6)`}},
+		{"empty environment name", head + "environments:\n  \"\": {hosts: [{name: a, local: /a}]}\n", []string{`4:3: an environment needs a name`}},
 		{"same host name in two environments is fine", head + `environments:
   s: {hosts: [{name: a, local: /a}]}
   p: {hosts: [{name: a, local: /b}]}
@@ -525,8 +528,9 @@ environments:
 	if p.Environments["production"].Parallel != 4 || p.Environments["staging"].Parallel != 16 {
 		t.Errorf("merge: parallel = %d/%d", p.Environments["production"].Parallel, p.Environments["staging"].Parallel)
 	}
-	if p.Environments["production"].Hosts[0] != p.Environments["staging"].Hosts[0] && p.Environments["production"].Hosts[0].Name != "a" {
-		t.Errorf("merged hosts missing")
+	ph, sh := p.Environments["production"].Hosts, p.Environments["staging"].Hosts
+	if len(ph) != 1 || ph[0].Name != "a" || ph[0] == sh[0] {
+		t.Errorf("merged hosts = %v; want their own copy of host a", ph)
 	}
 }
 
@@ -713,5 +717,108 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse("flightdeck.yaml", data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestCohort(t *testing.T) {
+	const env = head + `environments:
+  p:
+    router: {admin: "http://127.0.0.1:9901"}
+    hosts: [{name: a, local: /a, backend: "127.0.0.1:8081"}]
+    strategy:
+      kind: ab
+      cohort: `
+	tests := []struct {
+		cohort string
+		want   string // "" for valid
+	}{
+		{`{header: X-Beta, value: "1"}`, ""},
+		{`{cookie: beta, value: "yes"}`, ""},
+		{`{header: X-User-Id, percent: 10}`, ""},
+		{`{header: X-Beta, cookie: beta, value: "1"}`, `9:15: a cohort matches a header or a cookie, not both`},
+		{`{value: "1"}`, `9:15: a cohort needs a header or a cookie`},
+		{`{header: X-User-Id, percent: 0}`, `9:44: percent must be from 1 to 100, got 0`},
+		{`{header: X-User-Id, percent: 10, value: x}`, `9:15: a cohort uses either value`},
+		{`{header: X-User-Id}`, `9:15: a cohort needs value`},
+	}
+	for _, tt := range tests {
+		_, err := Parse("flightdeck.yaml", []byte(env+tt.cohort+"\n"))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: unexpected error %v", tt.cohort, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: err = %v; want %q", tt.cohort, err, tt.want)
+		}
+	}
+}
+
+func TestURLs(t *testing.T) {
+	_, err := Parse("flightdeck.yaml", []byte(head+`environments:
+  p:
+    router: {admin: "127.0.0.1:9901"}
+    probe: {url: "ftp://x/"}
+    hosts: [{name: a, local: /a}]
+`))
+	got := problems(t, err)
+	if len(got) != 2 || !strings.Contains(got[0].Error(), `5:21: expected an http:// or https:// URL, got "127.0.0.1:9901"`) ||
+		!strings.Contains(got[1].Error(), `6:18: expected an http:// or https:// URL, got "ftp://x/"`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestErrorsUnwrap(t *testing.T) {
+	_, err := Parse("flightdeck.yaml", []byte("app: [x]\nsource: 1\nbogus: 2\n"))
+	var es Errors
+	if !errors.As(err, &es) || len(es) < 2 {
+		t.Fatalf("want several problems, got %v", err)
+	}
+	var first *Error
+	if !errors.As(err, &first) || first != es[0] {
+		t.Errorf("errors.As(*Error) = %v; want the first problem %v", first, es[0])
+	}
+}
+
+// A parsed plan written back out with yaml.Marshal parses to the same plan.
+func TestMarshalRoundTrip(t *testing.T) {
+	p := mustParse(t, head+`environments:
+  p:
+    router: {admin: "http://127.0.0.1:9901"}
+    hosts: [{name: a, local: /a, backend: "127.0.0.1:8081"}]
+    strategy: {kind: canary, wave_size: 25%, pause: 1m30s}
+    auto_rollback: {p99: 300ms}
+`)
+	out1, err := yaml.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := Parse(p.File, out1)
+	if err != nil {
+		t.Fatalf("re-parse of marshalled plan:\n%s\n%v", out1, err)
+	}
+	out2, err := yaml.Marshal(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out1) != string(out2) {
+		t.Errorf("round trip changed the plan:\n%s\n----\n%s", out1, out2)
+	}
+	e := p2.Environments["p"]
+	if e.Strategy.WaveSize.String() != "25%" || e.Strategy.Pause.String() != "1m30s" || e.AutoRollback.ErrorRate.Set || e.Gate.ErrorRate.String() != "0.1%" {
+		t.Errorf("round trip values: %+v %+v", e.Strategy, e.AutoRollback)
+	}
+	if e.Gate.ErrorRate.Fraction() != 0.001 {
+		t.Errorf("Fraction = %v", e.Gate.ErrorRate.Fraction())
+	}
+}
+
+// A plan built in code (no EnvOrder) still answers Env and PromotionOrder.
+func TestPlanBuiltInCode(t *testing.T) {
+	p := &Plan{Environments: map[string]*Environment{"b": {}, "a": {}}}
+	p.applyDefaults()
+	if !slices.Equal(p.PromotionOrder(), []string{"a", "b"}) || p.Environments["a"].Name != "a" || p.KeepReleases != 5 {
+		t.Errorf("order %v, name %q, keep %d", p.PromotionOrder(), p.Environments["a"].Name, p.KeepReleases)
+	}
+	if _, err := p.Env(""); err == nil || !strings.Contains(err.Error(), "the release plan has 2 environments; choose one of: a, b") {
+		t.Errorf("Env(\"\") = %v", err)
 	}
 }

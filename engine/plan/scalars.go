@@ -96,6 +96,9 @@ func (s Size) String() string {
 
 // MarshalYAML writes the size in the form it is read.
 func (s Size) MarshalYAML() (any, error) {
+	if !s.Set {
+		return nil, nil
+	}
 	if s.Percent > 0 {
 		return s.String(), nil
 	}
@@ -134,7 +137,12 @@ func (x Percent) Fraction() float64 { return x.Value / 100 }
 func (x Percent) String() string { return strconv.FormatFloat(x.Value, 'f', -1, 64) + "%" }
 
 // MarshalYAML writes the percentage in the form it is read.
-func (x Percent) MarshalYAML() (any, error) { return x.String(), nil }
+func (x Percent) MarshalYAML() (any, error) {
+	if !x.Set {
+		return nil, nil
+	}
+	return x.String(), nil
+}
 
 func (s *Source) decodeNode(d *decoder, n *yaml.Node, path string) {
 	if n.Kind == yaml.ScalarNode {

@@ -11,7 +11,9 @@ import "time"
 type Plan struct {
 	// File is the path the plan was read from (not part of the YAML).
 	File string `yaml:"-"`
-	// Dir is the directory holding the plan file; relative paths are resolved against it.
+	// Dir is the absolute directory holding the plan file; relative paths
+	// (source, hosts' local, ssh and router files) are resolved against it
+	// by Parse, so they are absolute in a parsed plan.
 	Dir string `yaml:"-"`
 
 	App          string                  `yaml:"app"`
@@ -88,9 +90,9 @@ type Environment struct {
 // reached over SSH.
 type Host struct {
 	Name     string `yaml:"name"`
-	Local    string `yaml:"local"`     // directory on this machine; it is the deploy_to
+	Local    string `yaml:"local"`     // directory on this machine; it is the deploy_to (absolute after Parse)
 	SSH      string `yaml:"ssh"`       // user@address:port or an ~/.ssh/config alias
-	DeployTo string `yaml:"deploy_to"` // for SSH hosts; defaults to the environment's
+	DeployTo string `yaml:"deploy_to"` // for SSH hosts; Parse fills in the environment's when unset
 	// Backend is the address (host:port) the router sends this host's traffic to.
 	Backend string `yaml:"backend"`
 	// Slots are blue/green backends: {blue: addr, green: addr}.

@@ -182,7 +182,9 @@ func badName(s string) bool {
 
 func (v *validator) environment(p *Plan, name string, e *Environment) {
 	ep := child("environments", name)
-	if badName(name) {
+	if name == "" {
+		v.errorf(v.keyAt(ep), "an environment needs a name, e.g. production:")
+	} else if badName(name) {
 		v.errorf(v.keyAt(ep), "environment name %q must not contain spaces, slashes or control characters", name)
 	}
 	if e == nil {
