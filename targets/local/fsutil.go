@@ -34,6 +34,19 @@ func fsyncDir(dir string) error {
 	return nil
 }
 
+// fsyncPath fsyncs a file by name.
+func fsyncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("open %s for sync: %w", p, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	return nil
+}
+
 // syncFS flushes the file system holding dir with syncfs(2).
 func syncFS(dir string) error {
 	d, err := os.Open(dir)

@@ -206,6 +206,29 @@ func TestPrepareIncrementalHardLinks(t *testing.T) {
 	}
 }
 
+func TestSyncModes(t *testing.T) {
+	tests := []struct {
+		name  string
+		mode  SyncMode
+		files int
+	}{
+		{"auto, few files (fsync each)", SyncAuto, 10},
+		{"auto, many files (syncfs)", SyncAuto, syncAutoFiles + 1},
+		{"syncfs", SyncFS, 10},
+		{"fsync each", SyncEachFile, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHost(t, WithSyncMode(tt.mode))
+			prepared(t, h, "r1", manyFiles(tt.files))
+			if err := h.Verify(context.Background(), "r1"); err != nil {
+				t.Fatal(err)
+			}
+			assertReadOnly(t, h.ReleasePath("r1"))
+		})
+	}
+}
+
 func TestPrepareLinksOnlySameMode(t *testing.T) {
 	h := newHost(t)
 	prepared(t, h, "r1", map[string]string{"a.sh": "same\n"})

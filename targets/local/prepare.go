@@ -21,9 +21,13 @@ import (
 	"flightdeck/engine"
 )
 
-// Progress callbacks are throttled: at most one per progressEvery or per
-// progressFiles files, plus a first and a final one.
 const (
+	// syncAutoFiles is the number of copied files up to which SyncAuto
+	// fsyncs them one by one rather than calling syncfs(2).
+	syncAutoFiles = 256
+
+	// Progress callbacks are throttled: at most one per progressEvery or
+	// per progressFiles files, plus a first and a final one.
 	progressEvery = 50 * time.Millisecond
 	progressFiles = 64
 )
@@ -218,7 +222,9 @@ type writer struct {
 	sync  SyncMode
 	buf   []byte
 	hash  hash.Hash
-	dirs  []string // created directories, for SyncEachFile
+	dirs  []string // created directories
+	// copied lists the files written (not linked), for SyncAuto.
+	copied []string
 }
 
 // entry creates one manifest entry and returns the bytes copied.
@@ -241,6 +247,7 @@ func (w *writer) entry(e engine.ManifestEntry) (int64, error) {
 	if err := w.copy(filepath.Join(w.src, filepath.FromSlash(e.Path)), dst, e); err != nil {
 		return 0, err
 	}
+	w.copied = append(w.copied, dst)
 	w.index[k] = dst // later files of this release with the same content link to it
 	return e.Size, nil
 }
@@ -308,6 +315,7 @@ func (w *writer) writeManifest(m *engine.Manifest) error {
 	if err := f.Chmod(0o444); err != nil {
 		return err
 	}
+	w.copied = append(w.copied, p)
 	if w.sync == SyncEachFile {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync manifest: %w", err)
@@ -317,9 +325,18 @@ func (w *writer) writeManifest(m *engine.Manifest) error {
 }
 
 // durable makes everything written so far durable before the rename.
+// Linked files need nothing: their content was made durable when the
+// release they come from was prepared; the new names are directory entries.
 func (w *writer) durable() error {
-	if w.sync == SyncFS {
+	switch {
+	case w.sync == SyncFS, w.sync == SyncAuto && len(w.copied) > syncAutoFiles:
 		return syncFS(w.dst)
+	case w.sync == SyncAuto:
+		for _, p := range w.copied {
+			if err := fsyncPath(p); err != nil {
+				return err
+			}
+		}
 	}
 	for _, d := range slices.Backward(w.dirs) {
 		if err := fsyncDir(d); err != nil {
