@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench/router.sh — compare the built-in router with nginx as a reverse
+# proxy in front of the same two loopback backends. Run by hand (not CI):
+#
+#   bench/router.sh [RATE] [DURATION]      defaults: 2000 10s
+#
+# Installs nginx (Debian package) and vegeta (Go tool) when missing, then
+# runs vegeta at a fixed rate and at maximum throughput against each proxy
+# and prints throughput, p50, p99 and the router/nginx ratios.
+# Everything listens on 127.0.0.1; every load run stops by itself.
+# ROUTER_GOGC sets GOGC for the router process (default 100).
+set -euo pipefail
+
+RATE=${1:-2000}
+DURATION=${2:-10s}
+MAX_WORKERS=${MAX_WORKERS:-64}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d -t flightdeck-routerbench.XXXXXX)
+PIDS=()
+
+cleanup() {
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v nginx >/dev/null; then
+	echo "== installing nginx (Debian package)"
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+	$SUDO apt-get install -y nginx >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+VEGETA="$(go env GOPATH)/bin/vegeta"
+if [ ! -x "$VEGETA" ]; then
+	echo "== installing vegeta"
+	go install github.com/tsenart/vegeta/v12@v12.13.0
+fi
+
+echo "== building"
+cd "$ROOT"
+go build -o "$WORK/backend" ./bench/backend
+if go run ./cmd/flightdeck router --help >/dev/null 2>&1; then
+	go build -o "$WORK/flightdeck" ./cmd/flightdeck
+	ROUTER=("$WORK/flightdeck" router)
+else
+	go build -o "$WORK/routerbin" ./bench/routerbin
+	ROUTER=("$WORK/routerbin")
+fi
+
+B1=127.0.0.1:18081 B2=127.0.0.1:18082
+NGINX_ADDR=127.0.0.1:18080
+ROUTER_ADDR=127.0.0.1:18090 ADMIN_ADDR=127.0.0.1:18091
+
+"$WORK/backend" -listen "$B1" -name b1 & PIDS+=($!)
+"$WORK/backend" -listen "$B2" -name b2 & PIDS+=($!)
+
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $WORK/nginx/body;
+	proxy_temp_path $WORK/nginx/proxy;
+	fastcgi_temp_path $WORK/nginx/fastcgi;
+	uwsgi_temp_path $WORK/nginx/uwsgi;
+	scgi_temp_path $WORK/nginx/scgi;
+	upstream pool {
+		server $B1;
+		server $B2;
+		keepalive 256;
+	}
+	server {
+		listen $NGINX_ADDR;
+		location / {
+			proxy_pass http://pool;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host \$host;
+			proxy_set_header X-Forwarded-For \$remote_addr;
+			proxy_buffering on;
+		}
+	}
+}
+NGINX
+"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+
+GOGC=${ROUTER_GOGC:-100} "${ROUTER[@]}" --listen "$ROUTER_ADDR" --admin "$ADMIN_ADDR" --state "$WORK/router.json" 2>"$WORK/router.log" & PIDS+=($!)
+
+wait_http() { # url
+	for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
+	echo "no answer from $1" >&2; return 1
+}
+wait_http "http://$B1/"; wait_http "http://$B2/"; wait_http "http://$NGINX_ADDR/"
+for _ in $(seq 200); do [ -s "$WORK/router.token" ] && break; sleep 0.05; done
+TOKEN=$(cat "$WORK/router.token")
+admin() { # method path [body]
+	curl -fsS -X "$1" -H "Authorization: Bearer $TOKEN" ${3:+-d "$3"} "http://$ADMIN_ADDR$2" >/dev/null
+}
+wait_http "http://$ADMIN_ADDR/metrics"
+admin PUT /v1/pools/blue "{\"backends\":[\"$B1\",\"$B2\"]}"
+admin PUT /v1/route '{"stable":"blue"}'
+for _ in $(seq 200); do
+	n=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://$ADMIN_ADDR/v1/state" | jq '[.backends[] | select(.healthy)] | length')
+	[ "$n" = 2 ] && break; sleep 0.05
+done
+wait_http "http://$ROUTER_ADDR/"
+
+attack() { # name url mode -> prints "rps p50_ms p99_ms success"
+	local args=(-duration="$DURATION" -keepalive=true -timeout=5s)
+	if [ "$3" = max ]; then args+=(-rate=0 -max-workers="$MAX_WORKERS"); else args+=(-rate="$RATE"); fi
+	echo "GET $2" | "$VEGETA" attack "${args[@]}" >"$WORK/$1.bin"
+	"$VEGETA" report -type=json <"$WORK/$1.bin" |
+		jq -r '"\(.throughput) \(.latencies["50th"]/1e6) \(.latencies["99th"]/1e6) \(.success)"'
+}
+
+printf "\n%-8s %-7s %12s %10s %10s %8s\n" mode proxy "req/s" "p50 ms" "p99 ms" success
+for mode in fixed max; do
+	# warm both proxies' connection pools
+	echo "GET http://$NGINX_ADDR/" | "$VEGETA" attack -duration=1s -rate=500 >/dev/null
+	echo "GET http://$ROUTER_ADDR/" | "$VEGETA" attack -duration=1s -rate=500 >/dev/null
+	read -r n_rps n_p50 n_p99 n_ok < <(attack "nginx-$mode" "http://$NGINX_ADDR/" "$mode")
+	read -r r_rps r_p50 r_p99 r_ok < <(attack "router-$mode" "http://$ROUTER_ADDR/" "$mode")
+	printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n" "$mode" nginx "$n_rps" "$n_p50" "$n_p99" "$n_ok"
+	printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n" "$mode" router "$r_rps" "$r_p50" "$r_p99" "$r_ok"
+	awk -v m="$mode" -v nr="$n_rps" -v rr="$r_rps" -v np="$n_p99" -v rp="$r_p99" 'BEGIN {
+		printf "%-8s ratio   throughput router/nginx %.2f (goal >= 0.80), p99 router/nginx %.2f (goal <= 1.50)\n", m, rr/nr, rp/np }'
+done
