@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -44,9 +45,15 @@ func (t Transfer) String() string {
 	return "auto"
 }
 
-// TarThreshold is the number of changed files from which TransferAuto
-// streams a tar archive instead of SFTP writes.
-const TarThreshold = 1000000
+// TransferAuto streams a tar archive when at least TarMinFiles files are
+// to be sent and their mean size is at most TarMaxMeanSize: then the SFTP
+// round trips per file (open, write, fsetstat, close) cost more than the
+// exec session and the single stream. Larger files go faster over SFTP's
+// concurrent writes. The figures behind these are in README.md.
+const (
+	TarMinFiles    = 1000
+	TarMaxMeanSize = 8 << 10
+)
 
 // readOnly is the mode a release file gets on the host: as built, without
 // any write bit, so that a hard-linked file shared by several releases
@@ -131,6 +138,7 @@ func (r *remote) prepare(ctx context.Context, a *engine.Artifact, m *engine.Mani
 	var dirs, links []engine.ManifestEntry
 	var jobs []job
 	var sendFiles int
+	var sendBytes int64
 	for _, e := range m.Entries {
 		switch e.Kind {
 		case engine.KindDir:
@@ -141,6 +149,7 @@ func (r *remote) prepare(ctx context.Context, a *engine.Artifact, m *engine.Mani
 			from := prev[linkKey{e.Hash, readOnly(e.Mode)}]
 			if from == "" {
 				sendFiles++
+				sendBytes += e.Size
 			}
 			jobs = append(jobs, job{e: e, from: from})
 		default:
@@ -163,7 +172,7 @@ func (r *remote) prepare(ctx context.Context, a *engine.Artifact, m *engine.Mani
 	mode := h.pool.opts.Transfer
 	if mode == TransferAuto {
 		mode = TransferSFTP
-		if sendFiles >= TarThreshold {
+		if sendFiles >= TarMinFiles && sendBytes/int64(sendFiles) <= TarMaxMeanSize {
 			mode = TransferTar
 		}
 	}
@@ -409,7 +418,13 @@ func (r *remote) sendTar(ctx context.Context, src, tmp string, dirs, links []eng
 		return fmt.Errorf("start %s: %w", cmd, err)
 	}
 	r.kick()
-	werr := r.writeTar(ctx, stdin, src, dirs, links, jobs, pr)
+	// Buffer so that tar's 512-byte headers and small files travel in
+	// large SSH packets rather than one packet per write.
+	bw := bufio.NewWriterSize(stdin, 256<<10)
+	werr := r.writeTar(ctx, bw, src, dirs, links, jobs, pr)
+	if werr == nil {
+		werr = bw.Flush()
+	}
 	cerr := stdin.Close()
 	waitErr := sess.Wait()
 	if werr != nil {
