@@ -26,13 +26,17 @@ const (
 	EvRollbackStart  EventType = "RollbackStarted"
 	EvRolledBack     EventType = "RolledBack"
 	EvWeightSet      EventType = "WeightSet"
-	EvGateResult     EventType = "GateResult"
-	EvMetricSample   EventType = "MetricSample"
-	EvChecklistItem  EventType = "ChecklistItem"
-	EvPruned         EventType = "Pruned"
-	EvNotice         EventType = "Notice"
-	EvReport         EventType = "Report"
-	EvRunFinished    EventType = "RunFinished"
+	// EvCohortSet applies (Weight = percent of the cohort) or drops (0) the A/B cohort.
+	EvCohortSet EventType = "CohortSet"
+	// EvStepStarted begins a traffic step (Wave = step number, Weight = its target).
+	EvStepStarted   EventType = "StepStarted"
+	EvGateResult    EventType = "GateResult"
+	EvMetricSample  EventType = "MetricSample"
+	EvChecklistItem EventType = "ChecklistItem"
+	EvPruned        EventType = "Pruned"
+	EvNotice        EventType = "Notice"
+	EvReport        EventType = "Report"
+	EvRunFinished   EventType = "RunFinished"
 )
 
 // Phase is where a host is in a run.
@@ -48,6 +52,9 @@ const (
 	PhaseRestart   Phase = "restarting"
 	PhaseHealth    Phase = "health"
 	PhaseLive      Phase = "live"
+	// PhaseStandby: the new release runs in the host's idle slot (blue/green,
+	// A/B) and is healthy, but current still names the old release.
+	PhaseStandby   Phase = "standby"
 	PhaseReverting Phase = "reverting"
 	PhaseReverted  Phase = "reverted"
 	PhaseFailed    Phase = "failed"
@@ -121,8 +128,10 @@ type RunInfo struct {
 	Hosts    []RunHost  `json:"hosts"`
 	Waves    [][]string `json:"waves,omitempty"`
 	Steps    []int      `json:"steps,omitempty"`
-	Plan     string     `json:"plan,omitempty"`
-	PID      int        `json:"pid,omitempty"`
+	// Cohort is the A/B rule the new release gets at its first step.
+	Cohort *CohortRule `json:"cohort,omitempty"`
+	Plan   string      `json:"plan,omitempty"`
+	PID    int         `json:"pid,omitempty"`
 }
 
 // RunHost is a host as it was when the run started.
@@ -130,6 +139,12 @@ type RunHost struct {
 	Name     string   `json:"name"`
 	Current  string   `json:"current,omitempty"`
 	Releases []string `json:"releases,omitempty"`
+	// Backend is the router address that serves the new release on this
+	// host; OldBackend serves the previous one (they differ for slots).
+	Backend    string `json:"backend,omitempty"`
+	OldBackend string `json:"old_backend,omitempty"`
+	// Slot is the colour that gets the new release (blue/green, A/B).
+	Slot string `json:"slot,omitempty"`
 }
 
 // GateResult is one SLO gate decision.

@@ -23,6 +23,8 @@ func (r *Run) execute(ctx context.Context, h Host, a Action) {
 		err = r.doSwitch(ctx, h, a, "deploy")
 	case ActRevert:
 		err = r.doRevert(ctx, h, a)
+	case ActStandby:
+		err = r.doStandby(ctx, h, a)
 	}
 	if err != nil {
 		r.send(h.Name(), true, Event{Type: EvHostPhase, Phase: PhaseFailed, Release: a.Release, Error: err.Error()})
@@ -70,12 +72,40 @@ func (r *Run) doPrepare(ctx context.Context, h Host, a Action) error {
 }
 
 // doSwitch takes a host through drain → before_switch → switch → restart →
-// health → undrain → after_switch.
+// health → undrain → after_switch. In a slot strategy the release already
+// runs in the host's slot (or the old colour is still warm), so only the
+// current link flips.
 func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) error {
 	name := h.Name()
 	prev := r.previousOf(name)
-	backend := r.cfg.Backends[name]
-	if r.cfg.Router != nil && backend != "" {
+	rh := r.runHost(name)
+	phase := PhaseSwitching
+	if action == "rollback" {
+		phase = PhaseReverting
+	}
+	info := SwitchInfo{Release: a.Release, Previous: prev, Actor: r.actorFor(action), Action: action}
+	if action == "rollback" {
+		info.Previous = r.state.Info.Release
+	}
+	if slotStrategy(r.cfg.Env) && rh.Slot != "" {
+		r.send(name, false, Event{Type: EvHostPhase, Phase: phase, Release: a.Release})
+		if err := h.Switch(ctx, info); err != nil {
+			return fmt.Errorf("switch to %s: %w", a.Release, err)
+		}
+		if action == "deploy" {
+			if err := r.runHooks(ctx, h, "after_switch", r.cfg.Plan.Hooks.AfterSwitch, a.Release); err != nil {
+				return err
+			}
+			r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseLive, Release: a.Release})
+		}
+		return nil
+	}
+	backend := rh.Backend
+	if backend == "" {
+		backend = r.cfg.Backends[name]
+	}
+	routed := r.traffic != nil && backend != ""
+	if routed && r.traffic.releaseOf(backend) != "" {
 		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseDraining, Release: a.Release})
 		if err := r.cfg.Router.Drain(ctx, backend, r.drainTimeout()); err != nil {
 			return fmt.Errorf("drain %s: %w", backend, err)
@@ -86,21 +116,33 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 			return err
 		}
 	}
-	phase := PhaseSwitching
-	if action == "rollback" {
-		phase = PhaseReverting
-	}
 	r.send(name, false, Event{Type: EvHostPhase, Phase: phase, Release: a.Release})
-	if err := h.Switch(ctx, SwitchInfo{Release: a.Release, Previous: prev, Actor: r.actorFor(action), Action: action}); err != nil {
+	if err := h.Switch(ctx, info); err != nil {
 		return fmt.Errorf("switch to %s: %w", a.Release, err)
 	}
 	if cmd := r.cfg.Plan.Restart; cmd != "" {
 		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release})
-		if err := r.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release); err != nil {
+		if err := r.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(RunHost{Backend: backend})); err != nil {
 			return err
 		}
 	}
-	if err := r.health(ctx, h, backend, a.Release); err != nil {
+	if routed {
+		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: a.Release})
+		if err := r.traffic.move(ctx, backend, a.Release); err != nil {
+			return err
+		}
+		if err := r.cfg.Router.Undrain(ctx, backend); err != nil {
+			return fmt.Errorf("undrain %s: %w", backend, err)
+		}
+		if err := r.waitHealthy(ctx, backend); err != nil {
+			return err
+		}
+		if !trafficStrategy(r.cfg.Env) || r.state.Info.Kind == KindRollback {
+			if err := r.rebalance(ctx); err != nil {
+				return err
+			}
+		}
+	} else if err := r.health(ctx, h, backend, a.Release); err != nil {
 		return err
 	}
 	if action == "deploy" {
@@ -109,6 +151,27 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 		}
 		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseLive, Release: a.Release})
 	}
+	return nil
+}
+
+// rebalance (rolling and symlink deploys, and rollback runs) splits
+// traffic by capacity: the run's release gets the share of backends that
+// run it, so no request waits for a pool that is being emptied.
+func (r *Run) rebalance(ctx context.Context) error {
+	info := r.state.Info
+	if info.Previous == "" || info.Previous == info.Release {
+		return nil
+	}
+	w := r.traffic.share(info.Release, info.Previous)
+	route := Route{Stable: info.Previous, Candidate: info.Release, Weight: w}
+	if w == 0 {
+		route.Candidate = ""
+	}
+	if err := r.traffic.setRoute(ctx, route); err != nil {
+		return err
+	}
+	r.send("", false, Event{Type: EvWeightSet, Weight: ptr(w), Release: info.Release,
+		Message: fmt.Sprintf("%.0f%% of traffic → %s (capacity)", w, info.Release)})
 	return nil
 }
 
@@ -166,29 +229,15 @@ func (r *Run) drainTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// health waits until the switched host serves the new release: through the
-// router (undrain, then the router's own health check) or by polling the
-// plan's health URL.
+// health polls the plan's health URL of a host that is not behind the
+// router ({host} and {backend} in the URL are replaced).
 func (r *Run) health(ctx context.Context, h Host, backend, release string) error {
-	name := h.Name()
-	if r.cfg.Router != nil && backend != "" {
-		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: release})
-		if err := r.cfg.Router.Undrain(ctx, backend); err != nil {
-			return fmt.Errorf("undrain %s: %w", backend, err)
-		}
-		hctx, cancel := context.WithTimeout(ctx, r.healthTimeout())
-		defer cancel()
-		if err := r.cfg.Router.WaitHealthy(hctx, backend); err != nil {
-			return fmt.Errorf("health of %s: %w", backend, err)
-		}
-		return nil
-	}
 	hc := r.cfg.Plan.Health
 	if hc == nil || hc.URL == "" {
 		return nil
 	}
-	r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: release})
-	url := strings.NewReplacer("{host}", name, "{backend}", backend).Replace(hc.URL)
+	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: release})
+	url := strings.NewReplacer("{host}", h.Name(), "{backend}", backend).Replace(hc.URL)
 	return PollHealth(ctx, url, r.healthTimeout(), hc.Interval.Duration)
 }
 
@@ -257,7 +306,7 @@ const maxOutputLines = 200
 
 // exec runs a hook or restart command on the host, streaming its output
 // into the journal as HostOutput events.
-func (r *Run) exec(ctx context.Context, h Host, stage string, hk plan.Hook, release string) error {
+func (r *Run) exec(ctx context.Context, h Host, stage string, hk plan.Hook, release string, extra ...map[string]string) error {
 	timeout := hk.Timeout.Duration
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -265,7 +314,13 @@ func (r *Run) exec(ctx context.Context, h Host, stage string, hk plan.Hook, rele
 	w := &lineWriter{emit: func(line string) {
 		r.send(h.Name(), false, Event{Type: EvHostOutput, Release: release, Command: stage, Message: line})
 	}, max: maxOutputLines}
-	err := h.Exec(ctx, ExecRequest{Command: hk.Run, Env: r.hookEnv(h, release), Timeout: timeout, Output: w})
+	env := r.hookEnv(h, release)
+	for _, m := range extra {
+		for k, v := range m {
+			env[k] = v
+		}
+	}
+	err := h.Exec(ctx, ExecRequest{Command: hk.Run, Env: env, Timeout: timeout, Output: w})
 	w.Flush()
 	if err != nil {
 		return fmt.Errorf("%s %q: %w%s", stage, hk.Run, err, w.tail())

@@ -35,8 +35,13 @@ type RunConfig struct {
 	Router Router
 	// Backends maps a host name to its router backend address.
 	Backends map[string]string
-	Now      func() time.Time
-	RunID    string
+	// Metrics measures releases for SLO gates and the auto-rollback trigger.
+	Metrics MetricsSource
+	// MinHold is the least time a traffic step or a wave pause lasts
+	// (the interactive demo moves at a human pace).
+	MinHold time.Duration
+	Now     func() time.Time
+	RunID   string
 	// Planner overrides the strategy's planner (tests).
 	Planner Planner
 	// OnStart is called once the run's id is known and RunStarted is journaled.
@@ -61,6 +66,9 @@ type Run struct {
 	fatal    error
 	stopped  bool
 	waitTill time.Time
+	traffic  *trafficCtl
+	gate     *GateSpec
+	awaited  string
 }
 
 type result struct {
@@ -109,17 +117,47 @@ func NewRun(cfg RunConfig) (*Run, error) {
 	if r.id == "" {
 		r.id = fmt.Sprintf("%s-%s-%s", cfg.Env.Name, cfg.Now().UTC().Format("20060102T150405"), RandomSuffix(3))
 	}
+	r.gate = GateFromPlan(cfg.Env.Gate)
+	if r.gate != nil && cfg.Metrics == nil {
+		r.gate = nil
+	}
 	r.planner = cfg.Planner
 	if r.planner == nil {
-		r.planner = PlannerFor(cfg.Env)
+		r.planner = PlannerFor(cfg.Env, r.gate, cfg.MinHold)
 	}
 	return r, nil
 }
 
-// PlannerFor returns the planner of an environment's strategy.
-func PlannerFor(env *plan.Environment) Planner {
+// PlannerFor returns the planner of an environment's strategy. gate is nil
+// when there is nothing to measure with; minHold paces steps and waves.
+func PlannerFor(env *plan.Environment, gate *GateSpec, minHold time.Duration) Planner {
 	st := env.Strategy
-	return WavePlanner{Pause: st.Pause.Duration, Halt: st.OnFailure == "halt"}
+	halt := st.OnFailure == "halt"
+	if trafficStrategy(env) {
+		return TrafficPlanner{
+			Slots: slotStrategy(env), Cohort: st.Kind == plan.AB, Gate: gate,
+			Hold: max(minHold, st.Pause.Duration), AutoPromote: env.AutoPromote(), Halt: halt,
+		}
+	}
+	return WavePlanner{Pause: max(st.Pause.Duration, minHold), Halt: halt}
+}
+
+// StepsFor returns the traffic steps of a strategy (percent).
+func StepsFor(env *plan.Environment) []int {
+	st := env.Strategy
+	switch st.Kind {
+	case plan.Canary:
+		return st.Steps
+	case plan.BlueGreen:
+		return []int{100}
+	case plan.AB:
+		first := 100
+		if c := st.Cohort; c != nil && c.Percent > 0 {
+			first = c.Percent
+		}
+		return []int{first, 100}
+	}
+	return nil
 }
 
 // WavesFor splits an environment's hosts into the strategy's waves.
@@ -170,11 +208,17 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 	if err != nil {
 		return r.state, err
 	}
+	if err := r.initTraffic(ctx); err != nil {
+		return r.state, err
+	}
+	info := r.runInfo(statuses)
+	if err := r.primeTraffic(ctx, &info); err != nil {
+		return r.state, err
+	}
 	if err := r.openJournal(); err != nil {
 		return r.state, err
 	}
 	defer r.journal.Close()
-	info := r.runInfo(statuses)
 	r.emit(Event{Type: EvRunStarted, Actor: r.cfg.Actor.Name, Fingerprint: r.cfg.Actor.Fingerprint,
 		Release: info.Release, Start: &info, Target: r.cfg.Target})
 	if r.fatal != nil {
@@ -204,6 +248,9 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 	}
 	statuses, err := r.inspectAll(ctx)
 	if err != nil {
+		return r.state, err
+	}
+	if err := r.initTraffic(ctx); err != nil {
 		return r.state, err
 	}
 	if err := r.openJournal(); err != nil {
@@ -300,7 +347,14 @@ func (r *Run) runInfo(statuses map[string]HostStatus) RunInfo {
 	case KindDeploy:
 		info.Release = r.cfg.Artifact.ID
 		info.Commit = r.cfg.Artifact.Commit
-		info.Waves = WavesFor(r.cfg.Env)
+		if trafficStrategy(r.cfg.Env) {
+			info.Steps = StepsFor(r.cfg.Env)
+			if c := r.cfg.Env.Strategy.Cohort; c != nil {
+				info.Cohort = &CohortRule{Header: c.Header, Cookie: c.Cookie, Value: c.Value, Percent: float64(c.Percent)}
+			}
+		} else {
+			info.Waves = WavesFor(r.cfg.Env)
+		}
 	case KindRollback:
 		info.Strategy = "rollback"
 		info.Release = r.cfg.Target
@@ -345,6 +399,11 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 	// Work already started finishes even when ctx is cancelled, so that no
 	// host is left between two steps; cancelling only stops new work.
 	workCtx := context.WithoutCancel(ctx)
+	if r.cfg.Env.AutoRollback != nil && r.cfg.Metrics != nil && r.state.Info.Kind == KindDeploy {
+		wctx, cancel := context.WithCancel(workCtx)
+		defer cancel()
+		go r.watchAutoRollback(wctx, r.state.Info.Release)
+	}
 	tick := time.NewTicker(snapshotEvery)
 	defer tick.Stop()
 	defer r.publishSnapshot()
@@ -421,7 +480,7 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 	changed := false
 	for _, a := range acts {
 		switch a.Kind {
-		case ActPrepare, ActSwitch, ActRevert:
+		case ActPrepare, ActSwitch, ActRevert, ActStandby:
 			if _, busy := r.inflight[a.Host]; busy {
 				continue
 			}
@@ -431,6 +490,42 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 			}
 			r.inflight[a.Host] = a.Kind
 			go r.execute(ctx, h, a)
+		case ActRoute:
+			if _, busy := r.inflight[keyRoute]; busy {
+				continue
+			}
+			r.inflight[keyRoute] = a.Kind
+			prev, cohortOn := r.state.Info.Previous, r.state.Cohort > 0
+			if r.state.Status == StatusRollingBack && r.state.RevertTo != "" {
+				prev = r.state.RevertTo
+			}
+			go func() {
+				if err := r.doRoute(ctx, a, prev, cohortOn); err != nil {
+					r.send(keyRoute, true, Event{Type: EvNotice, Command: "route", Error: "router: " + err.Error()})
+					return
+				}
+				r.send(keyRoute, true)
+			}()
+		case ActMeasure:
+			if _, busy := r.inflight[keyGate]; busy || r.gate == nil {
+				continue
+			}
+			r.inflight[keyGate] = a.Kind
+			go r.doMeasure(ctx, a)
+		case ActStep:
+			r.emit(Event{Type: EvStepStarted, Wave: a.Wave, Weight: ptr(a.Weight),
+				Message: fmt.Sprintf("step %d/%d: %g%% of traffic", a.Wave, len(r.state.Info.Steps), a.Weight)})
+			changed = true
+		case ActAwait:
+			if a.Wave == -1 {
+				if r.awaited != a.Reason {
+					r.awaited = a.Reason
+					r.emit(Event{Type: EvNotice, Message: a.Reason})
+				}
+				continue
+			}
+			r.emit(Event{Type: EvPaused, Actor: AutoActor.Name, Message: a.Reason})
+			changed = true
 		case ActWaveStart:
 			r.emit(Event{Type: EvWaveStarted, Wave: a.Wave,
 				Message: fmt.Sprintf("wave %d/%d: %s", a.Wave, len(r.state.Info.Waves), strings.Join(r.state.Info.Waves[a.Wave-1], ", "))})
@@ -506,8 +601,89 @@ func (r *Run) handle(c Command) error {
 			msg = fmt.Sprintf("%s by %s", c.Kind, c.Actor.Name)
 		}
 		accept(Event{Type: EvRollbackStart, Command: string(c.Kind), Target: c.To, Message: msg})
+	case CmdPromote, CmdStepUp, CmdStepDown, CmdPromoteAll:
+		steps := st.Info.Steps
+		if len(steps) == 0 {
+			return refuse(fmt.Errorf("%s needs a traffic strategy (canary, bluegreen, ab); this run is %s", c.Kind, st.Info.Strategy))
+		}
+		if st.Status != StatusRunning && st.Status != StatusPaused {
+			return refuse(fmt.Errorf("cannot %s: run is %s", c.Kind, st.Status))
+		}
+		next := st.Step + 1
+		switch c.Kind {
+		case CmdStepDown:
+			next = st.Step - 1
+		case CmdPromoteAll:
+			next = len(steps)
+		}
+		if next < 1 || next > len(steps) {
+			return refuse(fmt.Errorf("cannot %s: already at step %d of %d", c.Kind, st.Step, len(steps)))
+		}
+		if next == len(steps) && c.Kind != CmdStepDown && r.cfg.Env.NeedsApproval("promote") && c.Kind != CmdApprove {
+			return refuse(fmt.Errorf("promotion to %d%% needs a second operator's approval (require_approval: promote)", steps[next-1]))
+		}
+		evs := []Event{{Type: EvStepStarted, Wave: next, Weight: ptr(float64(steps[next-1])),
+			Message: fmt.Sprintf("step %d/%d: %g%% of traffic (%s by %s)", next, len(steps), float64(steps[next-1]), c.Kind, c.Actor.Name)}}
+		if st.Status == StatusPaused {
+			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
+		}
+		accept(evs...)
 	default:
 		return refuse(fmt.Errorf("%s is not supported by the %s strategy", c.Kind, st.Info.Strategy))
+	}
+	return nil
+}
+
+// Keys of non-host work in flight.
+const (
+	keyRoute = "#route"
+	keyGate  = "#gate"
+)
+
+// initTraffic connects the executor to the router, when the plan has one.
+func (r *Run) initTraffic(ctx context.Context) error {
+	if r.cfg.Router == nil {
+		return nil
+	}
+	t, err := newTrafficCtl(ctx, r.cfg.Router)
+	if err != nil {
+		return err
+	}
+	r.traffic = t
+	return nil
+}
+
+// primeTraffic makes sure the router knows the fleet before the run: the
+// previous release's pool holds the backends serving it, and it is the
+// stable route when the router has none.
+func (r *Run) primeTraffic(ctx context.Context, info *RunInfo) error {
+	r.assignBackends(info)
+	if r.traffic == nil || r.cfg.Kind != KindDeploy {
+		return nil
+	}
+	if info.Previous == "" {
+		return r.traffic.ensure(ctx, info.Release, nil)
+	}
+	var olds []string
+	for _, h := range info.Hosts {
+		if h.OldBackend != "" && h.Current == info.Previous {
+			olds = append(olds, h.OldBackend)
+		}
+	}
+	if err := r.traffic.ensure(ctx, info.Previous, olds); err != nil {
+		return err
+	}
+	if err := r.traffic.ensure(ctx, info.Release, nil); err != nil {
+		return err
+	}
+	st, err := r.cfg.Router.State(ctx)
+	if err != nil {
+		return fmt.Errorf("read router state: %w", err)
+	}
+	if st.Route.Stable == "" || st.Route.Stable == info.Release {
+		if err := r.traffic.setRoute(ctx, Route{Stable: info.Previous}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -529,7 +705,11 @@ func (r *Run) send(host string, done bool, evs ...Event) {
 func (r *Run) finish(ctx context.Context, a Action) {
 	st := r.state
 	if a.Outcome == OutcomeSucceeded && st.Info.Kind == KindDeploy {
+		r.settleRoute(ctx, st.Info.Release)
 		r.prune(ctx)
+	}
+	if st.Info.Kind == KindRollback && a.Outcome == OutcomeSucceeded {
+		r.settleRoute(ctx, st.Info.Release)
 	}
 	end := r.cfg.Now()
 	rep := &Report{
@@ -548,6 +728,26 @@ func (r *Run) finish(ctx context.Context, a Action) {
 	rep.Verdict = verdict(rep, a)
 	r.emit(Event{Type: EvReport, Report: rep})
 	r.emit(Event{Type: EvRunFinished, Outcome: a.Outcome, Error: a.Reason, Release: st.Info.Release})
+}
+
+// settleRoute makes rel the router's only stable release once every host
+// serves it.
+func (r *Run) settleRoute(ctx context.Context, rel string) {
+	if r.traffic == nil {
+		return
+	}
+	if err := r.traffic.ensure(ctx, rel, nil); err != nil {
+		r.emit(Event{Type: EvNotice, Error: "router: " + err.Error()})
+		return
+	}
+	if err := r.traffic.setRoute(ctx, Route{Stable: rel}); err != nil {
+		r.emit(Event{Type: EvNotice, Error: "router: " + err.Error()})
+		return
+	}
+	if r.state.Cohort > 0 {
+		_ = r.traffic.setCohorts(ctx, nil)
+	}
+	r.emit(Event{Type: EvWeightSet, Weight: ptr(0.0), Release: rel, Message: "all traffic → " + rel + " (stable)"})
 }
 
 func verdict(rep *Report, a Action) string {

@@ -79,13 +79,27 @@ type State struct {
 	RolledBackAt time.Time
 	Reason       string
 
-	Weight    float64
-	Step      int
-	Gates     []GateResult
-	Samples   []Measurement
-	Checklist []ChecklistItem
-	Report    *Report
-	Err       string
+	// Weight is the share of traffic (percent) the router gives the new release.
+	Weight float64
+	// Cohort is the A/B cohort share (percent) in force, 0 when none.
+	Cohort float64
+	// Step is the traffic step in progress (1-based) and StepTarget its weight.
+	Step       int
+	StepTarget float64
+	StepAt     time.Time
+	// GateAck is how many gate results the operator has seen past (an
+	// inconclusive result pauses the run until it is acknowledged by resuming).
+	GateAck int
+	// TrafficErr is the last failure to change the router (cleared by a
+	// successful change).
+	TrafficErr string
+	// StepGateFrom is the index in Gates where the current step's results start.
+	StepGateFrom int
+	Gates        []GateResult
+	Samples      []Measurement
+	Checklist    []ChecklistItem
+	Report       *Report
+	Err          string
 }
 
 // NewState returns the empty state of a run.
@@ -192,7 +206,7 @@ func (s *State) Apply(e Event) {
 			if s.Status == StatusRollingBack {
 				h.RevertFailed = true
 			}
-		case PhaseSwitching:
+		case PhaseSwitching, PhaseStandby:
 			h.Touched = true
 		case PhaseRestart, PhaseHealth:
 			// After the link was renamed, events carry the release it points to.
@@ -223,6 +237,7 @@ func (s *State) Apply(e Event) {
 			s.Status = StatusRunning
 			s.PausedBy = ""
 		}
+		s.GateAck = len(s.Gates)
 	case EvRollbackStart:
 		if s.Status == StatusFinished {
 			return
@@ -233,16 +248,32 @@ func (s *State) Apply(e Event) {
 		s.RollbackAt = e.Time
 		s.Reason = e.Message
 		s.Aborted = e.Command == string(CmdAbort)
+		s.TrafficErr = ""
 		s.PausedBy = ""
 	case EvRolledBack:
 		s.RolledBackAt = e.Time
+	case EvStepStarted:
+		s.Step = e.Wave
+		s.StepAt = e.Time
+		s.StepGateFrom = len(s.Gates)
+		s.WaitUntil = time.Time{}
+		if e.Weight != nil {
+			s.StepTarget = *e.Weight
+		}
 	case EvWeightSet:
 		if e.Weight != nil {
 			s.Weight = *e.Weight
 		}
-		if e.Wave > 0 {
-			s.Step = e.Wave
+		s.TrafficErr = ""
+	case EvNotice:
+		if e.Command == "route" && e.Error != "" {
+			s.TrafficErr = e.Error
 		}
+	case EvCohortSet:
+		if e.Weight != nil {
+			s.Cohort = *e.Weight
+		}
+		s.TrafficErr = ""
 	case EvGateResult:
 		if e.Gate != nil {
 			s.Gates = append(s.Gates, *e.Gate)

@@ -39,6 +39,16 @@ func (k ActionKind) String() string {
 		return "start-rollback"
 	case ActFinish:
 		return "finish"
+	case ActStep:
+		return "step"
+	case ActRoute:
+		return "route"
+	case ActMeasure:
+		return "measure"
+	case ActStandby:
+		return "standby"
+	case ActAwait:
+		return "await"
 	}
 	return fmt.Sprintf("action(%d)", int(k))
 }
@@ -48,10 +58,15 @@ type Action struct {
 	Kind    ActionKind
 	Host    string
 	Release string
+	// Wave is the wave (wave actions) or the traffic step (step, measure).
 	Wave    int
 	Until   time.Time
 	Outcome Outcome
 	Reason  string
+	// Weight is the traffic weight of a step or route (percent).
+	Weight float64
+	// Cohort is the A/B cohort share a route applies (percent; 0 = none).
+	Cohort float64
 }
 
 // Planner is a pure release strategy: given the run state and the time, it
