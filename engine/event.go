@@ -190,11 +190,21 @@ type Report struct {
 
 // ProbeSummary is the probe traffic of a run window.
 type ProbeSummary struct {
+	Rate       float64       `json:"rate"`
 	Requests   int64         `json:"requests"`
 	Failed     int64         `json:"failed"`
 	P50        time.Duration `json:"p50"`
 	P99        time.Duration `json:"p99"`
 	LongestGap time.Duration `json:"longest_gap"`
+	// Releases splits the probe's requests by the release that answered.
+	Releases map[string]ReleaseProbe `json:"releases,omitempty"`
+}
+
+// ReleaseProbe is the probe traffic one release answered.
+type ReleaseProbe struct {
+	Requests int64         `json:"requests"`
+	Failed   int64         `json:"failed"`
+	P99      time.Duration `json:"p99"`
 }
 
 // Terminal reports whether the event ends a run.

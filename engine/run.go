@@ -69,6 +69,7 @@ type Run struct {
 	traffic  *trafficCtl
 	gate     *GateSpec
 	awaited  string
+	probe    *runProbe
 }
 
 type result struct {
@@ -224,6 +225,7 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 	if r.fatal != nil {
 		return r.state, r.fatal
 	}
+	r.startProbe(ctx)
 	if r.cfg.OnStart != nil {
 		r.cfg.OnStart(r)
 	}
@@ -258,6 +260,7 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 	}
 	defer r.journal.Close()
 	r.emit(Event{Type: EvRunResumed, Actor: r.cfg.Actor.Name, Message: fmt.Sprintf("resumed by %s (pid %d) after the run's process stopped", r.cfg.Actor.Name, os.Getpid())})
+	r.startProbe(ctx)
 	for _, h := range r.cfg.Hosts {
 		st := statuses[h.Name()]
 		r.emit(Event{Type: EvHostObserved, Host: h.Name(), Release: st.Current, Releases: st.Releases})
@@ -414,6 +417,9 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 				return r.state, r.fatal
 			}
 			r.emit(Event{Type: EvNotice, Message: "run interrupted; `flightdeck resume` (or the next deploy) finishes it"})
+			if r.probe != nil {
+				r.probe.stop()
+			}
 			return r.state, ErrInterrupted
 		}
 		if !r.stopped && r.fatal == nil {
@@ -721,13 +727,46 @@ func (r *Run) finish(ctx context.Context, a Action) {
 			rep.Failed = append(rep.Failed, h.Name)
 		}
 	}
+	if r.probe != nil {
+		rep.Probe = r.probe.stop()
+		r.probe = nil
+	}
 	if !st.RollbackAt.IsZero() {
 		rep.RTO = end.Sub(st.RollbackAt)
 		r.emit(Event{Type: EvRolledBack, Target: st.RevertTo, Message: fmt.Sprintf("rollback finished in %s", rep.RTO.Round(time.Millisecond))})
 	}
 	rep.Verdict = verdict(rep, a)
+	if h := hitless(rep.Probe, r.sloP99()); h != "" {
+		if a.Outcome == OutcomeSucceeded {
+			rep.Verdict = h
+		} else {
+			rep.Verdict += " · " + h
+		}
+	}
 	r.emit(Event{Type: EvReport, Report: rep})
 	r.emit(Event{Type: EvRunFinished, Outcome: a.Outcome, Error: a.Reason, Release: st.Info.Release})
+}
+
+// startProbe starts the plan's probe traffic for the run's window.
+func (r *Run) startProbe(ctx context.Context) {
+	pc := r.cfg.Env.Probe
+	if pc == nil || pc.URL == "" {
+		return
+	}
+	rp, err := startProbe(ctx, pc)
+	if err != nil {
+		r.emit(Event{Type: EvNotice, Error: err.Error()})
+		return
+	}
+	r.probe = rp
+}
+
+// sloP99 is the p99 the hitless verdict holds probe traffic to.
+func (r *Run) sloP99() time.Duration {
+	if g := r.cfg.Env.Gate; g != nil && g.P99.Duration > 0 {
+		return g.P99.Duration
+	}
+	return 200 * time.Millisecond
 }
 
 // settleRoute makes rel the router's only stable release once every host
