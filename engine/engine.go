@@ -24,7 +24,10 @@ type Engine struct {
 	Hub      *Hub
 	Router   Router
 	Backends map[string]string
-	Now      func() time.Time
+	Metrics  MetricsSource
+	// MinHold paces runs for people (the interactive demo).
+	MinHold time.Duration
+	Now     func() time.Time
 
 	mu  sync.Mutex
 	run *Run
@@ -137,6 +140,7 @@ func (e *Engine) resumeLocked(ctx context.Context, actor Actor, notices []string
 func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {
 	cfg.Plan, cfg.Env, cfg.Hosts, cfg.StateDir = e.Plan, e.Env, e.Hosts, e.StateDir
 	cfg.Hub, cfg.Router, cfg.Backends, cfg.Now = e.Hub, e.Router, e.Backends, e.Now
+	cfg.Metrics, cfg.MinHold = e.Metrics, e.MinHold
 	if cfg.Kind == KindDeploy && cfg.Artifact == nil {
 		// A resumed deploy past its prepare phase needs no artifact.
 		cfg.Artifact = &Artifact{}

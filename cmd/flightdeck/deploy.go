@@ -56,14 +56,19 @@ func (l *loaded) hosts() ([]engine.Host, error) {
 	return hs, nil
 }
 
-func (l *loaded) engine(hosts []engine.Host, hub *engine.Hub) *engine.Engine {
+func (l *loaded) engine(hosts []engine.Host, hub *engine.Hub) (*engine.Engine, error) {
 	backends := map[string]string{}
 	for _, h := range l.env.Hosts {
 		if h.Backend != "" {
 			backends[h.Name] = h.Backend
 		}
 	}
-	return &engine.Engine{Plan: l.plan, Env: l.env, Hosts: hosts, StateDir: l.stateDir, Hub: hub, Backends: backends}
+	rt, metrics, err := routerFor(l.env)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.Engine{Plan: l.plan, Env: l.env, Hosts: hosts, StateDir: l.stateDir, Hub: hub,
+		Backends: backends, Router: rt, Metrics: metrics}, nil
 }
 
 func closeHosts(hs []engine.Host) {
@@ -141,8 +146,12 @@ func newDeployCmd(g *globals) *cobra.Command {
 				return &exitError{code: exitFailed, err: fmt.Errorf("build failed; no host was touched: %w", err)}
 			}
 			hub := engine.NewHub()
+			eng, err := l.engine(hosts, hub)
+			if err != nil {
+				return err
+			}
 			stop := follow(c.Context(), out, hub, g.json)
-			st, err := l.engine(hosts, hub).Deploy(c.Context(), engine.LocalActor("cli"), art, commandLine())
+			st, err := eng.Deploy(c.Context(), engine.LocalActor("cli"), art, commandLine())
 			stop()
 			return outcome(st, err)
 		},
@@ -177,8 +186,12 @@ A host that lacks the release is reported and fails the rollback.`,
 			}
 			defer closeHosts(hosts)
 			hub := engine.NewHub()
+			eng, err := l.engine(hosts, hub)
+			if err != nil {
+				return err
+			}
 			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
-			st, err := l.engine(hosts, hub).Rollback(c.Context(), engine.LocalActor("cli"), to, commandLine())
+			st, err := eng.Rollback(c.Context(), engine.LocalActor("cli"), to, commandLine())
 			stop()
 			return outcome(st, err)
 		},
@@ -204,8 +217,12 @@ func newResumeCmd(g *globals) *cobra.Command {
 			}
 			defer closeHosts(hosts)
 			hub := engine.NewHub()
+			eng, err := l.engine(hosts, hub)
+			if err != nil {
+				return err
+			}
 			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
-			st, err := l.engine(hosts, hub).Resume(c.Context(), engine.LocalActor("cli"), commandLine())
+			st, err := eng.Resume(c.Context(), engine.LocalActor("cli"), commandLine())
 			stop()
 			if err == nil && st == nil {
 				fmt.Fprintf(c.OutOrStdout(), "nothing to resume in %s\n", l.env.Name)

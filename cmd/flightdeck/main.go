@@ -103,7 +103,7 @@ on its own when they break.`,
 	pf.StringVar(&g.stateDir, "state", "", "state directory (default .flightdeck/ beside the plan)")
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
-		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(),
+		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),
 	)
 	return root
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/targets/router"
+)
+
+func newRouterCmd() *cobra.Command {
+	var cfg router.Config
+	c := &cobra.Command{
+		Use:   "router",
+		Short: "Run the built-in traffic router (a long-lived reverse proxy)",
+		Long: `Run the built-in traffic router: a reverse proxy that keeps routing when the
+cockpit is closed. It holds a pool of backends per release, the weights,
+cohort rules and drain state, persists them in --state and takes changes
+through an admin API guarded by a bearer token (created 0600 on first start).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.Listen == "" || cfg.StateFile == "" {
+				return badInput(fmt.Errorf("--listen and --state are required"))
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "router: proxy on %s, admin on %s, state %s\n", cfg.Listen, cfg.Admin, cfg.StateFile)
+			return router.Run(c.Context(), cfg)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Listen, "listen", "", "proxy listen address, e.g. :8080")
+	f.StringVar(&cfg.Admin, "admin", router.DefaultAdminAddr, "admin API listen address (loopback unless you mean it)")
+	f.StringVar(&cfg.StateFile, "state", "", "routing state file")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "admin token file (default router.token beside --state)")
+	f.StringVar(&cfg.HealthPath, "health-path", router.DefaultHealthPath, "backend health check path (2xx = ready, 503 = not ready)")
+	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", router.DefaultDrainTimeout, "longest wait for in-flight requests when draining")
+	f.BoolVar(&cfg.MetricsAuth, "metrics-auth", false, "require the admin token on /metrics too")
+	return c
+}
+
+// routerFor connects to the environment's router, when the plan names one.
+func routerFor(env *plan.Environment) (engine.Router, engine.MetricsSource, error) {
+	rc := env.Router
+	if rc == nil || rc.Admin == "" {
+		return nil, nil, nil
+	}
+	tokenFile := rc.TokenFile
+	if tokenFile == "" {
+		return nil, nil, badInput(fmt.Errorf("environment %s: router.token_file is required to reach %s", env.Name, rc.Admin))
+	}
+	token, err := router.ReadToken(tokenFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("router token: %w", err)
+	}
+	cl, err := router.NewClient(rc.Admin, token)
+	if err != nil {
+		return nil, nil, badInput(err)
+	}
+	return cl, router.NewMetrics(cl.Stats), nil
+}
