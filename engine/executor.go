@@ -84,8 +84,8 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 		phase = PhaseReverting
 	}
 	info := SwitchInfo{Release: a.Release, Previous: prev, Actor: r.actorFor(action), Action: action}
-	if action == "rollback" {
-		info.Previous = r.state.Info.Release
+	if action == "rollback" && r.state.Info.Kind == KindDeploy {
+		info.Previous = r.state.Info.Release // the release this run is taking back
 	}
 	if slotStrategy(r.cfg.Env) && rh.Slot != "" {
 		r.send(name, false, Event{Type: EvHostPhase, Phase: phase, Release: a.Release})
