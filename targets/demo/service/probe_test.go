@@ -51,7 +51,8 @@ func TestHealthzByPhase(t *testing.T) {
 		{phaseStopping, http.StatusServiceUnavailable, `"stopping"`},
 	}
 	for _, tt := range tests {
-		s := &server{release: "r1"}
+		s := &server{}
+		s.cur.Store(&view{release: "r1"})
 		s.phase.Store(int32(tt.phase))
 		rec := httptest.NewRecorder()
 		s.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))

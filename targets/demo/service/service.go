@@ -47,6 +47,12 @@ type Config struct {
 	Listener net.Listener
 	// ReleaseDir is the release directory; knobs.json is read from it.
 	ReleaseDir string
+	// FollowLink treats ReleaseDir as a link (Capistrano's current) that is
+	// read again on every request: when it points at another release, the
+	// service serves that release's knobs and id without a restart, the way
+	// an app that reads its files through current does after an atomic
+	// symlink switch.
+	FollowLink bool
 	// Name names the host/slot in the "/" body. Default: the listen address.
 	Name string
 	// CacheNamespaceEnv names the environment variable reported as
@@ -95,12 +101,19 @@ const (
 	phaseStopping
 )
 
+// view is the release a service serves: its id and knobs.
+type view struct {
+	release string
+	knobs   Knobs
+	target  string // the link target it was read from (FollowLink)
+}
+
 // server is the state of one running service.
 type server struct {
-	release   string
+	link      string // FollowLink: the link to read per request
+	cur       atomic.Pointer[view]
 	name      string
 	cacheNS   string
-	knobs     Knobs
 	startedAt time.Time
 	log       *slog.Logger
 
@@ -122,7 +135,29 @@ func Run(ctx context.Context, cfg Config) error {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	release := ReleaseID(cfg.ReleaseDir, getenv)
+	target := ""
+	if cfg.FollowLink {
+		t, err := os.Readlink(cfg.ReleaseDir)
+		if err != nil {
+			return fmt.Errorf("demo service: reading link %s: %w", cfg.ReleaseDir, err)
+		}
+		target = t
+		getenv = func(k string) string {
+			if k == "RELEASE_VERSION" {
+				return ""
+			}
+			return cfg.Getenv(k)
+		}
+		if cfg.Getenv == nil {
+			getenv = func(k string) string {
+				if k == "RELEASE_VERSION" {
+					return ""
+				}
+				return os.Getenv(k)
+			}
+		}
+	}
+	release := ReleaseID(resolveLink(cfg.ReleaseDir, target), getenv)
 	if release == "" || release == "." || release == string(filepath.Separator) ||
 		strings.ContainsFunc(release, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fmt.Errorf("demo service: unusable release id %q", release)
@@ -158,13 +193,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	s := &server{
-		release:   release,
 		name:      name,
 		cacheNS:   getenv(nsEnv),
-		knobs:     knobs,
 		startedAt: time.Now(),
 		log:       log,
 	}
+	if cfg.FollowLink {
+		s.link = cfg.ReleaseDir
+	}
+	s.cur.Store(&view{release: release, knobs: knobs, target: target})
 	srv := &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -230,7 +267,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /version", s.serveVersion)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(ReleaseHeader, s.release)
+		w.Header().Set(ReleaseHeader, s.view().release)
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -249,7 +286,7 @@ type healthBody struct {
 }
 
 func (s *server) serveHealth(w http.ResponseWriter, _ *http.Request) {
-	b := healthBody{Release: s.release, InFlight: s.inFlight.Load()}
+	b := healthBody{Release: s.view().release, InFlight: s.inFlight.Load()}
 	status := http.StatusServiceUnavailable
 	switch phase(s.phase.Load()) {
 	case phaseStarting:
@@ -270,7 +307,7 @@ type versionBody struct {
 }
 
 func (s *server) serveVersion(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, versionBody{Release: s.release, CacheNamespace: s.cacheNS, StartedAt: s.startedAt})
+	writeJSON(w, http.StatusOK, versionBody{Release: s.view().release, CacheNamespace: s.cacheNS, StartedAt: s.startedAt})
 }
 
 // rootBody is the "/" answer.
@@ -283,11 +320,12 @@ type rootBody struct {
 func (s *server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
+	v := s.view()
 	if phase(s.phase.Load()) == phaseStarting {
-		writeJSON(w, http.StatusServiceUnavailable, rootBody{Release: s.release, Host: s.name, Error: "starting"})
+		writeJSON(w, http.StatusServiceUnavailable, rootBody{Release: v.release, Host: s.name, Error: "starting"})
 		return
 	}
-	if d := s.delay(); d > 0 {
+	if d := v.delay(); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -298,17 +336,53 @@ func (s *server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	}
 	n := s.requests.Add(1)
 	since := time.Since(time.Unix(0, s.readyAt.Load()))
-	if s.knobs.failAt(n, since) {
-		writeJSON(w, http.StatusInternalServerError, rootBody{Release: s.release, Host: s.name, Error: "injected failure (error_rate knob)"})
+	if v.knobs.failAt(n, since) {
+		writeJSON(w, http.StatusInternalServerError, rootBody{Release: v.release, Host: s.name, Error: "injected failure (error_rate knob)"})
 		return
 	}
-	writeJSON(w, http.StatusOK, rootBody{Release: s.release, Host: s.name})
+	writeJSON(w, http.StatusOK, rootBody{Release: v.release, Host: s.name})
+}
+
+// view returns the release being served; with FollowLink it reads the link
+// and loads the release it points at when that changed.
+func (s *server) view() *view {
+	v := s.cur.Load()
+	if s.link == "" {
+		return v
+	}
+	t, err := os.Readlink(s.link)
+	if err != nil || t == v.target {
+		return v
+	}
+	dir := resolveLink(s.link, t)
+	k, err := LoadKnobs(dir)
+	if err != nil {
+		s.log.Warn("keeping the previous release: new release's knobs are unusable", "release", filepath.Base(dir), "err", err)
+		return v
+	}
+	nv := &view{release: filepath.Base(filepath.Clean(dir)), knobs: k, target: t}
+	if s.cur.CompareAndSwap(v, nv) {
+		s.log.Info("now serving", "release", nv.release)
+		return nv
+	}
+	return s.cur.Load()
+}
+
+// resolveLink is the directory a link's target names (relative to the link's dir).
+func resolveLink(link, target string) string {
+	if target == "" {
+		return link
+	}
+	if filepath.IsAbs(target) {
+		return target
+	}
+	return filepath.Join(filepath.Dir(link), target)
 }
 
 // delay is the latency knob plus a random share of the jitter knob.
-func (s *server) delay() time.Duration {
-	d := s.knobs.Latency
-	if j := s.knobs.LatencyJitter; j > 0 {
+func (v *view) delay() time.Duration {
+	d := v.knobs.Latency
+	if j := v.knobs.LatencyJitter; j > 0 {
 		d += rand.N(j)
 	}
 	return d

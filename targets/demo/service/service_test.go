@@ -462,3 +462,53 @@ func TestRunRejectsBadKnobsBeforeListening(t *testing.T) {
 		t.Fatalf("Run with an unknown knob = %v, want an error naming it", err)
 	}
 }
+
+// TestFollowLinkServesTheNewReleaseAfterASwitch: with FollowLink the service
+// reads current on every request, so an atomic switch changes what it
+// serves (release and knobs) with no restart and no failed request.
+func TestFollowLinkServesTheNewReleaseAfterASwitch(t *testing.T) {
+	deploy := t.TempDir()
+	for _, rel := range []string{"r1", "r2"} {
+		if err := os.MkdirAll(filepath.Join(deploy, "releases", rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteKnobs(filepath.Join(deploy, "releases", "r2"), Knobs{ErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	current := filepath.Join(deploy, "current")
+	if err := os.Symlink("releases/r1", current); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Config{Listener: ln, ReleaseDir: current, FollowLink: true}) }()
+	defer func() { cancel(); <-done }()
+	url := "http://" + ln.Addr().String() + "/"
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get(ReleaseHeader)
+	}
+	if code, rel := get(); code != 200 || rel != "r1" {
+		t.Fatalf("before the switch: %d %s", code, rel)
+	}
+	tmp := filepath.Join(deploy, "current.tmp")
+	if err := os.Symlink("releases/r2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, current); err != nil {
+		t.Fatal(err)
+	}
+	if code, rel := get(); code != 500 || rel != "r2" {
+		t.Fatalf("after the switch to r2 (error_rate 1): %d %s", code, rel)
+	}
+}
