@@ -15,7 +15,7 @@ type runProbe struct {
 }
 
 func startProbe(ctx context.Context, cfg *plan.Probe) (*runProbe, error) {
-	p, err := probe.New(probe.Config{URL: cfg.URL, Rate: float64(cfg.Rate), Timeout: cfg.Timeout.Duration})
+	p, err := probe.New(probe.Config{URL: cfg.URL, Rate: float64(cfg.Rate), Timeout: cfg.Timeout.Duration, UserHeader: cfg.UserHeader})
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}

@@ -199,6 +199,9 @@ type Probe struct {
 	URL     string   `yaml:"url"`
 	Rate    int      `yaml:"rate"`
 	Timeout Duration `yaml:"timeout"`
+	// UserHeader gives each probe request a synthetic user id in this
+	// header, so sticky and A/B cohort routing see a population of users.
+	UserHeader string `yaml:"user_header"`
 }
 
 // Duration is a time.Duration written as "30s", "1m30s" or "250ms".

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,6 +67,12 @@ type Config struct {
 	// Release names the release that served a response. Default: the
 	// X-Release header. An empty result counts as UnknownRelease.
 	Release func(*http.Response) string
+	// UserHeader, when set, gives every request this header with one of
+	// Users synthetic user ids (u0, u1, …, round robin), so that sticky and
+	// cohort routing see a realistic population.
+	UserHeader string
+	// Users is the number of distinct user ids (default 1000).
+	Users int
 	// Client sends the requests. Default: a client of its own with a
 	// transport sized for MaxInFlight that does not follow redirects and
 	// ignores proxy settings.
@@ -168,6 +175,7 @@ type Probe struct {
 	interval float64 // seconds between requests
 
 	inFlight atomic.Int64
+	seq      atomic.Uint64
 	wg       sync.WaitGroup
 
 	done chan struct{}
@@ -342,6 +350,13 @@ func (p *Probe) schedule(ctx context.Context, start time.Time) {
 	}
 }
 
+func (p *Probe) users() int {
+	if p.cfg.Users > 0 {
+		return p.cfg.Users
+	}
+	return 1000
+}
+
 // fire starts one request unless the in-flight cap is reached.
 func (p *Probe) fire(ctx context.Context, slot time.Time) {
 	if p.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
@@ -350,16 +365,21 @@ func (p *Probe) fire(ctx context.Context, slot time.Time) {
 		return
 	}
 	p.wg.Add(1)
-	go p.do(ctx, slot)
+	go p.do(ctx, slot, p.seq.Add(1))
 }
 
 // do sends one request and records its outcome.
-func (p *Probe) do(ctx context.Context, slot time.Time) {
+func (p *Probe) do(ctx context.Context, slot time.Time, n uint64) {
 	defer p.wg.Done()
 	defer p.inFlight.Add(-1)
 	rctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	resp, err := p.client.Do(p.tmpl.WithContext(rctx))
+	req := p.tmpl.WithContext(rctx)
+	if p.cfg.UserHeader != "" {
+		req.Header = req.Header.Clone()
+		req.Header.Set(p.cfg.UserHeader, "u"+strconv.FormatUint(n%uint64(p.users()), 10))
+	}
+	resp, err := p.client.Do(req)
 	if err != nil {
 		p.recordError(ctx, UnknownRelease, err, 0, false)
 		return

@@ -418,9 +418,34 @@ func BenchmarkRequest(b *testing.B) {
 	for b.Loop() {
 		p.inFlight.Add(1)
 		p.wg.Add(1)
-		p.do(ctx, time.Now())
+		p.do(ctx, time.Now(), 0)
 	}
 	if rep := p.Snapshot(); rep.Total.Failed != 0 {
 		b.Fatalf("failures: %+v", rep.Total.Failures)
+	}
+}
+
+// TestUserHeader: every request carries one of Users synthetic user ids.
+func TestUserHeader(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("X-User")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	p, err := New(Config{URL: srv.URL, Rate: 400, Duration: 250 * time.Millisecond, UserHeader: "X-User", Users: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 7 || seen[""] != 0 {
+		t.Fatalf("user ids seen: %v, want u0..u6 only", seen)
 	}
 }
