@@ -1,0 +1,113 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"flightdeck/engine"
+)
+
+// Backend is what the cockpit drives. The cockpit only reads the hub's
+// snapshots and events and calls these methods from tea.Cmds, never from
+// Update, so a slow backend never freezes the screen.
+type Backend interface {
+	// Hub is the hub of the environment's runs (it outlives runs).
+	Hub() *engine.Hub
+	// Send forwards an operator command to the run in progress.
+	Send(ctx context.Context, c engine.Command) error
+	// Rollback rolls the environment back to release to ("" = the release
+	// live before the last successful deploy). It returns when the
+	// rollback run has finished.
+	Rollback(ctx context.Context, a engine.Actor, to string) error
+	// Deploy starts a new deploy (bad = a deliberately bad release, for
+	// the demo) and returns when the run has finished.
+	Deploy(ctx context.Context, a engine.Actor, bad bool) error
+	// Presence lists who is connected to this cockpit (local and SSH).
+	Presence() []Presence
+}
+
+// Presence is one connected operator.
+type Presence struct {
+	Name string
+	Role engine.Role
+	// Via is how they are connected: tui (local) or ssh.
+	Via string
+}
+
+// BuildFunc builds the artifact of a new deploy; bad asks for a
+// deliberately broken release (the demo's "bad deploy"). cleanup removes
+// the build's workspace once the run no longer needs it.
+type BuildFunc func(ctx context.Context, bad bool) (a *engine.Artifact, cleanup func(), err error)
+
+// EngineBackend is a Backend over an engine.Engine in this process.
+type EngineBackend struct {
+	Engine *engine.Engine
+	// Build builds a new release for Deploy; nil disables deploys.
+	Build BuildFunc
+	// Command is recorded in the environment's lock (e.g. "flightdeck demo").
+	Command string
+
+	mu       sync.Mutex
+	presence []Presence
+}
+
+// Hub returns the engine's hub.
+func (b *EngineBackend) Hub() *engine.Hub { return b.Engine.Hub }
+
+// Send forwards a command to the active run.
+func (b *EngineBackend) Send(ctx context.Context, c engine.Command) error {
+	return b.Engine.Send(ctx, c)
+}
+
+// Rollback runs a rollback of the environment to release to.
+func (b *EngineBackend) Rollback(ctx context.Context, a engine.Actor, to string) error {
+	st, err := b.Engine.Rollback(ctx, a, to, b.Command)
+	if err != nil {
+		return err
+	}
+	if st != nil && st.Outcome != engine.OutcomeSucceeded {
+		return fmt.Errorf("rollback %s: %s", st.Outcome, st.Err)
+	}
+	return nil
+}
+
+// Deploy builds a release and deploys it.
+func (b *EngineBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
+	if b.Build == nil {
+		return errors.New("this cockpit cannot start deploys (no build configured)")
+	}
+	if err := engine.AuthorizeOwner(a, "start a deploy"); err != nil {
+		return err
+	}
+	art, cleanup, err := b.Build(ctx, bad)
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if cleanup != nil {
+		defer cleanup()
+	}
+	st, err := b.Engine.Deploy(ctx, a, art, b.Command)
+	if err != nil {
+		return err
+	}
+	if st != nil && st.Outcome != engine.OutcomeSucceeded {
+		return fmt.Errorf("deploy %s: %s", st.Outcome, st.Err)
+	}
+	return nil
+}
+
+// SetPresence replaces the list of connected operators.
+func (b *EngineBackend) SetPresence(p []Presence) {
+	b.mu.Lock()
+	b.presence = append([]Presence(nil), p...)
+	b.mu.Unlock()
+}
+
+// Presence returns the connected operators.
+func (b *EngineBackend) Presence() []Presence {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Presence(nil), b.presence...)
+}

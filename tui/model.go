@@ -1,0 +1,425 @@
+// Package tui is flightdeck's cockpit: a bubbletea v2 program showing a
+// run's header, fleet, SLO sparklines, checklist and event log, and
+// sending operator commands to the engine.
+//
+// The cockpit never slows the engine: it subscribes to the hub and takes
+// coalesced snapshots at most 20 times a second (never one message per
+// engine event), and every command runs in a tea.Cmd. Everything that
+// depends on the terminal (size, colour profile) comes from the program's
+// messages and options, so the same model can be served over SSH.
+package tui
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"flightdeck/engine"
+	"flightdeck/themes"
+)
+
+// SLO holds the thresholds the sparklines are drawn against.
+type SLO struct {
+	// ErrorRate is the highest acceptable error rate (fraction; default 0.001).
+	ErrorRate float64
+	// P99 is the highest acceptable 99th percentile latency (default 200ms).
+	P99 time.Duration
+}
+
+// Options configure a cockpit.
+type Options struct {
+	// Actor is who this session acts as; every command carries it.
+	Actor engine.Actor
+	// Theme is the palette (zero value: themes.Default()).
+	Theme themes.Theme
+	// ReadOnly hides every action that changes anything (--read-only,
+	// viewers over SSH). The engine refuses them anyway.
+	ReadOnly bool
+	// Now is the clock (default time.Now); tests fix it.
+	Now func() time.Time
+	// Location is the time zone of timestamps (default time.Local).
+	Location *time.Location
+	// KeyMap overrides the default bindings (see LoadConfig).
+	KeyMap *KeyMap
+	// ASCII draws no Unicode glyphs.
+	ASCII bool
+	// App and Env are shown before the first run.
+	App, Env string
+	// SLO thresholds (defaults: 0.1 % errors, 200ms p99).
+	SLO SLO
+	// QuitStopsRun says that quitting the cockpit interrupts the run (the
+	// engine runs in this process). Otherwise the run continues without
+	// the cockpit. The quit dialog states which.
+	QuitStopsRun bool
+	// Context bounds the backend calls (default context.Background()).
+	Context context.Context
+	// NoAltScreen renders inline instead of on the alternate screen.
+	NoAltScreen bool
+	// TickEvery is how often clocks (time in phase, countdowns) refresh
+	// (default 1s; negative disables the tick).
+	TickEvery time.Duration
+}
+
+// feedEvery bounds how often the model takes a new snapshot: 20 per second.
+const feedEvery = 50 * time.Millisecond
+
+// subBuffer is how many events the cockpit's subscription buffers.
+const subBuffer = 1024
+
+// logSize is how many event lines the event pane keeps.
+const logSize = 500
+
+// hostLogSize is how many events per host the details view keeps.
+const hostLogSize = 32
+
+type pane int
+
+const (
+	paneFleet pane = iota
+	paneSLO
+	paneChecklist
+	paneEvents
+	paneCount
+)
+
+func (p pane) String() string {
+	return [...]string{"fleet", "SLO", "checklist", "events"}[p]
+}
+
+type overlay int
+
+const (
+	overlayNone overlay = iota
+	overlayHelp
+	overlayConfirm
+	overlayDetails
+)
+
+// Model is the cockpit's root model.
+type Model struct {
+	b    Backend
+	o    Options
+	km   KeyMap
+	st   styles
+	g    glyphs
+	hub  *engine.Hub
+	sub  *engine.Sub
+	stop chan struct{}
+	once sync.Once
+
+	snap     *engine.State
+	log      []engine.Event // ring of the event pane, oldest first
+	lost     int
+	hostLog  map[string][]engine.Event
+	lastLog  map[string]engine.Phase
+	presence []Presence
+	lastFeed time.Time
+
+	w, h    int
+	focus   pane
+	overlay overlay
+	confirm *confirmDialog
+	details string // host shown in the details overlay
+	detOff  int
+
+	cursor   int    // fleet cursor in the filtered list
+	offset   int    // first fleet row shown
+	selHost  string // name of the host under the cursor
+	filter   string
+	filterOn bool
+	visible  []int // indices of hosts matching the filter (nil: all)
+	fleetH   int   // fleet rows shown in the last render
+	nameW    int
+	nameN    int
+
+	ckCursor int
+	evOff    int // event pane scroll from the newest (0 = follow)
+
+	status    string
+	statusErr bool
+	busy      string // a deploy or rollback started from the cockpit
+
+	stateVer, uiVer uint64
+	cache           viewCache
+}
+
+type confirmDialog struct {
+	title  string
+	lines  []string
+	yes    string
+	danger bool
+	run    func() tea.Cmd
+}
+
+// feedMsg is a coalesced update from the hub.
+type feedMsg struct {
+	snap *engine.State
+	evs  []engine.Event
+	lost int
+	at   time.Time
+}
+
+// tickMsg refreshes clocks.
+type tickMsg time.Time
+
+// resultMsg reports a backend call.
+type resultMsg struct {
+	what string
+	err  error
+	// between marks the end of a deploy/rollback started between runs.
+	between bool
+}
+
+// New returns a cockpit over backend. It subscribes to the backend's hub
+// at once; the subscription ends when the program quits.
+func New(backend Backend, opts Options) *Model {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Location == nil {
+		opts.Location = time.Local
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
+	}
+	if opts.SLO.ErrorRate <= 0 {
+		opts.SLO.ErrorRate = 0.001
+	}
+	if opts.SLO.P99 <= 0 {
+		opts.SLO.P99 = 200 * time.Millisecond
+	}
+	if opts.TickEvery == 0 {
+		opts.TickEvery = time.Second
+	}
+	if opts.Theme.Name == "" {
+		opts.Theme = themes.Default()
+	}
+	m := &Model{
+		b:       backend,
+		o:       opts,
+		hub:     backend.Hub(),
+		stop:    make(chan struct{}),
+		hostLog: map[string][]engine.Event{},
+		lastLog: map[string]engine.Phase{},
+		w:       80,
+		h:       24,
+	}
+	if opts.KeyMap != nil {
+		m.km = *opts.KeyMap
+	} else {
+		m.km = DefaultKeyMap()
+	}
+	m.st = newStyles(opts.Theme)
+	m.g = newGlyphs(opts.ASCII)
+	m.sub = m.hub.Subscribe(subBuffer)
+	m.snap = m.hub.Snapshot()
+	m.presence = backend.Presence()
+	return m
+}
+
+// Init starts the hub subscription and the clock.
+func (m *Model) Init() tea.Cmd {
+	return tea.Batch(m.listen(), m.tick())
+}
+
+// Close ends the model's subscription (Run and quitting do it; call it
+// when a model is dropped without running).
+func (m *Model) Close() {
+	m.once.Do(func() {
+		close(m.stop)
+		m.sub.Close()
+	})
+}
+
+func (m *Model) listen() tea.Cmd {
+	sub, hub, stop, last := m.sub, m.hub, m.stop, m.lastFeed
+	return func() tea.Msg {
+		select {
+		case <-sub.C():
+		case <-stop:
+			return nil
+		}
+		// Coalesce: at most one feed per feedEvery, whatever the event rate.
+		if wait := feedEvery - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				return nil
+			}
+		}
+		evs, lost := sub.Drain()
+		return feedMsg{snap: hub.Snapshot(), evs: evs, lost: lost, at: time.Now()}
+	}
+}
+
+func (m *Model) tick() tea.Cmd {
+	if m.o.TickEvery < 0 {
+		return nil
+	}
+	return tea.Tick(m.o.TickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+// Update handles a message.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.w, m.h = msg.Width, msg.Height
+		m.uiVer++
+		return m, nil
+	case feedMsg:
+		m.apply(msg)
+		return m, m.listen()
+	case tickMsg:
+		return m, m.tick()
+	case resultMsg:
+		m.uiVer++
+		if msg.between {
+			m.busy = ""
+		}
+		if msg.err != nil {
+			m.setStatus(msg.what+": "+msg.err.Error(), true)
+		} else {
+			m.setStatus(msg.what+": done", false)
+		}
+		return m, nil
+	case tea.KeyPressMsg:
+		m.uiVer++
+		return m, m.key(msg)
+	}
+	return m, nil
+}
+
+// apply folds a coalesced feed into the model.
+func (m *Model) apply(f feedMsg) {
+	m.lastFeed = f.at
+	if f.snap != nil {
+		if m.snap == nil || f.snap.Run != m.snap.Run {
+			m.lastLog = map[string]engine.Phase{}
+		}
+		m.snap = f.snap
+	}
+	m.lost += f.lost
+	for _, e := range f.evs {
+		m.ingest(e)
+	}
+	if len(m.log) > logSize {
+		n := copy(m.log, m.log[len(m.log)-logSize:])
+		clear(m.log[n:])
+		m.log = m.log[:n]
+	}
+	m.presence = m.b.Presence()
+	m.refilter()
+	m.stateVer++
+}
+
+func (m *Model) ingest(e engine.Event) {
+	if e.Host != "" {
+		hl := m.hostLog[e.Host]
+		if e.Type != engine.EvHostPhase || m.lastLog[e.Host] != e.Phase || e.Error != "" {
+			hl = append(hl, e)
+			if len(hl) > hostLogSize {
+				hl = hl[len(hl)-hostLogSize:]
+			}
+			m.hostLog[e.Host] = hl
+		}
+	}
+	switch e.Type {
+	case engine.EvHostPhase:
+		// Progress updates within a phase are shown by the fleet, not logged.
+		if m.lastLog[e.Host] == e.Phase && e.Error == "" {
+			return
+		}
+		m.lastLog[e.Host] = e.Phase
+	case engine.EvMetricSample:
+		return // drawn by the SLO pane
+	}
+	m.log = append(m.log, e)
+}
+
+func (m *Model) setStatus(s string, isErr bool) {
+	m.status, m.statusErr = s, isErr
+}
+
+func (m *Model) now() time.Time { return m.o.Now() }
+
+// active reports whether a run is in progress.
+func (m *Model) active() bool { return m.snap != nil && m.snap.Active() }
+
+// refilter recomputes which hosts match the filter and keeps the cursor
+// on the same host.
+func (m *Model) refilter() {
+	hosts := m.snap.Hosts
+	if len(hosts) != m.nameN {
+		m.nameN = len(hosts)
+		m.nameW = 4
+		for _, h := range hosts {
+			m.nameW = max(m.nameW, len(h.Name))
+		}
+		m.nameW = min(m.nameW, 24)
+	}
+	if m.filter == "" {
+		m.visible = nil
+	} else {
+		f := strings.ToLower(m.filter)
+		m.visible = m.visible[:0]
+		for i, h := range hosts {
+			if strings.Contains(strings.ToLower(h.Name), f) {
+				m.visible = append(m.visible, i)
+			}
+		}
+	}
+	n := m.fleetLen()
+	if m.selHost != "" {
+		// Keep the selection on the same host when the list changes.
+		if i := m.hostAt(m.cursor); i == nil || i.Name != m.selHost {
+			for j := range n {
+				if m.hostAt(j).Name == m.selHost {
+					m.cursor = j
+					break
+				}
+			}
+		}
+	}
+	m.cursor = clampInt(m.cursor, 0, max(n-1, 0))
+	if h := m.hostAt(m.cursor); h != nil {
+		m.selHost = h.Name
+	}
+}
+
+func (m *Model) fleetLen() int {
+	if m.visible != nil || m.filter != "" {
+		return len(m.visible)
+	}
+	return len(m.snap.Hosts)
+}
+
+func (m *Model) hostAt(i int) *engine.HostState {
+	if i < 0 || i >= m.fleetLen() {
+		return nil
+	}
+	if m.visible != nil || m.filter != "" {
+		return m.snap.Hosts[m.visible[i]]
+	}
+	return m.snap.Hosts[i]
+}
+
+func clampInt(v, lo, hi int) int {
+	if v < lo {
+		return lo
+	}
+	if v > hi {
+		return hi
+	}
+	return v
+}
+
+// quit ends the program and the subscription.
+func (m *Model) quit() tea.Cmd {
+	m.Close()
+	return tea.Quit
+}

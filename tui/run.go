@@ -1,0 +1,62 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
+)
+
+// ProgramOptions describe the terminal a cockpit program runs on, for
+// sessions that are not this process's terminal (SSH).
+type ProgramOptions struct {
+	// Width and Height are the terminal size (0: ask the terminal).
+	Width, Height int
+	// Profile is the terminal's colour profile; zero (colorprofile.Unknown)
+	// lets bubbletea detect it from Env.
+	Profile colorprofile.Profile
+	// Env is the session's environment (TERM, NO_COLOR, COLORTERM...),
+	// used by bubbletea to detect the colour profile when Profile is zero.
+	Env []string
+	// Context ends the program when cancelled.
+	Context context.Context
+}
+
+// NewProgram builds a tea.Program for m on arbitrary input and output,
+// e.g. an SSH session's channel. Nothing is probed on this process's own
+// terminal: size, colour profile and environment come from po. Window
+// changes are delivered by sending tea.WindowSizeMsg to the program.
+func NewProgram(m *Model, in io.Reader, out io.Writer, po ProgramOptions) *tea.Program {
+	opts := []tea.ProgramOption{tea.WithInput(in), tea.WithOutput(out), tea.WithoutSignalHandler()}
+	if po.Env != nil {
+		opts = append(opts, tea.WithEnvironment(po.Env))
+	}
+	if po.Profile != 0 {
+		opts = append(opts, tea.WithColorProfile(po.Profile))
+	}
+	if po.Width > 0 && po.Height > 0 {
+		opts = append(opts, tea.WithWindowSize(po.Width, po.Height))
+	}
+	if po.Context != nil {
+		opts = append(opts, tea.WithContext(po.Context))
+	}
+	return tea.NewProgram(m, opts...)
+}
+
+// Run runs a cockpit on this process's terminal (alternate screen) until
+// the operator quits or ctx ends. It returns the program's error, if any.
+func Run(ctx context.Context, backend Backend, opts Options) error {
+	if opts.Context == nil {
+		opts.Context = ctx
+	}
+	m := New(backend, opts)
+	defer m.Close()
+	p := tea.NewProgram(m, tea.WithContext(ctx))
+	_, err := p.Run()
+	if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
