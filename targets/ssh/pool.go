@@ -28,9 +28,12 @@ type PoolOptions struct {
 	OnHostKeyAccepted func(host, fingerprint string)
 	// Transfer chooses how Prepare sends files (default TransferAuto).
 	Transfer Transfer
-	// Workers is the number of SFTP requests a Prepare keeps in flight for
-	// links, small files, stats and removals (default 64).
+	// Workers is the number of SFTP requests a host operation keeps in
+	// flight for links, stats and removals (default 64).
 	Workers int
+	// UploadWorkers is the number of files a Prepare uploads at once over
+	// SFTP (default 16); each holds packet buffers, so this bounds memory.
+	UploadWorkers int
 }
 
 // Pool owns one SSH connection per target for the whole run. It is safe
@@ -55,6 +58,9 @@ func NewPool(opts PoolOptions) *Pool {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 64
+	}
+	if opts.UploadWorkers <= 0 {
+		opts.UploadWorkers = 16
 	}
 	return &Pool{
 		opts:     opts,

@@ -338,17 +338,27 @@ func (r *remote) sendSFTP(ctx context.Context, src, tmp string, dirs, links []en
 	if err := r.symlinks(tmp, links); err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.h.pool.opts.Workers)
-	g.Go(func() error { return r.hardlinks(gctx, tmp, jobs, pr) })
+	// Links and uploads run side by side; the first failure stops both.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	linked := make(chan error, 1)
+	go func() {
+		err := r.hardlinks(ctx, tmp, jobs, pr)
+		if err != nil {
+			cancel()
+		}
+		linked <- err
+	}()
+	up, uctx := errgroup.WithContext(ctx)
+	up.SetLimit(r.h.pool.opts.UploadWorkers)
 	for _, j := range jobs {
 		if j.from != "" {
 			continue
 		}
-		if gctx.Err() != nil {
+		if uctx.Err() != nil {
 			break
 		}
-		g.Go(func() error {
+		up.Go(func() error {
 			f, err := os.Open(filepath.Join(src, filepath.FromSlash(j.e.Path)))
 			if err != nil {
 				return fmt.Errorf("read %s: %w", j.e.Path, err)
@@ -361,7 +371,18 @@ func (r *remote) sendSFTP(ctx context.Context, src, tmp string, dirs, links []en
 			return nil
 		})
 	}
-	return g.Wait()
+	uerr := up.Wait()
+	if uerr != nil {
+		cancel()
+	}
+	lerr := <-linked
+	if uerr != nil {
+		return uerr
+	}
+	if lerr != nil {
+		return lerr
+	}
+	return ctx.Err()
 }
 
 // writeFile creates p (which must not exist), copies src into it and

@@ -1,0 +1,311 @@
+// Command fleet benchmarks flightdeck's SSH target against a fleet of
+// loopback sshd servers. It is run by hand through bench/fleet.sh, never
+// in CI.
+//
+//	fleet serve  -hosts 100 -dir D   start the servers, write D/cluster.json, run until stdin closes
+//	fleet deploy -cluster D/cluster.json -runs 5
+//	                                 deploy r1 (500 files, 20 MB) cold, r2 (10 files changed),
+//	                                 then time fleet rollbacks r2 -> r1 over open connections
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"flightdeck/engine"
+	fdssh "flightdeck/targets/ssh"
+	"flightdeck/targets/ssh/sshtest"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "deploy":
+		err = deploy(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
+		os.Exit(1)
+	}
+}
+
+// clusterFile describes running servers for the deploy step and the
+// Capistrano/Ansible comparisons in fleet.sh.
+type clusterFile struct {
+	User       string   `json:"user"`
+	ClientKey  string   `json:"client_key"`
+	KnownHosts string   `json:"known_hosts"`
+	Addrs      []string `json:"addrs"`
+	Ports      []int    `json:"ports"`
+	DeployTo   []string `json:"deploy_to"`
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	n := fs.Int("hosts", 20, "number of sshd servers")
+	dir := fs.String("dir", "", "directory for keys, configs and deploy dirs")
+	_ = fs.Parse(args)
+	if *dir == "" {
+		return fmt.Errorf("-dir is required")
+	}
+	c, err := sshtest.New(*dir, *n, sshtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cf := clusterFile{User: c.User, ClientKey: c.ClientKey, KnownHosts: c.KnownHosts}
+	for _, s := range c.Servers {
+		cf.Addrs = append(cf.Addrs, s.Addr)
+		cf.Ports = append(cf.Ports, s.Port)
+		cf.DeployTo = append(cf.DeployTo, s.DeployTo)
+	}
+	b, _ := json.MarshalIndent(cf, "", " ")
+	if err := os.WriteFile(filepath.Join(*dir, "cluster.json"), b, 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("%d servers up, cluster file %s\n", *n, filepath.Join(*dir, "cluster.json"))
+	// Run until stdin closes or a signal arrives.
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		close(done)
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-sig:
+	}
+	return nil
+}
+
+func deploy(args []string) error {
+	fs := flag.NewFlagSet("deploy", flag.ExitOnError)
+	cluster := fs.String("cluster", "", "cluster.json written by fleet serve")
+	runs := fs.Int("runs", 5, "rollback runs")
+	files := fs.Int("files", 500, "files in the release")
+	total := fs.Int("bytes", 20<<20, "total release size")
+	parallel := fs.Int("parallel", 16, "hosts prepared at once")
+	transfer := fs.String("transfer", "auto", "auto | sftp | tar")
+	subdir := fs.String("subdir", "app", "deploy_to below each server's deploy directory (a new one deploys cold)")
+	_ = fs.Parse(args)
+	b, err := os.ReadFile(*cluster)
+	if err != nil {
+		return err
+	}
+	var cf clusterFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		return err
+	}
+	mode := map[string]fdssh.Transfer{"auto": fdssh.TransferAuto, "sftp": fdssh.TransferSFTP, "tar": fdssh.TransferTar}[*transfer]
+
+	work, err := os.MkdirTemp("", "fleet-artifacts-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	r1, err := artifact(filepath.Join(work, "r1"), "r1", *files, *total, 0)
+	if err != nil {
+		return err
+	}
+	r2, err := artifact(filepath.Join(work, "r2"), "r2", *files, *total, 10)
+	if err != nil {
+		return err
+	}
+
+	pool := fdssh.NewPool(fdssh.PoolOptions{Transfer: mode})
+	defer pool.Close()
+	hosts := make([]*fdssh.Host, len(cf.Addrs))
+	for i, a := range cf.Addrs {
+		hosts[i] = pool.Host(fmt.Sprintf("h%03d", i), fdssh.Target{
+			User: cf.User, Addr: a, DeployTo: filepath.Join(cf.DeployTo[i], *subdir),
+			IdentityFiles: []string{cf.ClientKey}, ExplicitIdentity: true,
+			KnownHosts:     []string{cf.KnownHosts},
+			ConnectTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute,
+		})
+	}
+	ctx := context.Background()
+	fmt.Printf("fleet: %d hosts, release %d files / %d bytes, transfer %s\n", len(hosts), *files, *total, *transfer)
+
+	d, err := timed(func() error { return each(hosts, len(hosts), func(h *fdssh.Host) error { return h.Connect(ctx) }) })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("connect (cold, %d dials at once): %d ms\n", fdssh.DefaultMaxParallelDials, d.Milliseconds())
+
+	for _, a := range []*engine.Artifact{r1, r2} {
+		var sent int64
+		var mu sync.Mutex
+		d, err := timed(func() error {
+			return each(hosts, *parallel, func(h *fdssh.Host) error {
+				var last engine.Progress
+				if err := h.Prepare(ctx, a, func(p engine.Progress) { last = p }); err != nil {
+					return err
+				}
+				mu.Lock()
+				sent += last.BytesSent
+				mu.Unlock()
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		sw, err := timed(func() error {
+			return each(hosts, len(hosts), func(h *fdssh.Host) error {
+				return h.Switch(ctx, engine.SwitchInfo{Release: a.ID, Actor: "bench"})
+			})
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("deploy %s: prepare %d ms (%.1f MB sent in all), switch %d ms\n",
+			a.ID, d.Milliseconds(), float64(sent)/1e6, sw.Milliseconds())
+	}
+
+	var totals, skews []float64
+	for run := range *runs {
+		start := time.Now()
+		done := make([]time.Duration, len(hosts))
+		err := eachIndexed(hosts, len(hosts), func(i int, h *fdssh.Host) error {
+			err := h.Switch(ctx, engine.SwitchInfo{Release: "r1", Previous: "r2", Actor: "bench", Action: "rollback"})
+			done[i] = time.Since(start)
+			return err
+		})
+		total := time.Since(start)
+		if err != nil {
+			return err
+		}
+		slices.Sort(done)
+		skew := done[len(done)-1] - done[0]
+		totals = append(totals, ms(total))
+		skews = append(skews, ms(skew))
+		fmt.Printf("rollback run %d: %.1f ms, skew %.1f ms\n", run+1, ms(total), ms(skew))
+		// Forward again (untimed) so that the next run is a real rollback.
+		if err := each(hosts, len(hosts), func(h *fdssh.Host) error {
+			return h.Switch(ctx, engine.SwitchInfo{Release: "r2", Previous: "r1", Actor: "bench"})
+		}); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("RESULT hosts=%d rollback_median_ms=%.1f skew_median_ms=%.1f peak_rss_mb=%.1f\n",
+		len(hosts), median(totals), median(skews), peakRSSMB())
+	// Leave the fleet on r1 for the comparisons that follow.
+	return each(hosts, len(hosts), func(h *fdssh.Host) error {
+		return h.Switch(ctx, engine.SwitchInfo{Release: "r1", Actor: "bench", Action: "rollback"})
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func timed(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+func each(hosts []*fdssh.Host, limit int, f func(*fdssh.Host) error) error {
+	return eachIndexed(hosts, limit, func(_ int, h *fdssh.Host) error { return f(h) })
+}
+
+// eachIndexed runs f for every host, at most limit at once, and returns
+// the first error.
+func eachIndexed(hosts []*fdssh.Host, limit int, f func(int, *fdssh.Host) error) error {
+	sem := make(chan struct{}, limit)
+	errs := make(chan error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := f(i, h); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// artifact writes n files totalling size bytes; the first `changed` files
+// differ from release seed 0 (r1).
+func artifact(dir, id string, n, size, changed int) (*engine.Artifact, error) {
+	per := size / n
+	buf := make([]byte, per)
+	for i := range n {
+		p := filepath.Join(dir, fmt.Sprintf("assets/%02d/file%04d.bin", i%20, i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		rng := rand.New(rand.NewPCG(uint64(i), 1))
+		for j := range buf {
+			buf[j] = byte(rng.Uint32())
+		}
+		if i < changed {
+			copy(buf, id)
+		}
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte(id), 0o644); err != nil {
+		return nil, err
+	}
+	m, err := engine.BuildManifest(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.Artifact{ID: id, Dir: dir, Manifest: m}, nil
+}
+
+// peakRSSMB reads the process's peak resident set size (VmHWM).
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
