@@ -142,3 +142,22 @@ func BenchmarkPrepareFull(b *testing.B) {
 	b.Run("syncfs", func(b *testing.B) { benchPrepare(b, false, SyncFS) })
 	b.Run("fsync-each", func(b *testing.B) { benchPrepare(b, false, SyncEachFile) })
 }
+
+// BenchmarkFsyncDir is the floor under BenchmarkSwitch, which does two
+// fsyncs (deploy_to and revisions.log): one fsync of a directory whose
+// entries just changed.
+func BenchmarkFsyncDir(b *testing.B) {
+	dir := b.TempDir()
+	for i := 0; i < b.N; i++ {
+		p := filepath.Join(dir, "l"+strconv.Itoa(i%2))
+		if err := os.Symlink("x", p+".tmp"); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Rename(p+".tmp", p); err != nil {
+			b.Fatal(err)
+		}
+		if err := fsyncDir(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -127,7 +127,8 @@ func (h *Host) releasesDir() string { return filepath.Join(h.deployTo, engine.Re
 // Inspect first removes leftovers of interrupted work: releases/.tmp-*
 // directories (half-prepared or half-pruned releases) and current.tmp-* or
 // .tmp-* links in deploy_to. It creates nothing: a missing deploy_to gives
-// an empty status.
+// an empty status. Current is reported as the link says, even when that
+// release directory is missing (it is then absent from Releases).
 func (h *Host) Inspect(ctx context.Context) (engine.HostStatus, error) {
 	var st engine.HostStatus
 	if err := ctx.Err(); err != nil {

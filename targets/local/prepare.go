@@ -50,7 +50,9 @@ const (
 // replacing anything, and releases/ is fsynced. On any failure, or when ctx
 // is done, the temporary directory is removed.
 //
-// Progress counts linked files as done but not sent.
+// progress, when not nil, is called on the calling goroutine: once at the
+// start, then at most every 50 ms or 64 files, and once at the end. It
+// counts linked files as done but not sent.
 func (h *Host) Prepare(ctx context.Context, a *engine.Artifact, progress func(engine.Progress)) error {
 	if err := h.prepare(ctx, a, progress); err != nil {
 		id := "<nil>"
