@@ -254,6 +254,29 @@ func TestPrepareLinksOnlySameMode(t *testing.T) {
 	}
 }
 
+func TestPrepareDoesNotLinkTamperedFile(t *testing.T) {
+	h := newHost(t)
+	files := map[string]string{"a.txt": "original\n", "b.txt": "kept\n"}
+	prepared(t, h, "r1", files)
+	tampered := filepath.Join(h.ReleasePath("r1"), "a.txt")
+	if err := os.Chmod(tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tampered, []byte("ORIGINAL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prepared(t, h, "r2", files)
+	if inode(t, tampered) == inode(t, filepath.Join(h.ReleasePath("r2"), "a.txt")) {
+		t.Error("r2/a.txt was linked to a writable (tampered) file of r1")
+	}
+	if inode(t, filepath.Join(h.ReleasePath("r1"), "b.txt")) != inode(t, filepath.Join(h.ReleasePath("r2"), "b.txt")) {
+		t.Error("r2/b.txt was not linked")
+	}
+	if err := h.Verify(context.Background(), "r2"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestPrepareIdempotent(t *testing.T) {
 	h := newHost(t)
 	files := manyFiles(50)

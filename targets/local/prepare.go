@@ -256,7 +256,9 @@ func (w *writer) entry(e engine.ManifestEntry) (int64, error) {
 
 // link hard-links old to dst when old still looks like the file the
 // manifest describes (regular, read-only, same size and mode). Any doubt or
-// failure (EMLINK, a pruned release) makes the caller copy instead.
+// failure (EMLINK, a pruned release) makes the caller copy instead. The
+// content is not re-hashed (that would cost what linking saves): a file
+// edited and made read-only again is only caught by Verify.
 func (w *writer) link(old, dst string, e engine.ManifestEntry) bool {
 	fi, err := os.Lstat(old)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size ||
