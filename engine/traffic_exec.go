@@ -303,8 +303,9 @@ func (r *Run) doMeasure(ctx context.Context, a Action) {
 		m.Release = a.Release
 		res = g.Evaluate(a.Wave, m)
 	}
-	r.send("", true, Event{Type: EvMetricSample, Release: a.Release, Sample: &m, Wave: a.Wave},
+	r.send("", false, Event{Type: EvMetricSample, Release: a.Release, Sample: &m, Wave: a.Wave},
 		Event{Type: EvGateResult, Release: a.Release, Gate: &res, Wave: a.Wave})
+	r.send(keyGate, true) // the measurement is no longer in flight
 }
 
 func ptr[T any](v T) *T { return &v }
