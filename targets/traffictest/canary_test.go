@@ -1,0 +1,221 @@
+package traffictest
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"flightdeck/engine"
+	"flightdeck/engine/probe"
+)
+
+// canaryEnv is a canary over steps 5 → 25 → 100 whose gate measures
+// twice per step for 700 ms; one failed measurement fails the step.
+const canaryEnv = `    strategy: {kind: canary, steps: [5, 25, 100]}
+    gate: {error_rate: 0.1%, p99: 1s, interval: 700ms, count: 2, failure_limit: 1, min_requests: 5}
+`
+
+// loadRate is the traffic through the router in the canary tests: at 5 %
+// the candidate gets about 21 requests per 700 ms measurement.
+const loadRate = 600
+
+func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
+	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})
+	f.live("v1", knobs{})
+	p := f.load(loadRate, 40*time.Second, nil)
+
+	st := f.wait(f.deploy(f.build("v2", knobs{})))
+	if st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("outcome %s (%s), want succeeded\n%s", st.Outcome, st.Err, f.rec.dump())
+	}
+	evs := f.rec.events()
+	var steps []int
+	for _, e := range ofType(evs, st.Run, engine.EvStepStarted) {
+		steps = append(steps, e.Wave)
+	}
+	if !slices.Equal(steps, []int{1, 2, 3}) {
+		t.Errorf("StepStarted %v, want [1 2 3]", steps)
+	}
+	var weights []float64
+	for _, e := range ofType(evs, st.Run, engine.EvWeightSet) {
+		weights = append(weights, *e.Weight)
+	}
+	// 5, 25, 100 through the steps, then the final "v2 is stable" (0 = no candidate).
+	if !slices.Equal(weights, []float64{5, 25, 100, 0}) {
+		t.Errorf("WeightSet %v, want [5 25 100 0]", weights)
+	}
+	passes := map[int]int{}
+	for _, e := range ofType(evs, st.Run, engine.EvGateResult) {
+		if e.Gate.Verdict != engine.VerdictPass {
+			t.Errorf("step %d: gate %s (%s), want pass", e.Gate.Step, e.Gate.Verdict, e.Gate.Reason)
+			continue
+		}
+		if !strings.Contains(e.Gate.Reason, "requests") || !strings.Contains(e.Gate.Reason, "error rate 0.00%") {
+			t.Errorf("gate reason %q does not state the measured values", e.Gate.Reason)
+		}
+		passes[e.Gate.Step]++
+	}
+	if passes[1] != 2 || passes[2] != 2 {
+		t.Errorf("gate passes per step %v, want 2 at steps 1 and 2 (the last step has no analysis)", passes)
+	}
+	samples := journalSamples(t, f, st.Run)
+	if len(samples) != 4 {
+		t.Errorf("journal holds %d metric samples, want 4", len(samples))
+	}
+	for _, m := range samples {
+		if m.Release != "v2" || m.NoData || m.Requests < 5 || m.Errors != 0 || m.P99 <= 0 {
+			t.Errorf("journaled sample %+v: want v2 with ≥5 requests, 0 errors and a p99", m)
+		}
+	}
+
+	// Every host runs v2 and the router sends everything to it.
+	f.assertHostsOn("v2")
+	rs := f.routerState()
+	if rs.Route.Stable != "v2" || rs.Route.Candidate != "" {
+		t.Errorf("route %+v, want v2 stable alone", rs.Route)
+	}
+	if got := f.poolOf("v2"); len(got) != 4 {
+		t.Errorf("v2's pool %v, want the 4 backends", got)
+	}
+	for rel, n := range f.hits(50, nil) {
+		if rel != "v2" {
+			t.Errorf("after the deploy, %d requests answered by %s", n, rel)
+		}
+	}
+	p.Stop()
+	rep := p.Snapshot()
+	// No backend failed a request; the router's own 503s at the last step
+	// are TestCanaryLastStepIsHitless's business.
+	for rel, s := range rep.Releases {
+		if rel != probe.UnknownRelease && s.Failed != 0 {
+			t.Errorf("release %s failed %d requests during a healthy canary: %+v", rel, s.Failed, s.Failures)
+		}
+	}
+	t.Logf("healthy canary: %s, %d requests through the router (v1 %d, v2 %d, router 503 %d)",
+		st.Finished.Sub(st.Started).Round(time.Millisecond), rep.Total.Requests, rep.Releases["v1"].Requests,
+		rep.Releases["v2"].Requests, rep.Releases[probe.UnknownRelease].Requests)
+}
+
+// TestCanaryLastStepIsHitless promotes a healthy canary under load and
+// wants no failed request at all. It fails against the planner of
+// 2b512e7: at the last step (100 %) TrafficPlanner switches every
+// remaining host ("capacity first") before it routes, so the old
+// release's pool is drained to nothing while it still has 75 % of the
+// traffic, and the router answers 503 (no backend in rotation) until the
+// weight reaches 100. Run it with FLIGHTDECK_KNOWN_BUGS=1.
+func TestCanaryLastStepIsHitless(t *testing.T) {
+	if os.Getenv("FLIGHTDECK_KNOWN_BUGS") != "1" {
+		t.Skip("known engine bug: the last canary step drains every old backend before it routes (set FLIGHTDECK_KNOWN_BUGS=1 to run)")
+	}
+	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})
+	f.live("v1", knobs{})
+	p := f.load(loadRate, 40*time.Second, nil)
+	st := f.wait(f.deploy(f.build("v2", knobs{})))
+	if st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("outcome %s (%s), want succeeded", st.Outcome, st.Err)
+	}
+	p.Stop()
+	rep := p.Snapshot()
+	if rep.Total.Failed != 0 {
+		t.Errorf("%d of %d requests failed during a healthy canary (%d answered by the router itself: no backend in rotation)",
+			rep.Total.Failed, rep.Total.Requests, rep.Releases[probe.UnknownRelease].Failed)
+	}
+}
+
+func TestCanaryBadReleaseRollsBackAtFailingStep(t *testing.T) {
+	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})
+	f.live("v1", knobs{})
+	p := f.load(loadRate, 40*time.Second, nil)
+	st := f.wait(f.deploy(f.build("v2", knobs{FailEvery: 20})))
+	assertBadCanaryRolledBack(t, f, st)
+	p.Stop()
+}
+
+// assertBadCanaryRolledBack checks the end of a canary of a release that
+// answers 5 % errors: rolled back at the step whose gate failed, weight 0,
+// every host and backend back on v1, samples journaled.
+func assertBadCanaryRolledBack(t *testing.T, f *fleet, st *engine.State) {
+	t.Helper()
+	if st.Outcome != engine.OutcomeRolledBack {
+		t.Fatalf("outcome %s (%s), want rolled_back\n%s", st.Outcome, st.Err, f.rec.dump())
+	}
+	evs := f.rec.events()
+	failStep := 0
+	for _, e := range ofType(evs, st.Run, engine.EvGateResult) {
+		if e.Gate.Verdict == engine.VerdictFail {
+			failStep = e.Gate.Step
+			if !strings.Contains(e.Gate.Reason, "error rate") {
+				t.Errorf("failed gate reason %q does not name the error rate", e.Gate.Reason)
+			}
+			break
+		}
+	}
+	if failStep == 0 {
+		t.Fatalf("no failed gate result\n%s", f.rec.dump())
+	}
+	for _, e := range ofType(evs, st.Run, engine.EvStepStarted) {
+		if e.Wave > failStep {
+			t.Errorf("step %d started after the gate failed at step %d", e.Wave, failStep)
+		}
+	}
+	rb := ofType(evs, st.Run, engine.EvRollbackStart)
+	if len(rb) != 1 || rb[0].Actor != engine.AutoActor.Name || !strings.Contains(rb[0].Message, "SLO gate failed at step") {
+		t.Errorf("RollbackStarted events %+v, want one by auto naming the failed gate", rb)
+	}
+	ws := ofType(evs, st.Run, engine.EvWeightSet)
+	if len(ws) == 0 || *ws[len(ws)-1].Weight != 0 {
+		t.Errorf("last WeightSet %+v, want weight 0", ws)
+	}
+	var sawFailSample bool
+	for _, m := range journalSamples(t, f, st.Run) {
+		if m.Release != "v2" {
+			t.Errorf("sample of %s, want v2", m.Release)
+		}
+		if !m.NoData && m.Errors > 0 && m.ErrorRate > 0.001 {
+			sawFailSample = true
+		}
+	}
+	if !sawFailSample {
+		t.Errorf("no journaled sample shows v2's errors")
+	}
+
+	f.assertHostsOn("v1")
+	rs := f.routerState()
+	if rs.Route.Stable != "v1" || rs.Route.Candidate != "" || rs.Route.Weight != 0 {
+		t.Errorf("route %+v, want all traffic on v1", rs.Route)
+	}
+	if got := f.poolOf("v1"); len(got) != 4 {
+		t.Errorf("v1's pool %v, want all 4 backends back", got)
+	}
+	for name, bs := range f.backends {
+		if rel := bs[0].release(); rel != "v1" {
+			t.Errorf("host %s's process runs %q after the rollback, want v1", name, rel)
+		}
+	}
+	for rel, n := range f.hits(50, nil) {
+		if rel != "v1" {
+			t.Errorf("after the rollback, %d requests answered by %s", n, rel)
+		}
+	}
+	t.Logf("bad canary: gate failed at step %d; rolled back in %s", failStep, st.Report.RTO.Round(time.Millisecond))
+}
+
+// journalSamples reads the run's MetricSample events back from the journal.
+func journalSamples(t *testing.T, f *fleet, run string) []engine.Measurement {
+	t.Helper()
+	evs, err := engine.ReadJournal(f.eng.StateDir, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []engine.Measurement
+	for _, e := range ofType(evs, "", engine.EvMetricSample) {
+		if e.Sample == nil {
+			t.Errorf("MetricSample without values: %+v", e)
+			continue
+		}
+		out = append(out, *e.Sample)
+	}
+	return out
+}

@@ -1,0 +1,598 @@
+package traffictest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/engine/probe"
+	"flightdeck/targets/local"
+	"flightdeck/targets/router"
+)
+
+// knobs are what a release does, written into its knobs.json.
+type knobs struct {
+	// FailEvery > 0 answers 500 to every FailEvery-th request a backend
+	// serves for the release (5 % errors for 20).
+	FailEvery uint64 `json:"fail_every,omitempty"`
+}
+
+// backend is one HTTP server standing for a host's application process
+// (or one of its slots). It serves the release named in its run file.
+type backend struct {
+	addr     string
+	port     string
+	deployTo string
+	runFile  string
+	srv      *http.Server
+
+	mu       sync.Mutex
+	knobs    map[string]knobs
+	counters map[string]*atomic.Uint64
+}
+
+func startBackend(t *testing.T, runDir, deployTo string) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	b := &backend{
+		addr: addr, port: port, deployTo: deployTo, runFile: filepath.Join(runDir, port),
+		knobs: map[string]knobs{}, counters: map[string]*atomic.Uint64{},
+	}
+	b.srv = &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+	go b.srv.Serve(ln)
+	t.Cleanup(func() { b.srv.Close() })
+	return b
+}
+
+// release is what the slot was last started with ("" = not started).
+func (b *backend) release() string {
+	data, err := os.ReadFile(b.runFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// start records rel as the slot's release, as the restart command does.
+func (b *backend) start(t *testing.T, rel string) {
+	t.Helper()
+	if err := os.WriteFile(b.runFile, []byte(rel), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *backend) releaseState(rel string) (knobs, *atomic.Uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if k, ok := b.knobs[rel]; ok {
+		return k, b.counters[rel], nil
+	}
+	data, err := os.ReadFile(filepath.Join(b.deployTo, engine.ReleasesDir, rel, "knobs.json"))
+	if err != nil {
+		return knobs{}, nil, err
+	}
+	var k knobs
+	if err := json.Unmarshal(data, &k); err != nil {
+		return knobs{}, nil, err
+	}
+	b.knobs[rel] = k
+	b.counters[rel] = new(atomic.Uint64)
+	return k, b.counters[rel], nil
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rel := b.release()
+	if rel == "" {
+		http.Error(w, "not started", http.StatusServiceUnavailable)
+		return
+	}
+	k, n, err := b.releaseState(rel)
+	if err != nil {
+		http.Error(w, "release "+rel+": "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("X-Release", rel)
+	if r.URL.Path == router.DefaultHealthPath {
+		return
+	}
+	if c := n.Add(1); k.FailEvery > 0 && c%k.FailEvery == 0 {
+		http.Error(w, rel+" failed", http.StatusInternalServerError)
+		return
+	}
+	io.WriteString(w, rel)
+}
+
+// fleetOpts shape a test fleet.
+type fleetOpts struct {
+	hosts int
+	// slots gives every host a blue and a green backend (blue/green, A/B);
+	// otherwise each host has one backend (canary).
+	slots bool
+	// env is YAML appended to the environment (strategy, gate, ...),
+	// indented by four spaces.
+	env string
+}
+
+// fleet is a whole traffic setup: router, backends, local hosts, plan, engine.
+type fleet struct {
+	t        *testing.T
+	dir      string
+	plan     *plan.Plan
+	env      *plan.Environment
+	hosts    []*local.Host
+	backends map[string][]*backend // host → [backend] or [blue, green]
+	rt       *router.Router
+	proxyURL string
+	client   *router.Client
+	hub      *engine.Hub
+	eng      *engine.Engine
+	rec      *recorder
+}
+
+var owner = engine.Actor{Name: "tester", Role: engine.RoleOwner, Via: "cli"}
+
+// operator is a second person at the cockpit.
+var operator = engine.Actor{Name: "oncall", Role: engine.RoleOperator, Via: "tui"}
+
+func newFleet(t *testing.T, o fleetOpts) *fleet {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fleet{t: t, dir: dir, backends: map[string][]*backend{}, hub: engine.NewHub()}
+	runDir := filepath.Join(dir, "run")
+	mkdir(t, runDir)
+	mkdir(t, filepath.Join(dir, "src"))
+	writeFile(t, filepath.Join(dir, "src", "knobs.json"), "{}")
+	// The restart command: the slot now runs RELEASE_VERSION (written
+	// atomically, so a backend never reads half a name).
+	writeFile(t, filepath.Join(dir, "restart.sh"), fmt.Sprintf(
+		"set -e\nf=%q/\"$PORT\"\nprintf '%%s' \"$RELEASE_VERSION\" > \"$f.tmp\"\nmv \"$f.tmp\" \"$f\"\necho \"started $RELEASE_VERSION on port $PORT slot ${SLOT:-none}\"\n", runDir))
+
+	// The router, in process, on loopback listeners.
+	rcfg := router.Config{
+		StateFile:      filepath.Join(dir, "router", "state.json"),
+		HealthInterval: 20 * time.Millisecond,
+		HealthTimeout:  time.Second,
+		HealthFailures: 2,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	mkdir(t, filepath.Join(dir, "router"))
+	rt, err := router.New(rcfg)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+	pl, al := listen(t), listen(t)
+	rt.Start(pl, al)
+	t.Cleanup(func() { rt.Close() })
+	f.rt = rt
+	f.proxyURL = "http://" + pl.Addr().String()
+	adminURL := "http://" + al.Addr().String()
+	f.client, err = router.NewClient(adminURL, rt.Token())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.client.PollInterval = 10 * time.Millisecond
+
+	var y strings.Builder
+	fmt.Fprintf(&y, "app: shop\nsource: ./src\nkeep_releases: 5\nrestart: sh %s\n", filepath.Join(dir, "restart.sh"))
+	fmt.Fprintf(&y, "environments:\n  prod:\n    router: {admin: %q, token_file: %q}\n    hosts:\n",
+		adminURL, filepath.Join(dir, "router", router.DefaultTokenFileName))
+	for i := range o.hosts {
+		name := fmt.Sprintf("h%d", i+1)
+		deployTo := filepath.Join(dir, "hosts", name)
+		if o.slots {
+			blue, green := startBackend(t, runDir, deployTo), startBackend(t, runDir, deployTo)
+			f.backends[name] = []*backend{blue, green}
+			fmt.Fprintf(&y, "      - {name: %s, local: %q, slots: {blue: %q, green: %q}}\n", name, deployTo, blue.addr, green.addr)
+		} else {
+			b := startBackend(t, runDir, deployTo)
+			f.backends[name] = []*backend{b}
+			fmt.Fprintf(&y, "      - {name: %s, local: %q, backend: %q}\n", name, deployTo, b.addr)
+		}
+	}
+	y.WriteString(o.env)
+	pf := filepath.Join(dir, "flightdeck.yaml")
+	writeFile(t, pf, y.String())
+	f.plan, err = plan.Load(pf)
+	if err != nil {
+		t.Fatalf("plan:\n%s\n%v", y.String(), err)
+	}
+	f.env, err = f.plan.Env("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []engine.Host
+	for _, h := range f.env.Hosts {
+		lh := local.New(h.Name, h.Local)
+		f.hosts = append(f.hosts, lh)
+		hosts = append(hosts, lh)
+	}
+	f.eng = &engine.Engine{
+		Plan: f.plan, Env: f.env, Hosts: hosts, StateDir: filepath.Join(dir, "state"), Hub: f.hub,
+		Router: f.client, Metrics: router.NewMetrics(f.client.Stats),
+	}
+	f.rec = newRecorder(t, f.hub)
+	return f
+}
+
+// build makes release id from a source whose knobs.json says k.
+func (f *fleet) build(id string, k knobs) *engine.Artifact {
+	f.t.Helper()
+	src := filepath.Join(f.dir, "src-"+id)
+	mkdir(f.t, src)
+	data, _ := json.Marshal(k)
+	writeFile(f.t, filepath.Join(src, "knobs.json"), string(data))
+	writeFile(f.t, filepath.Join(src, "index.html"), "release "+id+"\n")
+	f.plan.Source.Dir = src
+	a, cleanup, err := engine.Build(context.Background(), f.plan, id, nil)
+	if err != nil {
+		f.t.Fatalf("build %s: %v", id, err)
+	}
+	f.t.Cleanup(cleanup)
+	return a
+}
+
+// live puts release id on every host by hand (prepare, switch, start the
+// blue slot or the backend), puts those backends in id's router pool and
+// routes all traffic to it: the fleet as a previous deploy left it.
+func (f *fleet) live(id string, k knobs) {
+	f.t.Helper()
+	ctx := ctxT(f.t)
+	a := f.build(id, k)
+	var addrs []string
+	for _, h := range f.hosts {
+		if err := h.Prepare(ctx, a, nil); err != nil {
+			f.t.Fatal(err)
+		}
+		if err := h.Switch(ctx, engine.SwitchInfo{Release: id, Actor: "fixture", Action: "deploy"}); err != nil {
+			f.t.Fatal(err)
+		}
+		b := f.backends[h.Name()][0]
+		b.start(f.t, id)
+		addrs = append(addrs, b.addr)
+	}
+	if err := f.client.SetPool(ctx, id, addrs); err != nil {
+		f.t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if err := f.client.WaitHealthy(ctx, a); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	if err := f.client.SetRoute(ctx, engine.Route{Stable: id}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+type runResult struct {
+	st  *engine.State
+	err error
+}
+
+// deploy starts a deploy of a in the background.
+func (f *fleet) deploy(a *engine.Artifact) <-chan runResult {
+	out := make(chan runResult, 1)
+	go func() {
+		st, err := f.eng.Deploy(context.WithoutCancel(f.t.Context()), owner, a, "test deploy "+a.ID)
+		out <- runResult{st, err}
+	}()
+	return out
+}
+
+// rollback starts a rollback run to release to in the background.
+func (f *fleet) rollback(to string) <-chan runResult {
+	out := make(chan runResult, 1)
+	go func() {
+		st, err := f.eng.Rollback(context.WithoutCancel(f.t.Context()), owner, to, "test rollback "+to)
+		out <- runResult{st, err}
+	}()
+	return out
+}
+
+// wait waits for a run to finish.
+func (f *fleet) wait(ch <-chan runResult) *engine.State {
+	f.t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			f.t.Fatalf("run: %v\nevents:\n%s", r.err, f.rec.dump())
+		}
+		return r.st
+	case <-time.After(45 * time.Second):
+		f.t.Fatalf("run did not finish in 45s\nevents:\n%s", f.rec.dump())
+	}
+	return nil
+}
+
+// send hands a command to the active run.
+func (f *fleet) send(c engine.Command) {
+	f.t.Helper()
+	if err := f.eng.Send(ctxT(f.t), c); err != nil {
+		f.t.Fatalf("command %s: %v", c.Kind, err)
+	}
+}
+
+// currents returns each host's current release as the host reports it.
+func (f *fleet) currents() map[string]string {
+	f.t.Helper()
+	out := map[string]string{}
+	for _, h := range f.hosts {
+		st, err := h.Inspect(context.Background())
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out[h.Name()] = st.Current
+	}
+	return out
+}
+
+func (f *fleet) assertHostsOn(rel string) {
+	f.t.Helper()
+	for name, cur := range f.currents() {
+		if cur != rel {
+			f.t.Errorf("host %s: current is %q, want %q", name, cur, rel)
+		}
+	}
+}
+
+// routerState reads the router's state through its admin API.
+func (f *fleet) routerState() engine.RouterState {
+	f.t.Helper()
+	st, err := f.client.State(ctxT(f.t))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+// poolOf returns the backends of release rel in the router.
+func (f *fleet) poolOf(rel string) []string {
+	var out []string
+	for _, b := range f.routerState().Backends {
+		if b.Release == rel {
+			out = append(out, b.Addr)
+		}
+	}
+	return out
+}
+
+// load starts open-loop traffic through the router at rate requests/s,
+// for at most max; it stops at the end of the test. header, when set, is
+// sent with every request.
+func (f *fleet) load(rate float64, max time.Duration, header map[string]string) *probe.Probe {
+	f.t.Helper()
+	cfg := probe.Config{URL: f.proxyURL + "/", Rate: rate, Duration: max, Timeout: 2 * time.Second}
+	if len(header) > 0 {
+		cfg.Client = &http.Client{
+			Transport: headerTransport{base: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256}, header: header},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	p, err := probe.New(cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := p.Start(context.WithoutCancel(f.t.Context())); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(p.Stop)
+	return p
+}
+
+// headerTransport adds headers to every request.
+type headerTransport struct {
+	base   http.RoundTripper
+	header map[string]string
+}
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h.header {
+		r.Header.Set(k, v)
+	}
+	return h.base.RoundTrip(r)
+}
+
+// hits sends n requests through the router with the given headers and
+// counts the releases that answered (by X-Release; failures count as
+// "status NNN" or "error").
+func (f *fleet) hits(n int, header map[string]string) map[string]int {
+	f.t.Helper()
+	out := map[string]int{}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	for range n {
+		req, err := http.NewRequest(http.MethodGet, f.proxyURL+"/", nil)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			out["error"]++
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			out["status "+strconv.Itoa(resp.StatusCode)]++
+			continue
+		}
+		out[resp.Header.Get("X-Release")]++
+	}
+	return out
+}
+
+// recorder keeps every event the hub publishes.
+type recorder struct {
+	mu   sync.Mutex
+	evs  []engine.Event
+	lost int
+	wake chan struct{}
+}
+
+func newRecorder(t *testing.T, hub *engine.Hub) *recorder {
+	rc := &recorder{wake: make(chan struct{}, 1)}
+	sub := hub.Subscribe(1 << 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			evs, lost, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			rc.mu.Lock()
+			rc.evs = append(rc.evs, evs...)
+			rc.lost += lost
+			rc.mu.Unlock()
+			select {
+			case rc.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; sub.Close() })
+	return rc
+}
+
+func (rc *recorder) events() []engine.Event {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]engine.Event(nil), rc.evs...)
+}
+
+// waitFor waits until an event matching pred was published and returns it.
+func (rc *recorder) waitFor(t *testing.T, what string, pred func(engine.Event) bool) engine.Event {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		for _, e := range rc.events() {
+			if pred(e) {
+				return e
+			}
+		}
+		select {
+		case <-rc.wake:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s\nevents:\n%s", what, rc.dump())
+		}
+	}
+}
+
+func (rc *recorder) dump() string {
+	var b strings.Builder
+	for _, e := range rc.events() {
+		if e.Type == engine.EvHostOutput {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s %s host=%s rel=%s", e.Type, e.Actor, e.Host, e.Release)
+		if e.Phase != "" {
+			fmt.Fprintf(&b, " phase=%s", e.Phase)
+		}
+		if e.Weight != nil {
+			fmt.Fprintf(&b, " weight=%g", *e.Weight)
+		}
+		if e.Wave != 0 {
+			fmt.Fprintf(&b, " wave=%d", e.Wave)
+		}
+		if e.Gate != nil {
+			fmt.Fprintf(&b, " gate=%s (%s)", e.Gate.Verdict, e.Gate.Reason)
+		}
+		if e.Outcome != "" {
+			fmt.Fprintf(&b, " outcome=%s", e.Outcome)
+		}
+		if e.Message != "" {
+			fmt.Fprintf(&b, " msg=%q", e.Message)
+		}
+		if e.Error != "" {
+			fmt.Fprintf(&b, " err=%q", e.Error)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// ofType filters events by type (and run, when run is set).
+func ofType(evs []engine.Event, run string, types ...engine.EventType) []engine.Event {
+	var out []engine.Event
+	for _, e := range evs {
+		if run != "" && e.Run != run {
+			continue
+		}
+		for _, ty := range types {
+			if e.Type == ty {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mkdir(t testing.TB, p string) {
+	t.Helper()
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t testing.TB, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var errTimeout = errors.New("timed out")
+
+// pollUntil polls cond every few milliseconds until it holds or d passes.
+func pollUntil(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errTimeout
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
