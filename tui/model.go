@@ -302,6 +302,10 @@ func (m *Model) apply(f feedMsg) {
 			m.lastLog = map[string]engine.Phase{}
 		}
 		m.snap = f.snap
+		if m.snap.Active() {
+			// The deploy or rollback started from here is now a run.
+			m.busy = ""
+		}
 	}
 	m.lost += f.lost
 	for _, e := range f.evs {
