@@ -11,8 +11,8 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
-	xt "github.com/charmbracelet/x/exp/teatest/v2"
 	"github.com/charmbracelet/x/ansi"
+	xt "github.com/charmbracelet/x/exp/teatest/v2"
 
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
@@ -222,9 +222,9 @@ func TestPauseResumeFromTheCockpit(t *testing.T) {
 	b := f.backend()
 	s := cockpit(t, b)
 
-	s.press("d") // a new deploy, started from the cockpit
+	s.press("d")                              // a new deploy, started from the cockpit
 	s.waitFor(t, "▶ RUNNING", "↻ restarting") // in the fleet: the snapshot has the switched hosts
-	s.press("+") // rolling has no canary steps: the key says why
+	s.press("+")                              // rolling has no canary steps: the key says why
 	s.waitFor(t, "step: not a canary")
 	s.press("p")
 	s.waitFor(t, "‖ PAUSED by alice") // the header (the snapshot), not only the event line
