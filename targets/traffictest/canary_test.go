@@ -12,14 +12,16 @@ import (
 )
 
 // canaryEnv is a canary over steps 5 → 25 → 100 whose gate measures
-// twice per step for 700 ms; one failed measurement fails the step.
+// twice per step for 1 s; one failed measurement fails the step. The p99
+// threshold is loose on purpose: these tests judge error rates, and a
+// loaded CI machine under -race must not fail a healthy release on latency.
 const canaryEnv = `    strategy: {kind: canary, steps: [5, 25, 100]}
-    gate: {error_rate: 0.1%, p99: 1s, interval: 700ms, count: 2, failure_limit: 1, min_requests: 5}
+    gate: {error_rate: 0.1%, p99: 10s, interval: 1s, count: 2, failure_limit: 1, min_requests: 5}
 `
 
 // loadRate is the traffic through the router in the canary tests: at 5 %
-// the candidate gets about 21 requests per 700 ms measurement.
-const loadRate = 600
+// the candidate gets about 20 requests per 1 s measurement.
+const loadRate = 400
 
 func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})

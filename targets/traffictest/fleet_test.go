@@ -317,8 +317,8 @@ func (f *fleet) wait(ch <-chan runResult) *engine.State {
 			f.t.Fatalf("run: %v\nevents:\n%s", r.err, f.rec.dump())
 		}
 		return r.st
-	case <-time.After(45 * time.Second):
-		f.t.Fatalf("run did not finish in 45s\nevents:\n%s", f.rec.dump())
+	case <-time.After(90 * time.Second):
+		f.t.Fatalf("run did not finish in 90s\nevents:\n%s", f.rec.dump())
 	}
 	return nil
 }
@@ -420,7 +420,7 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func (f *fleet) hits(n int, header map[string]string) map[string]int {
 	f.t.Helper()
 	out := map[string]int{}
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
 	for range n {
 		req, err := http.NewRequest(http.MethodGet, f.proxyURL+"/", nil)
