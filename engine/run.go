@@ -140,7 +140,7 @@ func PlannerFor(env *plan.Environment, gate *GateSpec, minHold time.Duration) Pl
 			Hold: max(minHold, st.Pause.Duration), AutoPromote: env.AutoPromote(), Halt: halt,
 		}
 	}
-	return WavePlanner{Pause: max(st.Pause.Duration, minHold), Halt: halt}
+	return WavePlanner{Pause: st.Pause.Duration, Halt: halt}
 }
 
 // StepsFor returns the traffic steps of a strategy (percent).
@@ -698,7 +698,7 @@ func (r *Run) primeTraffic(ctx context.Context, info *RunInfo) error {
 func (r *Run) send(host string, done bool, evs ...Event) {
 	now := r.cfg.Now()
 	for i := range evs {
-		if evs[i].Host == "" {
+		if evs[i].Host == "" && !strings.HasPrefix(host, "#") {
 			evs[i].Host = host
 		}
 		if evs[i].Time.IsZero() {

@@ -104,6 +104,7 @@ on its own when they break.`,
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
 		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),
+		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 	)
 	return root
 }

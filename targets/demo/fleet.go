@@ -1,0 +1,431 @@
+// Package demo is the self-contained demo fleet: N local hosts, one service
+// process per host slot (the flightdeck binary in its hidden demo-service
+// mode), the built-in router in front of them, probe traffic, and releases
+// of a small web service run through the real engine. Nothing is simulated.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/targets/demo/service"
+	"flightdeck/targets/local"
+	"flightdeck/targets/router"
+)
+
+// Options configures a demo fleet.
+type Options struct {
+	Hosts    int
+	Strategy plan.StrategyKind
+	Scenario Scenario
+	Rate     int
+	// Dir holds everything (default: a new temporary directory, removed on Close).
+	Dir string
+	// Binary is the flightdeck executable run as the service (default: this one).
+	Binary string
+	// Interactive paces the release for people: canary steps hold ≥ 10 s,
+	// waves pause ≥ 3 s.
+	Interactive bool
+	// Log receives progress lines of the fleet itself (not the engine's events).
+	Log io.Writer
+}
+
+// Fleet is a running demo fleet.
+type Fleet struct {
+	opts     Options
+	Dir      string
+	ownDir   bool
+	PlanFile string
+	Plan     *plan.Plan
+	Env      *plan.Environment
+	Hosts    []engine.Host
+	Hub      *engine.Hub
+	Engine   *engine.Engine
+	ProxyURL string
+
+	router *router.Router
+	client *router.Client
+	sup    *Supervisor
+	src    string
+
+	mu   sync.Mutex
+	next int
+}
+
+// Start builds the fleet, starts the router and the services of release
+// v1 (deployed through the engine), and returns once the fleet serves.
+func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
+	if opts.Hosts <= 0 {
+		opts.Hosts = 8
+	}
+	if opts.Rate <= 0 {
+		opts.Rate = 200
+	}
+	if opts.Strategy == "" {
+		opts.Strategy = plan.Canary
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Binary == "" {
+		if opts.Binary, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the flightdeck binary: %w", err)
+		}
+	}
+	f := &Fleet{opts: opts, Hub: engine.NewHub(), next: 1}
+	if opts.Dir == "" {
+		if f.Dir, err = os.MkdirTemp("", "flightdeck-demo-"); err != nil {
+			return nil, err
+		}
+		f.ownDir = true
+	} else {
+		f.Dir = opts.Dir
+		if err := os.MkdirAll(f.Dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	f.src = filepath.Join(f.Dir, "src")
+	if err := os.MkdirAll(f.src, 0o755); err != nil {
+		return nil, err
+	}
+	if err := f.startRouter(); err != nil {
+		return nil, err
+	}
+	if f.sup, err = NewSupervisor(opts.Binary, filepath.Join(f.Dir, "ctl.sock"), filepath.Join(f.Dir, "logs")); err != nil {
+		return nil, err
+	}
+	if err := f.writePlan(); err != nil {
+		return nil, err
+	}
+	for _, h := range f.Env.Hosts {
+		f.Hosts = append(f.Hosts, local.New(h.Name, h.Local))
+	}
+	token, err := router.ReadToken(f.Env.Router.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if f.client, err = router.NewClient(f.Env.Router.Admin, token); err != nil {
+		return nil, err
+	}
+	f.Engine = &engine.Engine{
+		Plan: f.Plan, Env: f.Env, Hosts: f.Hosts, StateDir: filepath.Join(f.Dir, ".flightdeck"), Hub: f.Hub,
+		Router: f.client, Metrics: router.NewMetrics(f.router.StatsFunc()),
+	}
+	if f.opts.Strategy == plan.Symlink {
+		f.Engine.Router = nil
+	}
+	if opts.Interactive {
+		f.Engine.MinHold = 10 * time.Second
+	}
+	fmt.Fprintf(opts.Log, "demo fleet: %d hosts in %s, router on %s, strategy %s\n", opts.Hosts, f.Dir, f.ProxyURL, opts.Strategy)
+	if err := f.bootstrap(ctx); err != nil {
+		return nil, fmt.Errorf("start the fleet on v1: %w", err)
+	}
+	return f, nil
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	return port, err
+}
+
+func (f *Fleet) startRouter() error {
+	rdir := filepath.Join(f.Dir, "router")
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return err
+	}
+	rt, err := router.New(router.Config{
+		StateFile: filepath.Join(rdir, "state.json"), HealthInterval: 100 * time.Millisecond,
+		HealthFailures: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		proxyLn.Close()
+		return err
+	}
+	rt.Start(proxyLn, adminLn)
+	f.router = rt
+	f.ProxyURL = "http://" + proxyLn.Addr().String() + "/"
+	writeLines(filepath.Join(rdir, "admin.addr"), adminLn.Addr().String())
+	return nil
+}
+
+func writeLines(p string, lines ...string) {
+	_ = os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+// slots reports whether the strategy runs two colours per host.
+func (f *Fleet) slots() bool {
+	return f.opts.Strategy == plan.BlueGreen || f.opts.Strategy == plan.AB
+}
+
+func (f *Fleet) writePlan() error {
+	var b strings.Builder
+	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	fmt.Fprintf(&b, "# Written by `flightdeck demo`: the demo fleet's release plan.\napp: demo-shop\nsource: ./src\nkeep_releases: 4\n")
+	if f.opts.Strategy != plan.Symlink {
+		restart := fmt.Sprintf("%s demo-ctl --sock %s", shellQuote(f.opts.Binary), shellQuote(filepath.Join(f.Dir, "ctl.sock")))
+		fmt.Fprintf(&b, "restart: %s\n", q(restart))
+	} else {
+		fmt.Fprintf(&b, "health:\n  url: 'http://{backend}/healthz'\n  timeout: 30s\n")
+	}
+	fmt.Fprintf(&b, "environments:\n  demo:\n    hosts:\n")
+	for i := range f.opts.Hosts {
+		name := fmt.Sprintf("web-%d", i+1)
+		fmt.Fprintf(&b, "      - name: %s\n        local: %s\n", name, q(filepath.Join(f.Dir, "hosts", name)))
+		if f.slots() {
+			blue, err := freePort()
+			if err != nil {
+				return err
+			}
+			green, err := freePort()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "        slots: {blue: '127.0.0.1:%s', green: '127.0.0.1:%s'}\n", blue, green)
+		} else {
+			p, err := freePort()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "        backend: '127.0.0.1:%s'\n", p)
+		}
+	}
+	pause := "0s"
+	if f.opts.Interactive {
+		pause = "3s"
+	}
+	fmt.Fprintf(&b, "    strategy:\n      kind: %s\n", f.opts.Strategy)
+	switch f.opts.Strategy {
+	case plan.Rolling:
+		fmt.Fprintf(&b, "      wave_size: 2\n      pause: %s\n", pause)
+	case plan.Canary:
+		fmt.Fprintf(&b, "      steps: [5, 25, 100]\n")
+	case plan.AB:
+		fmt.Fprintf(&b, "      cohort: {header: X-User, percent: 50}\n")
+	}
+	admin, _ := os.ReadFile(filepath.Join(f.Dir, "router", "admin.addr"))
+	fmt.Fprintf(&b, "    router:\n      admin: 'http://%s'\n      token_file: %s\n", strings.TrimSpace(string(admin)), q(filepath.Join(f.Dir, "router", "router.token")))
+	interval := "1s"
+	if f.opts.Interactive {
+		interval = "3s"
+	}
+	limit := max(1, f.opts.Scenario.FailureLimit)
+	fmt.Fprintf(&b, "    gate:\n      error_rate: 0.1%%\n      p99: 200ms\n      interval: %s\n      count: %d\n      failure_limit: %d\n      min_requests: 10\n", interval, max(2, limit), limit)
+	fmt.Fprintf(&b, "    auto_rollback:\n      error_rate: 1%%\n      p99: 200ms\n      for: 3s\n")
+	fmt.Fprintf(&b, "    probe:\n      url: %s\n      rate: %d\n      timeout: 2s\n      user_header: X-User\n", q(f.ProxyURL), f.opts.Rate)
+	f.PlanFile = filepath.Join(f.Dir, "flightdeck.yaml")
+	if err := os.WriteFile(f.PlanFile, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	p, err := plan.Load(f.PlanFile)
+	if err != nil {
+		return fmt.Errorf("demo plan: %w", err)
+	}
+	f.Plan = p
+	f.Env, err = p.Env("demo")
+	return err
+}
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// writeRelease writes the demo service's source for the next release.
+func (f *Fleet) writeRelease(id string, knobs service.Knobs) error {
+	page := fmt.Sprintf("<h1>demo-shop %s</h1>\n", id)
+	if err := os.WriteFile(filepath.Join(f.src, "index.html"), []byte(page), 0o644); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(f.src, service.KnobsFile))
+	if knobs != (service.Knobs{}) {
+		return service.WriteKnobs(f.src, knobs)
+	}
+	return nil
+}
+
+// bootstrap puts every host on v1 and starts its services, through the
+// engine with a plain strategy and without probe or gates.
+func (f *Fleet) bootstrap(ctx context.Context) error {
+	id := f.nextID()
+	if err := f.writeRelease(id, service.Knobs{}); err != nil {
+		return err
+	}
+	art, cleanup, err := engine.Build(ctx, f.Plan, id, nil)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	env := *f.Env
+	env.Probe, env.Gate, env.AutoRollback = nil, nil, nil
+	switch {
+	case f.slots():
+		env.Strategy.Kind = plan.BlueGreen
+	default:
+		env.Strategy.Kind = plan.Symlink
+	}
+	p := *f.Plan
+	p.Health = nil
+	eng := &engine.Engine{Plan: &p, Env: &env, Hosts: f.Hosts, StateDir: f.Engine.StateDir, Hub: f.Hub,
+		Router: f.Engine.Router, Metrics: f.Engine.Metrics}
+	st, err := eng.Deploy(ctx, engine.Actor{Name: "demo", Role: engine.RoleOwner, Via: "demo"}, art, "flightdeck demo (bootstrap)")
+	if err != nil {
+		return err
+	}
+	if st.Outcome != engine.OutcomeSucceeded {
+		return fmt.Errorf("bootstrap %s: %s", st.Outcome, st.Err)
+	}
+	if f.opts.Strategy != plan.Symlink {
+		return nil
+	}
+	// Symlink: each host's service reads through current (like an app served
+	// from Capistrano's current), so a switch needs no restart.
+	var addrs []string
+	for _, h := range f.Env.Hosts {
+		_, port, _ := net.SplitHostPort(h.Backend)
+		if _, err := f.sup.Start(StartRequest{Host: h.Name, Port: port, Dir: filepath.Join(h.Local, engine.CurrentLink), Follow: true}); err != nil {
+			return err
+		}
+		addrs = append(addrs, h.Backend)
+	}
+	if err := f.router.SetPool("fleet", addrs); err != nil {
+		return err
+	}
+	if err := f.router.SetRoute(engine.Route{Stable: "fleet"}); err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := f.client.WaitHealthy(wctx, a)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Fleet) nextID() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := fmt.Sprintf("v%d", f.next)
+	f.next++
+	return id
+}
+
+// Deploy builds the next release (with the scenario's faults when bad) and
+// releases it with the fleet's strategy through the engine.
+func (f *Fleet) Deploy(ctx context.Context, actor engine.Actor, bad bool) (*engine.State, error) {
+	id := f.nextID()
+	var knobs service.Knobs
+	sc := f.opts.Scenario
+	if bad {
+		knobs = sc.Knobs
+	}
+	if err := f.writeRelease(id, knobs); err != nil {
+		return nil, err
+	}
+	art, cleanup, err := engine.Build(ctx, f.Plan, id, nil)
+	defer cleanup()
+	if err != nil {
+		return nil, err
+	}
+	if bad && sc.KillHost != "" {
+		stop := f.killMidRelease(ctx, sc.KillHost)
+		defer stop()
+	}
+	return f.Engine.Deploy(ctx, actor, art, "flightdeck demo")
+}
+
+// Rollback puts the fleet back on a release ("" = the one before the last deploy).
+func (f *Fleet) Rollback(ctx context.Context, actor engine.Actor, to string) (*engine.State, error) {
+	return f.Engine.Rollback(ctx, actor, to, "flightdeck demo rollback")
+}
+
+// killMidRelease kills host's services once another host has taken the
+// new release.
+func (f *Fleet) killMidRelease(ctx context.Context, host string) (stop func()) {
+	sub := f.Hub.Subscribe(4096)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			evs, _, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			for _, e := range evs {
+				if e.Type == engine.EvHostPhase && e.Host != host && (e.Phase == engine.PhaseLive || e.Phase == engine.PhaseStandby) {
+					fmt.Fprintf(f.opts.Log, "demo: host %s dies now (its service is killed and it refuses restarts)\n", host)
+					f.sup.KillHost(host)
+					return
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done; sub.Close() }
+}
+
+// ServicePIDs returns the pids of the running service processes.
+func (f *Fleet) ServicePIDs() []int {
+	if f.sup == nil {
+		return nil
+	}
+	return f.sup.PIDs()
+}
+
+// Close stops the services and the router and removes a temporary directory.
+func (f *Fleet) Close() error {
+	var errs []error
+	if f.sup != nil {
+		f.sup.Close(5 * time.Second)
+	}
+	if f.router != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, f.router.Shutdown(ctx))
+		cancel()
+	}
+	if f.ownDir {
+		errs = append(errs, removeTree(f.Dir))
+	}
+	return errors.Join(errs...)
+}
+
+// removeTree removes a directory even where releases were made read-only.
+func removeTree(dir string) error {
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
