@@ -11,6 +11,7 @@ package tui
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -275,6 +276,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.apply(msg)
 		return m, m.listen()
 	case tickMsg:
+		// Clocks move; who is connected may change without any run event.
+		if p := m.b.Presence(); !slices.Equal(p, m.presence) {
+			m.presence = p
+			m.stateVer++
+		}
 		return m, m.tick()
 	case resultMsg:
 		m.uiVer++

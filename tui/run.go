@@ -7,6 +7,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/colorprofile"
+
+	"flightdeck/themes"
 )
 
 // ProgramOptions describe the terminal a cockpit program runs on, for
@@ -59,4 +61,14 @@ func Run(ctx context.Context, backend Backend, opts Options) error {
 		return nil
 	}
 	return err
+}
+
+// PickTheme chooses the theme of a session: mono when colour is off
+// (noColor from --no-color, NO_COLOR set, or TERM=dumb in getenv — the
+// local os.Getenv or an SSH session's environment), else the config's.
+func PickTheme(cfg Config, noColor bool, getenv func(string) string) (themes.Theme, error) {
+	if noColor || getenv("NO_COLOR") != "" || getenv("TERM") == "dumb" {
+		return themes.NoColor(), nil
+	}
+	return cfg.LoadTheme()
 }

@@ -584,3 +584,44 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestPickTheme(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	cfg := Config{Theme: "dark"}
+	for _, tc := range []struct {
+		noColor bool
+		getenv  func(string) string
+		want    string
+	}{
+		{false, env("TERM", "xterm-256color"), "dark"},
+		{true, env("TERM", "xterm-256color"), "mono"},
+		{false, env("NO_COLOR", "1"), "mono"},
+		{false, env("TERM", "dumb"), "mono"},
+	} {
+		th, err := PickTheme(cfg, tc.noColor, tc.getenv)
+		if err != nil || th.Name != tc.want {
+			t.Errorf("PickTheme(noColor=%v) = %q, %v; want %q", tc.noColor, th.Name, err, tc.want)
+		}
+	}
+}
+
+func TestPresenceShownAndRefreshed(t *testing.T) {
+	m, rec := loaded(rollingRun(4), 160, 48, nil)
+	defer m.Close()
+	rec.mu.Lock()
+	rec.presence = []Presence{{Name: "alice", Role: engine.RoleOperator, Via: "tui"}, {Name: "bob", Role: engine.RoleViewer, Via: "ssh"}}
+	rec.mu.Unlock()
+	m.Update(tickMsg(time.Now()))
+	if s := screen(m); !strings.Contains(s, "on: alice(operator) bob(viewer)") {
+		t.Errorf("header lacks who is connected:\n%s", strings.SplitN(s, "\n", 2)[0])
+	}
+}
