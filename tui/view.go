@@ -832,7 +832,7 @@ func (m *Model) eventText(e engine.Event) (string, level) {
 		if e.Outcome == engine.OutcomeSucceeded {
 			l = lvOK
 		}
-		s := "run finished: " + strings.ToUpper(string(e.Outcome))
+		s := "run finished: " + strings.ToUpper(strings.ReplaceAll(string(e.Outcome), "_", " "))
 		if e.Error != "" {
 			s += " " + m.g.dash + " " + e.Error
 		}

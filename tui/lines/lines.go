@@ -99,7 +99,15 @@ func Format(e engine.Event) string {
 			if prev == "" {
 				prev = "(none)"
 			}
-			msg = fmt.Sprintf("deploy of %s/%s %s → %s started%s: %s, %d hosts in %d waves", s.App, s.Env, prev, s.Release, who, s.Strategy, len(s.Hosts), len(s.Waves))
+			plan := fmt.Sprintf("%d waves", len(s.Waves))
+			if len(s.Steps) > 0 {
+				var steps []string
+				for _, st := range s.Steps {
+					steps = append(steps, fmt.Sprintf("%d%%", st))
+				}
+				plan = "steps " + strings.Join(steps, " → ")
+			}
+			msg = fmt.Sprintf("deploy of %s/%s %s → %s started%s: %s, %d hosts, %s", s.App, s.Env, prev, s.Release, who, s.Strategy, len(s.Hosts), plan)
 		}
 		return fmt.Sprintf("%s run %s: %s", ts, e.Run, msg)
 	case engine.EvRunResumed:
@@ -135,6 +143,9 @@ func Format(e engine.Event) string {
 		msg = e.Message
 	case engine.EvPaused:
 		msg = "PAUSED" + who
+		if e.Message != "" && !strings.HasPrefix(e.Message, "paused by") {
+			msg += ": " + e.Message
+		}
 	case engine.EvResumed:
 		msg = "resumed" + who
 	case engine.EvCommand:
@@ -152,10 +163,14 @@ func Format(e engine.Event) string {
 		msg = fmt.Sprintf("ROLLING BACK to %s%s: %s", target, who, e.Message)
 	case engine.EvRolledBack:
 		msg = e.Message
-	case engine.EvWeightSet:
-		if e.Weight != nil {
-			msg = fmt.Sprintf("weight %g%% → %s%s", *e.Weight, e.Release, who)
+	case engine.EvWeightSet, engine.EvCohortSet:
+		msg = e.Message
+		if msg == "" && e.Weight != nil {
+			msg = fmt.Sprintf("weight %g%% → %s", *e.Weight, e.Release)
 		}
+		msg = "traffic: " + msg + who
+	case engine.EvStepStarted:
+		msg = e.Message
 	case engine.EvGateResult:
 		if g := e.Gate; g != nil {
 			msg = fmt.Sprintf("gate step %d: %s (%s)", g.Step, strings.ToUpper(string(g.Verdict)), g.Reason)
