@@ -138,9 +138,14 @@ func PlannerFor(env *plan.Environment, gate *GateSpec, minHold time.Duration) Pl
 		return TrafficPlanner{
 			Slots: slotStrategy(env), Cohort: st.Kind == plan.AB, Gate: gate,
 			Hold: max(minHold, st.Pause.Duration), AutoPromote: env.AutoPromote(), Halt: halt,
+			MaxUnavailable: st.MaxUnavailable.Of(len(env.Hosts)),
 		}
 	}
-	return WavePlanner{Pause: st.Pause.Duration, Halt: halt}
+	wp := WavePlanner{Pause: st.Pause.Duration, Halt: halt}
+	if st.Kind == plan.Rolling {
+		wp.MaxUnavailable = st.MaxUnavailable.Of(len(env.Hosts))
+	}
+	return wp
 }
 
 // StepsFor returns the traffic steps of a strategy (percent).

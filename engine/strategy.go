@@ -86,6 +86,9 @@ type WavePlanner struct {
 	Pause time.Duration
 	// Halt stops on a failed host instead of rolling back the run's switched hosts.
 	Halt bool
+	// MaxUnavailable bounds how many hosts of a wave are switched at once
+	// (0: the whole wave).
+	MaxUnavailable int
 }
 
 // Next implements Planner.
@@ -120,12 +123,21 @@ func (p WavePlanner) Next(s *State, now time.Time) []Action {
 	if s.Wave == 0 {
 		return []Action{{Kind: ActWaveStart, Wave: 1}}
 	}
+	var wave []*HostState
 	for _, name := range waves[s.Wave-1] {
 		if h := s.Host(name); h != nil && h.Phase != PhaseLive {
-			acts = append(acts, Action{Kind: ActSwitch, Host: name, Release: s.Info.Release, Wave: s.Wave})
+			wave = append(wave, h)
 		}
 	}
-	if len(acts) > 0 {
+	if len(wave) > 0 {
+		limit := p.MaxUnavailable
+		if limit <= 0 {
+			limit = len(wave)
+		}
+		acts = limitSwitches(wave, s.Info.Release, limit)
+		for i := range acts {
+			acts[i].Wave = s.Wave
+		}
 		return acts
 	}
 	if s.WaveDone < s.Wave {

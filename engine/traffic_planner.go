@@ -35,6 +35,9 @@ type TrafficPlanner struct {
 	// the run waits for an operator's promote.
 	AutoPromote bool
 	Halt        bool
+	// MaxUnavailable bounds how many hosts are out of rotation (being
+	// switched) at once, so the stable pool keeps capacity (default 1).
+	MaxUnavailable int
 }
 
 // HostsFor is how many of n hosts run the new release at weight w (percent):
@@ -45,6 +48,39 @@ func HostsFor(w float64, n int) int {
 	}
 	k := int(math.Ceil(w / 100 * float64(n)))
 	return max(1, min(k, n))
+}
+
+// limitSwitches asks for switches of the hosts not yet live, keeping at
+// most limit of them out of rotation at once (those already being switched
+// count, and are asked for again: the run loop skips work in flight).
+func limitSwitches(hosts []*HostState, rel string, limit int) []Action {
+	var acts []Action
+	busy := 0
+	for _, h := range hosts {
+		if switching(h.Phase) {
+			busy++
+			acts = append(acts, Action{Kind: ActSwitch, Host: h.Name, Release: rel})
+		}
+	}
+	for _, h := range hosts {
+		if busy >= limit {
+			break
+		}
+		if h.Phase != PhaseLive && !switching(h.Phase) {
+			busy++
+			acts = append(acts, Action{Kind: ActSwitch, Host: h.Name, Release: rel})
+		}
+	}
+	return acts
+}
+
+// switching reports whether a host is between drain and live.
+func switching(p Phase) bool {
+	switch p {
+	case PhaseDraining, PhaseSwitching, PhaseRestart, PhaseHealth:
+		return true
+	}
+	return false
 }
 
 // Next implements Planner.
@@ -101,10 +137,14 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 		}
 	} else {
 		need := HostsFor(w, len(s.Hosts))
+		pending := 0
 		for _, h := range s.Hosts[:need] {
 			if h.Phase != PhaseLive {
-				acts = append(acts, Action{Kind: ActSwitch, Host: h.Name, Release: rel})
+				pending++
 			}
+		}
+		if pending > 0 {
+			return limitSwitches(s.Hosts[:need], rel, max(1, p.MaxUnavailable))
 		}
 	}
 	if len(acts) > 0 {

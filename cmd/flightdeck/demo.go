@@ -124,7 +124,9 @@ func runDemoHeadless(ctx context.Context, out io.Writer, g *globals, opts demo.O
 	defer fleet.Close()
 	stop := follow(ctx, out, fleet.Hub, g.json)
 	actor := engine.LocalActor("demo")
+	stopOperator := defaultOperator(ctx, fleet, engine.Actor{Name: "demo-operator", Role: engine.RoleOperator, Via: "demo"})
 	st, err := fleet.Deploy(ctx, actor, opts.Scenario.Name != "good")
+	stopOperator()
 	stop()
 	if err != nil {
 		if errors.Is(err, engine.ErrInterrupted) || ctx.Err() != nil {
@@ -142,6 +144,30 @@ func runDemoHeadless(ctx context.Context, out io.Writer, g *globals, opts demo.O
 		return &exitError{code: exitFailed, err: fmt.Errorf("release went out but was not hitless: %s", st.Report.Verdict)}
 	}
 	return nil
+}
+
+// defaultOperator takes the default decision a headless demo needs from a
+// person: when the gate pauses the run as inconclusive, measure again
+// (resume). Its commands are journaled like anyone's.
+func defaultOperator(ctx context.Context, fleet *demo.Fleet, who engine.Actor) (stop func()) {
+	sub := fleet.Hub.Subscribe(1024)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			evs, _, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			for _, e := range evs {
+				if e.Type == engine.EvPaused && e.Actor == engine.AutoActor.Name {
+					_ = fleet.Engine.Send(ctx, engine.Command{Kind: engine.CmdResume, Actor: who, Reason: "headless demo: measure again"})
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done; sub.Close() }
 }
 
 // newDemoServiceCmd is the demo service: the flightdeck binary itself in a
@@ -194,7 +220,11 @@ func newDemoCtlCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "started %s/%s %s on :%s (pid %d)\n", req.Host, req.Slot, req.Release, req.Port, rep.PID)
+			what := req.Host
+			if req.Slot != "" {
+				what += " slot " + req.Slot
+			}
+			fmt.Fprintf(c.OutOrStdout(), "started %s: %s on :%s (pid %d)\n", what, req.Release, req.Port, rep.PID)
 			return nil
 		},
 	}

@@ -234,7 +234,7 @@ func (f *Fleet) writePlan() error {
 	}
 	admin, _ := os.ReadFile(filepath.Join(f.Dir, "router", "admin.addr"))
 	fmt.Fprintf(&b, "    router:\n      admin: 'http://%s'\n      token_file: %s\n", strings.TrimSpace(string(admin)), q(filepath.Join(f.Dir, "router", "router.token")))
-	interval := "1s"
+	interval := "2s"
 	if f.opts.Interactive {
 		interval = "3s"
 	}

@@ -71,6 +71,41 @@ func TestNoBackendInRotationIs503(t *testing.T) {
 	}
 }
 
+// TestEmptySideFallsBack: when the side a request was routed to has no
+// backend in rotation (its last one is draining for a restart), the other
+// side serves it instead of failing it.
+func TestEmptySideFallsBack(t *testing.T) {
+	tests := []struct {
+		name     string
+		weight   float64
+		downSide string
+	}{
+		{"stable empty at 25%", 25, "blue"},
+		{"candidate empty at 100%", 100, "green"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blue, green := startBackend(t, "blue"), startBackend(t, "green")
+			tr := startRouter(t, testConfig(t))
+			tr.setup(t, map[string][]*testBackend{"blue": {blue}, "green": {green}},
+				engine.Route{Stable: "blue", Candidate: "green", Weight: tt.weight})
+			down := blue
+			if tt.downSide == "green" {
+				down = green
+			}
+			if _, err := tr.r.Drain(context.Background(), down.addr, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 200 {
+				code, _ := get(t, http.DefaultClient, tr.proxyURL+"/", nil)
+				if code != http.StatusOK {
+					t.Fatalf("request %d: status %d with %s drained, want the other side to serve", i, code, tt.downSide)
+				}
+			}
+		})
+	}
+}
+
 func TestDrainWaitsForInFlight(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	tr := startRouter(t, testConfig(t))

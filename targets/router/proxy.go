@@ -116,6 +116,15 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	b := p.next(nil)
 	if b == nil {
+		// The chosen side has nothing in rotation (its last backend is being
+		// drained or restarted): the other side serves rather than fail.
+		if alt := t.fallback(p); alt != nil {
+			if ab := alt.next(nil); ab != nil {
+				p, b = alt, ab
+			}
+		}
+	}
+	if b == nil {
 		http.Error(w, "no backend in rotation for this release", http.StatusServiceUnavailable)
 		p.stats.record(outcomeStatus, http.StatusServiceUnavailable, time.Since(start))
 		r.prom.requests.WithLabelValues(p.release, "none", "5xx").Inc()

@@ -100,6 +100,19 @@ func (t *table) pick(req *http.Request, rnd uint64) *pool {
 	return t.stable
 }
 
+// fallback is the pool that serves when p has no backend in rotation: the
+// stable release for a candidate or cohort pool, the candidate for the
+// stable one; nil when there is no other side.
+func (t *table) fallback(p *pool) *pool {
+	switch {
+	case p == t.stable:
+		return t.candidate
+	case t.stable != nil:
+		return t.stable
+	}
+	return nil
+}
+
 // attribute returns the value of the cookie (checked first) or the header.
 func attribute(req *http.Request, header, cookie string) (string, bool) {
 	if cookie != "" {
