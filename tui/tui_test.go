@@ -211,6 +211,9 @@ func TestReadOnlyHidesActions(t *testing.T) {
 			t.Errorf("key bar %q shows %s in read-only mode", bar, hidden)
 		}
 	}
+	if s := screen(m); !strings.Contains(strings.SplitN(s, "\n", 2)[0], "read-only") {
+		t.Errorf("header should say read-only: %s", strings.SplitN(s, "\n", 2)[0])
+	}
 	if !strings.Contains(bar, "filter") || !strings.Contains(bar, "help") {
 		t.Errorf("key bar %q should keep the read-only keys", bar)
 	}

@@ -153,6 +153,9 @@ func (m *Model) headerText(w int) string {
 	case len(st.Info.Waves) > 0:
 		parts = append(parts, fmt.Sprintf("wave %d/%d", st.Wave, len(st.Info.Waves)))
 	}
+	if m.o.ReadOnly {
+		parts = append(parts, m.st.warn.Render("read-only"))
+	}
 	left := strings.Join(parts, m.st.muted.Render(g.sep))
 	right := m.presenceText()
 	if right == "" {
