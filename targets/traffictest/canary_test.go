@@ -9,6 +9,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/engine/probe"
+	"flightdeck/targets/prom"
 )
 
 // canaryEnv is a canary over steps 5 → 25 → 100 whose gate measures
@@ -135,6 +136,33 @@ func TestCanaryBadReleaseRollsBackAtFailingStep(t *testing.T) {
 	p.Stop()
 }
 
+// TestCanaryBadReleaseRollsBackThroughPrometheus is the bad canary again,
+// judged through PromQL on a real Prometheus server scraping the router.
+// The gate interval holds four scrapes (one a second), so that rate()
+// has samples even when a scrape is slow.
+func TestCanaryBadReleaseRollsBackThroughPrometheus(t *testing.T) {
+	f := newFleet(t, fleetOpts{hosts: 4, prometheus: true, env: `    strategy: {kind: canary, steps: [5, 25, 100]}
+    gate:
+      source: prometheus
+      prometheus: {url: "PROM_URL"}
+      error_rate: 0.1%
+      p99: 10s
+      interval: 4s
+      count: 2
+      failure_limit: 1
+      min_requests: 5
+`})
+	if _, ok := f.eng.Metrics.(*prom.Source); !ok {
+		t.Fatalf("engine measures with %T, want the Prometheus source", f.eng.Metrics)
+	}
+	f.live("v1", knobs{})
+	p := f.load(loadRate, 60*time.Second, nil)
+	f.prom.WaitUp(t, 1)
+	st := f.wait(f.deploy(f.build("v2", knobs{FailEvery: 20})))
+	assertBadCanaryRolledBack(t, f, st)
+	p.Stop()
+}
+
 // assertBadCanaryRolledBack checks the end of a canary of a release that
 // answers 5 % errors: rolled back at the step whose gate failed, weight 0,
 // every host and backend back on v1, samples journaled.
@@ -177,6 +205,7 @@ func assertBadCanaryRolledBack(t *testing.T, f *fleet, st *engine.State) {
 		}
 		if !m.NoData && m.Errors > 0 && m.ErrorRate > 0.001 {
 			sawFailSample = true
+			t.Logf("failing sample: %.1f requests, %.1f errors, error rate %.2f%%, p99 %s", m.Requests, m.Errors, m.ErrorRate*100, m.P99)
 		}
 	}
 	if !sawFailSample {

@@ -22,6 +22,8 @@ import (
 	"flightdeck/engine/plan"
 	"flightdeck/engine/probe"
 	"flightdeck/targets/local"
+	"flightdeck/targets/prom"
+	"flightdeck/targets/prom/promtest"
 	"flightdeck/targets/router"
 )
 
@@ -129,8 +131,13 @@ type fleetOpts struct {
 	// otherwise each host has one backend (canary).
 	slots bool
 	// env is YAML appended to the environment (strategy, gate, ...),
-	// indented by four spaces.
+	// indented by four spaces. PROM_URL in it is replaced by the address
+	// of the Prometheus server started when prometheus is set.
 	env string
+	// prometheus starts a real Prometheus scraping the router's /metrics
+	// every second, and measures through it when the gate says
+	// source: prometheus.
+	prometheus bool
 }
 
 // fleet is a whole traffic setup: router, backends, local hosts, plan, engine.
@@ -147,6 +154,7 @@ type fleet struct {
 	hub      *engine.Hub
 	eng      *engine.Engine
 	rec      *recorder
+	prom     *promtest.Server
 }
 
 var owner = engine.Actor{Name: "tester", Role: engine.RoleOwner, Via: "cli"}
@@ -192,6 +200,12 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	}
 	f.client.PollInterval = 10 * time.Millisecond
 
+	env := o.env
+	if o.prometheus {
+		f.prom = promtest.Start(t, time.Second, al.Addr().String())
+		env = strings.ReplaceAll(env, "PROM_URL", f.prom.URL)
+	}
+
 	var y strings.Builder
 	fmt.Fprintf(&y, "app: shop\nsource: ./src\nkeep_releases: 5\nrestart: sh %s\n", filepath.Join(dir, "restart.sh"))
 	fmt.Fprintf(&y, "environments:\n  prod:\n    router: {admin: %q, token_file: %q}\n    hosts:\n",
@@ -209,7 +223,7 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 			fmt.Fprintf(&y, "      - {name: %s, local: %q, backend: %q}\n", name, deployTo, b.addr)
 		}
 	}
-	y.WriteString(o.env)
+	y.WriteString(env)
 	pf := filepath.Join(dir, "flightdeck.yaml")
 	writeFile(t, pf, y.String())
 	f.plan, err = plan.Load(pf)
@@ -229,6 +243,13 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	f.eng = &engine.Engine{
 		Plan: f.plan, Env: f.env, Hosts: hosts, StateDir: filepath.Join(dir, "state"), Hub: f.hub,
 		Router: f.client, Metrics: router.NewMetrics(f.client.Stats),
+	}
+	if g := f.env.Gate; g != nil && g.Source == "prometheus" {
+		src, err := prom.New(g.Prometheus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.eng.Metrics = src
 	}
 	f.rec = newRecorder(t, f.hub)
 	return f
@@ -523,6 +544,9 @@ func (rc *recorder) dump() string {
 		}
 		if e.Gate != nil {
 			fmt.Fprintf(&b, " gate=%s (%s)", e.Gate.Verdict, e.Gate.Reason)
+		}
+		if m := e.Sample; m != nil {
+			fmt.Fprintf(&b, " sample={requests %.1f errors %.1f rate %.4f p99 %s nodata %v}", m.Requests, m.Errors, m.ErrorRate, m.P99, m.NoData)
 		}
 		if e.Outcome != "" {
 			fmt.Fprintf(&b, " outcome=%s", e.Outcome)

@@ -169,14 +169,14 @@ func (b *syncBuffer) String() string {
 	return string(b.buf)
 }
 
-// WaitUp waits until every scrape target reported up at least twice in a
-// row, so that rate() over a short window has samples to work with.
+// WaitUp waits until targets scrape targets are up and were scraped at
+// least twice, so that rate() over a short window has samples to work with.
 func (s *Server) WaitUp(t testing.TB, targets int) {
 	t.Helper()
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := hc.Get(s.URL + "/api/v1/query?query=" + url.QueryEscape("count(min_over_time(up[1m]) == 1 and count_over_time(up[1m]) >= 2)"))
+		resp, err := hc.Get(s.URL + "/api/v1/query?query=" + url.QueryEscape("count((up == 1) and (count_over_time(up[1m]) >= 2))"))
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
