@@ -241,9 +241,10 @@ func TestRestartKeepsStateAndToken(t *testing.T) {
 			t.Fatalf("restored drain flag wrong: %+v", bs)
 		}
 	}
-	// And it routes: the cohort header still picks green... which is drained → 503.
-	if code, _ := get(t, http.DefaultClient, tr2.proxyURL+"/", map[string]string{"X-Beta": "on"}); code != http.StatusServiceUnavailable {
-		t.Fatalf("cohort to a drained-only release: %d, want 503", code)
+	// And it routes: the cohort header still picks green, which is drained,
+	// so the stable side serves the request instead of failing it.
+	if code, body := get(t, http.DefaultClient, tr2.proxyURL+"/", map[string]string{"X-Beta": "on"}); code != http.StatusOK || body != "a" {
+		t.Fatalf("cohort to a drained-only release: %d %q, want 200 from the stable backend a", code, body)
 	}
 	if code, body := get(t, http.DefaultClient, tr2.proxyURL+"/", map[string]string{"Cookie": "sid=x"}); code != 200 && body != "a" {
 		t.Fatalf("sticky request: %d %q", code, body)
