@@ -276,7 +276,7 @@ environments: {p: {hosts: [{name: a, local: /a}]}}
 		{"ab needs cohort", head + `environments:
   p:
     router: {admin: "http://127.0.0.1:9901"}
-    hosts: [{name: a, local: /a, backend: "127.0.0.1:8081"}]
+    hosts: [{name: a, local: /a, slots: {blue: "127.0.0.1:8081", green: "127.0.0.1:8082"}}]
     strategy: {kind: ab}
 `, []string{`7:5: an ab strategy needs a cohort`}},
 		{"gate enums", head + `environments:
@@ -724,7 +724,7 @@ func TestCohort(t *testing.T) {
 	const env = head + `environments:
   p:
     router: {admin: "http://127.0.0.1:9901"}
-    hosts: [{name: a, local: /a, backend: "127.0.0.1:8081"}]
+    hosts: [{name: a, local: /a, slots: {blue: "127.0.0.1:8081", green: "127.0.0.1:8082"}}]
     strategy:
       kind: ab
       cohort: `

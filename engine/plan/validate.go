@@ -341,9 +341,10 @@ func (v *validator) hosts(p *Plan, env string, e *Environment, kind StrategyKind
 			v.errorf(v.at(child(hp, "deploy_to")), "deploy_to must be an absolute path on the server, like /srv/%s", orDefault(p.App, "app"))
 		}
 		switch kind {
-		case BlueGreen:
-			v.slots(hp, label, h.Slots)
-		case Canary, AB:
+		case BlueGreen, AB:
+			// The new release runs in each host's idle slot.
+			v.slots(hp, label, h.Slots, kind)
+		case Canary:
 			if h.Backend == "" {
 				v.errorf(at, "%s needs backend: the address (host:port) the router sends its traffic to, for a %s release", label, kind)
 			}
@@ -351,10 +352,10 @@ func (v *validator) hosts(p *Plan, env string, e *Environment, kind StrategyKind
 	}
 }
 
-func (v *validator) slots(hp, label string, slots map[string]string) {
+func (v *validator) slots(hp, label string, slots map[string]string, kind StrategyKind) {
 	sp := child(hp, "slots")
 	if slots == nil {
-		v.errorf(v.at(hp), "%s needs slots: {blue: ADDRESS, green: ADDRESS} for a blue/green release", label)
+		v.errorf(v.at(hp), "%s needs slots: {blue: ADDRESS, green: ADDRESS} for a %s release (the new release runs in the idle slot)", label, kind)
 		return
 	}
 	for _, name := range v.order[sp] {
