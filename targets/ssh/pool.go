@@ -12,6 +12,8 @@ import (
 
 	"github.com/pkg/sftp"
 	gossh "golang.org/x/crypto/ssh"
+
+	"flightdeck/engine/plan"
 )
 
 // PoolOptions configure a Pool. Zero values mean the defaults.
@@ -34,6 +36,15 @@ type PoolOptions struct {
 	// UploadWorkers is the number of files a Prepare uploads at once over
 	// SFTP (default 16); each holds packet buffers, so this bounds memory.
 	UploadWorkers int
+}
+
+// WithSettings returns opts with the environment's max_parallel_dials
+// applied when opts does not set it.
+func (opts PoolOptions) WithSettings(sc *plan.SSHConfig) PoolOptions {
+	if opts.MaxParallelDials == 0 && sc != nil && sc.MaxParallelDials > 0 {
+		opts.MaxParallelDials = sc.MaxParallelDials
+	}
+	return opts
 }
 
 // Pool owns one SSH connection per target for the whole run. It is safe
@@ -140,10 +151,13 @@ func (l *link) dead() bool {
 	}
 }
 
+// close closes the connection. The SSH connection goes first: closing the
+// SFTP client alone waits for the server, which may be the one not
+// answering.
 func (l *link) close() {
 	if l.closed.CompareAndSwap(false, true) {
-		l.sftp.Close()
 		l.client.Close()
+		l.sftp.Close()
 	}
 }
 

@@ -240,7 +240,8 @@ func (s *Server) Restart() error {
 	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.config)
 	cmd.Stdout = &log
 	cmd.Stderr = &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a killed test binary does not leave listeners behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start sshd: %w", err)
 	}
@@ -312,6 +313,25 @@ func (s *Server) KillConnections() {
 	_ = syscall.Kill(pid, syscall.SIGSTOP)
 	killTree(pid)
 	_ = syscall.Kill(pid, syscall.SIGCONT)
+}
+
+// PauseConnections stops (SIGSTOP) the processes serving established
+// connections, so that the client sees a host that no longer answers
+// while its TCP connection stays open. ResumeConnections undoes it.
+func (s *Server) PauseConnections() { s.signalConnections(syscall.SIGSTOP) }
+
+// ResumeConnections continues processes stopped by PauseConnections.
+func (s *Server) ResumeConnections() { s.signalConnections(syscall.SIGCONT) }
+
+func (s *Server) signalConnections(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	for _, k := range descendants(s.cmd.Process.Pid) {
+		_ = syscall.Kill(k, sig)
+	}
 }
 
 // Log returns what sshd printed.

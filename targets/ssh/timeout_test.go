@@ -1,0 +1,114 @@
+package ssh
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestCommandTimeoutClosesHungConnection: a host whose sshd stops
+// answering mid-operation fails after command_timeout instead of hanging,
+// and works again (redial) once it answers.
+func TestCommandTimeoutClosesHungConnection(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{})
+	ctx := ctxT(t)
+	s := f.c.Servers[0]
+	tg := target(f.c, s)
+	tg.CommandTimeout = 500 * time.Millisecond
+	h := f.pool.Host("web1", tg)
+	if err := h.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.PauseConnections()
+	start := time.Now()
+	_, err := h.Inspect(ctx)
+	s.ResumeConnections()
+	if err == nil || !strings.Contains(err.Error(), "command_timeout") {
+		t.Fatalf("Inspect of a hung host = %v, want a command_timeout error", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("gave up after %s", d)
+	}
+	if err := h.Prepare(ctx, release(t, "r1", map[string]string{"a": "1"}), nil); err != nil {
+		t.Fatalf("after the host answers again: %v", err)
+	}
+}
+
+// silentServer accepts TCP connections and never speaks.
+type silentServer struct {
+	l        net.Listener
+	accepted atomic.Int32
+	wg       sync.WaitGroup
+}
+
+func newSilentServer(t *testing.T) *silentServer {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentServer{l: l}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.accepted.Add(1)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				for { // until the client gives up
+					if _, err := c.Read(make([]byte, 1<<16)); err != nil {
+						break
+					}
+				}
+				c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); s.wg.Wait() })
+	return s
+}
+
+// TestDialsAreBoundedAndTimedOut: servers that accept but never answer
+// make every host fail with a connect timeout, and dials wait for a free
+// slot: with 2 slots, 6 dials that each last the 300 ms timeout need at
+// least 3 rounds (a lower bound, so a slow machine cannot break it).
+func TestDialsAreBoundedAndTimedOut(t *testing.T) {
+	srv := newSilentServer(t)
+	p := NewPool(PoolOptions{MaxParallelDials: 2})
+	defer p.Close()
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	start := time.Now()
+	errs := make([]error, 6)
+	for i := range errs {
+		tg := Target{User: "u", Addr: srv.l.Addr().String(), DeployTo: "/srv/app",
+			IdentityFiles: []string{writeTestKey(t)}, ExplicitIdentity: true,
+			KnownHosts: []string{t.TempDir() + "/kh"}, ConnectTimeout: 300 * time.Millisecond}
+		tg.User = "u" + string(rune('a'+i)) // distinct connections
+		h := p.Host("h", tg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.Inspect(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "timed out") {
+			t.Errorf("host %d: %v, want a connect timeout", i, err)
+		}
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("6 dials with 2 slots and a 300ms timeout took %s, want >= 900ms: dials are not bounded", d)
+	}
+	if n := srv.accepted.Load(); n != 6 {
+		t.Errorf("server saw %d connections, want 6", n)
+	}
+}
