@@ -148,6 +148,8 @@ func (g *glyphs) phase(p engine.Phase) (string, level) {
 		v = pg{"↻", "r", lvInfo}
 	case engine.PhaseHealth:
 		v = pg{"♥", "h", lvInfo}
+	case engine.PhaseStandby:
+		v = pg{"◐", "s", lvInfo}
 	case engine.PhaseLive:
 		v = pg{"●", "*", lvOK}
 	case engine.PhaseReverting:

@@ -83,7 +83,12 @@ func canaryRun() []engine.Event {
 	evs[0].Start.Strategy = "canary"
 	evs[0].Start.Steps = []int{5, 25, 100}
 	w := 5.0
-	return withEvents(evs, time.Second, engine.Event{Type: engine.EvWeightSet, Weight: &w, Wave: 1, Release: "r42", Actor: "auto"})
+	target := 25.0
+	return withEvents(evs, time.Second,
+		engine.Event{Type: engine.EvStepStarted, Weight: &w, Wave: 1, Release: "r42"},
+		engine.Event{Type: engine.EvWeightSet, Weight: &w, Release: "r42", Actor: "auto"},
+		engine.Event{Type: engine.EvStepStarted, Weight: &target, Wave: 2, Release: "r42"},
+		engine.Event{Type: engine.EvWaiting, Until: t0.Add(time.Minute), Message: "holding step 2"})
 }
 
 func finishedRun() []engine.Event {
@@ -485,6 +490,7 @@ func TestStateShownByGlyphAndWord(t *testing.T) {
 		want  []string
 	}{
 		{"running", rollingRun(4), false, []string{"▶ RUNNING", "wave 1/2", "r41 → r42", "● live", "✓ up", "✗ breach", "✓ ok"}},
+		{"canary", canaryRun(), false, []string{"weight 5% → 25% (step 2/3)", "step 2: 25% to r42", "next step in"}},
 		{"paused", paused, false, []string{"‖ PAUSED by bob", "PAUSED by bob"}},
 		{"rolling back", rolling, false, []string{"↶ ROLLING BACK by alice", "ROLLBACK by alice to each host's previous release"}},
 		{"finished", finishedRun(), false, []string{"✓ SUCCEEDED", "verdict: SUCCEEDED"}},

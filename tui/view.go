@@ -144,8 +144,13 @@ func (m *Model) headerText(w int) string {
 		}
 	}
 	switch {
+	case st.Info.Strategy == "ab" || st.Cohort > 0:
+		parts = append(parts, fmt.Sprintf("cohort %g%%", st.Cohort))
 	case st.Info.Strategy == "canary" || st.Weight > 0:
 		s := fmt.Sprintf("weight %g%%", st.Weight)
+		if st.StepTarget > 0 && st.StepTarget != st.Weight {
+			s += fmt.Sprintf(" %s %g%%", g.arrow, st.StepTarget)
+		}
 		if n := len(st.Info.Steps); n > 0 {
 			s += fmt.Sprintf(" (step %d/%d)", st.Step, n)
 		}
@@ -800,6 +805,14 @@ func (m *Model) eventText(e engine.Event) (string, level) {
 		if e.Weight != nil {
 			return fmt.Sprintf("weight %g%% %s %s%s", *e.Weight, arrow, e.Release, by), lvInfo
 		}
+	case engine.EvStepStarted:
+		if e.Weight != nil {
+			return fmt.Sprintf("step %d: %g%% to %s%s", e.Wave, *e.Weight, e.Release, by), lvInfo
+		}
+	case engine.EvCohortSet:
+		if e.Weight != nil {
+			return fmt.Sprintf("cohort %g%% %s %s%s", *e.Weight, arrow, e.Release, by), lvInfo
+		}
 	case engine.EvGateResult:
 		if g := e.Gate; g != nil {
 			l := lvWarn
@@ -857,6 +870,8 @@ func (m *Model) statusLine(w int) string {
 		return m.st.breach.Render(m.g.breach + " " + m.status)
 	case m.status != "":
 		return m.st.text.Render(m.status)
+	case m.snap.TrafficErr != "":
+		return m.st.breach.Render(m.g.breach + " traffic: " + m.snap.TrafficErr)
 	case m.snap.Report != nil && m.snap.Status == engine.StatusFinished:
 		return m.st.bold.Render("verdict: " + m.snap.Report.Verdict)
 	case m.snap.Err != "":
