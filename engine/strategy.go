@@ -95,7 +95,7 @@ type WavePlanner struct {
 func (p WavePlanner) Next(s *State, now time.Time) []Action {
 	switch s.Status {
 	case StatusRollingBack:
-		return RevertNext(s)
+		return RevertNext(s, p.MaxUnavailable)
 	case StatusRunning:
 	default:
 		return nil // paused, finished, idle: nothing new starts
@@ -157,8 +157,11 @@ func (p WavePlanner) Next(s *State, now time.Time) []Action {
 // RevertNext plans a rollback: every host this run touched goes back to
 // the rollback target (or, with none named, to the release it had before
 // the run). A host with nothing to go back to is left as it is and named.
-func RevertNext(s *State) []Action {
+// limit bounds how many hosts are reverted at once, so that reverting
+// through a router never takes the whole fleet out of rotation (0: all).
+func RevertNext(s *State, limit int) []Action {
 	var acts []Action
+	busy := 0
 	for _, h := range s.Hosts {
 		if !h.Touched || h.Reverted || h.RevertFailed {
 			continue
@@ -170,7 +173,17 @@ func RevertNext(s *State) []Action {
 		if target == "" {
 			continue // first deploy to this host: nothing to go back to
 		}
-		acts = append(acts, Action{Kind: ActRevert, Host: h.Name, Release: target})
+		a := Action{Kind: ActRevert, Host: h.Name, Release: target}
+		if switching(h.Phase) || h.Phase == PhaseReverting {
+			acts = append(acts, a) // in flight: asked again, skipped by the loop
+			busy++
+			continue
+		}
+		if limit > 0 && busy >= limit {
+			continue
+		}
+		busy++
+		acts = append(acts, a)
 	}
 	if len(acts) > 0 {
 		return acts

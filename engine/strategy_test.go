@@ -133,7 +133,7 @@ func TestWavePlannerOutcomes(t *testing.T) {
 
 func TestRollbackRunPlansEveryHost(t *testing.T) {
 	s := startState(KindRollback, [][]string{{"a", "b", "c"}}, map[string]string{"a": "r2", "b": "r2", "c": "r1"})
-	got := kinds(RevertNext(s))
+	got := kinds(RevertNext(s, 0))
 	want := []string{"revert:a@r1", "revert:b@r1", "revert:c@r1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("RevertNext = %v, want %v", got, want)
@@ -141,9 +141,24 @@ func TestRollbackRunPlansEveryHost(t *testing.T) {
 	s.Apply(Event{Type: EvHostPhase, Host: "a", Phase: PhaseReverted, Release: "r1"})
 	s.Apply(Event{Type: EvHostPhase, Host: "b", Phase: PhaseFailed, Error: "release r1 is not on this host"})
 	s.Apply(Event{Type: EvHostPhase, Host: "c", Phase: PhaseReverted, Release: "r1"})
-	acts := RevertNext(s)
+	acts := RevertNext(s, 0)
 	if len(acts) != 1 || acts[0].Kind != ActFinish || acts[0].Outcome != OutcomeFailed {
 		t.Fatalf("after a missing release: %+v, want finish failed", acts)
+	}
+}
+
+func TestRevertRespectsMaxUnavailable(t *testing.T) {
+	s := startState(KindRollback, [][]string{{"a", "b", "c", "d"}}, map[string]string{"a": "r2", "b": "r2", "c": "r2", "d": "r2"})
+	if got := kinds(RevertNext(s, 1)); !reflect.DeepEqual(got, []string{"revert:a@r1"}) {
+		t.Fatalf("limit 1: %v", got)
+	}
+	s.Apply(Event{Type: EvHostPhase, Host: "a", Phase: PhaseReverting, Release: "r1"})
+	if got := kinds(RevertNext(s, 1)); !reflect.DeepEqual(got, []string{"revert:a@r1"}) {
+		t.Fatalf("while a reverts, nothing else starts: %v", got)
+	}
+	s.Apply(Event{Type: EvHostPhase, Host: "a", Phase: PhaseReverted, Release: "r1"})
+	if got := kinds(RevertNext(s, 2)); !reflect.DeepEqual(got, []string{"revert:b@r1", "revert:c@r1"}) {
+		t.Fatalf("limit 2 after a: %v", got)
 	}
 }
 

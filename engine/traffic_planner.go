@@ -93,7 +93,11 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 		if s.Weight > 0 || s.Cohort > 0 {
 			return []Action{{Kind: ActRoute, Weight: 0, Reason: "rollback: all traffic back to " + s.Info.Previous}}
 		}
-		return RevertNext(s)
+		limit := 0 // slots: only links flip, the old colour is still warm
+		if !p.Slots {
+			limit = max(1, p.MaxUnavailable)
+		}
+		return RevertNext(s, limit)
 	case StatusRunning:
 	default:
 		return nil

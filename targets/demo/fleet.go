@@ -240,7 +240,7 @@ func (f *Fleet) writePlan() error {
 	}
 	limit := max(1, f.opts.Scenario.FailureLimit)
 	fmt.Fprintf(&b, "    gate:\n      error_rate: 0.1%%\n      p99: 200ms\n      interval: %s\n      count: %d\n      failure_limit: %d\n      min_requests: 10\n", interval, max(2, limit), limit)
-	fmt.Fprintf(&b, "    auto_rollback:\n      error_rate: 1%%\n      p99: 200ms\n      for: 3s\n")
+	fmt.Fprintf(&b, "    auto_rollback:\n      error_rate: 1%%\n      p99: 500ms\n      for: 3s\n")
 	fmt.Fprintf(&b, "    probe:\n      url: %s\n      rate: %d\n      timeout: 2s\n      user_header: X-User\n", q(f.ProxyURL), f.opts.Rate)
 	f.PlanFile = filepath.Join(f.Dir, "flightdeck.yaml")
 	if err := os.WriteFile(f.PlanFile, []byte(b.String()), 0o644); err != nil {

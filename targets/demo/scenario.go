@@ -50,9 +50,9 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name: "latency", Summary: "p99 regresses past the SLO",
-			Knobs: service.Knobs{Latency: 250 * time.Millisecond},
-			Briefing: "The new release adds 250 ms to every request: p99 goes past the 200 ms SLO. The canary gate fails on p99, " +
-				"or the rollback trigger (p99 > 200 ms for 3s) fires. Watch the p99 sparkline cross its threshold.",
+			Knobs: service.Knobs{Latency: 600 * time.Millisecond},
+			Briefing: "The new release adds 600 ms to every request: p99 goes far past the 200 ms SLO. The canary gate fails on p99, " +
+				"or, with strategies that have no gate, the rollback trigger (p99 > 500 ms for 3s) fires. Watch the p99 sparkline cross its threshold.",
 		},
 		{
 			Name: "host-dies", Summary: "one host's service dies mid-release",
