@@ -15,6 +15,7 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/targets/local"
+	"flightdeck/tui"
 	"flightdeck/tui/lines"
 )
 
@@ -150,6 +151,11 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !g.headless && !g.json && interactive(c) {
+				return l.cockpit(c, g, eng, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
+					return eng.Deploy(ctx, a, art, commandLine())
+				})
+			}
 			stop := follow(c.Context(), out, hub, g.json)
 			st, err := eng.Deploy(c.Context(), engine.LocalActor("cli"), art, commandLine())
 			stop()
@@ -189,6 +195,11 @@ A host that lacks the release is reported and fails the rollback.`,
 			eng, err := l.engine(hosts, hub)
 			if err != nil {
 				return err
+			}
+			if !g.headless && !g.json && interactive(c) {
+				return l.cockpit(c, g, eng, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
+					return eng.Rollback(ctx, a, to, commandLine())
+				})
 			}
 			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
 			st, err := eng.Rollback(c.Context(), engine.LocalActor("cli"), to, commandLine())
@@ -233,6 +244,24 @@ func newResumeCmd(g *globals) *cobra.Command {
 	}
 	addOutputFlags(c, g)
 	return c
+}
+
+// cockpit opens the cockpit on the environment while start runs; between
+// runs `d` builds and deploys a new release and `r` rolls back.
+func (l *loaded) cockpit(c *cobra.Command, g *globals, eng *engine.Engine, start func(context.Context, engine.Actor) (*engine.State, error)) error {
+	opts, err := cockpitOptions(g, l.plan.App, l.env.Name, engine.GateFromPlan(l.env.Gate))
+	if err != nil {
+		return err
+	}
+	backend := &tui.EngineBackend{Engine: eng, Command: commandLine(),
+		Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
+			if bad {
+				return nil, func() {}, errors.New("a bad release exists only in the demo")
+			}
+			return engine.Build(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard)
+		}}
+	backend.SetPresence([]tui.Presence{{Name: opts.Actor.Name, Role: opts.Actor.Role, Via: "local"}})
+	return cockpit(c, backend, opts, func(ctx context.Context) (*engine.State, error) { return start(ctx, opts.Actor) })
 }
 
 func describeSource(p *plan.Plan) string {

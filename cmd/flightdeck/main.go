@@ -80,6 +80,8 @@ type globals struct {
 	stateDir string
 	headless bool
 	json     bool
+	noColor  bool
+	readOnly bool
 }
 
 func newRoot() *cobra.Command {
@@ -101,6 +103,8 @@ on its own when they break.`,
 	pf.StringVarP(&g.planFile, "file", "f", plan.DefaultFile, "release plan file")
 	pf.StringVar(&g.env, "env", "", "environment to act on (optional when the plan has one)")
 	pf.StringVar(&g.stateDir, "state", "", "state directory (default .flightdeck/ beside the plan)")
+	pf.BoolVar(&g.noColor, "no-color", false, "monochrome cockpit (also when NO_COLOR is set)")
+	pf.BoolVar(&g.readOnly, "read-only", false, "cockpit that shows everything and changes nothing")
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
 		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),

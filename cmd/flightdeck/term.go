@@ -3,10 +3,8 @@ package main
 import (
 	"os"
 
-	"github.com/spf13/cobra"
 	"github.com/charmbracelet/x/term"
-
-	"flightdeck/targets/demo"
+	"github.com/spf13/cobra"
 )
 
 // interactive reports whether the cockpit can open: stdout is a terminal
@@ -17,9 +15,4 @@ func interactive(c *cobra.Command) bool {
 	}
 	f, ok := c.OutOrStdout().(*os.File)
 	return ok && term.IsTerminal(f.Fd())
-}
-
-// runDemoCockpit opens the cockpit on the demo fleet.
-func runDemoCockpit(c *cobra.Command, g *globals, opts demo.Options) error {
-	return runDemoHeadless(c.Context(), c.OutOrStdout(), g, opts)
 }

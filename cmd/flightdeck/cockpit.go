@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"flightdeck/engine"
+	"flightdeck/targets/demo"
+	"flightdeck/tui"
+)
+
+// cockpitOptions builds the cockpit's options from the flags, the user's
+// config file ($XDG_CONFIG_HOME/flightdeck/config.yaml) and the environment.
+func cockpitOptions(g *globals, app, env string, gate *engine.GateSpec) (tui.Options, error) {
+	cfg, err := tui.LoadConfig(tui.DefaultConfigPath(os.Getenv))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return tui.Options{}, badInput(err)
+	}
+	theme, err := tui.PickTheme(cfg, g.noColor, os.Getenv)
+	if err != nil {
+		return tui.Options{}, badInput(err)
+	}
+	opts := tui.Options{
+		Actor: engine.LocalActor("tui"), Theme: theme, ReadOnly: g.readOnly, App: app, Env: env,
+		KeyMap: &cfg.Keys,
+	}
+	if cfg.ASCII != nil {
+		opts.ASCII = *cfg.ASCII
+	}
+	if gate != nil {
+		opts.SLO = tui.SLO{ErrorRate: gate.ErrorRate, P99: gate.P99}
+	}
+	return opts, nil
+}
+
+// cockpit runs the cockpit over an engine while start runs (a deploy or a
+// rollback, started at once; nil starts nothing). Quitting interrupts a
+// run still going (it is journaled and `flightdeck resume` finishes it).
+// The result is start's, so exit codes match the headless mode.
+func cockpit(c *cobra.Command, backend tui.Backend, opts tui.Options, start func(ctx context.Context) (*engine.State, error)) error {
+	ctx, cancel := context.WithCancel(c.Context())
+	defer cancel()
+	type result struct {
+		st  *engine.State
+		err error
+	}
+	done := make(chan result, 1)
+	if start != nil {
+		opts.QuitStopsRun = true
+		go func() {
+			st, err := start(ctx)
+			done <- result{st, err}
+		}()
+	}
+	uiErr := tui.Run(ctx, backend, opts)
+	cancel()
+	if start == nil {
+		return uiErr
+	}
+	r := <-done
+	if uiErr != nil {
+		return uiErr
+	}
+	return outcome(r.st, r.err)
+}
+
+// demoBackend lets the cockpit start the demo's next release (good or bad)
+// and roll the demo fleet back.
+type demoBackend struct {
+	*tui.EngineBackend
+	fleet *demo.Fleet
+}
+
+// Deploy releases the demo's next version (bad: with the scenario's faults).
+func (d *demoBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
+	if err := engine.AuthorizeOwner(a, "start a deploy"); err != nil {
+		return err
+	}
+	st, err := d.fleet.Deploy(ctx, a, bad)
+	if err != nil {
+		return err
+	}
+	if st.Outcome != engine.OutcomeSucceeded {
+		return fmt.Errorf("release %s: %s", st.Outcome, st.Err)
+	}
+	return nil
+}
+
+// runDemoCockpit opens the cockpit on the demo fleet and starts the
+// scenario's release; `d`/`D` start more, `r` rolls back.
+func runDemoCockpit(c *cobra.Command, g *globals, opts demo.Options) error {
+	briefing(c.ErrOrStderr(), opts)
+	opts.Log = c.ErrOrStderr()
+	fmt.Fprintln(c.ErrOrStderr(), "starting the demo fleet…")
+	fleet, err := demo.Start(c.Context(), opts)
+	if err != nil {
+		return err
+	}
+	defer fleet.Close()
+	uiOpts, err := cockpitOptions(g, fleet.Plan.App, fleet.Env.Name, engine.GateFromPlan(fleet.Env.Gate))
+	if err != nil {
+		return err
+	}
+	uiOpts.Actor.Via = "demo"
+	backend := &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck demo"}, fleet: fleet}
+	backend.SetPresence([]tui.Presence{{Name: uiOpts.Actor.Name, Role: uiOpts.Actor.Role, Via: "local"}})
+	bad := opts.Scenario.Name != "good"
+	err = cockpit(c, backend, uiOpts, func(ctx context.Context) (*engine.State, error) {
+		return fleet.Deploy(ctx, uiOpts.Actor, bad)
+	})
+	var ee *exitError
+	if errors.As(err, &ee) && ee.code == exitFailed {
+		// A rolled-back release is the point of most scenarios: the cockpit
+		// showed it; the demo itself ran fine.
+		return nil
+	}
+	return err
+}
