@@ -21,6 +21,7 @@ func BenchmarkPrepare(b *testing.B) {
 		size  int
 	}{
 		{"500x40KB", 500, 40 << 10},
+		{"2000x4KB", 2000, 4 << 10},
 		{"5000x1KB", 5000, 1 << 10},
 	}
 	c := sshtest.Start(b, 1)

@@ -52,7 +52,7 @@ func (t Transfer) String() string {
 // concurrent writes. The figures behind these are in README.md.
 const (
 	TarMinFiles    = 1000
-	TarMaxMeanSize = 8 << 10
+	TarMaxMeanSize = 4 << 10
 )
 
 // readOnly is the mode a release file gets on the host: as built, without
