@@ -28,6 +28,9 @@ const (
 	EvWeightSet      EventType = "WeightSet"
 	// EvCohortSet applies (Weight = percent of the cohort) or drops (0) the A/B cohort.
 	EvCohortSet EventType = "CohortSet"
+	// EvApprovalRequested records a proposed promotion (Wave = step) that
+	// waits for a second operator (require_approval: promote).
+	EvApprovalRequested EventType = "ApprovalRequested"
 	// EvStepStarted begins a traffic step (Wave = step number, Weight = its target).
 	EvStepStarted   EventType = "StepStarted"
 	EvGateResult    EventType = "GateResult"

@@ -524,6 +524,14 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 			r.inflight[keyGate] = a.Kind
 			go r.doMeasure(ctx, a)
 		case ActStep:
+			if a.Wave == len(r.state.Info.Steps) && a.Wave > 1 && r.cfg.Env.NeedsApproval("promote") {
+				if r.state.Proposal == nil {
+					r.emit(Event{Type: EvApprovalRequested, Actor: AutoActor.Name, Wave: a.Wave,
+						Message: fmt.Sprintf("the gate passed; promotion to %g%% waits for an operator's approval", a.Weight)})
+					changed = true
+				}
+				continue
+			}
 			r.emit(Event{Type: EvStepStarted, Wave: a.Wave, Weight: ptr(a.Weight),
 				Message: fmt.Sprintf("step %d/%d: %g%% of traffic", a.Wave, len(r.state.Info.Steps), a.Weight)})
 			changed = true
@@ -630,11 +638,31 @@ func (r *Run) handle(c Command) error {
 		if next < 1 || next > len(steps) {
 			return refuse(fmt.Errorf("cannot %s: already at step %d of %d", c.Kind, st.Step, len(steps)))
 		}
-		if next == len(steps) && c.Kind != CmdStepDown && r.cfg.Env.NeedsApproval("promote") && c.Kind != CmdApprove {
-			return refuse(fmt.Errorf("promotion to %d%% needs a second operator's approval (require_approval: promote)", steps[next-1]))
+		if next == len(steps) && c.Kind != CmdStepDown && r.cfg.Env.NeedsApproval("promote") {
+			if st.Proposal != nil {
+				return refuse(fmt.Errorf("promotion to %d%% proposed by %s already waits for a second operator's approval", steps[next-1], st.Proposal.By))
+			}
+			accept(Event{Type: EvApprovalRequested, Wave: next,
+				Message: fmt.Sprintf("%s proposes promotion to %d%%; waiting for a second operator's approval", c.Actor.Name, steps[next-1])})
+			return nil
 		}
 		evs := []Event{{Type: EvStepStarted, Wave: next, Weight: ptr(float64(steps[next-1])),
 			Message: fmt.Sprintf("step %d/%d: %g%% of traffic (%s by %s)", next, len(steps), float64(steps[next-1]), c.Kind, c.Actor.Name)}}
+		if st.Status == StatusPaused {
+			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
+		}
+		accept(evs...)
+	case CmdApprove:
+		p := st.Proposal
+		if p == nil {
+			return refuse(errors.New("there is no promotion waiting for approval"))
+		}
+		if p.By == c.Actor.Name && p.Fingerprint == c.Actor.Fingerprint {
+			return refuse(fmt.Errorf("%s proposed this promotion; a second operator must approve it", c.Actor.Name))
+		}
+		steps := st.Info.Steps
+		evs := []Event{{Type: EvStepStarted, Wave: p.Step, Weight: ptr(float64(steps[p.Step-1])),
+			Message: fmt.Sprintf("step %d/%d: %d%% of traffic (proposed by %s, approved by %s)", p.Step, len(steps), steps[p.Step-1], p.By, c.Actor.Name)}}
 		if st.Status == StatusPaused {
 			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
 		}

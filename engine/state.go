@@ -43,6 +43,15 @@ type HostState struct {
 	History []PhaseChange
 }
 
+// Proposal is a promotion proposed by one operator (or by the planner,
+// as auto) that a different operator must approve.
+type Proposal struct {
+	By          string
+	Fingerprint string
+	Step        int
+	At          time.Time
+}
+
 // PhaseChange is one entry in a host's phase history.
 type PhaseChange struct {
 	Time  time.Time
@@ -90,6 +99,8 @@ type State struct {
 	// GateAck is how many gate results the operator has seen past (an
 	// inconclusive result pauses the run until it is acknowledged by resuming).
 	GateAck int
+	// Proposal is a promotion waiting for a second operator's approval.
+	Proposal *Proposal
 	// TrafficErr is the last failure to change the router (cleared by a
 	// successful change).
 	TrafficErr string
@@ -248,11 +259,15 @@ func (s *State) Apply(e Event) {
 		s.RollbackAt = e.Time
 		s.Reason = e.Message
 		s.Aborted = e.Command == string(CmdAbort)
+		s.Proposal = nil
 		s.TrafficErr = ""
 		s.PausedBy = ""
 	case EvRolledBack:
 		s.RolledBackAt = e.Time
+	case EvApprovalRequested:
+		s.Proposal = &Proposal{By: e.Actor, Fingerprint: e.Fingerprint, Step: e.Wave, At: e.Time}
 	case EvStepStarted:
+		s.Proposal = nil
 		s.Step = e.Wave
 		s.StepAt = e.Time
 		s.StepGateFrom = len(s.Gates)
