@@ -231,8 +231,7 @@ func (r *remote) current() (string, error) {
 
 // releaseInfo is a complete release seen on the host.
 type releaseInfo struct {
-	id    string
-	mtime time.Time
+	id string
 }
 
 // listReleases returns the complete releases (any directory under
@@ -251,7 +250,7 @@ func (r *remote) listReleases() ([]releaseInfo, error) {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || engine.ValidateReleaseID(e.Name()) != nil {
 			continue
 		}
-		out = append(out, releaseInfo{id: e.Name(), mtime: e.ModTime()})
+		out = append(out, releaseInfo{id: e.Name()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
