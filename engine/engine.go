@@ -27,6 +27,9 @@ type Engine struct {
 	Metrics  MetricsSource
 	// MinHold paces runs for people (the interactive demo).
 	MinHold time.Duration
+	// Notices, when set, returns what happened before a run that its
+	// journal must record (e.g. SSH host keys trusted on first use).
+	Notices func() []string
 	Now     func() time.Time
 
 	mu  sync.Mutex
@@ -146,6 +149,9 @@ func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {
 		cfg.Artifact = &Artifact{}
 	}
 	cfg.OnStart = func(r *Run) {
+		if e.Notices != nil {
+			notices = append(notices, e.Notices()...)
+		}
 		for _, n := range notices {
 			r.emit(Event{Type: EvNotice, Message: n})
 		}

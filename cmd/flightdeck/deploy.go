@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/targets/local"
+	fdssh "flightdeck/targets/ssh"
 	"flightdeck/tui"
 	"flightdeck/tui/lines"
 )
@@ -24,6 +26,10 @@ type loaded struct {
 	plan     *plan.Plan
 	env      *plan.Environment
 	stateDir string
+	pool     *fdssh.Pool
+
+	mu      sync.Mutex
+	notices []string
 }
 
 // load reads the plan and picks the environment; every problem is bad input.
@@ -43,18 +49,51 @@ func (g *globals) load() (*loaded, error) {
 	return &loaded{plan: p, env: env, stateDir: sd}, nil
 }
 
-// hosts builds the engine's hosts for the environment.
-func (l *loaded) hosts() ([]engine.Host, error) {
+// hosts builds the engine's hosts for the environment: directories here,
+// or servers over SSH (one connection per host for the whole command).
+func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
 	var hs []engine.Host
+	var resolver *fdssh.Resolver
 	for _, h := range l.env.Hosts {
 		switch {
 		case h.Local != "":
 			hs = append(hs, local.New(h.Name, h.Local))
-		default:
-			return nil, badInput(fmt.Errorf("%s:%d:%d: host %s: SSH hosts are not supported by this build", l.plan.File, h.Line, h.Column, h.Name))
+		case h.SSH != "":
+			if resolver == nil {
+				r, err := fdssh.NewResolver(fdssh.ResolveOptions{})
+				if err != nil {
+					return nil, err
+				}
+				resolver = r
+				l.pool = fdssh.NewPool(fdssh.PoolOptions{OnHostKeyAccepted: l.keyAccepted}.WithSettings(l.env.SSH))
+			}
+			t, err := resolver.Resolve(h, l.env)
+			if err != nil {
+				return nil, badInput(fmt.Errorf("%s:%d:%d: host %s: %w", l.plan.File, h.Line, h.Column, h.Name, err))
+			}
+			if g.acceptNewHostKeys {
+				t.AcceptNewHostKeys = true
+			}
+			hs = append(hs, l.pool.Host(h.Name, t))
 		}
 	}
 	return hs, nil
+}
+
+// keyAccepted records a host key trusted on first use, for the journal.
+func (l *loaded) keyAccepted(host, fingerprint string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.notices = append(l.notices, fmt.Sprintf("trusted the new host key of %s (%s) and recorded it in known_hosts (--accept-new-host-keys)", host, fingerprint))
+}
+
+// takeNotices returns what happened outside a run that its journal must say.
+func (l *loaded) takeNotices() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.notices
+	l.notices = nil
+	return n
 }
 
 func (l *loaded) engine(hosts []engine.Host, hub *engine.Hub) (*engine.Engine, error) {
@@ -69,12 +108,15 @@ func (l *loaded) engine(hosts []engine.Host, hub *engine.Hub) (*engine.Engine, e
 		return nil, err
 	}
 	return &engine.Engine{Plan: l.plan, Env: l.env, Hosts: hosts, StateDir: l.stateDir, Hub: hub,
-		Backends: backends, Router: rt, Metrics: metrics}, nil
+		Backends: backends, Router: rt, Metrics: metrics, Notices: l.takeNotices}, nil
 }
 
-func closeHosts(hs []engine.Host) {
+func (l *loaded) close(hs []engine.Host) {
 	for _, h := range hs {
 		_ = h.Close()
+	}
+	if l.pool != nil {
+		_ = l.pool.Close()
 	}
 }
 
@@ -132,11 +174,11 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if err := engine.ValidateReleaseID(release); err != nil {
 				return badInput(fmt.Errorf("--release: %w", err))
 			}
-			hosts, err := l.hosts()
+			hosts, err := l.hosts(g)
 			if err != nil {
 				return err
 			}
-			defer closeHosts(hosts)
+			defer l.close(hosts)
 			out := c.OutOrStdout()
 			if !g.json {
 				fmt.Fprintf(out, "building %s from %s\n", release, describeSource(l.plan))
@@ -186,11 +228,11 @@ A host that lacks the release is reported and fails the rollback.`,
 					return badInput(fmt.Errorf("--to: %w", err))
 				}
 			}
-			hosts, err := l.hosts()
+			hosts, err := l.hosts(g)
 			if err != nil {
 				return err
 			}
-			defer closeHosts(hosts)
+			defer l.close(hosts)
 			hub := engine.NewHub()
 			eng, err := l.engine(hosts, hub)
 			if err != nil {
@@ -222,11 +264,11 @@ func newResumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hosts, err := l.hosts()
+			hosts, err := l.hosts(g)
 			if err != nil {
 				return err
 			}
-			defer closeHosts(hosts)
+			defer l.close(hosts)
 			hub := engine.NewHub()
 			eng, err := l.engine(hosts, hub)
 			if err != nil {

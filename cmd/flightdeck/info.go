@@ -56,11 +56,11 @@ func newReleasesCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hosts, err := l.hosts()
+			hosts, err := l.hosts(g)
 			if err != nil {
 				return err
 			}
-			defer closeHosts(hosts)
+			defer l.close(hosts)
 			rows := inspectAll(c.Context(), hosts)
 			out := c.OutOrStdout()
 			if asJSON {

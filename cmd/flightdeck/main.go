@@ -82,6 +82,8 @@ type globals struct {
 	json     bool
 	noColor  bool
 	readOnly bool
+	// acceptNewHostKeys trusts (and records) SSH host keys seen for the first time.
+	acceptNewHostKeys bool
 }
 
 func newRoot() *cobra.Command {
@@ -105,6 +107,7 @@ on its own when they break.`,
 	pf.StringVar(&g.stateDir, "state", "", "state directory (default .flightdeck/ beside the plan)")
 	pf.BoolVar(&g.noColor, "no-color", false, "monochrome cockpit (also when NO_COLOR is set)")
 	pf.BoolVar(&g.readOnly, "read-only", false, "cockpit that shows everything and changes nothing")
+	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "trust SSH host keys seen for the first time and record them (a changed key is always refused)")
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
 		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),
