@@ -1,7 +1,6 @@
 package traffictest
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,8 +25,9 @@ const loadRate = 400
 
 func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})
+	f.resumeWhenInconclusive(10)
 	f.live("v1", knobs{})
-	p := f.load(loadRate, 40*time.Second, nil)
+	p := f.load(loadRate, 90*time.Second, nil)
 
 	st := f.wait(f.deploy(f.build("v2", knobs{})))
 	if st.Outcome != engine.OutcomeSucceeded {
@@ -51,6 +51,9 @@ func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 	}
 	passes := map[int]int{}
 	for _, e := range ofType(evs, st.Run, engine.EvGateResult) {
+		if e.Gate.Verdict == engine.VerdictInconclusive {
+			continue // a thin window on a loaded machine; resumed
+		}
 		if e.Gate.Verdict != engine.VerdictPass {
 			t.Errorf("step %d: gate %s (%s), want pass", e.Gate.Step, e.Gate.Verdict, e.Gate.Reason)
 			continue
@@ -63,14 +66,18 @@ func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 	if passes[1] != 2 || passes[2] != 2 {
 		t.Errorf("gate passes per step %v, want 2 at steps 1 and 2 (the last step has no analysis)", passes)
 	}
-	samples := journalSamples(t, f, st.Run)
-	if len(samples) != 4 {
-		t.Errorf("journal holds %d metric samples, want 4", len(samples))
-	}
-	for _, m := range samples {
-		if m.Release != "v2" || m.NoData || m.Requests < 5 || m.Errors != 0 || m.P99 <= 0 {
-			t.Errorf("journaled sample %+v: want v2 with ≥5 requests, 0 errors and a p99", m)
+	judged := 0
+	for _, m := range journalSamples(t, f, st.Run) {
+		if m.NoData || m.Requests < 5 {
+			continue // inconclusive
 		}
+		judged++
+		if m.Release != "v2" || m.Errors != 0 || m.P99 <= 0 {
+			t.Errorf("journaled sample %+v: want v2 with 0 errors and a p99", m)
+		}
+	}
+	if judged != 4 {
+		t.Errorf("journal holds %d judged metric samples, want 4 (2 per analysed step)", judged)
 	}
 
 	// Every host runs v2 and the router sends everything to it.
@@ -101,20 +108,21 @@ func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 		rep.Releases["v2"].Requests, rep.Releases[probe.UnknownRelease].Requests)
 }
 
-// TestCanaryLastStepIsHitless promotes a healthy canary under load and
-// wants no failed request at all. It fails against the planner of
-// 2b512e7: at the last step (100 %) TrafficPlanner switches every
-// remaining host ("capacity first") before it routes, so the old
-// release's pool is drained to nothing while it still has 75 % of the
-// traffic, and the router answers 503 (no backend in rotation) until the
-// weight reaches 100. Run it with FLIGHTDECK_KNOWN_BUGS=1.
+// TestCanaryLastStepIsHitless promotes a healthy canary under load whose
+// application takes 300 ms to restart, and wants no failed request at all.
+// It failed against the planner of 2b512e7: at the last step (100 %) every
+// remaining host was switched at once before the route changed, so the
+// old release's pool was drained to nothing while it still had 75 % of
+// the traffic, and the router answered 503 (no backend in rotation) for as
+// long as the restarts took. 040e0ae bounds the hosts switched at once
+// (max_unavailable) and lets the router serve from the other side when
+// one side has nothing in rotation; this test keeps it that way.
 func TestCanaryLastStepIsHitless(t *testing.T) {
-	if os.Getenv("FLIGHTDECK_KNOWN_BUGS") != "1" {
-		t.Skip("known engine bug: the last canary step drains every old backend before it routes (set FLIGHTDECK_KNOWN_BUGS=1 to run)")
-	}
-	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})
+	// The application takes 300 ms to restart, as a real one would.
+	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv, restartTakes: 300 * time.Millisecond})
+	f.resumeWhenInconclusive(10)
 	f.live("v1", knobs{})
-	p := f.load(loadRate, 40*time.Second, nil)
+	p := f.load(loadRate, 90*time.Second, nil)
 	st := f.wait(f.deploy(f.build("v2", knobs{})))
 	if st.Outcome != engine.OutcomeSucceeded {
 		t.Fatalf("outcome %s (%s), want succeeded", st.Outcome, st.Err)
@@ -122,15 +130,16 @@ func TestCanaryLastStepIsHitless(t *testing.T) {
 	p.Stop()
 	rep := p.Snapshot()
 	if rep.Total.Failed != 0 {
-		t.Errorf("%d of %d requests failed during a healthy canary (%d answered by the router itself: no backend in rotation)",
-			rep.Total.Failed, rep.Total.Requests, rep.Releases[probe.UnknownRelease].Failed)
+		t.Errorf("%d of %d requests failed during a healthy canary (%d answered by the router itself: no backend in rotation)\n%s",
+			rep.Total.Failed, rep.Total.Requests, rep.Releases[probe.UnknownRelease].Failed, f.rec.dump())
 	}
 }
 
 func TestCanaryBadReleaseRollsBackAtFailingStep(t *testing.T) {
 	f := newFleet(t, fleetOpts{hosts: 4, env: canaryEnv})
+	f.resumeWhenInconclusive(10)
 	f.live("v1", knobs{})
-	p := f.load(loadRate, 40*time.Second, nil)
+	p := f.load(loadRate, 90*time.Second, nil)
 	st := f.wait(f.deploy(f.build("v2", knobs{FailEvery: 20})))
 	assertBadCanaryRolledBack(t, f, st)
 	p.Stop()
@@ -155,8 +164,9 @@ func TestCanaryBadReleaseRollsBackThroughPrometheus(t *testing.T) {
 	if _, ok := f.eng.Metrics.(*prom.Source); !ok {
 		t.Fatalf("engine measures with %T, want the Prometheus source", f.eng.Metrics)
 	}
+	f.resumeWhenInconclusive(10)
 	f.live("v1", knobs{})
-	p := f.load(loadRate, 60*time.Second, nil)
+	p := f.load(loadRate, 90*time.Second, nil)
 	f.prom.WaitUp(t, 1)
 	st := f.wait(f.deploy(f.build("v2", knobs{FailEvery: 20})))
 	assertBadCanaryRolledBack(t, f, st)

@@ -131,13 +131,17 @@ type fleetOpts struct {
 	// otherwise each host has one backend (canary).
 	slots bool
 	// env is YAML appended to the environment (strategy, gate, ...),
-	// indented by four spaces. PROM_URL in it is replaced by the address
-	// of the Prometheus server started when prometheus is set.
+	// indented by four spaces. PROXY_URL in it is replaced by the router's
+	// public URL, PROM_URL by the address of the Prometheus server started
+	// when prometheus is set.
 	env string
 	// prometheus starts a real Prometheus scraping the router's /metrics
 	// every second, and measures through it when the gate says
 	// source: prometheus.
 	prometheus bool
+	// restartTakes is how long the restart command takes (a real process
+	// needs time to come up).
+	restartTakes time.Duration
 }
 
 // fleet is a whole traffic setup: router, backends, local hosts, plan, engine.
@@ -173,14 +177,17 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	// The restart command: the slot now runs RELEASE_VERSION (written
 	// atomically, so a backend never reads half a name).
 	writeFile(t, filepath.Join(dir, "restart.sh"), fmt.Sprintf(
-		"set -e\nf=%q/\"$PORT\"\nprintf '%%s' \"$RELEASE_VERSION\" > \"$f.tmp\"\nmv \"$f.tmp\" \"$f\"\necho \"started $RELEASE_VERSION on port $PORT slot ${SLOT:-none}\"\n", runDir))
+		"set -e\nsleep %.3f\nf=%q/\"$PORT\"\nprintf '%%s' \"$RELEASE_VERSION\" > \"$f.tmp\"\nmv \"$f.tmp\" \"$f\"\necho \"started $RELEASE_VERSION on port $PORT slot ${SLOT:-none}\"\n",
+		o.restartTakes.Seconds(), runDir))
 
 	// The router, in process, on loopback listeners.
 	rcfg := router.Config{
-		StateFile:      filepath.Join(dir, "router", "state.json"),
+		StateFile: filepath.Join(dir, "router", "state.json"),
+		// Quick to notice a backend that came up; slow to give up on one,
+		// so that a loaded test machine does not fail health checks.
 		HealthInterval: 20 * time.Millisecond,
-		HealthTimeout:  time.Second,
-		HealthFailures: 2,
+		HealthTimeout:  5 * time.Second,
+		HealthFailures: 5,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	mkdir(t, filepath.Join(dir, "router"))
@@ -200,7 +207,7 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	}
 	f.client.PollInterval = 10 * time.Millisecond
 
-	env := o.env
+	env := strings.ReplaceAll(o.env, "PROXY_URL", f.proxyURL)
 	if o.prometheus {
 		f.prom = promtest.Start(t, time.Second, al.Addr().String())
 		env = strings.ReplaceAll(env, "PROM_URL", f.prom.URL)
@@ -469,14 +476,14 @@ func (f *fleet) hits(n int, header map[string]string) map[string]int {
 
 // recorder keeps every event the hub publishes.
 type recorder struct {
-	mu   sync.Mutex
-	evs  []engine.Event
-	lost int
-	wake chan struct{}
+	mu      sync.Mutex
+	evs     []engine.Event
+	lost    int
+	changed chan struct{} // closed (and replaced) when events arrive
 }
 
 func newRecorder(t *testing.T, hub *engine.Hub) *recorder {
-	rc := &recorder{wake: make(chan struct{}, 1)}
+	rc := &recorder{changed: make(chan struct{})}
 	sub := hub.Subscribe(1 << 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -490,40 +497,87 @@ func newRecorder(t *testing.T, hub *engine.Hub) *recorder {
 			rc.mu.Lock()
 			rc.evs = append(rc.evs, evs...)
 			rc.lost += lost
+			close(rc.changed)
+			rc.changed = make(chan struct{})
 			rc.mu.Unlock()
-			select {
-			case rc.wake <- struct{}{}:
-			default:
-			}
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done; sub.Close() })
 	return rc
 }
 
-func (rc *recorder) events() []engine.Event {
+// since returns the events from index i on, and a channel closed when
+// more arrive.
+func (rc *recorder) since(i int) ([]engine.Event, <-chan struct{}) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	return append([]engine.Event(nil), rc.evs...)
+	if i > len(rc.evs) {
+		i = len(rc.evs)
+	}
+	return append([]engine.Event(nil), rc.evs[i:]...), rc.changed
+}
+
+func (rc *recorder) events() []engine.Event {
+	evs, _ := rc.since(0)
+	return evs
 }
 
 // waitFor waits until an event matching pred was published and returns it.
 func (rc *recorder) waitFor(t *testing.T, what string, pred func(engine.Event) bool) engine.Event {
 	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
+	deadline := time.NewTimer(60 * time.Second)
 	defer deadline.Stop()
 	for {
-		for _, e := range rc.events() {
+		evs, changed := rc.since(0)
+		for _, e := range evs {
 			if pred(e) {
 				return e
 			}
 		}
 		select {
-		case <-rc.wake:
+		case <-changed:
 		case <-deadline.C:
 			t.Fatalf("timed out waiting for %s\nevents:\n%s", what, rc.dump())
 		}
 	}
+}
+
+// resumeWhenInconclusive plays the operator on a loaded machine: when the
+// gate pauses the run as inconclusive (too few requests got through in a
+// window), it resumes so that the step is measured again, at most max
+// times. Inconclusive is never a pass, so no verdict changes; each resume
+// is logged.
+func (f *fleet) resumeWhenInconclusive(max int) {
+	t := f.t
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		next, resumed := 0, 0
+		for resumed < max {
+			evs, changed := f.rec.since(next)
+			next += len(evs)
+			for _, e := range evs {
+				if e.Type != engine.EvPaused || e.Actor != engine.AutoActor.Name || !strings.Contains(e.Message, "inconclusive") {
+					continue
+				}
+				resumed++
+				t.Logf("operator resumes after an inconclusive measurement: %s", e.Message)
+				cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+				err := f.eng.Send(cctx, engine.Command{Kind: engine.CmdResume, Actor: operator, Reason: "measure again"})
+				ccancel()
+				if err != nil && ctx.Err() == nil {
+					t.Logf("resume: %v", err)
+				}
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 }
 
 func (rc *recorder) dump() string {
