@@ -16,15 +16,25 @@ type Plan struct {
 	// by Parse, so they are absolute in a parsed plan.
 	Dir string `yaml:"-"`
 
-	App          string                  `yaml:"app"`
-	Source       *Source                 `yaml:"source"`
-	Build        []string                `yaml:"build"`
-	BuildOutput  string                  `yaml:"build_output"`
-	KeepReleases int                     `yaml:"keep_releases"`
-	Restart      string                  `yaml:"restart"`
-	Health       *Health                 `yaml:"health"`
-	Hooks        Hooks                   `yaml:"hooks"`
-	Promotion    []string                `yaml:"promotion"`
+	App          string   `yaml:"app"`
+	Source       *Source  `yaml:"source"`
+	Build        []string `yaml:"build"`
+	BuildOutput  string   `yaml:"build_output"`
+	KeepReleases int      `yaml:"keep_releases"`
+	Restart      string   `yaml:"restart"`
+	Health       *Health  `yaml:"health"`
+	Hooks        Hooks    `yaml:"hooks"`
+	Promotion    []string `yaml:"promotion"`
+	// Migrations are migration files (or globs) scanned for destructive
+	// statements before a rolling or canary deploy.
+	Migrations []string `yaml:"migrations"`
+	// Smoke checks run against the new release before traffic is promoted.
+	Smoke []SmokeCheck `yaml:"smoke"`
+	// CacheNamespaceEnv names the variable the service reports on /version
+	// as its cache namespace; it must equal RELEASE_VERSION.
+	CacheNamespaceEnv string `yaml:"cache_namespace_env"`
+	// Checklist configures the production checklist.
+	Checklist    *Checklist              `yaml:"checklist"`
 	Environments map[string]*Environment `yaml:"environments"`
 	// EnvOrder is the order environments appear in the file.
 	EnvOrder []string `yaml:"-"`
@@ -42,6 +52,23 @@ type Source struct {
 type GitSource struct {
 	Repo string `yaml:"repo"`
 	Ref  string `yaml:"ref"`
+}
+
+// SmokeCheck is one post-deploy smoke test: an HTTP GET ({backend} and
+// {host} are replaced) with an expected status and body text, or a command.
+type SmokeCheck struct {
+	Name    string   `yaml:"name"`
+	URL     string   `yaml:"url"`
+	Status  int      `yaml:"status"` // default 200
+	Body    string   `yaml:"body"`   // text the body must contain
+	Run     string   `yaml:"run"`    // a command instead of a URL (runs on the host)
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Checklist configures the production checklist.
+type Checklist struct {
+	// Required items block promotion while failed or unacknowledged.
+	Required []string `yaml:"required"`
 }
 
 // Health is an HTTP health check run against a host after its switch.
