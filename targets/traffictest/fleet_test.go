@@ -153,6 +153,8 @@ type fleet struct {
 	hosts    []*local.Host
 	backends map[string][]*backend // host → [backend] or [blue, green]
 	rt       *router.Router
+	rcfg     router.Config
+	addrs    [2]string // the router's proxy and admin addresses
 	proxyURL string
 	client   *router.Client
 	hub      *engine.Hub
@@ -198,7 +200,8 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	pl, al := listen(t), listen(t)
 	rt.Start(pl, al)
 	t.Cleanup(func() { rt.Close() })
-	f.rt = rt
+	f.rt, f.rcfg = rt, rcfg
+	f.addrs = [2]string{pl.Addr().String(), al.Addr().String()}
 	f.proxyURL = "http://" + pl.Addr().String()
 	adminURL := "http://" + al.Addr().String()
 	f.client, err = router.NewClient(adminURL, rt.Token())
@@ -260,6 +263,32 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	}
 	f.rec = newRecorder(t, f.hub)
 	return f
+}
+
+// restartRouter stops the router and starts a new one with the same
+// configuration (state file, token) on the same addresses, as a restart
+// of `flightdeck router` would.
+func (f *fleet) restartRouter() {
+	f.t.Helper()
+	if err := f.rt.Close(); err != nil {
+		f.t.Fatalf("closing the router: %v", err)
+	}
+	rt, err := router.New(f.rcfg)
+	if err != nil {
+		f.t.Fatalf("router restart: %v", err)
+	}
+	f.t.Cleanup(func() { rt.Close() })
+	var lns [2]net.Listener
+	for i, addr := range f.addrs {
+		if err := pollUntil(10*time.Second, func() bool {
+			lns[i], err = net.Listen("tcp", addr)
+			return err == nil
+		}); err != nil {
+			f.t.Fatalf("listening again on %s: %v", addr, err)
+		}
+	}
+	rt.Start(lns[0], lns[1])
+	f.rt = rt
 }
 
 // build makes release id from a source whose knobs.json says k.
