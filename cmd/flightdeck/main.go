@@ -112,6 +112,7 @@ on its own when they break.`,
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
 		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
+		newServeCmd(g),
 	)
 	return root
 }
