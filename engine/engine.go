@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,15 @@ type Engine struct {
 	Metrics  MetricsSource
 	// MinHold paces runs for people (the interactive demo).
 	MinHold time.Duration
+	// Acks are checklist items acknowledged for the next deploy (id → ack),
+	// e.g. destructive migrations accepted with a reason.
+	Acks map[string]Ack
+	// SkipPromotionCheck, when set, is the reason the 3-2-1 promotion check
+	// is overridden (journaled).
+	SkipPromotionCheck string
+	// SkipRollbackPath, when set, is the reason the rollback-path check is
+	// overridden (journaled).
+	SkipRollbackPath string
 	// Notices, when set, returns what happened before a run that its
 	// journal must record (e.g. SSH host keys trusted on first use).
 	Notices func() []string
@@ -64,13 +74,31 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 	if err := AuthorizeOwner(actor, "start a deploy"); err != nil {
 		return nil, err
 	}
+	findings, err := MigrationFindings(e.Plan)
+	if err != nil {
+		return nil, err
+	}
+	k := e.Env.Strategy.Kind
+	if _, acked := e.Acks[ItemMigrations]; len(findings) > 0 && !acked && (k == plan.Rolling || k == plan.Canary) {
+		return nil, &BlockedError{Reason: "destructive migrations (the old release still runs while they apply):\n  " +
+			strings.Join(findings, "\n  ") + "\nfix them, or acknowledge with --ack migrations='REASON'"}
+	}
+	var pre []string
+	if err := checkPromotion(e.StateDir, e.Plan, e.Env.Name, a.ID); err != nil {
+		var be *BlockedError
+		if !errors.As(err, &be) || e.SkipPromotionCheck == "" {
+			return nil, err
+		}
+		pre = append(pre, fmt.Sprintf("3-2-1 promotion check overridden by %s (%s): %s", actor.Name, e.SkipPromotionCheck, be.Reason))
+	}
 	return e.withLock(actor, command, func(notices []string) (*State, error) {
 		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
 			return st, err
 		} else if st != nil {
 			notices = nil
 		}
-		return e.execute(ctx, RunConfig{Kind: KindDeploy, Artifact: a, Actor: actor}, notices)
+		return e.execute(ctx, RunConfig{Kind: KindDeploy, Artifact: a, Actor: actor, Acks: e.Acks, Findings: findings,
+			SkipRollbackPath: e.SkipRollbackPath}, append(pre, notices...))
 	})
 }
 

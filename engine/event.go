@@ -180,15 +180,16 @@ type ChecklistItem struct {
 
 // Report is the end-of-run summary (the hitless report).
 type Report struct {
-	Strategy string        `json:"strategy"`
-	Hosts    int           `json:"hosts"`
-	Duration time.Duration `json:"duration"`
-	Outcome  Outcome       `json:"outcome"`
-	Verdict  string        `json:"verdict"`
-	RTO      time.Duration `json:"rto,omitempty"`
-	Failed   []string      `json:"failed_hosts,omitempty"`
-	Probe    *ProbeSummary `json:"probe,omitempty"`
-	Gates    []GateResult  `json:"gates,omitempty"`
+	Strategy  string          `json:"strategy"`
+	Hosts     int             `json:"hosts"`
+	Duration  time.Duration   `json:"duration"`
+	Outcome   Outcome         `json:"outcome"`
+	Verdict   string          `json:"verdict"`
+	RTO       time.Duration   `json:"rto,omitempty"`
+	Failed    []string        `json:"failed_hosts,omitempty"`
+	Probe     *ProbeSummary   `json:"probe,omitempty"`
+	Checklist []ChecklistItem `json:"checklist,omitempty"`
+	Gates     []GateResult    `json:"gates,omitempty"`
 }
 
 // ProbeSummary is the probe traffic of a run window.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +90,11 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 		info.Previous = r.state.Info.Release // the release this run is taking back
 	}
 	if slotStrategy(r.cfg.Env) && rh.Slot != "" {
+		if action == "deploy" {
+			if err := r.runHooks(ctx, h, "before_switch", r.cfg.Plan.Hooks.BeforeSwitch, a.Release); err != nil {
+				return err
+			}
+		}
 		r.send(name, false, Event{Type: EvHostPhase, Phase: phase, Release: a.Release})
 		if err := h.Switch(ctx, info); err != nil {
 			return fmt.Errorf("switch to %s: %w", a.Release, err)
@@ -112,6 +119,9 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 		}
 	}
 	if action == "deploy" {
+		if err := r.migrate(ctx, h, a.Release); err != nil {
+			return err
+		}
 		if err := r.runHooks(ctx, h, "before_switch", r.cfg.Plan.Hooks.BeforeSwitch, a.Release); err != nil {
 			return err
 		}
@@ -125,6 +135,19 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 		if err := r.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(RunHost{Backend: backend})); err != nil {
 			return err
 		}
+		if action == "deploy" {
+			r.observeHealth(ctx, backend)
+		}
+	}
+	if action == "deploy" && backend != "" {
+		// Before the host takes traffic: smoke tests and the cache namespace.
+		if err := r.waitReady(ctx, h, backend, a.Release); err != nil {
+			return err
+		}
+		if err := r.runSmoke(ctx, h, backend, a.Release); err != nil {
+			return err
+		}
+		r.checkCacheNamespace(ctx, backend, a.Release)
 	}
 	if routed {
 		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: a.Release})
@@ -150,6 +173,45 @@ func (r *Run) doSwitch(ctx context.Context, h Host, a Action, action string) err
 			return err
 		}
 		r.send(name, false, Event{Type: EvHostPhase, Phase: PhaseLive, Release: a.Release})
+	}
+	return nil
+}
+
+// waitReady waits until the restarted service answers its health check
+// directly (not through the router), so that smoke tests see it ready.
+func (r *Run) waitReady(ctx context.Context, h Host, backend, release string) error {
+	if len(r.cfg.Plan.Smoke) == 0 && r.cfg.Plan.CacheNamespaceEnv == "" {
+		return nil
+	}
+	url := "http://" + backend + "/healthz"
+	if hc := r.cfg.Plan.Health; hc != nil && hc.URL != "" {
+		url = strings.NewReplacer("{host}", h.Name(), "{backend}", backend).Replace(hc.URL)
+	}
+	return PollHealth(ctx, url, r.healthTimeout(), 50*time.Millisecond)
+}
+
+// execLocal runs a hook on this machine (hooks with local: true).
+func (r *Run) execLocal(ctx context.Context, h Host, stage string, hk plan.Hook, release string) error {
+	timeout := hk.Timeout.Duration
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	w := &lineWriter{emit: func(line string) {
+		r.send(h.Name(), false, Event{Type: EvHostOutput, Release: release, Command: stage + " (local)", Message: line})
+	}, max: maxOutputLines}
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hk.Run)
+	cmd.Dir = r.cfg.Plan.Dir
+	cmd.Env = os.Environ()
+	for k, v := range r.hookEnv(h, release) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	w.Flush()
+	if err != nil {
+		return fmt.Errorf("%s (local) %q: %w%s", stage, hk.Run, err, w.tail())
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +45,13 @@ type RunConfig struct {
 	RunID   string
 	// Planner overrides the strategy's planner (tests).
 	Planner Planner
+	// Acks are checklist items acknowledged before the run (id → ack).
+	Acks map[string]Ack
+	// Findings are the destructive statements found in the plan's migrations.
+	Findings []string
+	// SkipRollbackPath, when set, is the reason the rollback-path check is
+	// overridden (it is journaled).
+	SkipRollbackPath string
 	// OnStart is called once the run's id is known and RunStarted is journaled.
 	OnStart func(r *Run)
 }
@@ -70,6 +78,14 @@ type Run struct {
 	gate     *GateSpec
 	awaited  string
 	probe    *runProbe
+
+	obsMu     sync.Mutex
+	obs       observations
+	planItems []ChecklistItem
+
+	migrateMu  sync.Mutex
+	migrated   bool
+	migrateErr error
 }
 
 type result struct {
@@ -233,6 +249,21 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 	r.startProbe(ctx)
 	if r.cfg.OnStart != nil {
 		r.cfg.OnStart(r)
+	}
+	if info.Kind == KindDeploy {
+		r.planItems = PlanChecklist(r.cfg.Plan, r.cfg.Env, r.cfg.Findings, r.cfg.Acks)
+		for i := range r.planItems {
+			it := r.planItems[i]
+			r.emit(Event{Type: EvChecklistItem, Item: &it, Actor: it.AckBy})
+		}
+		if err := r.verifyRollbackPath(ctx); err != nil {
+			if r.cfg.SkipRollbackPath == "" {
+				r.finish(ctx, Action{Kind: ActFinish, Outcome: OutcomeFailed,
+					Reason: err.Error() + " (nothing was switched; --no-rollback-path --reason TEXT overrides)"})
+				return r.state, nil
+			}
+			r.emit(Event{Type: EvNotice, Actor: r.cfg.Actor.Name, Message: fmt.Sprintf("rollback-path check overridden by %s (%s): %v", r.cfg.Actor.Name, r.cfg.SkipRollbackPath, err)})
+		}
 	}
 	return r.loop(ctx)
 }
@@ -652,6 +683,27 @@ func (r *Run) handle(c Command) error {
 			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
 		}
 		accept(evs...)
+	case CmdAck:
+		var found *ChecklistItem
+		for i := range st.Checklist {
+			if st.Checklist[i].ID == c.Item {
+				found = &st.Checklist[i]
+			}
+		}
+		if found == nil {
+			return refuse(fmt.Errorf("no checklist item %q in this run", c.Item))
+		}
+		if found.State == stateVerified || found.State == stateNA {
+			return refuse(fmt.Errorf("%s is already %s; nothing to acknowledge", c.Item, found.State))
+		}
+		it := *found
+		it.State, it.AckBy = stateAcknowledged, c.Actor.Name
+		reason := c.Reason
+		if reason == "" {
+			reason = "acknowledged by " + c.Actor.Name
+		}
+		it.Evidence = joinNonEmpty(found.Evidence, reason)
+		accept(Event{Type: EvChecklistItem, Item: &it})
 	case CmdApprove:
 		p := st.Proposal
 		if p == nil {
@@ -761,6 +813,13 @@ func (r *Run) finish(ctx context.Context, a Action) {
 		}
 	}
 	if r.probe != nil {
+		if settle := r.cfg.Env.Probe.Settle.Duration; settle > 0 && a.Outcome == OutcomeSucceeded {
+			r.emit(Event{Type: EvNotice, Message: fmt.Sprintf("probing %s more with the release in service", settle)})
+			select {
+			case <-time.After(settle):
+			case <-ctx.Done():
+			}
+		}
 		rep.Probe = r.probe.stop()
 		r.probe = nil
 	}
@@ -768,6 +827,10 @@ func (r *Run) finish(ctx context.Context, a Action) {
 		rep.RTO = end.Sub(st.RollbackAt)
 		r.emit(Event{Type: EvRolledBack, Target: st.RevertTo, Message: fmt.Sprintf("rollback finished in %s", rep.RTO.Round(time.Millisecond))})
 	}
+	if evs := r.finalChecklist(rep); len(evs) > 0 {
+		r.emit(evs...)
+	}
+	rep.Checklist = slices.Clone(r.state.Checklist)
 	rep.Verdict = verdict(rep, a)
 	if h := hitless(rep.Probe, r.sloP99()); h != "" {
 		if a.Outcome == OutcomeSucceeded {

@@ -317,10 +317,19 @@ func (s *State) Apply(e Event) {
 
 func (s *State) setItem(it ChecklistItem) {
 	for i := range s.Checklist {
-		if s.Checklist[i].ID == it.ID {
-			s.Checklist[i] = it
-			return
+		prev := s.Checklist[i]
+		if prev.ID != it.ID {
+			continue
 		}
+		it.Required = it.Required || prev.Required
+		if it.Title == "" {
+			it.Title = prev.Title
+		}
+		if prev.State == "acknowledged" && it.State == "unknown" {
+			return // an acknowledgement stands until something is verified
+		}
+		s.Checklist[i] = it
+		return
 	}
 	s.Checklist = append(s.Checklist, it)
 }

@@ -151,6 +151,9 @@ func (p WavePlanner) Next(s *State, now time.Time) []Action {
 			return []Action{{Kind: ActWait, Until: until}}
 		}
 	}
+	if blocking := blockingItems(s); len(blocking) > 0 {
+		return []Action{{Kind: ActAwait, Wave: -1, Reason: blockReason(blocking)}}
+	}
 	return []Action{{Kind: ActWaveStart, Wave: s.Wave + 1}}
 }
 

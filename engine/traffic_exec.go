@@ -183,6 +183,9 @@ func (r *Run) doStandby(ctx context.Context, h Host, a Action) error {
 	if rh.Backend == "" {
 		return fmt.Errorf("host has no backend for slot %s", rh.Slot)
 	}
+	if err := r.migrate(ctx, h, a.Release); err != nil {
+		return err
+	}
 	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release, Message: "starting slot " + rh.Slot})
 	if cmd := r.cfg.Plan.Restart; cmd != "" {
 		if err := r.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(rh)); err != nil {
@@ -190,6 +193,7 @@ func (r *Run) doStandby(ctx context.Context, h Host, a Action) error {
 		}
 	}
 	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: a.Release, Message: "slot " + rh.Slot + " at " + rh.Backend})
+	r.observeHealth(ctx, rh.Backend)
 	if r.traffic != nil {
 		if err := r.traffic.move(ctx, rh.Backend, a.Release); err != nil {
 			return err
@@ -200,6 +204,11 @@ func (r *Run) doStandby(ctx context.Context, h Host, a Action) error {
 	} else if err := r.health(ctx, h, rh.Backend, a.Release); err != nil {
 		return err
 	}
+	// The slot is healthy but takes no traffic yet: smoke-test it.
+	if err := r.runSmoke(ctx, h, rh.Backend, a.Release); err != nil {
+		return err
+	}
+	r.checkCacheNamespace(ctx, rh.Backend, a.Release)
 	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseStandby, Release: a.Release, Message: "slot " + rh.Slot + " healthy"})
 	return nil
 }
@@ -310,14 +319,31 @@ func (r *Run) doMeasure(ctx context.Context, a Action) {
 
 func ptr[T any](v T) *T { return &v }
 
+// rollingBack reports (from any goroutine) whether the latest published
+// snapshot shows a rollback in progress or the run finished.
+func (r *Run) rollingBack() bool {
+	st := r.cfg.Hub.Snapshot()
+	return st != nil && st.Run == r.id && (st.Status == StatusRollingBack || st.Status == StatusFinished)
+}
+
 // watchAutoRollback issues a rollback (actor auto) when the new release
 // breaks the trigger's thresholds over its window.
 func (r *Run) watchAutoRollback(ctx context.Context, release string) {
 	ar := r.cfg.Env.AutoRollback
 	window := ar.For.Duration
+	pause := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(window):
+		}
+	}
 	for ctx.Err() == nil {
 		m, err := r.cfg.Metrics.Measure(ctx, release, window)
-		if err != nil || m.NoData || m.Requests == 0 {
+		if err != nil {
+			pause() // a failing source is asked again after a window, not in a loop
+			continue
+		}
+		if m.NoData || m.Requests == 0 {
 			continue
 		}
 		var why string
@@ -331,8 +357,9 @@ func (r *Run) watchAutoRollback(ctx context.Context, release string) {
 			continue
 		}
 		err = r.Send(ctx, Command{Kind: CmdRollback, Actor: AutoActor, Reason: "auto-rollback trigger: " + why})
-		if err == nil || errors.Is(err, ErrNoRun) {
+		if err == nil || errors.Is(err, ErrNoRun) || r.rollingBack() {
 			return
 		}
+		pause()
 	}
 }

@@ -196,6 +196,9 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 			return []Action{{Kind: ActWait, Until: until}}
 		}
 	}
+	if blocking := blockingItems(s); len(blocking) > 0 {
+		return []Action{{Kind: ActAwait, Wave: -1, Reason: blockReason(blocking)}}
+	}
 	if !p.AutoPromote {
 		return []Action{{Kind: ActAwait, Reason: fmt.Sprintf("step %d passed; waiting for an operator to promote", s.Step), Wave: -1}}
 	}

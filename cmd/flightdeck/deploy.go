@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -158,7 +159,9 @@ func outcome(st *engine.State, err error) error {
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
-	var release string
+	var release, reason string
+	var acks []string
+	var skipPromotion, noRollbackPath bool
 	c := &cobra.Command{
 		Use:   "deploy",
 		Short: "Build the release and roll it out to the environment",
@@ -173,6 +176,13 @@ func newDeployCmd(g *globals) *cobra.Command {
 			}
 			if err := engine.ValidateReleaseID(release); err != nil {
 				return badInput(fmt.Errorf("--release: %w", err))
+			}
+			if (skipPromotion || noRollbackPath) && strings.TrimSpace(reason) == "" {
+				return badInput(errors.New("--skip-promotion-check and --no-rollback-path need --reason TEXT (it is journaled)"))
+			}
+			ackMap, err := parseAcks(acks, engine.LocalActor("cli").Name)
+			if err != nil {
+				return badInput(err)
 			}
 			hosts, err := l.hosts(g)
 			if err != nil {
@@ -193,6 +203,13 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			eng.Acks = ackMap
+			if skipPromotion {
+				eng.SkipPromotionCheck = reason
+			}
+			if noRollbackPath {
+				eng.SkipRollbackPath = reason
+			}
 			if !g.headless && !g.json && interactive(c) {
 				return l.cockpit(c, g, eng, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
 					return eng.Deploy(ctx, a, art, commandLine())
@@ -205,6 +222,10 @@ func newDeployCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&release, "release", "", "release id (default: the UTC time as YYYYMMDDHHMMSS)")
+	c.Flags().StringArrayVar(&acks, "ack", nil, "acknowledge a checklist item with a reason, e.g. --ack migrations='column unused since r41' (journaled; repeatable)")
+	c.Flags().BoolVar(&skipPromotion, "skip-promotion-check", false, "deploy even if the release did not finish in the previous environment (3-2-1 rule; needs --reason)")
+	c.Flags().BoolVar(&noRollbackPath, "no-rollback-path", false, "deploy even if a host's previous release is missing or damaged (needs --reason)")
+	c.Flags().StringVar(&reason, "reason", "", "why a safety check is overridden (journaled)")
 	addOutputFlags(c, g)
 	return c
 }
@@ -304,6 +325,22 @@ func (l *loaded) cockpit(c *cobra.Command, g *globals, eng *engine.Engine, start
 		}}
 	backend.SetPresence([]tui.Presence{{Name: opts.Actor.Name, Role: opts.Actor.Role, Via: "local"}})
 	return cockpit(c, backend, opts, func(ctx context.Context) (*engine.State, error) { return start(ctx, opts.Actor) })
+}
+
+// parseAcks reads --ack ID=REASON flags.
+func parseAcks(acks []string, by string) (map[string]engine.Ack, error) {
+	out := map[string]engine.Ack{}
+	for _, a := range acks {
+		id, reason, ok := strings.Cut(a, "=")
+		if !ok || strings.TrimSpace(reason) == "" {
+			return nil, fmt.Errorf("--ack %q: write ITEM=REASON, e.g. --ack migrations='column unused since r41'", a)
+		}
+		if !slices.Contains(plan.ChecklistItems(), id) {
+			return nil, fmt.Errorf("--ack %q: unknown checklist item (one of %s)", id, strings.Join(plan.ChecklistItems(), ", "))
+		}
+		out[id] = engine.Ack{By: by, Reason: reason}
+	}
+	return out, nil
 }
 
 func describeSource(p *plan.Plan) string {

@@ -28,11 +28,25 @@ func newCheckCmd(g *globals) *cobra.Command {
 			}
 			out := c.OutOrStdout()
 			fmt.Fprintf(out, "%s: valid plan for %s\n", l.plan.File, l.plan.App)
-			for _, name := range l.plan.EnvOrder {
+			for _, name := range l.plan.PromotionOrder() {
 				e := l.plan.Environments[name]
 				fmt.Fprintf(out, "  %s: %d hosts, strategy %s\n", name, len(e.Hosts), e.Strategy.Kind)
 			}
-			return nil
+			findings, err := engine.MigrationFindings(l.plan)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\nproduction checklist for %s:\n", l.env.Name)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			for _, it := range engine.PlanChecklist(l.plan, l.env, findings, nil) {
+				how := map[string]string{"verified": "✓ verified", "failed": "✗ FAILED", "n/a": "– n/a", "unknown": "… at run time / ack"}[it.State]
+				req := ""
+				if it.Required {
+					req = " (required)"
+				}
+				fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", it.Title, req, how, strings.ReplaceAll(it.Evidence, "\n", "; "))
+			}
+			return tw.Flush()
 		},
 	}
 }

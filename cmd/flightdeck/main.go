@@ -60,11 +60,14 @@ func exitCode(err error) int {
 	var pe *plan.Error
 	var pes plan.Errors
 	var lh *engine.LockHeldError
+	var be *engine.BlockedError
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &lh):
 		return exitLocked
+	case errors.As(err, &be):
+		return exitFailed
 	case errors.As(err, &pe), errors.As(err, &pes):
 		return exitBadInput
 	case errors.Is(err, engine.ErrNotAllowed):
@@ -113,6 +116,7 @@ on its own when they break.`,
 		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 		newServeCmd(g),
+		newAdviseCmd(g),
 	)
 	return root
 }

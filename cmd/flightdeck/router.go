@@ -7,6 +7,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
+	"flightdeck/targets/prom"
 	"flightdeck/targets/router"
 )
 
@@ -56,6 +57,13 @@ func routerFor(env *plan.Environment) (engine.Router, engine.MetricsSource, erro
 	cl, err := router.NewClient(rc.Admin, token)
 	if err != nil {
 		return nil, nil, badInput(err)
+	}
+	if g := env.Gate; g != nil && g.Source == "prometheus" {
+		src, err := prom.New(g.Prometheus)
+		if err != nil {
+			return nil, nil, badInput(fmt.Errorf("environment %s: gate.prometheus: %w", env.Name, err))
+		}
+		return cl, src, nil
 	}
 	return cl, router.NewMetrics(cl.Stats), nil
 }

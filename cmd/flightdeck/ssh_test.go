@@ -123,7 +123,7 @@ func TestSSHHostDiesMidRun(t *testing.T) {
 	writeFile(t, filepath.Join(p.dir, "build", "f00.txt"), "r2\n")
 	cmd := exec.Command(binary, "deploy", "--headless", "--release", "r2")
 	cmd.Dir = p.dir
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,3 +1,6 @@
+// Package checklist holds checks of the production checklist that read a
+// release's files, such as ScanMigrations, which finds the SQL migrations
+// that are not additive-only.
 package checklist
 
 import (

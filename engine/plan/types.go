@@ -226,6 +226,9 @@ type Probe struct {
 	URL     string   `yaml:"url"`
 	Rate    int      `yaml:"rate"`
 	Timeout Duration `yaml:"timeout"`
+	// Settle keeps probing this long after the last switch, so that the
+	// report covers the fleet running the new release (default 0).
+	Settle Duration `yaml:"settle"`
 	// UserHeader gives each probe request a synthetic user id in this
 	// header, so sticky and A/B cohort routing see a population of users.
 	UserHeader string `yaml:"user_header"`

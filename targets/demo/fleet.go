@@ -191,6 +191,7 @@ func (f *Fleet) writePlan() error {
 	var b strings.Builder
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 	fmt.Fprintf(&b, "# Written by `flightdeck demo`: the demo fleet's release plan.\napp: demo-shop\nsource: ./src\nkeep_releases: 4\n")
+	fmt.Fprintf(&b, "smoke:\n  - {name: home page, url: 'http://{backend}/', status: 200, body: release}\n  - {name: version, url: 'http://{backend}/version', status: 200}\n")
 	if f.opts.Strategy != plan.Symlink {
 		restart := fmt.Sprintf("%s demo-ctl --sock %s", shellQuote(f.opts.Binary), shellQuote(filepath.Join(f.Dir, "ctl.sock")))
 		fmt.Fprintf(&b, "restart: %s\n", q(restart))
@@ -241,7 +242,7 @@ func (f *Fleet) writePlan() error {
 	limit := max(1, f.opts.Scenario.FailureLimit)
 	fmt.Fprintf(&b, "    gate:\n      error_rate: 0.1%%\n      p99: 200ms\n      interval: %s\n      count: %d\n      failure_limit: %d\n      min_requests: 10\n", interval, max(2, limit), limit)
 	fmt.Fprintf(&b, "    auto_rollback:\n      error_rate: 1%%\n      p99: 500ms\n      for: 3s\n")
-	fmt.Fprintf(&b, "    probe:\n      url: %s\n      rate: %d\n      timeout: 2s\n      user_header: X-User\n", q(f.ProxyURL), f.opts.Rate)
+	fmt.Fprintf(&b, "    probe:\n      url: %s\n      rate: %d\n      timeout: 2s\n      settle: 3s\n      user_header: X-User\n", q(f.ProxyURL), f.opts.Rate)
 	f.PlanFile = filepath.Join(f.Dir, "flightdeck.yaml")
 	if err := os.WriteFile(f.PlanFile, []byte(b.String()), 0o644); err != nil {
 		return err

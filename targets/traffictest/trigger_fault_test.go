@@ -2,7 +2,6 @@ package traffictest
 
 import (
 	"context"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,11 +16,8 @@ import (
 // about once per window; against the engine of 2b512e7 it retries in a
 // tight loop (watchAutoRollback `continue`s straight into the next
 // Measure after an error), hammering the metrics server and burning a
-// core for as long as the run lasts. Run it with FLIGHTDECK_KNOWN_BUGS=1.
+// core for as long as the run lasts. The engine now waits a window after a failed measurement.
 func TestAutoRollbackTriggerBacksOffWhenMeasuringFails(t *testing.T) {
-	if os.Getenv("FLIGHTDECK_KNOWN_BUGS") != "1" {
-		t.Skip("known engine bug: the auto-rollback trigger retries a failing measurement in a tight loop (set FLIGHTDECK_KNOWN_BUGS=1 to run)")
-	}
 	f := newFleet(t, fleetOpts{hosts: 2, env: `    strategy: {kind: canary, steps: [50, 100]}
     gate: {error_rate: 0.1%, p99: 10s, interval: 300ms, count: 1, min_requests: 1}
     auto_rollback: {error_rate: 1%, for: 2s}
