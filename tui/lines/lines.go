@@ -230,6 +230,20 @@ func FormatReport(r *engine.Report) string {
 	if len(r.Failed) > 0 {
 		fmt.Fprintf(&b, "failed hosts: %s\n", strings.Join(r.Failed, ", "))
 	}
+	for _, it := range r.Checklist {
+		glyph := map[string]string{"verified": "✓", "failed": "✗", "acknowledged": "✓ack", "n/a": "–"}[it.State]
+		if glyph == "" {
+			glyph = "?"
+		}
+		line := fmt.Sprintf("checklist %s %s", glyph, it.Title)
+		if it.AckBy != "" {
+			line += " (by " + it.AckBy + ")"
+		}
+		if it.State != "verified" && it.State != "n/a" && it.Evidence != "" {
+			line += ": " + strings.ReplaceAll(it.Evidence, "\n", "; ")
+		}
+		fmt.Fprintln(&b, line)
+	}
 	fmt.Fprintf(&b, "verdict: %s", r.Verdict)
 	return b.String()
 }
