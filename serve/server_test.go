@@ -1,0 +1,153 @@
+package serve
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"flightdeck/engine"
+)
+
+func TestUnknownKeyRejected(t *testing.T) {
+	alice := newUser(t, "alice", engine.RoleOperator)
+	ts := startServer(t, Options{Keys: keysFor(t, alice), Backend: idleBackend()})
+	mallory := newUser(t, "mallory", engine.RoleOwner)
+	if c, err := ts.dial(mallory); err == nil {
+		c.Close()
+		t.Fatal("an unknown key was let in")
+	} else if !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if ts.Refused() == 0 {
+		t.Fatal("the refusal was not counted")
+	}
+	// Neither passwords nor keyboard-interactive are offered.
+	_, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{
+		User: "alice",
+		Auth: []gossh.AuthMethod{gossh.Password("alice"), gossh.KeyboardInteractive(
+			func(string, string, []string, []bool) ([]string, error) { return nil, nil })},
+		HostKeyCallback: gossh.FixedHostKey(ts.hostKey),
+	})
+	if err == nil || !strings.Contains(err.Error(), "[none]") && !strings.Contains(err.Error(), "no supported methods remain") {
+		t.Fatalf("password auth: %v", err)
+	}
+	// The known key gets in and is told who it is.
+	out, _, err := ts.run(t, alice, nil, "whoami")
+	if err != nil || !strings.Contains(out, "alice (operator) SHA256:") {
+		t.Fatalf("whoami: %q %v", out, err)
+	}
+}
+
+func TestStatusColour(t *testing.T) {
+	owner := newUser(t, "olivia", engine.RoleOwner)
+	ts := startServer(t, Options{Keys: keysFor(t, owner), Backend: idleBackend(), App: "shop", Env: "production"})
+	tests := []struct {
+		name   string
+		env    map[string]string
+		cmd    string
+		escape bool
+	}{
+		{"colour by default", nil, "status", true},
+		{"--no-color", nil, "status --no-color", false},
+		{"NO_COLOR sent by the client", map[string]string{"NO_COLOR": "1"}, "status", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, err := ts.run(t, owner, tc.env, tc.cmd)
+			if err != nil {
+				t.Fatalf("%v: %s", err, errOut)
+			}
+			if !strings.Contains(out, "shop/production") || !strings.Contains(out, "IDLE") {
+				t.Fatalf("status:\n%s", out)
+			}
+			if got := strings.Contains(out, "\x1b"); got != tc.escape {
+				t.Fatalf("escape sequences present = %v, want %v:\n%q", got, tc.escape, out)
+			}
+		})
+	}
+	if _, errOut, err := ts.run(t, owner, nil, "status --bogus"); err == nil || !strings.Contains(errOut, "unknown flag") {
+		t.Fatalf("bad flag: %v %q", err, errOut)
+	}
+	if _, errOut, err := ts.run(t, owner, nil, "rm -rf /"); err == nil || !strings.Contains(errOut, `unknown command "rm"`) {
+		t.Fatalf("unknown command: %v %q", err, errOut)
+	}
+}
+
+func TestSessionCap(t *testing.T) {
+	a := newUser(t, "alice", engine.RoleOperator)
+	ts := startServer(t, Options{Keys: keysFor(t, a), Backend: idleBackend(), MaxSessions: 1})
+	first := ts.open(t, a, 100, 30)
+	first.waitFor(0, 10*time.Second, "alice(operator)")
+	_, errOut, err := ts.run(t, a, nil, "status")
+	if err == nil || !strings.Contains(errOut, "limit of 1 sessions") {
+		t.Fatalf("second session: %v %q", err, errOut)
+	}
+	first.close()
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out, _, err := ts.run(t, a, nil, "status"); err != nil || !strings.Contains(out, "IDLE") {
+		t.Fatalf("after the first left: %v %q", err, out)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	a := newUser(t, "alice", engine.RoleOperator)
+	ts := startServer(t, Options{Keys: keysFor(t, a), Backend: idleBackend(), IdleTimeout: 400 * time.Millisecond})
+	tm := ts.open(t, a, 100, 30)
+	select {
+	case <-tm.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle session stayed open")
+	}
+	if ts.Sessions() != 0 {
+		// leave runs after the handler; give it its deadline.
+		deadline := time.Now().Add(2 * time.Second)
+		for ts.Sessions() != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n := ts.Sessions(); n != 0 {
+		t.Fatalf("%d sessions left", n)
+	}
+}
+
+func TestPresenceShowsOpenDialog(t *testing.T) {
+	alice := newUser(t, "alice", engine.RoleOperator)
+	bob := newUser(t, "bob", engine.RoleViewer)
+	b := idleBackend()
+	ts := startServer(t, Options{Keys: keysFor(t, alice, bob), Backend: b, App: "shop", Env: "prod"})
+	ta := ts.open(t, alice, 120, 30)
+	tb := ts.open(t, bob, 120, 30)
+	tb.waitFor(0, 10*time.Second, "alice(operator)", "bob(viewer)")
+	m := tb.mark()
+	ta.keys("r") // between runs: the rollback dialog opens
+	tb.waitFor(m, 5*time.Second, "alice: confirming rollback")
+	out, _, _ := ts.run(t, bob, nil, "status")
+	if !strings.Contains(out, "connected: alice: confirming rollback(operator) bob(viewer)") {
+		t.Fatalf("status does not show the open dialog:\n%s", out)
+	}
+	ta.keys("n")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := b.Presence()
+		if len(p) == 2 && p[0].Name == "alice" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("presence after cancel: %+v", p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ta.close()
+	deadline = time.Now().Add(5 * time.Second)
+	for len(b.Presence()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("presence after alice left: %+v", b.Presence())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
