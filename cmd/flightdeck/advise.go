@@ -142,6 +142,7 @@ func askAdvice(ctx context.Context, in io.Reader, out io.Writer, a advise.Answer
 			return err
 		}
 	}
+	fmt.Fprintln(out)
 	return nil
 }
 

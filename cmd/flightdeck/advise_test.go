@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"flightdeck/engine/advise"
 	"flightdeck/engine/plan"
@@ -296,4 +297,41 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestAdviseAsksOnATerminal runs the binary on a pseudo-terminal (through
+// util-linux's script) and answers the questions it asks.
+func TestAdviseAsksOnATerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("script (Debian package util-linux) is needed for this test")
+		}
+		t.Skip("script not found: install the Debian package util-linux")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "-qec", binary+" advise --lb", "/dev/null")
+	cmd.Stdin = strings.NewReader("n\ny\nn\n")
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("advise on a terminal: %v\n%s", err, out)
+	}
+	s := string(out)
+	for _, want := range []string{
+		advise.DoubleCapacity.Text() + " [y/n]",
+		advise.FastObservability.Text() + " [y/n]",
+		advise.Feature.Text() + " [y/n]",
+		"Recommended: canary\n",
+		"(flag --lb)",
+		"(prompt)",
+	} {
+		if !strings.Contains(strings.ReplaceAll(s, "\r\n", "\n"), want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, advise.LoadBalancer.Text()) {
+		t.Errorf("asked the question --lb answered:\n%s", s)
+	}
 }
