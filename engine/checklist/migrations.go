@@ -127,18 +127,23 @@ func migrationFiles(paths []string) ([]string, error) {
 // scanSQL returns the findings of one file's SQL text.
 func scanSQL(file, src string) []Finding {
 	var out []Finding
-	for _, st := range splitStatements(src) {
-		for _, h := range checkStatement(st) {
+	eachStatement(src, func(st []token) {
+		hits := checkStatement(st)
+		if len(hits) == 0 {
+			return
+		}
+		text := render(st)
+		for _, h := range hits {
 			out = append(out, Finding{
 				File:      file,
 				Line:      st[0].line,
 				Column:    st[0].col,
-				Statement: render(st),
+				Statement: text,
 				Rule:      h.rule,
 				Message:   h.msg,
 			})
 		}
-	}
+	})
 	return out
 }
 
@@ -311,11 +316,11 @@ func (lx *lexer) next() (token, bool) {
 	return t, true
 }
 
-// splitStatements returns the statements of src, each a non-empty list of
-// tokens, split at semicolons outside strings and comments.
-func splitStatements(src string) [][]token {
+// eachStatement calls fn with each statement of src, a non-empty list of
+// tokens; statements are split at semicolons outside strings and comments.
+// The slice is reused: fn must not keep it.
+func eachStatement(src string, fn func([]token)) {
 	lx := &lexer{src: src, line: 1, col: 1, lineStart: true}
-	var stmts [][]token
 	var cur []token
 	depth := 0
 	for {
@@ -325,9 +330,9 @@ func splitStatements(src string) [][]token {
 		}
 		if t.kind == tkPunct && t.text == ";" {
 			if len(cur) > 0 {
-				stmts = append(stmts, cur)
+				fn(cur)
 			}
-			cur, depth = nil, 0
+			cur, depth = cur[:0], 0
 			continue
 		}
 		if t.kind == tkPunct && t.text == ")" && depth > 0 {
@@ -340,9 +345,8 @@ func splitStatements(src string) [][]token {
 		cur = append(cur, t)
 	}
 	if len(cur) > 0 {
-		stmts = append(stmts, cur)
+		fn(cur)
 	}
-	return stmts
 }
 
 // maxStatement bounds the length of Finding.Statement, in characters.
@@ -361,7 +365,7 @@ func render(toks []token) string {
 			}
 		}
 		b.WriteString(t.text)
-		if utf8.RuneCountInString(b.String()) > maxStatement {
+		if b.Len() > maxStatement*utf8.UTFMax {
 			break
 		}
 	}
@@ -426,7 +430,12 @@ func checkStatement(toks []token) []hit {
 		return []hit{{RuleTruncate, fmt.Sprintf("deletes every row of %s, and a rollback of the code cannot bring them back: stop using the data in one release, then remove it in a later one after a backup", orSomething(tbl, "the table"))}}
 	case is(toks, 0, "DROP") && is(toks, 1, "TABLE"):
 		i := skip(toks, 2, "IF", "EXISTS")
-		tbl, _ := name(toks, i)
+		tbl, i := name(toks, i)
+		for i+1 < len(toks) && toks[i].text == "," {
+			var more string
+			more, i = name(toks, i+1)
+			tbl += ", " + more
+		}
 		return []hit{{RuleDropTable, fmt.Sprintf("drops table %s and its rows, which the old release still reads during the switch and a rollback cannot bring back: stop using the table in one release, then drop it (after a backup) in a later release", orSomething(tbl, "?"))}}
 	case is(toks, 0, "DROP") && is(toks, 1, "SCHEMA", "DATABASE"):
 		i := skip(toks, 2, "IF", "EXISTS")

@@ -52,6 +52,8 @@ func TestScanSQLRules(t *testing.T) {
 		// Destructive statements.
 		{"drop table", "DROP TABLE users;", []at{{RuleDropTable, 1, 1}}, "drops table users"},
 		{"drop table if exists lowercase", "drop table if exists public.sessions;", []at{{RuleDropTable, 1, 1}}, "public.sessions"},
+		{"drop several tables", "DROP TABLE a, b.c CASCADE;", []at{{RuleDropTable, 1, 1}}, "drops table a, b.c and"},
+		{"drop temporary table", "DROP TEMPORARY TABLE scratch;", nil, ""},
 		{"drop schema", "DROP SCHEMA legacy CASCADE;", []at{{RuleDropSchema, 1, 1}}, "schema legacy"},
 		{"drop column", "ALTER TABLE users DROP COLUMN email;", []at{{RuleDropColumn, 1, 1}}, "drops column email of users, which the old release still reads; deploy the code that stops using it first, then drop it in a later release"},
 		{"drop without column keyword", "ALTER TABLE users DROP email;", []at{{RuleDropColumn, 1, 1}}, "column email"},
@@ -266,4 +268,21 @@ func FuzzScanSQL(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkScanSQL scans about 1 MB of mixed migrations.
+func BenchmarkScanSQL(b *testing.B) {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 1<<20; i++ {
+		fmt.Fprintf(&sb, "-- migration %d\nCREATE TABLE t%d (id bigint PRIMARY KEY, note text NOT NULL DEFAULT 'a; DROP TABLE x');\n", i, i)
+		fmt.Fprintf(&sb, "ALTER TABLE t%d ADD COLUMN c int, ALTER COLUMN note TYPE varchar(200);\n/* DROP TABLE t%d; */\n", i, i)
+	}
+	src := sb.String()
+	b.SetBytes(int64(len(src)))
+	b.ResetTimer()
+	for b.Loop() {
+		if len(scanSQL("bench.sql", src)) == 0 {
+			b.Fatal("no findings")
+		}
+	}
 }
