@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/charmbracelet/x/ansi"
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
@@ -72,6 +71,8 @@ func newUser(t *testing.T, name string, role engine.Role) *user {
 	}
 	return u
 }
+
+func fingerprint(u *user) string { return gossh.FingerprintSHA256(u.signer.PublicKey()) }
 
 func (u *user) keyFile() string { return filepath.Join(u.dir, "id_ed25519") }
 
@@ -181,7 +182,7 @@ type term struct {
 	sess   *gossh.Session
 	in     io.WriteCloser
 	mu     sync.Mutex
-	out    bytes.Buffer
+	scr    *screen
 	done   chan struct{}
 }
 
@@ -198,7 +199,7 @@ func (ts *testServer) open(t *testing.T, u *user, w, h int) *term {
 	if err := s.RequestPty("xterm-256color", h, w, gossh.TerminalModes{}); err != nil {
 		t.Fatal(err)
 	}
-	tm := &term{t: t, client: c, sess: s, done: make(chan struct{})}
+	tm := &term{t: t, client: c, sess: s, scr: newScreen(w, h), done: make(chan struct{})}
 	if tm.in, err = s.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +213,7 @@ func (ts *testServer) open(t *testing.T, u *user, w, h int) *term {
 		for {
 			n, err := r.Read(buf)
 			tm.mu.Lock()
-			tm.out.Write(buf[:n])
+			tm.scr.write(buf[:n])
 			tm.mu.Unlock()
 			if err != nil {
 				return
@@ -232,26 +233,19 @@ func (tm *term) close() {
 	<-tm.done
 }
 
-// text is everything the session printed so far, without escape sequences.
+// text is the session's screen as a person sees it.
 func (tm *term) text() string {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
-	return ansi.Strip(tm.out.String())
+	return tm.scr.String()
 }
 
-// mark returns the output length, so that waitFor can look only at what comes after.
-func (tm *term) mark() int { return len(tm.text()) }
-
-// waitFor polls the output after mark until it contains all of want.
-func (tm *term) waitFor(mark int, timeout time.Duration, want ...string) {
+// waitFor polls the screen until it shows all of want at once.
+func (tm *term) waitFor(timeout time.Duration, want ...string) {
 	tm.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		s := tm.text()
-		if mark > len(s) {
-			mark = len(s)
-		}
-		s = s[mark:]
 		missing := ""
 		for _, w := range want {
 			if !strings.Contains(s, w) {
@@ -263,11 +257,7 @@ func (tm *term) waitFor(mark int, timeout time.Duration, want ...string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tail := s
-			if len(tail) > 3000 {
-				tail = tail[len(tail)-3000:]
-			}
-			tm.t.Fatalf("screen never showed %q within %s; tail:\n%s", missing, timeout, tail)
+			tm.t.Fatalf("screen never showed %q within %s; screen:\n%s", missing, timeout, s)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -79,7 +79,7 @@ func TestSessionCap(t *testing.T) {
 	a := newUser(t, "alice", engine.RoleOperator)
 	ts := startServer(t, Options{Keys: keysFor(t, a), Backend: idleBackend(), MaxSessions: 1})
 	first := ts.open(t, a, 100, 30)
-	first.waitFor(0, 10*time.Second, "alice(operator)")
+	first.waitFor(10*time.Second, "alice(operator)")
 	_, errOut, err := ts.run(t, a, nil, "status")
 	if err == nil || !strings.Contains(errOut, "limit of 1 sessions") {
 		t.Fatalf("second session: %v %q", err, errOut)
@@ -122,10 +122,9 @@ func TestPresenceShowsOpenDialog(t *testing.T) {
 	ts := startServer(t, Options{Keys: keysFor(t, alice, bob), Backend: b, App: "shop", Env: "prod"})
 	ta := ts.open(t, alice, 120, 30)
 	tb := ts.open(t, bob, 120, 30)
-	tb.waitFor(0, 10*time.Second, "alice(operator)", "bob(viewer)")
-	m := tb.mark()
+	tb.waitFor(10*time.Second, "alice(operator)", "bob(viewer)")
 	ta.keys("r") // between runs: the rollback dialog opens
-	tb.waitFor(m, 5*time.Second, "alice: confirming rollback")
+	tb.waitFor(5*time.Second, "alice: confirming rollback")
 	out, _, _ := ts.run(t, bob, nil, "status")
 	if !strings.Contains(out, "connected: alice: confirming rollback(operator) bob(viewer)") {
 		t.Fatalf("status does not show the open dialog:\n%s", out)
