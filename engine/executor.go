@@ -29,7 +29,7 @@ func (r *Run) execute(ctx context.Context, h Host, a Action) {
 		err = r.doStandby(ctx, h, a)
 	}
 	if err != nil {
-		r.send(h.Name(), true, Event{Type: EvHostPhase, Phase: PhaseFailed, Release: a.Release, Error: err.Error()})
+		r.send(h.Name(), true, Event{Type: EvHostPhase, Phase: PhaseFailed, Release: a.Release, Error: err.Error(), Command: a.Kind.String()})
 		if hooks := r.cfg.Plan.Hooks.OnFailure; len(hooks) > 0 {
 			_ = r.runHooks(ctx, h, "on_failure", hooks, a.Release)
 		}

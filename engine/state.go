@@ -214,7 +214,11 @@ func (s *State) Apply(e Event) {
 			h.Err = ""
 		case PhaseFailed:
 			h.Err = e.Error
-			if s.Status == StatusRollingBack {
+			// A revert that failed is given up; a deploy step that failed while
+			// a rollback started is reverted like the others. (Journals written
+			// before failures named their action count every failure during a
+			// rollback as a failed revert.)
+			if s.Status == StatusRollingBack && (e.Command == "" || e.Command == ActRevert.String()) {
 				h.RevertFailed = true
 			}
 		case PhaseSwitching, PhaseStandby:

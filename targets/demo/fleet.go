@@ -293,7 +293,7 @@ func (f *Fleet) bootstrap(ctx context.Context) error {
 		env.Strategy.Kind = plan.Symlink
 	}
 	p := *f.Plan
-	p.Health = nil
+	p.Health, p.Smoke = nil, nil // v1's services start after the switch (symlink)
 	eng := &engine.Engine{Plan: &p, Env: &env, Hosts: f.Hosts, StateDir: f.Engine.StateDir, Hub: f.Hub,
 		Router: f.Engine.Router, Metrics: f.Engine.Metrics}
 	st, err := eng.Deploy(ctx, engine.Actor{Name: "demo", Role: engine.RoleOwner, Via: "demo"}, art, "flightdeck demo (bootstrap)")

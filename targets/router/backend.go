@@ -20,7 +20,11 @@ type backend struct {
 
 	healthy  atomic.Bool
 	draining atomic.Bool
-	inflight atomic.Int64
+	// lastHealthy is when the backend last passed a health check (unix ns;
+	// 0 if never): panic routing only trusts backends that were healthy
+	// recently.
+	lastHealthy atomic.Int64
+	inflight    atomic.Int64
 
 	proxy      *httputil.ReverseProxy
 	codes      [6]prometheus.Counter
@@ -70,6 +74,7 @@ func (r *Router) healthLoop(ctx context.Context, b *backend) {
 		switch {
 		case ok:
 			fails = 0
+			b.lastHealthy.Store(time.Now().UnixNano())
 			if !b.healthy.Swap(true) {
 				r.log.Info("backend healthy: in rotation", "release", b.release, "backend", b.addr)
 			}

@@ -106,6 +106,26 @@ func TestEmptySideFallsBack(t *testing.T) {
 	}
 }
 
+// TestPanicModeKeepsServing: when every backend fails its health checks at
+// once (slow checks on an overloaded machine, typically) the router keeps
+// sending requests to backends that were healthy recently instead of
+// answering 503 to everyone; a backend that never passed a check gets nothing.
+func TestPanicModeKeepsServing(t *testing.T) {
+	a := startBackend(t, "a")
+	tr := startRouter(t, testConfig(t))
+	tr.setup(t, map[string][]*testBackend{"blue": {a}}, engine.Route{Stable: "blue"})
+	a.health.Store(http.StatusServiceUnavailable)
+	waitFor(t, "the backend to fail its health checks", func() bool {
+		st := tr.r.State()
+		return len(st.Backends) == 1 && !st.Backends[0].Healthy
+	})
+	for i := range 50 {
+		if code, body := get(t, http.DefaultClient, tr.proxyURL+"/", nil); code != http.StatusOK || body != "a" {
+			t.Fatalf("request %d in panic mode: %d %q, want the recently healthy backend to serve", i, code, body)
+		}
+	}
+}
+
 func TestDrainWaitsForInFlight(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	tr := startRouter(t, testConfig(t))

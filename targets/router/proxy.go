@@ -125,6 +125,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if b == nil {
+		b = p.nextPanic(start)
+	}
+	if b == nil {
 		http.Error(w, "no backend in rotation for this release", http.StatusServiceUnavailable)
 		p.stats.record(outcomeStatus, http.StatusServiceUnavailable, time.Since(start))
 		r.prom.requests.WithLabelValues(p.release, "none", "5xx").Inc()

@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // table is an immutable routing snapshot. The request path loads it through
@@ -163,6 +164,27 @@ func (p *pool) next(skip *backend) *backend {
 	for i := range n {
 		b := p.backends[(start+i)%n]
 		if b != skip && b.inRotation() {
+			return b
+		}
+	}
+	return nil
+}
+
+// panicWindow is how recently a backend must have passed a health check to
+// receive traffic in panic mode.
+const panicWindow = 30 * time.Second
+
+// nextPanic returns a non-draining backend that passed a health check
+// within panicWindow, for when no backend of either side is in rotation:
+// failing health checks on every backend at once usually means the checks
+// are slow (an overloaded machine), not that every backend is dead, so the
+// router keeps serving rather than answering 503 to everyone.
+func (p *pool) nextPanic(now time.Time) *backend {
+	n := uint32(len(p.backends))
+	start := p.rr.Add(1)
+	for i := range n {
+		b := p.backends[(start+i)%n]
+		if !b.draining.Load() && now.UnixNano()-b.lastHealthy.Load() < int64(panicWindow) {
 			return b
 		}
 	}
