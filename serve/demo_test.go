@@ -153,7 +153,9 @@ func TestFourEyesOverSSH(t *testing.T) {
 	bob := newUser(t, "bob", engine.RoleOperator)
 	b := startFleet(t, true)
 	ts := startServer(t, Options{Keys: keysFor(t, alice, bob), Backend: b})
-	go func() { _, _ = b.fleet.Deploy(b.ctx, engine.Actor{Name: "release-bot", Role: engine.RoleOwner, Via: "test"}, false) }()
+	go func() {
+		_, _ = b.fleet.Deploy(b.ctx, engine.Actor{Name: "release-bot", Role: engine.RoleOwner, Via: "test"}, false)
+	}()
 	waitState(t, b.fleet.Hub, 30*time.Second, "step 1", func(s *engine.State) bool { return s.Active() && s.Step == 1 })
 	ta := ts.open(t, alice, 140, 40)
 	tb := ts.open(t, bob, 140, 40)
