@@ -84,12 +84,18 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 			strings.Join(findings, "\n  ") + "\nfix them, or acknowledge with --ack migrations='REASON'"}
 	}
 	var pre []string
+	promo := RuleCheck{Status: "n/a", Note: e.Env.Name + " is the first environment"}
+	if order := e.Plan.PromotionOrder(); len(order) > 0 && order[0] != e.Env.Name {
+		promo = RuleCheck{Status: "ok", Note: a.ID + " finished in the environment before " + e.Env.Name}
+	}
 	if err := checkPromotion(e.StateDir, e.Plan, e.Env.Name, a.ID); err != nil {
 		var be *BlockedError
 		if !errors.As(err, &be) || e.SkipPromotionCheck == "" {
 			return nil, err
 		}
-		pre = append(pre, fmt.Sprintf("3-2-1 promotion check overridden by %s (%s): %s", actor.Name, e.SkipPromotionCheck, be.Reason))
+		msg := fmt.Sprintf("3-2-1 promotion check overridden by %s (%s): %s", actor.Name, e.SkipPromotionCheck, be.Reason)
+		pre = append(pre, msg)
+		promo = RuleCheck{Status: "overridden", Note: msg}
 	}
 	return e.withLock(actor, command, func(notices []string) (*State, error) {
 		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
@@ -98,7 +104,7 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 			notices = nil
 		}
 		return e.execute(ctx, RunConfig{Kind: KindDeploy, Artifact: a, Actor: actor, Acks: e.Acks, Findings: findings,
-			SkipRollbackPath: e.SkipRollbackPath}, append(pre, notices...))
+			SkipRollbackPath: e.SkipRollbackPath, Promotion: promo}, append(pre, notices...))
 	})
 }
 

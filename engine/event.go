@@ -28,6 +28,10 @@ const (
 	EvWeightSet      EventType = "WeightSet"
 	// EvCohortSet applies (Weight = percent of the cohort) or drops (0) the A/B cohort.
 	EvCohortSet EventType = "CohortSet"
+	// EvRule321 records a part of the 3-2-1 rule: Wave 3 (the release went
+	// through the earlier environments) or 1 (an instant rollback path is
+	// ready); Target is ok | overridden | failed | n/a.
+	EvRule321 EventType = "Rule321"
 	// EvApprovalRequested records a proposed promotion (Wave = step) that
 	// waits for a second operator (require_approval: promote).
 	EvApprovalRequested EventType = "ApprovalRequested"

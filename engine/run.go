@@ -52,6 +52,9 @@ type RunConfig struct {
 	// SkipRollbackPath, when set, is the reason the rollback-path check is
 	// overridden (it is journaled).
 	SkipRollbackPath string
+	// Promotion says how the 3-2-1 environment check went (ok | overridden
+	// | n/a) and why.
+	Promotion RuleCheck
 	// OnStart is called once the run's id is known and RunStarted is journaled.
 	OnStart func(r *Run)
 }
@@ -256,13 +259,23 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 			it := r.planItems[i]
 			r.emit(Event{Type: EvChecklistItem, Item: &it, Actor: it.AckBy})
 		}
+		if pr := r.cfg.Promotion; pr.Status != "" {
+			r.emit(Event{Type: EvRule321, Wave: 3, Target: pr.Status, Message: pr.Note})
+		}
 		if err := r.verifyRollbackPath(ctx); err != nil {
 			if r.cfg.SkipRollbackPath == "" {
+				r.emit(Event{Type: EvRule321, Wave: 1, Target: "failed", Message: err.Error()})
 				r.finish(ctx, Action{Kind: ActFinish, Outcome: OutcomeFailed,
 					Reason: err.Error() + " (nothing was switched; --no-rollback-path --reason TEXT overrides)"})
 				return r.state, nil
 			}
-			r.emit(Event{Type: EvNotice, Actor: r.cfg.Actor.Name, Message: fmt.Sprintf("rollback-path check overridden by %s (%s): %v", r.cfg.Actor.Name, r.cfg.SkipRollbackPath, err)})
+			msg := fmt.Sprintf("rollback-path check overridden by %s (%s): %v", r.cfg.Actor.Name, r.cfg.SkipRollbackPath, err)
+			r.emit(Event{Type: EvNotice, Actor: r.cfg.Actor.Name, Message: msg},
+				Event{Type: EvRule321, Wave: 1, Target: "overridden", Message: msg})
+		} else if info.Previous != "" {
+			r.emit(Event{Type: EvRule321, Wave: 1, Target: "ok", Message: "previous release " + info.Previous + " verified intact on every host"})
+		} else {
+			r.emit(Event{Type: EvRule321, Wave: 1, Target: "n/a", Message: "first release: nothing to roll back to"})
 		}
 	}
 	return r.loop(ctx)

@@ -43,6 +43,36 @@ type HostState struct {
 	History []PhaseChange
 }
 
+// RuleCheck is one part of the 3-2-1 rule: ok, overridden, failed or n/a,
+// with why.
+type RuleCheck struct {
+	Status string
+	Note   string
+}
+
+// Rule2 reports the 3-2-1 rule's two verifications: an automated one (a
+// smoke test or an SLO gate passed) and a manual one (an operator's
+// acknowledgement, or canary metrics judged by the gate).
+func (s *State) Rule2() (automated, manual bool) {
+	for _, it := range s.Checklist {
+		if it.ID == "smoke" && it.State == "verified" {
+			automated = true
+		}
+		if it.State == "acknowledged" {
+			manual = true
+		}
+	}
+	for _, g := range s.Gates {
+		if g.Verdict == VerdictPass {
+			automated = true
+			if len(s.Info.Steps) > 0 {
+				manual = true // canary metrics on real traffic
+			}
+		}
+	}
+	return automated, manual
+}
+
 // Proposal is a promotion proposed by one operator (or by the planner,
 // as auto) that a different operator must approve.
 type Proposal struct {
@@ -99,6 +129,9 @@ type State struct {
 	// GateAck is how many gate results the operator has seen past (an
 	// inconclusive result pauses the run until it is acknowledged by resuming).
 	GateAck int
+	// Rule3 and Rule1 are the 3-2-1 rule's environment and rollback-path
+	// checks (see Rule2 for the verifications).
+	Rule3, Rule1 RuleCheck
 	// Proposal is a promotion waiting for a second operator's approval.
 	Proposal *Proposal
 	// TrafficErr is the last failure to change the router (cleared by a
@@ -268,6 +301,13 @@ func (s *State) Apply(e Event) {
 		s.PausedBy = ""
 	case EvRolledBack:
 		s.RolledBackAt = e.Time
+	case EvRule321:
+		rc := RuleCheck{Status: e.Target, Note: e.Message}
+		if e.Wave == 3 {
+			s.Rule3 = rc
+		} else if e.Wave == 1 {
+			s.Rule1 = rc
+		}
 	case EvApprovalRequested:
 		s.Proposal = &Proposal{By: e.Actor, Fingerprint: e.Fingerprint, Step: e.Wave, At: e.Time}
 	case EvStepStarted:

@@ -158,6 +158,9 @@ func (m *Model) headerText(w int) string {
 	case len(st.Info.Waves) > 0:
 		parts = append(parts, fmt.Sprintf("wave %d/%d", st.Wave, len(st.Info.Waves)))
 	}
+	if r := m.rule321(); r != "" {
+		parts = append(parts, r)
+	}
 	if m.o.ReadOnly {
 		parts = append(parts, m.st.warn.Render("read-only"))
 	}
@@ -175,6 +178,38 @@ func (m *Model) headerText(w int) string {
 		rw = ansi.StringWidth(right)
 	}
 	return left + strings.Repeat(" ", w-lw-rw) + right
+}
+
+// rule321 renders the 3-2-1 rule as three small indicators: the release
+// went through the earlier environments (3), two verifications (2: an
+// automated one and a manual one), one instant rollback path (1). Each is
+// a glyph, never colour alone.
+func (m *Model) rule321() string {
+	st, g := m.snap, &m.g
+	if st.Info.Kind != engine.KindDeploy {
+		return ""
+	}
+	mark := func(status string) string {
+		switch status {
+		case "ok", "n/a":
+			return m.st.ok.Render(g.ok)
+		case "overridden":
+			return m.st.warn.Render("!")
+		case "failed":
+			return m.st.breach.Render(g.breach)
+		}
+		return m.st.muted.Render(g.none)
+	}
+	auto, manual := st.Rule2()
+	two := ""
+	for _, v := range []bool{auto, manual} {
+		if v {
+			two += m.st.ok.Render(g.ok)
+		} else {
+			two += m.st.muted.Render(g.none)
+		}
+	}
+	return "3" + mark(st.Rule3.Status) + " 2" + two + " 1" + mark(st.Rule1.Status)
 }
 
 func (m *Model) presenceText() string {

@@ -84,10 +84,16 @@ environments:
 	if out, code := p.run("deploy", "--headless", "--env", "production", "--release", "r1"); code != 0 {
 		t.Fatalf("production after staging: exit %d:\n%s", code, out)
 	}
+	if _, st := lastRun(t, p); st.Rule3.Status != "ok" || st.Rule1.Status != "n/a" {
+		t.Fatalf("3-2-1 after staging: rule3 %+v rule1 %+v", st.Rule3, st.Rule1)
+	}
 	if out, code := p.run("deploy", "--headless", "--env", "production", "--release", "r2", "--skip-promotion-check", "--reason", "hotfix for INC-42"); code != 0 {
 		t.Fatalf("override: exit %d:\n%s", code, out)
 	}
-	r, _ := lastRun(t, p)
+	r, st := lastRun(t, p)
+	if st.Rule3.Status != "overridden" || st.Rule1.Status != "ok" {
+		t.Fatalf("3-2-1 with the override: rule3 %+v rule1 %+v", st.Rule3, st.Rule1)
+	}
 	evs, _ := engine.ReadJournal(filepath.Join(dir, ".flightdeck"), r.Run)
 	found := false
 	for _, e := range evs {
@@ -117,6 +123,9 @@ func TestDamagedPreviousReleaseBlocksTheRun(t *testing.T) {
 		if cur := current(t, p.host(i)); cur != "r1" {
 			t.Fatalf("web-%d switched to %q despite no rollback path", i, cur)
 		}
+	}
+	if _, st := lastRun(t, p); st.Rule1.Status != "failed" || !strings.Contains(st.Rule1.Note, "web-2") {
+		t.Fatalf("3-2-1 rollback path in the journal: %+v", st.Rule1)
 	}
 	if out, code := p.run("deploy", "--headless", "--release", "r2", "--no-rollback-path", "--reason", "web-2 rebuilt from backup"); code != 0 {
 		t.Fatalf("override: exit %d:\n%s", code, out)
