@@ -49,11 +49,11 @@ func (h *Hub) Subscribe(max int) *Sub {
 	s := &Sub{hub: h, max: max, notify: make(chan struct{}, 1)}
 	h.mu.Lock()
 	s.buf = h.tail.last(max)
+	if len(s.buf) > 0 {
+		s.notify <- struct{}{} // buffered, and nobody else has s yet
+	}
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
-	if len(s.buf) > 0 {
-		s.notify <- struct{}{}
-	}
 	return s
 }
 
