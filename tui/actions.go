@@ -76,6 +76,13 @@ func (m *Model) avail(a Action) avail {
 		case st.Status == engine.StatusRollingBack:
 			return no("rolling back")
 		}
+	case ActApprove:
+		switch p := st.Proposal; {
+		case !m.active() || p == nil:
+			return no("no proposal")
+		case p.By == m.o.Actor.Name && p.Fingerprint == m.o.Actor.Fingerprint:
+			return no("yours: a second operator approves")
+		}
 	case ActAck:
 		it := m.selectedItem()
 		switch {
@@ -237,6 +244,8 @@ func (m *Model) do(a Action) tea.Cmd {
 		}, yes: "promote all", danger: true, run: func() tea.Cmd {
 			return m.send(engine.Command{Kind: engine.CmdPromoteAll}, "promote all")
 		}})
+	case ActApprove:
+		return m.send(engine.Command{Kind: engine.CmdApprove}, "approve")
 	case ActAck:
 		it := m.selectedItem()
 		return m.send(engine.Command{Kind: engine.CmdAck, Item: it.ID}, "ack "+it.Title)

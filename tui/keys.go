@@ -20,6 +20,7 @@ const (
 	ActStepDown   Action = "step_down"   // canary: previous weight step
 	ActPromote    Action = "promote"     // go to the next step now
 	ActPromoteAll Action = "promote_all" // go straight to 100 % (confirmed)
+	ActApprove    Action = "approve"     // approve another operator's proposed promotion (four eyes)
 	ActAck        Action = "ack"         // acknowledge the selected checklist item
 	ActDeploy     Action = "deploy"      // between runs: start a new deploy
 	ActDeployBad  Action = "deploy_bad"  // between runs: deploy a bad release (demo, confirmed)
@@ -55,6 +56,7 @@ var actionTable = []actionInfo{
 	{ActStepDown, "step the canary down", true, false, true},
 	{ActPromote, "promote to the next step", true, false, true},
 	{ActPromoteAll, "promote all the way (asks to confirm)", true, true, false},
+	{ActApprove, "approve a promotion another operator proposed", true, false, false},
 	{ActAck, "acknowledge the selected checklist item", true, false, true},
 	{ActDeploy, "start a new deploy (between runs)", true, true, true},
 	{ActDeployBad, "deploy a bad release (between runs, demo)", true, true, true},
@@ -94,7 +96,7 @@ func Actions() []Action {
 type KeyMap struct {
 	Pause, Rollback, Abort                key.Binding
 	StepUp, StepDown, Promote, PromoteAll key.Binding
-	Ack, Deploy, DeployBad                key.Binding
+	Approve, Ack, Deploy, DeployBad       key.Binding
 	Filter, Details, NextPane             key.Binding
 	Up, Down, PageUp, PageDown            key.Binding
 	Help, Quit, Confirm, Cancel           key.Binding
@@ -114,6 +116,7 @@ func DefaultKeyMap() KeyMap {
 		StepDown:   b(ActStepDown, "-"),
 		Promote:    b(ActPromote, "P"),
 		PromoteAll: b(ActPromoteAll, "ctrl+p"),
+		Approve:    b(ActApprove, "A"),
 		Ack:        b(ActAck, "space"),
 		Deploy:     b(ActDeploy, "d"),
 		DeployBad:  b(ActDeployBad, "D"),
@@ -148,6 +151,8 @@ func (k *KeyMap) Binding(a Action) *key.Binding {
 		return &k.Promote
 	case ActPromoteAll:
 		return &k.PromoteAll
+	case ActApprove:
+		return &k.Approve
 	case ActAck:
 		return &k.Ack
 	case ActDeploy:

@@ -634,3 +634,32 @@ func TestPresenceShownAndRefreshed(t *testing.T) {
 		t.Errorf("header lacks who is connected:\n%s", strings.SplitN(s, "\n", 2)[0])
 	}
 }
+
+// TestApproveKey: A approves a promotion another operator proposed; the
+// proposer sees why it is disabled for them.
+func TestApproveKey(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		by      string
+		wantCmd bool
+	}{
+		{"another operator's proposal", "bob", true},
+		{"my own proposal", "alice", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := engine.Fold([]engine.Event{
+				{Seq: 1, Type: engine.EvRunStarted, Start: &engine.RunInfo{Kind: engine.KindDeploy, Strategy: "canary", Release: "r2", Previous: "r1",
+					Steps: []int{5, 25, 100}, Hosts: []engine.RunHost{{Name: "a", Current: "r1"}}}},
+				{Seq: 2, Type: engine.EvStepStarted, Wave: 2},
+				{Seq: 3, Type: engine.EvApprovalRequested, Actor: tt.by, Wave: 3},
+			})
+			m := New(newRecorder(), Options{Actor: engine.Actor{Name: "alice", Role: engine.RoleOperator}})
+			defer m.Close()
+			m.snap = st
+			a := m.avail(ActApprove)
+			if a.ok != tt.wantCmd {
+				t.Fatalf("approve available = %v (%s), want %v", a.ok, a.why, tt.wantCmd)
+			}
+		})
+	}
+}

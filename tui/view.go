@@ -161,6 +161,9 @@ func (m *Model) headerText(w int) string {
 	if r := m.rule321(); r != "" {
 		parts = append(parts, r)
 	}
+	if p := st.Proposal; p != nil && st.Active() {
+		parts = append(parts, m.st.warn.Bold(true).Render(fmt.Sprintf("promotion proposed by %s: A approves", p.By)))
+	}
 	if m.o.ReadOnly {
 		parts = append(parts, m.st.warn.Render("read-only"))
 	}
