@@ -437,7 +437,10 @@ func (f *fleet) poolOf(rel string) []string {
 // sent with every request.
 func (f *fleet) load(rate float64, max time.Duration, header map[string]string) *probe.Probe {
 	f.t.Helper()
-	cfg := probe.Config{URL: f.proxyURL + "/", Rate: rate, Duration: max, Timeout: 2 * time.Second}
+	// A generous timeout: on a loaded CI machine (-race, every package at
+	// once) the whole process can stall for a second or two; a request that
+	// waits through that is slow, not lost, and slowness is judged by p99.
+	cfg := probe.Config{URL: f.proxyURL + "/", Rate: rate, Duration: max, Timeout: 10 * time.Second}
 	if len(header) > 0 {
 		cfg.Client = &http.Client{
 			Transport: headerTransport{base: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256}, header: header},
