@@ -16,6 +16,8 @@
 # process tree (goal <= 150 MB with 8 hosts), as RSS sum and PSS sum.
 #
 # Usage: bench/hitless.sh [N]     (default 50 cycles per strategy)
+# To keep each fleet and its journal for inspection, run the Go program
+# directly with -keep DIR (see bench/hitless/main.go).
 # Environment: RATE (2000), HOSTS (8), STEADY (5s),
 #              STRATEGIES (canary,canary-abort,bluegreen,ab,rolling,symlink)
 set -euo pipefail

@@ -89,6 +89,7 @@ func cycles(ctx context.Context, args []string) error {
 	hosts := fs.Int("hosts", 8, "demo hosts")
 	list := fs.String("strategies", "canary,canary-abort,bluegreen,ab,rolling,symlink", "strategies to run, comma separated")
 	steady := fs.Duration("steady", 5*time.Second, "probe-only window before the cycles (steady-state p99)")
+	keep := fs.String("keep", "", "keep each strategy's fleet (and its journal) in this directory instead of a temporary one")
 	_ = fs.Parse(args)
 	if *bin == "" {
 		return fmt.Errorf("-flightdeck is required (go build -o BIN ./cmd/flightdeck)")
@@ -106,7 +107,11 @@ func cycles(ctx context.Context, args []string) error {
 		if name == "" {
 			continue
 		}
-		r, err := runStrategy(ctx, name, demo.Options{Hosts: *hosts, Scenario: sc, Rate: *rate, Binary: *bin}, *n, *steady)
+		opts := demo.Options{Hosts: *hosts, Scenario: sc, Rate: *rate, Binary: *bin}
+		if *keep != "" {
+			opts.Dir = filepath.Join(*keep, name)
+		}
+		r, err := runStrategy(ctx, name, opts, *n, *steady)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -226,6 +231,17 @@ func describe(st *engine.State) string {
 	}
 	if st.Report.RTO > 0 {
 		s += fmt.Sprintf(" RTO %s", st.Report.RTO.Round(time.Millisecond))
+	}
+	if p := st.Report.Probe; p != nil && p.Failed > 0 {
+		// Which release failed them ("unknown": no response at all).
+		var by []string
+		for rel, rp := range p.Releases {
+			if rp.Failed > 0 {
+				by = append(by, fmt.Sprintf("%s %d/%d", rel, rp.Failed, rp.Requests))
+			}
+		}
+		slices.Sort(by)
+		s += fmt.Sprintf(" [run %s; failed by release: %s]", st.Run, strings.Join(by, ", "))
 	}
 	return s
 }
