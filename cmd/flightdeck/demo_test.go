@@ -79,6 +79,23 @@ func TestDemoGoodIsHitlessForEveryStrategy(t *testing.T) {
 			if p.Failed != 0 || p.Requests < 20 {
 				t.Fatalf("%d of %d probe requests failed; want 0 of many:\n%s", p.Failed, p.Requests, r.out)
 			}
+			if strategy != "symlink" {
+				// The checklist fills in from what the run showed; the
+				// idempotent-jobs item waits for an operator.
+				want := map[string]string{
+					engine.ItemHealth503: "verified", engine.ItemGraceful: "verified", engine.ItemDraining: "verified",
+					engine.ItemAutoRollback: "verified", engine.ItemSmoke: "verified", engine.ItemIdempotent: "unknown",
+				}
+				got := map[string]string{}
+				for _, it := range r.report.Checklist {
+					got[it.ID] = it.State
+				}
+				for id, state := range want {
+					if got[id] != state {
+						t.Errorf("checklist %s is %q, want %q (all: %v)", id, got[id], state, got)
+					}
+				}
+			}
 			switch {
 			case r.code == 0 && r.report.Verdict == "HITLESS" && strings.Contains(r.out, "verdict: HITLESS"):
 			case r.code == 1 && strings.HasPrefix(r.report.Verdict, "NOT HITLESS: probe p99"):
