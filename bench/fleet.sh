@@ -12,7 +12,25 @@
 # capistrano) it times the same rollback (ln -s + mv -T over current, one
 # revisions.log line) with each, warm (connections already open), RUNS times.
 #
-# Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5)
+# Deploy comparison (COMPARE contains "deploy"): one release tree (500 files,
+# 20 MB, written once by `fleet release`) is deployed cold RUNS times by each
+# tool into a fresh deploy_to on every host (releases/r1 + current switched
+# + one revisions.log line), each run one CLI process timed from this script:
+#   - flightdeck: `fleet push` (manifest, connect, prepare 16 hosts at once,
+#     switch all), the SSH target with its defaults;
+#   - Ansible: ansible-playbook, forks = hosts, pipelining on, host keys
+#     checked against the cluster's known_hosts: file (releases dir),
+#     synchronize (rsync over its own ssh; copy when rsync is missing), raw
+#     ln -s + mv -T + revisions.log;
+#   - Capistrano: cap with SSHKit in: :parallel: tar -cf of the tree (once),
+#     upload! (scp) of the tarball to every host, tar -xf, rm, ln -s + mv -T
+#     + revisions.log.
+# The tools take turns within each run; after each tool's run every host is
+# checked (current -> releases/r1, every file byte-identical) and the
+# deploy_to removed, untimed. No warm-up: every run opens its connections.
+#
+# Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5;
+#        COMPARE="rollback deploy" by default, either word alone to run one)
 # Needs: openssh-server (/usr/sbin/sshd), GNU time (/usr/bin/time), root or
 # a user sshd lets in. Work files go to $TMPDIR (default /dev/shm when it
 # exists, so that the disk is not what is measured).
@@ -22,6 +40,7 @@ cd "$(dirname "$0")/.."
 SIZES=("${@:-20 100}")
 read -r -a SIZES <<<"${SIZES[*]}"
 RUNS=${RUNS:-5}
+COMPARE=${COMPARE:-rollback deploy}
 if [[ -z "${TMPDIR:-}" && -d /dev/shm ]]; then export TMPDIR=/dev/shm; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleet-bench.XXXXXX")
 BIN=$WORK/fleet
@@ -81,6 +100,29 @@ YML
 	rm -rf "$cm"
 }
 
+# cap_project DIR CAPDIR: a Capistrano project whose stage "bench" lists the
+# cluster's servers (deploy_dir: the rollback's app, deploy_root: the
+# server's deploy directory) and loads CAPDIR/bench_task.rb.
+cap_project() {
+	local dir=$1 capdir=$2
+	mkdir -p "$capdir/config/deploy"
+	printf '%s\n' 'require "capistrano/setup"' 'require "capistrano/deploy"' \
+		'require "capistrano/scm/git"' 'install_plugin Capistrano::SCM::Git' 'load "bench_task.rb"' >"$capdir/Capfile"
+	cat >"$capdir/config/deploy.rb" <<'RB'
+set :application, "fleet"
+set :repo_url, "unused: no stock deploy task runs"
+RB
+	python3 - "$dir/cluster.json" "$capdir/config/deploy/bench.rb" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "w") as f:
+    for port, d in zip(c["ports"], c["deploy_to"]):
+        f.write(f'server "127.0.0.1", port: {port}, user: "{c["user"]}", roles: %w[app], deploy_dir: "{d}/app", deploy_root: "{d}"\n')
+    f.write("set :ssh_options, { keys: [%r], keys_only: true, auth_methods: %%w[publickey], "
+            "user_known_hosts_file: %r, verify_host_key: :always }\n" % (c["client_key"], c["known_hosts"]))
+PY
+}
+
 # cap_rollback DIR: RUNS warm rollbacks with Capistrano/SSHKit in one cap
 # process (SSHKit keeps its connections between runs). Each host has its own
 # deploy_to here (all servers share this machine), so the task runs the
@@ -88,22 +130,7 @@ YML
 # SSHKit itself rather than `cap deploy:rollback`, which has one global deploy_to.
 cap_rollback() {
 	local dir=$1 capdir=$1/cap
-	mkdir -p "$capdir/config/deploy"
-	printf '%s\n' 'require "capistrano/setup"' 'require "capistrano/deploy"' \
-		'require "capistrano/scm/git"' 'install_plugin Capistrano::SCM::Git' 'load "bench_task.rb"' >"$capdir/Capfile"
-	cat >"$capdir/config/deploy.rb" <<'RB'
-set :application, "fleet"
-set :repo_url, "unused: no deploy task runs"
-RB
-	python3 - "$dir/cluster.json" "$capdir/config/deploy/bench.rb" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-with open(sys.argv[2], "w") as f:
-    for port, d in zip(c["ports"], c["deploy_to"]):
-        f.write(f'server "127.0.0.1", port: {port}, user: "{c["user"]}", roles: %w[app], deploy_dir: "{d}/app"\n')
-    f.write("set :ssh_options, { keys: [%r], keys_only: true, auth_methods: %%w[publickey], "
-            "user_known_hosts_file: %r, verify_host_key: :always }\n" % (c["client_key"], c["known_hosts"]))
-PY
+	cap_project "$dir" "$capdir"
 	cat >"$capdir/bench_task.rb" <<RB
 SSHKit.config.output_verbosity = Logger::ERROR
 def switch_all(release)
@@ -136,6 +163,155 @@ RB
 	grep -E '^(cap cold run|cap runs|RESULT)' "$capdir/out.log" || { tail -20 "$capdir/out.log" >&2; return 1; }
 }
 
+# deploy_compare DIR: the deploy comparison described at the top.
+deploy_compare() {
+	local dir=$1 cf=$1/cluster.json rel=$1/release n
+	n=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["ports"]))' "$cf")
+	"$BIN" release -dir "$rel" -id r1
+
+	local tools=(flightdeck)
+	# Ansible: its own inventory (no shared ControlPath: every run is cold).
+	local adir=$dir/ansible-deploy sync=synchronize
+	if command -v ansible-playbook >/dev/null; then
+		tools+=(ansible)
+		mkdir -p "$adir"
+		command -v rsync >/dev/null || sync=copy
+		python3 - "$cf" "$adir/inventory.ini" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "w") as f:
+    f.write("[fleet]\n")
+    for i, (port, d) in enumerate(zip(c["ports"], c["deploy_to"])):
+        f.write(f"h{i:03d} ansible_host=127.0.0.1 ansible_port={port} deploy_root={d}\n")
+    f.write("[fleet:vars]\n")
+    f.write(f"ansible_user={c['user']}\nansible_ssh_private_key_file={c['client_key']}\n")
+    f.write(f"ansible_ssh_common_args='-o UserKnownHostsFile={c['known_hosts']} -o StrictHostKeyChecking=yes'\n")
+PY
+		cat >"$adir/ansible.cfg" <<CFG
+[defaults]
+forks = $n
+host_key_checking = True
+retry_files_enabled = False
+stdout_callback = minimal
+interpreter_python = /usr/bin/python3
+gathering = explicit
+[ssh_connection]
+pipelining = True
+# Ansible's default minus -C: the payload is random bytes, compression only costs CPU.
+ssh_args = -o ControlMaster=auto -o ControlPersist=60s
+CFG
+		local upload
+		if [[ $sync == synchronize ]]; then
+			upload='    - name: upload the release (rsync over ssh, from the control machine)
+      ansible.posix.synchronize:
+        src: "{{ release_dir }}/"
+        dest: "{{ deploy_root }}/{{ sub }}/releases/{{ release }}/"
+        use_ssh_args: true
+        verify_host: true'
+		else
+			upload='    - name: upload the release (recursive copy)
+      copy:
+        src: "{{ release_dir }}/"
+        dest: "{{ deploy_root }}/{{ sub }}/releases/{{ release }}/"'
+		fi
+		cat >"$adir/deploy.yml" <<YML
+- hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: releases directory
+      file:
+        path: "{{ deploy_root }}/{{ sub }}/releases"
+        state: directory
+$upload
+    - name: switch current
+      raw: cd {{ deploy_root }}/{{ sub }} && ln -s releases/{{ release }} current.tmp-ansible && mv -T current.tmp-ansible current && echo "\$(date -u +%FT%TZ) deploy release={{ release }} previous=- actor=ansible" >> revisions.log
+YML
+		echo "ansible: forks $n, pipelining on, upload with $sync"
+	else
+		echo "ansible: not installed (apt-get install ansible)"
+	fi
+	# Capistrano: tarball made once per run, upload! to every host, extract, switch.
+	local capdir=$dir/cap-deploy
+	if command -v cap >/dev/null; then
+		tools+=(cap)
+		cap_project "$dir" "$capdir"
+		cat >"$capdir/bench_task.rb" <<'RB'
+SSHKit.config.output_verbosity = Logger::ERROR
+task :fleet_deploy do
+  release, sub, src = ENV.fetch("RELEASE"), ENV.fetch("SUB"), ENV.fetch("RELEASE_DIR")
+  t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  tarball = File.join(ENV.fetch("TARBALL_DIR"), "#{release}-#{sub}.tar")
+  system("tar", "-cf", tarball, "-C", src, ".") or raise "tar -cf #{src} failed"
+  on roles(:app), in: :parallel do |host|
+    deploy_to = File.join(host.properties.deploy_root, sub)
+    release_path = "#{deploy_to}/releases/#{release}"
+    execute :mkdir, "-p", release_path
+    upload! tarball, "#{release_path}.tar"
+    execute :tar, "-xf", "#{release_path}.tar", "-C", release_path
+    execute :rm, "-f", "#{release_path}.tar"
+    within deploy_to do
+      execute :ln, "-s", "releases/#{release}", "current.tmp-cap"
+      execute :mv, "-T", "current.tmp-cap", "current"
+      execute :sh, "-c", "'echo \"$(date -u +%FT%TZ) deploy release=#{release} previous=- actor=cap\" >> revisions.log'"
+    end
+  end
+  File.delete(tarball)
+  puts "cap task (ms, without ruby/cap start-up): #{((Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0) * 1000).round}"
+end
+RB
+	else
+		echo "capistrano: not installed (apt-get install capistrano)"
+	fi
+
+	declare -A times=() failed=()
+	local run tool sub t0 t cm log
+	for run in $(seq "$RUNS"); do
+		for tool in "${tools[@]}"; do
+			[[ -n "${failed[$tool]:-}" ]] && continue
+			sub=deploy-$tool-$run
+			log=$dir/deploy-$tool-$run.log
+			case $tool in
+			flightdeck)
+				t0=$(now_ms)
+				"$BIN" push -cluster "$cf" -release "$rel" -id r1 -subdir "$sub" >"$log" 2>&1 || failed[$tool]=1
+				t=$(( $(now_ms) - t0 )) ;;
+			ansible)
+				cm=$(mktemp -d /tmp/fcm.XXXX) # control sockets need a short path
+				t0=$(now_ms)
+				(cd "$adir" && ANSIBLE_CONFIG=$adir/ansible.cfg ANSIBLE_SSH_CONTROL_PATH_DIR=$cm \
+					ansible-playbook -i inventory.ini deploy.yml -e "sub=$sub release=r1 release_dir=$rel") >"$log" 2>&1 || failed[$tool]=1
+				t=$(( $(now_ms) - t0 ))
+				for f in "$cm"/*; do [[ -S "$f" ]] && ssh -o ControlPath="$f" -O exit x 2>/dev/null || true; done
+				rm -rf "$cm" ;;
+			cap)
+				t0=$(now_ms)
+				(cd "$capdir" && RELEASE=r1 SUB=$sub RELEASE_DIR=$rel TARBALL_DIR=$dir cap bench fleet_deploy) >"$log" 2>&1 || failed[$tool]=1
+				t=$(( $(now_ms) - t0 )) ;;
+			esac
+			if [[ -n "${failed[$tool]:-}" ]]; then
+				echo "$tool deploy run $run failed:"; tail -20 "$log"
+			elif ! "$BIN" verify -cluster "$cf" -release "$rel" -id r1 -subdir "$sub" >>"$log" 2>&1; then
+				failed[$tool]=1; echo "$tool deploy run $run did not verify:"; tail -5 "$log"
+			else
+				times[$tool]+="$t "
+				echo "deploy run $run $tool: $t ms $(grep -hE '^(flightdeck push|cap task)' "$log" | sed 's/^/| /')"
+			fi
+			"$BIN" verify -cluster "$cf" -release "$rel" -id r1 -subdir "$sub" -remove >/dev/null 2>&1 || true
+		done
+	done
+	local med fd_med="" line="RESULT deploy hosts=$n"
+	for tool in "${tools[@]}"; do
+		[[ -n "${failed[$tool]:-}" || -z "${times[$tool]:-}" ]] && { line+=" ${tool}=failed"; continue; }
+		med=$(printf '%s\n' ${times[$tool]} | median)
+		echo "$tool deploy runs (ms): ${times[$tool]}"
+		line+=" ${tool}_median_ms=$med"
+		if [[ $tool == flightdeck ]]; then fd_med=$med
+		elif [[ -n $fd_med ]]; then line+=" ${tool}/flightdeck=$(awk -v a="$med" -v b="$fd_med" 'BEGIN {printf "%.1fx", a/b}')"; fi
+	done
+	echo "$line"
+	rm -rf "$rel"
+}
+
 for n in "${SIZES[@]}"; do
 	dir=$WORK/fleet$n
 	mkdir -p "$dir"
@@ -148,11 +324,14 @@ for n in "${SIZES[@]}"; do
 	for _ in $(seq 600); do [[ -f "$dir/cluster.json" ]] && break; kill -0 "$SERVE_PID" || { cat "$dir/serve.log"; exit 1; }; sleep 0.1; done
 	[[ -f "$dir/cluster.json" ]] || { echo "servers did not start" >&2; exit 1; }
 
-	/usr/bin/time -v "$BIN" deploy -cluster "$dir/cluster.json" -runs "$RUNS" 2>"$dir/time.txt"
-	echo "driver peak RSS (time -v): $(awk -F': ' '/Maximum resident/ {printf "%.1f MB", $2/1024}' "$dir/time.txt")"
+	if [[ " $COMPARE " == *" rollback "* ]]; then
+		/usr/bin/time -v "$BIN" deploy -cluster "$dir/cluster.json" -runs "$RUNS" 2>"$dir/time.txt"
+		echo "driver peak RSS (time -v): $(awk -F': ' '/Maximum resident/ {printf "%.1f MB", $2/1024}' "$dir/time.txt")"
 
-	if command -v ansible-playbook >/dev/null; then ansible_rollback "$dir" || echo "ansible: failed"; else echo "ansible: not installed (apt-get install ansible)"; fi
-	if command -v cap >/dev/null; then cap_rollback "$dir" || echo "capistrano: failed"; else echo "capistrano: not installed (apt-get install capistrano)"; fi
+		if command -v ansible-playbook >/dev/null; then ansible_rollback "$dir" || echo "ansible: failed"; else echo "ansible: not installed (apt-get install ansible)"; fi
+		if command -v cap >/dev/null; then cap_rollback "$dir" || echo "capistrano: failed"; else echo "capistrano: not installed (apt-get install capistrano)"; fi
+	fi
+	if [[ " $COMPARE " == *" deploy "* ]]; then deploy_compare "$dir"; fi
 
 	exec 9>&-
 	wait "$SERVE_PID" || true

@@ -6,6 +6,13 @@
 //	fleet deploy -cluster D/cluster.json -runs 5
 //	                                 deploy r1 (500 files, 20 MB) cold, r2 (10 files changed),
 //	                                 then time fleet rollbacks r2 -> r1 over open connections
+//	fleet release -dir D -id r1      write the same release tree (500 files, 20 MB) for other tools
+//	fleet push -cluster C -release D -id r1 -subdir S
+//	                                 one cold deploy of that tree, as a CLI would: hash the
+//	                                 manifest, connect, prepare every host, switch every host
+//	fleet verify -cluster C -release D -id r1 -subdir S [-remove]
+//	                                 check every host's S/current is the release with the same
+//	                                 files, then optionally delete S on every host
 package main
 
 import (
@@ -33,7 +40,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy|release|push|verify [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -42,6 +49,12 @@ func main() {
 		err = serve(os.Args[2:])
 	case "deploy":
 		err = deploy(os.Args[2:])
+	case "release":
+		err = release(os.Args[2:])
+	case "push":
+		err = push(os.Args[2:])
+	case "verify":
+		err = verify(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -267,12 +280,25 @@ func eachIndexed(hosts []*fdssh.Host, limit int, f func(int, *fdssh.Host) error)
 // artifact writes n files totalling size bytes; the first `changed` files
 // differ from release seed 0 (r1).
 func artifact(dir, id string, n, size, changed int) (*engine.Artifact, error) {
+	if err := writeTree(dir, id, n, size, changed); err != nil {
+		return nil, err
+	}
+	m, err := engine.BuildManifest(dir, id)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", dir, err)
+	}
+	return &engine.Artifact{ID: id, Dir: dir, Manifest: m}, nil
+}
+
+// writeTree writes the release tree of artifact: n pseudo-random files
+// (the same bytes for the same index) in 20 directories, and VERSION.
+func writeTree(dir, id string, n, size, changed int) error {
 	per := size / n
 	buf := make([]byte, per)
 	for i := range n {
 		p := filepath.Join(dir, fmt.Sprintf("assets/%02d/file%04d.bin", i%20, i))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
+			return err
 		}
 		rng := rand.New(rand.NewPCG(uint64(i), 1))
 		for j := range buf {
@@ -282,17 +308,10 @@ func artifact(dir, id string, n, size, changed int) (*engine.Artifact, error) {
 			copy(buf, id)
 		}
 		if err := os.WriteFile(p, buf, 0o644); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte(id), 0o644); err != nil {
-		return nil, err
-	}
-	m, err := engine.BuildManifest(dir, id)
-	if err != nil {
-		return nil, err
-	}
-	return &engine.Artifact{ID: id, Dir: dir, Manifest: m}, nil
+	return os.WriteFile(filepath.Join(dir, "VERSION"), []byte(id), 0o644)
 }
 
 // peakRSSMB reads the process's peak resident set size (VmHWM).
