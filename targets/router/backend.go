@@ -26,7 +26,7 @@ type backend struct {
 	lastHealthy atomic.Int64
 	inflight    atomic.Int64
 
-	proxy      *httputil.ReverseProxy
+	proxy      *httputil.ReverseProxy // serves protocol upgrades only (see needsReverseProxy)
 	codes      [6]prometheus.Counter
 	connErrors prometheus.Counter
 
