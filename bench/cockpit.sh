@@ -93,5 +93,10 @@ echo changed >"$BIGDIR/build/f1.txt"
 tmux -S "$SOCK" -f /dev/null new-session -d -s big -x 160 -y 48 -c "$BIGDIR" "$FD" deploy --release r2
 PID=$(tmux -S "$SOCK" display-message -p -t big '#{pane_pid}')
 wait_screen big 'run finished' 600
+tmux -S "$SOCK" capture-pane -p -t big | grep -q "Fleet $BIG hosts" || {
+	echo "the cockpit does not show a fleet of $BIG hosts:" >&2
+	tmux -S "$SOCK" capture-pane -p -t big >&2
+	exit 1
+}
 echo "deploy cockpit ($BIG hosts, symlink): peak RSS $(kb "$PID" VmHWM) kB, RSS now $(kb "$PID" VmRSS) kB; idle CPU $(idle_cpu "$PID") % of a core over ${IDLE}s"
 tmux -S "$SOCK" send-keys -t big q
