@@ -81,6 +81,9 @@ type Run struct {
 	gate     *GateSpec
 	awaited  string
 	probe    *runProbe
+	// measureCancel stops a gate measurement in flight (a rollback does not
+	// wait for the gate's window).
+	measureCancel context.CancelFunc
 
 	obsMu     sync.Mutex
 	obs       observations
@@ -432,6 +435,9 @@ func (r *Run) emit(evs ...Event) {
 	}
 	for _, e := range evs {
 		r.state.Apply(e)
+		if e.Type == EvRollbackStart && r.measureCancel != nil {
+			r.measureCancel()
+		}
 	}
 	r.cfg.Hub.Publish(evs...)
 	r.dirty = true
@@ -566,7 +572,9 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 				continue
 			}
 			r.inflight[keyGate] = a.Kind
-			go r.doMeasure(ctx, a)
+			mctx, cancel := context.WithCancel(ctx)
+			r.measureCancel = cancel
+			go r.doMeasure(mctx, a)
 		case ActStep:
 			if a.Wave == len(r.state.Info.Steps) && a.Wave > 1 && r.cfg.Env.NeedsApproval("promote") {
 				if r.state.Proposal == nil {

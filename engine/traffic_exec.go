@@ -303,6 +303,10 @@ func (r *Run) doMeasure(ctx context.Context, a Action) {
 		Message: fmt.Sprintf("measuring step %d for %s", a.Wave, g.Interval)})
 	var res GateResult
 	m, err := r.cfg.Metrics.Measure(ctx, a.Release, g.Interval)
+	if ctx.Err() != nil {
+		r.send(keyGate, true) // cancelled by a rollback: no verdict
+		return
+	}
 	if err != nil {
 		res = GateResult{Step: a.Wave, Verdict: VerdictInconclusive, Reason: "measurement failed: " + err.Error()}
 		if g.NoData == "fail" {

@@ -440,7 +440,7 @@ func (f *fleet) load(rate float64, max time.Duration, header map[string]string) 
 	// A generous timeout: on a loaded CI machine (-race, every package at
 	// once) the whole process can stall for a second or two; a request that
 	// waits through that is slow, not lost, and slowness is judged by p99.
-	cfg := probe.Config{URL: f.proxyURL + "/", Rate: rate, Duration: max, Timeout: 10 * time.Second}
+	cfg := probe.Config{URL: f.proxyURL + "/", Rate: rate, Duration: max, Timeout: 5 * time.Second}
 	if len(header) > 0 {
 		cfg.Client = &http.Client{
 			Transport: headerTransport{base: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256}, header: header},
