@@ -584,7 +584,7 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 				}
 				continue
 			}
-			r.emit(Event{Type: EvStepStarted, Wave: a.Wave, Weight: ptr(a.Weight),
+			r.emit(Event{Type: EvStepStarted, Wave: a.Wave, Weight: ptr(a.Weight), Release: r.state.Info.Release,
 				Message: fmt.Sprintf("step %d/%d: %g%% of traffic", a.Wave, len(r.state.Info.Steps), a.Weight)})
 			changed = true
 		case ActAwait:
@@ -698,7 +698,7 @@ func (r *Run) handle(c Command) error {
 				Message: fmt.Sprintf("%s proposes promotion to %d%%; waiting for a second operator's approval", c.Actor.Name, steps[next-1])})
 			return nil
 		}
-		evs := []Event{{Type: EvStepStarted, Wave: next, Weight: ptr(float64(steps[next-1])),
+		evs := []Event{{Type: EvStepStarted, Wave: next, Weight: ptr(float64(steps[next-1])), Release: st.Info.Release,
 			Message: fmt.Sprintf("step %d/%d: %g%% of traffic (%s by %s)", next, len(steps), float64(steps[next-1]), c.Kind, c.Actor.Name)}}
 		if st.Status == StatusPaused {
 			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
@@ -734,7 +734,7 @@ func (r *Run) handle(c Command) error {
 			return refuse(fmt.Errorf("%s proposed this promotion; a second operator must approve it", c.Actor.Name))
 		}
 		steps := st.Info.Steps
-		evs := []Event{{Type: EvStepStarted, Wave: p.Step, Weight: ptr(float64(steps[p.Step-1])),
+		evs := []Event{{Type: EvStepStarted, Wave: p.Step, Weight: ptr(float64(steps[p.Step-1])), Release: st.Info.Release,
 			Message: fmt.Sprintf("step %d/%d: %d%% of traffic (proposed by %s, approved by %s)", p.Step, len(steps), steps[p.Step-1], p.By, c.Actor.Name)}}
 		if st.Status == StatusPaused {
 			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})

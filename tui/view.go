@@ -148,7 +148,7 @@ func (m *Model) headerText(w int) string {
 		parts = append(parts, fmt.Sprintf("cohort %g%%", st.Cohort))
 	case st.Info.Strategy == "canary" || st.Weight > 0:
 		s := fmt.Sprintf("weight %g%%", st.Weight)
-		if st.StepTarget > 0 && st.StepTarget != st.Weight {
+		if st.StepTarget > 0 && st.StepTarget != st.Weight && (st.Status == engine.StatusRunning || st.Status == engine.StatusPaused) {
 			s += fmt.Sprintf(" %s %g%%", g.arrow, st.StepTarget)
 		}
 		if n := len(st.Info.Steps); n > 0 {
