@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"charm.land/ssh"
+	"charm.land/wish/v2"
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
@@ -123,30 +124,35 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, sessions: map[uint64]*member{}, ctx: context.Background()}
 	keys := o.Keys
-	s.srv = &ssh.Server{
-		Version: "flightdeck",
-		Handler: s.handle,
-		// Public keys only: no password, no keyboard-interactive handler,
-		// so the server offers neither.
-		PublicKeyHandler: func(ctx ssh.Context, key ssh.PublicKey) bool {
+	// Public keys only: no password, no keyboard-interactive handler, so
+	// the server offers neither. The host key is ours (wish would otherwise
+	// generate one in the working directory).
+	srv, err := wish.NewServer(
+		func(srv *ssh.Server) error { srv.AddHostKey(o.HostKey); return nil },
+		wish.WithVersion("flightdeck"),
+		wish.WithPublicKeyAuth(func(ctx ssh.Context, key ssh.PublicKey) bool {
 			_, ok := keys.Lookup(key)
 			if !ok {
 				s.refused.Add(1)
 				o.Log.Info("refused key", "user", ctx.User(), "remote", ctx.RemoteAddr().String(), "fingerprint", gossh.FingerprintSHA256(key))
 			}
 			return ok
-		},
-		// Forwarding of any kind is never offered.
-		LocalPortForwardingCallback:   func(ssh.Context, string, uint32) bool { return false },
-		ReversePortForwardingCallback: func(ssh.Context, string, uint32) bool { return false },
+		}),
 		// The connection-level timeout covers sessions that run a command
 		// and connections that never open a session; cockpits also time
 		// out on input (their screens write every second).
-		IdleTimeout:       o.IdleTimeout,
-		HandshakeTimeout:  30 * time.Second,
-		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
+		wish.WithIdleTimeout(o.IdleTimeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("serve: ssh server: %w", err)
 	}
-	s.srv.AddHostKey(o.HostKey)
+	srv.Handler = s.handle
+	// Forwarding of any kind is never offered.
+	srv.LocalPortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+	srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+	srv.HandshakeTimeout = 30 * time.Second
+	srv.SubsystemHandlers = map[string]ssh.SubsystemHandler{}
+	s.srv = srv
 	return s, nil
 }
 
