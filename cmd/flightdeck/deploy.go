@@ -184,11 +184,11 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return badInput(err)
 			}
-			hosts, err := l.hosts(g)
+			r, err := l.open(g)
 			if err != nil {
 				return err
 			}
-			defer l.close(hosts)
+			defer r.close()
 			out := c.OutOrStdout()
 			if !g.json {
 				fmt.Fprintf(out, "building %s from %s\n", release, describeSource(l.plan))
@@ -198,27 +198,16 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitFailed, err: fmt.Errorf("build failed; no host was touched: %w", err)}
 			}
-			hub := engine.NewHub()
-			eng, err := l.engine(hosts, hub)
-			if err != nil {
-				return err
-			}
-			eng.Acks = ackMap
+			r.eng.Acks = ackMap
 			if skipPromotion {
-				eng.SkipPromotionCheck = reason
+				r.eng.SkipPromotionCheck = reason
 			}
 			if noRollbackPath {
-				eng.SkipRollbackPath = reason
+				r.eng.SkipRollbackPath = reason
 			}
-			if !g.headless && !g.json && interactive(c) {
-				return l.cockpit(c, g, eng, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
-					return eng.Deploy(ctx, a, art, commandLine())
-				})
-			}
-			stop := follow(c.Context(), out, hub, g.json)
-			st, err := eng.Deploy(c.Context(), engine.LocalActor("cli"), art, commandLine())
-			stop()
-			return outcome(st, err)
+			return r.run(c, g, true, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
+				return r.eng.Deploy(ctx, a, art, commandLine())
+			})
 		},
 	}
 	c.Flags().StringVar(&release, "release", "", "release id (default: the UTC time as YYYYMMDDHHMMSS)")
@@ -249,25 +238,14 @@ A host that lacks the release is reported and fails the rollback.`,
 					return badInput(fmt.Errorf("--to: %w", err))
 				}
 			}
-			hosts, err := l.hosts(g)
+			r, err := l.open(g)
 			if err != nil {
 				return err
 			}
-			defer l.close(hosts)
-			hub := engine.NewHub()
-			eng, err := l.engine(hosts, hub)
-			if err != nil {
-				return err
-			}
-			if !g.headless && !g.json && interactive(c) {
-				return l.cockpit(c, g, eng, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
-					return eng.Rollback(ctx, a, to, commandLine())
-				})
-			}
-			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
-			st, err := eng.Rollback(c.Context(), engine.LocalActor("cli"), to, commandLine())
-			stop()
-			return outcome(st, err)
+			defer r.close()
+			return r.run(c, g, true, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
+				return r.eng.Rollback(ctx, a, to, commandLine())
+			})
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "release id to roll back to (default: the one before the last deploy)")
@@ -285,28 +263,63 @@ func newResumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hosts, err := l.hosts(g)
+			r, err := l.open(g)
 			if err != nil {
 				return err
 			}
-			defer l.close(hosts)
-			hub := engine.NewHub()
-			eng, err := l.engine(hosts, hub)
-			if err != nil {
-				return err
-			}
-			stop := follow(c.Context(), c.OutOrStdout(), hub, g.json)
-			st, err := eng.Resume(c.Context(), engine.LocalActor("cli"), commandLine())
-			stop()
-			if err == nil && st == nil {
+			defer r.close()
+			var nothing bool
+			err = r.run(c, g, false, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
+				st, err := r.eng.Resume(ctx, a, commandLine())
+				nothing = err == nil && st == nil
+				return st, err
+			})
+			if nothing {
 				fmt.Fprintf(c.OutOrStdout(), "nothing to resume in %s\n", l.env.Name)
-				return nil
 			}
-			return outcome(st, err)
+			return err
 		},
 	}
 	addOutputFlags(c, g)
 	return c
+}
+
+// envRun is an environment ready to run: the plan, its hosts and an engine.
+type envRun struct {
+	*loaded
+	hosts []engine.Host
+	hub   *engine.Hub
+	eng   *engine.Engine
+}
+
+// open connects the environment's hosts and builds its engine.
+func (l *loaded) open(g *globals) (*envRun, error) {
+	hosts, err := l.hosts(g)
+	if err != nil {
+		return nil, err
+	}
+	hub := engine.NewHub()
+	eng, err := l.engine(hosts, hub)
+	if err != nil {
+		l.close(hosts)
+		return nil, err
+	}
+	return &envRun{loaded: l, hosts: hosts, hub: hub, eng: eng}, nil
+}
+
+func (r *envRun) close() { r.loaded.close(r.hosts) }
+
+// run carries out start in the cockpit (on a terminal, unless --headless,
+// when cockpitOK) or with one line per event, and maps the outcome to the
+// exit code.
+func (r *envRun) run(c *cobra.Command, g *globals, cockpitOK bool, start func(context.Context, engine.Actor) (*engine.State, error)) error {
+	if cockpitOK && !g.headless && !g.json && interactive(c) {
+		return r.cockpit(c, g, r.eng, start)
+	}
+	stop := follow(c.Context(), c.OutOrStdout(), r.hub, g.json)
+	st, err := start(c.Context(), engine.LocalActor("cli"))
+	stop()
+	return outcome(st, err)
 }
 
 // cockpit opens the cockpit on the environment while start runs; between
