@@ -100,22 +100,10 @@ func (p WavePlanner) Next(s *State, now time.Time) []Action {
 	default:
 		return nil // paused, finished, idle: nothing new starts
 	}
-	if failed := firstFailed(s); failed != nil {
-		reason := fmt.Sprintf("host %s failed: %s", failed.Name, failed.Err)
-		if anyTouched(s) && !p.Halt {
-			return []Action{{Kind: ActStartRollback, Reason: reason}}
-		}
-		return []Action{{Kind: ActFinish, Outcome: OutcomeFailed, Reason: reason}}
-	}
-	var acts []Action
-	for _, h := range s.Hosts {
-		if !h.Prepared {
-			acts = append(acts, Action{Kind: ActPrepare, Host: h.Name, Release: s.Info.Release})
-		}
-	}
-	if len(acts) > 0 {
+	if acts := failOrPrepare(s, anyTouched(s), p.Halt); len(acts) > 0 {
 		return acts
 	}
+	var acts []Action
 	waves := s.Info.Waves
 	if len(waves) == 0 {
 		return []Action{{Kind: ActFinish, Outcome: OutcomeSucceeded}}
@@ -210,6 +198,26 @@ func RevertNext(s *State, limit int) []Action {
 		reason = s.Reason
 	}
 	return []Action{{Kind: ActFinish, Outcome: outcome, Reason: reason}}
+}
+
+// failOrPrepare is where every strategy starts: a failed host rolls the
+// run back (when something was switched and the plan does not say halt)
+// or ends it; otherwise every host is prepared before anything switches.
+func failOrPrepare(s *State, switched, halt bool) []Action {
+	if failed := firstFailed(s); failed != nil {
+		reason := fmt.Sprintf("host %s failed: %s", failed.Name, failed.Err)
+		if switched && !halt {
+			return []Action{{Kind: ActStartRollback, Reason: reason}}
+		}
+		return []Action{{Kind: ActFinish, Outcome: OutcomeFailed, Reason: reason}}
+	}
+	var acts []Action
+	for _, h := range s.Hosts {
+		if !h.Prepared {
+			acts = append(acts, Action{Kind: ActPrepare, Host: h.Name, Release: s.Info.Release})
+		}
+	}
+	return acts
 }
 
 func firstFailed(s *State) *HostState {

@@ -105,22 +105,10 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 	if s.TrafficErr != "" {
 		return []Action{{Kind: ActStartRollback, Reason: s.TrafficErr}}
 	}
-	if failed := firstFailed(s); failed != nil {
-		reason := fmt.Sprintf("host %s failed: %s", failed.Name, failed.Err)
-		if (anyTouched(s) || s.Weight > 0) && !p.Halt {
-			return []Action{{Kind: ActStartRollback, Reason: reason}}
-		}
-		return []Action{{Kind: ActFinish, Outcome: OutcomeFailed, Reason: reason}}
-	}
-	var acts []Action
-	for _, h := range s.Hosts {
-		if !h.Prepared {
-			acts = append(acts, Action{Kind: ActPrepare, Host: h.Name, Release: s.Info.Release})
-		}
-	}
-	if len(acts) > 0 {
+	if acts := failOrPrepare(s, anyTouched(s) || s.Weight > 0, p.Halt); len(acts) > 0 {
 		return acts
 	}
+	var acts []Action
 	steps := s.Info.Steps
 	if len(steps) == 0 {
 		return []Action{{Kind: ActFinish, Outcome: OutcomeFailed, Reason: "no traffic steps"}}
