@@ -360,6 +360,9 @@ func (r *Run) watchAutoRollback(ctx context.Context, release string) {
 		if why == "" {
 			continue
 		}
+		// The measurement that fired the trigger is journaled with its values.
+		m.Release = release
+		r.send("#trigger", false, Event{Type: EvMetricSample, Release: release, Sample: &m, Message: "auto-rollback trigger: " + why})
 		err = r.Send(ctx, Command{Kind: CmdRollback, Actor: AutoActor, Reason: "auto-rollback trigger: " + why})
 		if err == nil || errors.Is(err, ErrNoRun) || r.rollingBack() {
 			return

@@ -119,8 +119,11 @@ func TestThreeOperatorsOneRelease(t *testing.T) {
 	tp.keys("r")
 	tp.waitFor(5*time.Second, "Roll back ")
 	tp.keys("y")
-	to.waitFor(10*time.Second, "ROLLBACK by oscar")
-	tp.waitFor(10*time.Second, "ROLLBACK by oscar")
+	// The events pane names him: while it runs ("ROLLBACK by oscar") and,
+	// once finished, in the report and the last line ("rollback by oscar"),
+	// which stay on screen however many events the rollback adds.
+	to.waitFor(10*time.Second, "rollback by oscar")
+	tp.waitFor(10*time.Second, "rollback by oscar")
 	st = waitState(t, b.fleet.Hub, 60*time.Second, "the rollback to finish", func(s *engine.State) bool {
 		return s.Status == engine.StatusFinished
 	})

@@ -125,6 +125,8 @@ func TestDemoBadCanaryRollsBackAutomatically(t *testing.T) {
 		switch {
 		case e.Type == engine.EvGateResult && e.Gate.Verdict == engine.VerdictFail && strings.Contains(e.Gate.Reason, "error rate"):
 			failedGate = true
+		case e.Type == engine.EvMetricSample && e.Sample != nil && e.Sample.ErrorRate > 0.001 && strings.Contains(e.Message, "auto-rollback trigger"):
+			failedGate = true // the rollback trigger fired first: its measurement is journaled
 		case e.Type == engine.EvRollbackStart && e.Actor == "auto":
 			autoRollback = true
 		case e.Type == engine.EvRolledBack:
