@@ -186,3 +186,26 @@ func (r *ring) last(n int) []Event {
 	}
 	return out
 }
+
+// Watch calls fn on a goroutine for every event published from now on,
+// until fn returns true or stop is called. stop waits for fn to return.
+func (h *Hub) Watch(ctx context.Context, fn func(ctx context.Context, e Event) (done bool)) (stop func()) {
+	sub := h.Subscribe(4096)
+	ctx, cancel := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			evs, _, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			for _, e := range evs {
+				if fn(ctx, e) {
+					return
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-finished; sub.Close() }
+}

@@ -129,3 +129,30 @@ func TestLock(t *testing.T) {
 		t.Fatalf("lock of another machine taken over: %v", err)
 	}
 }
+
+func TestHubWatch(t *testing.T) {
+	h := NewHub()
+	seen := make(chan uint64, 10)
+	stop := h.Watch(context.Background(), func(_ context.Context, e Event) bool {
+		seen <- e.Seq
+		return e.Seq == 2
+	})
+	defer stop()
+	h.Publish(Event{Seq: 1}, Event{Seq: 2}, Event{Seq: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, want := range []uint64{1, 2} {
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("saw %d, want %d", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatal("watch saw nothing")
+		}
+	}
+	stop() // returns once the watcher has ended; it stopped after 2
+	if len(seen) != 0 {
+		t.Fatalf("the watcher went on after returning true: %d", <-seen)
+	}
+}

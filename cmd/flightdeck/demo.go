@@ -150,24 +150,12 @@ func runDemoHeadless(ctx context.Context, out io.Writer, g *globals, opts demo.O
 // person: when the gate pauses the run as inconclusive, measure again
 // (resume). Its commands are journaled like anyone's.
 func defaultOperator(ctx context.Context, fleet *demo.Fleet, who engine.Actor) (stop func()) {
-	sub := fleet.Hub.Subscribe(1024)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			evs, _, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			for _, e := range evs {
-				if e.Type == engine.EvPaused && e.Actor == engine.AutoActor.Name {
-					_ = fleet.Engine.Send(ctx, engine.Command{Kind: engine.CmdResume, Actor: who, Reason: "headless demo: measure again"})
-				}
-			}
+	return fleet.Hub.Watch(ctx, func(ctx context.Context, e engine.Event) bool {
+		if e.Type == engine.EvPaused && e.Actor == engine.AutoActor.Name {
+			_ = fleet.Engine.Send(ctx, engine.Command{Kind: engine.CmdResume, Actor: who, Reason: "headless demo: measure again"})
 		}
-	}()
-	return func() { cancel(); <-done; sub.Close() }
+		return false
+	})
 }
 
 // newDemoServiceCmd is the demo service: the flightdeck binary itself in a

@@ -373,26 +373,14 @@ func (f *Fleet) Rollback(ctx context.Context, actor engine.Actor, to string) (*e
 // killMidRelease kills host's services once another host has taken the
 // new release.
 func (f *Fleet) killMidRelease(ctx context.Context, host string) (stop func()) {
-	sub := f.Hub.Subscribe(4096)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			evs, _, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			for _, e := range evs {
-				if e.Type == engine.EvHostPhase && e.Host != host && (e.Phase == engine.PhaseLive || e.Phase == engine.PhaseStandby) {
-					fmt.Fprintf(f.opts.Log, "demo: host %s dies now (its service is killed and it refuses restarts)\n", host)
-					f.sup.KillHost(host)
-					return
-				}
-			}
+	return f.Hub.Watch(ctx, func(_ context.Context, e engine.Event) bool {
+		if e.Type == engine.EvHostPhase && e.Host != host && (e.Phase == engine.PhaseLive || e.Phase == engine.PhaseStandby) {
+			fmt.Fprintf(f.opts.Log, "demo: host %s dies now (its service is killed and it refuses restarts)\n", host)
+			f.sup.KillHost(host)
+			return true
 		}
-	}()
-	return func() { cancel(); <-done; sub.Close() }
+		return false
+	})
 }
 
 // ServicePIDs returns the pids of the running service processes.
