@@ -186,17 +186,25 @@ func TestFailureClasses(t *testing.T) {
 func TestTooManyInFlightAreDroppedNotQueued(t *testing.T) {
 	t.Parallel()
 	var arrivals atomic.Uint64
+	var inFlight, maxInFlight atomic.Int64
 	s := server(t, func(w http.ResponseWriter, r *http.Request) {
 		arrivals.Add(1)
+		n := inFlight.Add(1)
+		for m := maxInFlight.Load(); n > m && !maxInFlight.CompareAndSwap(m, n); m = maxInFlight.Load() {
+		}
 		<-r.Context().Done()
+		inFlight.Add(-1)
 	})
 	p := startProbe(t, Config{URL: s.URL, Rate: 100, Duration: 300 * time.Millisecond, MaxInFlight: 2, Timeout: 5 * time.Second})
 	waitFor(t, 5*time.Second, "the sending window to end", func() bool {
 		rep := p.Snapshot()
 		return rep.Total.Failures.Dropped >= 25 && !rep.Running
 	})
-	if got := arrivals.Load(); got != 2 {
-		t.Fatalf("server saw %d requests with an in-flight cap of 2, want 2", got)
+	// The cap bounds requests in flight at once. (The HTTP transport may
+	// send a request again on a fresh connection when its first connection
+	// broke before any answer, so arrivals can exceed 2; concurrency cannot.)
+	if got, most := arrivals.Load(), maxInFlight.Load(); got < 2 || most != 2 {
+		t.Fatalf("server saw %d requests, at most %d at once, with an in-flight cap of 2", got, most)
 	}
 	p.Stop()
 	rep := p.Snapshot()
