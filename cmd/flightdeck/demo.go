@@ -135,7 +135,11 @@ func runDemoHeadless(ctx context.Context, out io.Writer, g *globals, opts demo.O
 		return err
 	}
 	if !g.json {
-		fmt.Fprintf(out, "\njournal: flightdeck journal show %s -f %s\n", st.Run, fleet.PlanFile)
+		if opts.Dir != "" {
+			fmt.Fprintf(out, "\njournal: flightdeck journal show %s -f %s\n", st.Run, fleet.PlanFile)
+		} else {
+			fmt.Fprintf(out, "\n(the fleet and its journal are removed at exit; --dir DIR keeps them)\n")
+		}
 	}
 	if st.Outcome != engine.OutcomeSucceeded {
 		return &exitError{code: exitFailed, err: fmt.Errorf("release %s: %s", st.Outcome, st.Err)}
