@@ -1,0 +1,373 @@
+package serve
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/targets/demo"
+	"flightdeck/tui"
+)
+
+// fanoutSessions is how many cockpits watch the run.
+const fanoutSessions = 20
+
+// BenchmarkEventFanout20Sessions measures how long an engine event takes
+// to reach the screens of 20 SSH cockpits: a demo canary run is in
+// progress, 20 operators (distinct keys) watch it over real SSH sessions
+// with a PTY, and each iteration pauses the run through the engine. Every
+// session's output stream is read by its own goroutine into a terminal
+// emulator, which stamps the moment its screen first shows "PAUSED by
+// <actor>". The metrics are that moment minus the time of the engine's
+// Paused event (stamped by the run loop before the journal's fsync), over
+// all sessions and iterations; the goal is max ≤ 200 ms. Each iteration
+// pauses as a new actor and resumes afterwards, so a screen cannot match
+// an earlier iteration's pause.
+func BenchmarkEventFanout20Sessions(b *testing.B) {
+	fb := benchFleet(b)
+	users := make([]benchUser, fanoutSessions)
+	for i := range users {
+		users[i] = newBenchUser(b, fmt.Sprintf("op%02d", i+1))
+	}
+	ts := benchServer(b, Options{Keys: benchKeys(b, users), Backend: fb, App: "demo-shop", Env: "demo"})
+	terms := make([]*fanTerm, len(users))
+	for i, u := range users {
+		terms[i] = ts.openFan(b, u, 160, 40)
+	}
+	// All have joined (the header is too narrow to list all 20 names).
+	deadline := time.Now().Add(30 * time.Second)
+	for len(fb.Presence()) != fanoutSessions {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d sessions present", len(fb.Presence()), fanoutSessions)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitAll(b, terms, 30*time.Second, "op01(operator)")
+
+	go func() {
+		_, _ = fb.fleet.Deploy(fb.ctx, engine.Actor{Name: "release-bot", Role: engine.RoleOwner, Via: "bench"}, false)
+	}()
+	hub := fb.fleet.Hub
+	benchWaitState(b, hub, 60*time.Second, "the run to reach step 1", func(s *engine.State) bool {
+		return s.Status == engine.StatusRunning && s.Step >= 1
+	})
+	waitAll(b, terms, 30*time.Second, "RUNNING", "v1 → v2")
+
+	var lat, publish []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		actor := engine.Actor{Name: fmt.Sprintf("pilot%04d", i), Role: engine.RoleOperator, Via: "bench"}
+		want := "PAUSED by " + actor.Name
+		seen := make([]<-chan time.Time, len(terms))
+		for j, tm := range terms {
+			seen[j] = tm.expect(want)
+		}
+		paused := make(chan [2]time.Time, 1) // event time, time the hub delivered it
+		stop := hub.Watch(fb.ctx, func(_ context.Context, e engine.Event) bool {
+			if e.Type == engine.EvPaused && e.Actor == actor.Name {
+				paused <- [2]time.Time{e.Time, time.Now()}
+				return true
+			}
+			return false
+		})
+		for attempt := 0; ; attempt++ {
+			benchWaitState(b, hub, 30*time.Second, "the run to be running", func(s *engine.State) bool {
+				return s.Status == engine.StatusRunning
+			})
+			err := fb.Engine.Send(fb.ctx, engine.Command{Kind: engine.CmdPause, Actor: actor})
+			if err == nil {
+				break
+			}
+			// The SLO gate may have paused the run in between: resume, retry.
+			if attempt == 3 {
+				b.Fatalf("pause as %s: %v", actor.Name, err)
+			}
+			b.Logf("pause as %s: %v; retrying", actor.Name, err)
+			benchResume(b, fb)
+		}
+		var ev [2]time.Time
+		select {
+		case ev = <-paused:
+		case <-time.After(10 * time.Second):
+			b.Fatalf("no Paused event by %s", actor.Name)
+		}
+		stop()
+		publish = append(publish, ev[1].Sub(ev[0]))
+		for j, ch := range seen {
+			select {
+			case at := <-ch:
+				lat = append(lat, at.Sub(ev[0]))
+			case <-time.After(10 * time.Second):
+				b.Fatalf("session %d never showed %q; screen:\n%s", j+1, want, terms[j].text())
+			}
+		}
+		b.StopTimer()
+		benchResume(b, fb)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	if len(lat) == 0 {
+		b.Fatal("no pause was measured")
+	}
+	slices.Sort(lat)
+	slices.Sort(publish)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(quantile(lat, 0.50)), "p50-ms")
+	b.ReportMetric(ms(quantile(lat, 0.99)), "p99-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	b.ReportMetric(ms(quantile(publish, 0.50)), "hub-p50-ms")
+	b.ReportMetric(float64(len(lat)), "screens")
+}
+
+// quantile is the nearest-rank q-quantile of sorted ds.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(ds))+0.999999) - 1
+	return ds[min(max(i, 0), len(ds)-1)]
+}
+
+// benchResume resumes the run if it is paused and waits until it runs.
+func benchResume(b *testing.B, fb *fleetBackend) {
+	b.Helper()
+	if fb.fleet.Hub.Snapshot().Status == engine.StatusPaused {
+		resumer := engine.Actor{Name: "resumer", Role: engine.RoleOperator, Via: "bench"}
+		if err := fb.Engine.Send(fb.ctx, engine.Command{Kind: engine.CmdResume, Actor: resumer}); err != nil {
+			b.Fatalf("resume: %v", err)
+		}
+	}
+	st := benchWaitState(b, fb.fleet.Hub, 30*time.Second, "the run to run again", func(s *engine.State) bool {
+		return s.Status == engine.StatusRunning || !s.Active()
+	})
+	if !st.Active() {
+		b.Fatalf("the demo run ended (%s) before the benchmark did; use a smaller -benchtime", st.Status)
+	}
+}
+
+// benchFleet starts the demo fleet of startFleet for a benchmark.
+func benchFleet(b *testing.B) *fleetBackend {
+	b.Helper()
+	sc, err := demo.FindScenario("good")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := demo.Start(ctx, demo.Options{Hosts: 3, Strategy: plan.Canary, Scenario: sc, Rate: 100,
+		Dir: b.TempDir(), Binary: binary, Interactive: true})
+	if err != nil {
+		cancel()
+		b.Fatalf("demo fleet: %v", err)
+	}
+	b.Cleanup(func() { f.Close() })
+	b.Cleanup(cancel) // runs first: interrupts the run
+	return &fleetBackend{EngineBackend: &tui.EngineBackend{Engine: f.Engine, Command: "serve bench"}, fleet: f, ctx: ctx}
+}
+
+// benchUser is an operator with a key.
+type benchUser struct {
+	name   string
+	signer gossh.Signer
+}
+
+func newBenchUser(b *testing.B, name string) benchUser {
+	b.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchUser{name: name, signer: s}
+}
+
+// benchKeys writes an authorized-keys file naming every user an operator.
+func benchKeys(b *testing.B, users []benchUser) *Keys {
+	b.Helper()
+	var sb strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&sb, "%s %s@bench role=%s\n", authLine(u.signer.PublicKey()), u.name, engine.RoleOperator)
+	}
+	p := filepath.Join(b.TempDir(), "authorized_keys")
+	if err := os.WriteFile(p, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	k, err := LoadKeys(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
+}
+
+// benchServer runs a server on 127.0.0.1 until the benchmark ends.
+func benchServer(b *testing.B, o Options) *testServer {
+	b.Helper()
+	s, _, err := LoadOrCreateHostKey(filepath.Join(b.TempDir(), HostKeyName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	o.HostKey = s
+	srv, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("serve: %v", err)
+		}
+	})
+	return &testServer{Server: srv, addr: ln.Addr().String(), hostKey: s.PublicKey()}
+}
+
+// fanTerm is a cockpit session whose reader goroutine stamps when the
+// screen first shows an expected text.
+type fanTerm struct {
+	client *gossh.Client
+	sess   *gossh.Session
+	in     io.WriteCloser
+	done   chan struct{}
+
+	mu    sync.Mutex
+	scr   *screen
+	marks []fanMark
+}
+
+type fanMark struct {
+	want string
+	at   chan time.Time // buffered 1
+}
+
+func (ts *testServer) openFan(b *testing.B, u benchUser, w, h int) *fanTerm {
+	b.Helper()
+	c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{
+		User:            u.name,
+		Auth:            []gossh.AuthMethod{gossh.PublicKeys(u.signer)},
+		HostKeyCallback: gossh.FixedHostKey(ts.hostKey),
+		Timeout:         10 * time.Second,
+	})
+	if err != nil {
+		b.Fatalf("dial as %s: %v", u.name, err)
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.RequestPty("xterm-256color", h, w, gossh.TerminalModes{}); err != nil {
+		b.Fatal(err)
+	}
+	tm := &fanTerm{client: c, sess: s, scr: newScreen(w, h), done: make(chan struct{})}
+	if tm.in, err = s.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	r, err := s.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		defer close(tm.done)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Read(buf)
+			tm.mu.Lock()
+			tm.scr.write(buf[:n])
+			if len(tm.marks) > 0 {
+				now := time.Now()
+				tm.check(now)
+			}
+			tm.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if err := s.Shell(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		s.Close()
+		c.Close()
+		<-tm.done
+	})
+	return tm
+}
+
+// check delivers the marks the screen now shows; tm.mu is held.
+func (tm *fanTerm) check(now time.Time) {
+	text := tm.scr.String()
+	tm.marks = slices.DeleteFunc(tm.marks, func(m fanMark) bool {
+		if strings.Contains(text, m.want) {
+			m.at <- now
+			return true
+		}
+		return false
+	})
+}
+
+// expect returns a channel that receives the time the screen first shows
+// want (at once if it already does).
+func (tm *fanTerm) expect(want string) <-chan time.Time {
+	m := fanMark{want: want, at: make(chan time.Time, 1)}
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	tm.marks = append(tm.marks, m)
+	tm.check(time.Now())
+	return m.at
+}
+
+func (tm *fanTerm) text() string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tm.scr.String()
+}
+
+// waitAll waits until every session's screen has shown each of want.
+func waitAll(b *testing.B, terms []*fanTerm, timeout time.Duration, want ...string) {
+	b.Helper()
+	deadline := time.After(timeout)
+	for i, tm := range terms {
+		for _, w := range want {
+			select {
+			case <-tm.expect(w):
+			case <-deadline:
+				b.Fatalf("session %d never showed %q within %s; screen:\n%s", i+1, w, timeout, tm.text())
+			}
+		}
+	}
+}
+
+// benchWaitState polls the hub until cond holds.
+func benchWaitState(b *testing.B, hub *engine.Hub, timeout time.Duration, what string, cond func(*engine.State) bool) *engine.State {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := hub.Snapshot()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out waiting for %s: status %s step %d", what, st.Status, st.Step)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
