@@ -30,7 +30,7 @@ func (b *fleetBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) err
 
 // startFleet starts a demo fleet of 3 hosts (canary 5 → 25 → 100, paced
 // for people) on 127.0.0.1.
-func startFleet(t *testing.T, approval bool) *fleetBackend {
+func startFleet(t testing.TB, approval bool) *fleetBackend {
 	t.Helper()
 	sc, err := demo.FindScenario("good")
 	if err != nil {

@@ -2,13 +2,8 @@ package serve
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,9 +13,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
-	"flightdeck/engine/plan"
-	"flightdeck/targets/demo"
-	"flightdeck/tui"
 )
 
 // fanoutSessions is how many cockpits watch the run.
@@ -38,12 +30,12 @@ const fanoutSessions = 20
 // pauses as a new actor and resumes afterwards, so a screen cannot match
 // an earlier iteration's pause.
 func BenchmarkEventFanout20Sessions(b *testing.B) {
-	fb := benchFleet(b)
-	users := make([]benchUser, fanoutSessions)
+	fb := startFleet(b, false)
+	users := make([]*user, fanoutSessions)
 	for i := range users {
-		users[i] = newBenchUser(b, fmt.Sprintf("op%02d", i+1))
+		users[i] = newUser(b, fmt.Sprintf("op%02d", i+1), engine.RoleOperator)
 	}
-	ts := benchServer(b, Options{Keys: benchKeys(b, users), Backend: fb, App: "demo-shop", Env: "demo"})
+	ts := startServer(b, Options{Keys: keysFor(b, users...), Backend: fb, App: "demo-shop", Env: "demo"})
 	terms := make([]*fanTerm, len(users))
 	for i, u := range users {
 		terms[i] = ts.openFan(b, u, 160, 40)
@@ -62,7 +54,7 @@ func BenchmarkEventFanout20Sessions(b *testing.B) {
 		_, _ = fb.fleet.Deploy(fb.ctx, engine.Actor{Name: "release-bot", Role: engine.RoleOwner, Via: "bench"}, false)
 	}()
 	hub := fb.fleet.Hub
-	benchWaitState(b, hub, 60*time.Second, "the run to reach step 1", func(s *engine.State) bool {
+	waitState(b, hub, 60*time.Second, "the run to reach step 1", func(s *engine.State) bool {
 		return s.Status == engine.StatusRunning && s.Step >= 1
 	})
 	waitAll(b, terms, 30*time.Second, "RUNNING", "v1 → v2")
@@ -85,7 +77,7 @@ func BenchmarkEventFanout20Sessions(b *testing.B) {
 			return false
 		})
 		for attempt := 0; ; attempt++ {
-			benchWaitState(b, hub, 30*time.Second, "the run to be running", func(s *engine.State) bool {
+			waitState(b, hub, 30*time.Second, "the run to be running", func(s *engine.State) bool {
 				return s.Status == engine.StatusRunning
 			})
 			err := fb.Engine.Send(fb.ctx, engine.Command{Kind: engine.CmdPause, Actor: actor})
@@ -148,96 +140,12 @@ func benchResume(b *testing.B, fb *fleetBackend) {
 			b.Fatalf("resume: %v", err)
 		}
 	}
-	st := benchWaitState(b, fb.fleet.Hub, 30*time.Second, "the run to run again", func(s *engine.State) bool {
+	st := waitState(b, fb.fleet.Hub, 30*time.Second, "the run to run again", func(s *engine.State) bool {
 		return s.Status == engine.StatusRunning || !s.Active()
 	})
 	if !st.Active() {
 		b.Fatalf("the demo run ended (%s) before the benchmark did; use a smaller -benchtime", st.Status)
 	}
-}
-
-// benchFleet starts the demo fleet of startFleet for a benchmark.
-func benchFleet(b *testing.B) *fleetBackend {
-	b.Helper()
-	sc, err := demo.FindScenario("good")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f, err := demo.Start(ctx, demo.Options{Hosts: 3, Strategy: plan.Canary, Scenario: sc, Rate: 100,
-		Dir: b.TempDir(), Binary: binary, Interactive: true})
-	if err != nil {
-		cancel()
-		b.Fatalf("demo fleet: %v", err)
-	}
-	b.Cleanup(func() { f.Close() })
-	b.Cleanup(cancel) // runs first: interrupts the run
-	return &fleetBackend{EngineBackend: &tui.EngineBackend{Engine: f.Engine, Command: "serve bench"}, fleet: f, ctx: ctx}
-}
-
-// benchUser is an operator with a key.
-type benchUser struct {
-	name   string
-	signer gossh.Signer
-}
-
-func newBenchUser(b *testing.B, name string) benchUser {
-	b.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return benchUser{name: name, signer: s}
-}
-
-// benchKeys writes an authorized-keys file naming every user an operator.
-func benchKeys(b *testing.B, users []benchUser) *Keys {
-	b.Helper()
-	var sb strings.Builder
-	for _, u := range users {
-		fmt.Fprintf(&sb, "%s %s@bench role=%s\n", authLine(u.signer.PublicKey()), u.name, engine.RoleOperator)
-	}
-	p := filepath.Join(b.TempDir(), "authorized_keys")
-	if err := os.WriteFile(p, []byte(sb.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	k, err := LoadKeys(p)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return k
-}
-
-// benchServer runs a server on 127.0.0.1 until the benchmark ends.
-func benchServer(b *testing.B, o Options) *testServer {
-	b.Helper()
-	s, _, err := LoadOrCreateHostKey(filepath.Join(b.TempDir(), HostKeyName))
-	if err != nil {
-		b.Fatal(err)
-	}
-	o.HostKey = s
-	srv, err := New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("serve: %v", err)
-		}
-	})
-	return &testServer{Server: srv, addr: ln.Addr().String(), hostKey: s.PublicKey()}
 }
 
 // fanTerm is a cockpit session whose reader goroutine stamps when the
@@ -258,7 +166,7 @@ type fanMark struct {
 	at   chan time.Time // buffered 1
 }
 
-func (ts *testServer) openFan(b *testing.B, u benchUser, w, h int) *fanTerm {
+func (ts *testServer) openFan(b *testing.B, u *user, w, h int) *fanTerm {
 	b.Helper()
 	c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{
 		User:            u.name,
@@ -353,21 +261,5 @@ func waitAll(b *testing.B, terms []*fanTerm, timeout time.Duration, want ...stri
 				b.Fatalf("session %d never showed %q within %s; screen:\n%s", i+1, w, timeout, tm.text())
 			}
 		}
-	}
-}
-
-// benchWaitState polls the hub until cond holds.
-func benchWaitState(b *testing.B, hub *engine.Hub, timeout time.Duration, what string, cond func(*engine.State) bool) *engine.State {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := hub.Snapshot()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out waiting for %s: status %s step %d", what, st.Status, st.Step)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

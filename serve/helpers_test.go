@@ -51,7 +51,7 @@ type user struct {
 	dir    string // where the private key file is (for the OpenSSH client)
 }
 
-func newUser(t *testing.T, name string, role engine.Role) *user {
+func newUser(t testing.TB, name string, role engine.Role) *user {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -77,7 +77,7 @@ func fingerprint(u *user) string { return gossh.FingerprintSHA256(u.signer.Publi
 func (u *user) keyFile() string { return filepath.Join(u.dir, "id_ed25519") }
 
 // keysFor writes an authorized-keys file for users, mixing both syntaxes.
-func keysFor(t *testing.T, users ...*user) *Keys {
+func keysFor(t testing.TB, users ...*user) *Keys {
 	t.Helper()
 	var b strings.Builder
 	for i, u := range users {
@@ -107,7 +107,7 @@ type testServer struct {
 	keyPath string
 }
 
-func startServer(t *testing.T, o Options) *testServer {
+func startServer(t testing.TB, o Options) *testServer {
 	t.Helper()
 	keyPath := filepath.Join(t.TempDir(), HostKeyName)
 	if o.HostKey == nil {
@@ -271,7 +271,7 @@ func (tm *term) keys(s string) {
 }
 
 // waitState polls the hub until cond holds.
-func waitState(t *testing.T, hub *engine.Hub, timeout time.Duration, what string, cond func(*engine.State) bool) *engine.State {
+func waitState(t testing.TB, hub *engine.Hub, timeout time.Duration, what string, cond func(*engine.State) bool) *engine.State {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
