@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"flightdeck/engine"
@@ -99,18 +98,9 @@ func push(args []string) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	var sent int64
-	var mu sync.Mutex
-	tPrepare, err := timed(func() error {
-		return each(hosts, *parallel, func(h *fdssh.Host) error {
-			var last engine.Progress
-			if err := h.Prepare(ctx, a, func(p engine.Progress) { last = p }); err != nil {
-				return err
-			}
-			mu.Lock()
-			sent += last.BytesSent
-			mu.Unlock()
-			return nil
-		})
+	tPrepare, err := timed(func() (err error) {
+		sent, err = prepareAll(ctx, hosts, a, *parallel)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("prepare %s: %w", *id, err)

@@ -170,18 +170,9 @@ func deploy(args []string) error {
 
 	for _, a := range []*engine.Artifact{r1, r2} {
 		var sent int64
-		var mu sync.Mutex
-		d, err := timed(func() error {
-			return each(hosts, *parallel, func(h *fdssh.Host) error {
-				var last engine.Progress
-				if err := h.Prepare(ctx, a, func(p engine.Progress) { last = p }); err != nil {
-					return err
-				}
-				mu.Lock()
-				sent += last.BytesSent
-				mu.Unlock()
-				return nil
-			})
+		d, err := timed(func() (err error) {
+			sent, err = prepareAll(ctx, hosts, a, *parallel)
+			return err
 		})
 		if err != nil {
 			return err
@@ -327,4 +318,22 @@ func peakRSSMB() float64 {
 		}
 	}
 	return 0
+}
+
+// prepareAll prepares a on every host, n at a time, and returns the bytes
+// actually sent.
+func prepareAll(ctx context.Context, hosts []*fdssh.Host, a *engine.Artifact, n int) (int64, error) {
+	var sent int64
+	var mu sync.Mutex
+	err := each(hosts, n, func(h *fdssh.Host) error {
+		var last engine.Progress
+		if err := h.Prepare(ctx, a, func(p engine.Progress) { last = p }); err != nil {
+			return err
+		}
+		mu.Lock()
+		sent += last.BytesSent
+		mu.Unlock()
+		return nil
+	})
+	return sent, err
 }
