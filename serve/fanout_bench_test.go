@@ -3,14 +3,9 @@ package serve
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
 )
@@ -36,9 +31,9 @@ func BenchmarkEventFanout20Sessions(b *testing.B) {
 		users[i] = newUser(b, fmt.Sprintf("op%02d", i+1), engine.RoleOperator)
 	}
 	ts := startServer(b, Options{Keys: keysFor(b, users...), Backend: fb, App: "demo-shop", Env: "demo"})
-	terms := make([]*fanTerm, len(users))
+	terms := make([]*term, len(users))
 	for i, u := range users {
-		terms[i] = ts.openFan(b, u, 160, 40)
+		terms[i] = ts.open(b, u, 160, 40)
 	}
 	// All have joined (the header is too narrow to list all 20 names).
 	deadline := time.Now().Add(30 * time.Second)
@@ -148,109 +143,8 @@ func benchResume(b *testing.B, fb *fleetBackend) {
 	}
 }
 
-// fanTerm is a cockpit session whose reader goroutine stamps when the
-// screen first shows an expected text.
-type fanTerm struct {
-	client *gossh.Client
-	sess   *gossh.Session
-	in     io.WriteCloser
-	done   chan struct{}
-
-	mu    sync.Mutex
-	scr   *screen
-	marks []fanMark
-}
-
-type fanMark struct {
-	want string
-	at   chan time.Time // buffered 1
-}
-
-func (ts *testServer) openFan(b *testing.B, u *user, w, h int) *fanTerm {
-	b.Helper()
-	c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{
-		User:            u.name,
-		Auth:            []gossh.AuthMethod{gossh.PublicKeys(u.signer)},
-		HostKeyCallback: gossh.FixedHostKey(ts.hostKey),
-		Timeout:         10 * time.Second,
-	})
-	if err != nil {
-		b.Fatalf("dial as %s: %v", u.name, err)
-	}
-	s, err := c.NewSession()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.RequestPty("xterm-256color", h, w, gossh.TerminalModes{}); err != nil {
-		b.Fatal(err)
-	}
-	tm := &fanTerm{client: c, sess: s, scr: newScreen(w, h), done: make(chan struct{})}
-	if tm.in, err = s.StdinPipe(); err != nil {
-		b.Fatal(err)
-	}
-	r, err := s.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		defer close(tm.done)
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := r.Read(buf)
-			tm.mu.Lock()
-			tm.scr.write(buf[:n])
-			if len(tm.marks) > 0 {
-				now := time.Now()
-				tm.check(now)
-			}
-			tm.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	if err := s.Shell(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		s.Close()
-		c.Close()
-		<-tm.done
-	})
-	return tm
-}
-
-// check delivers the marks the screen now shows; tm.mu is held.
-func (tm *fanTerm) check(now time.Time) {
-	text := tm.scr.String()
-	tm.marks = slices.DeleteFunc(tm.marks, func(m fanMark) bool {
-		if strings.Contains(text, m.want) {
-			m.at <- now
-			return true
-		}
-		return false
-	})
-}
-
-// expect returns a channel that receives the time the screen first shows
-// want (at once if it already does).
-func (tm *fanTerm) expect(want string) <-chan time.Time {
-	m := fanMark{want: want, at: make(chan time.Time, 1)}
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	tm.marks = append(tm.marks, m)
-	tm.check(time.Now())
-	return m.at
-}
-
-func (tm *fanTerm) text() string {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	return tm.scr.String()
-}
-
 // waitAll waits until every session's screen has shown each of want.
-func waitAll(b *testing.B, terms []*fanTerm, timeout time.Duration, want ...string) {
+func waitAll(b *testing.B, terms []*term, timeout time.Duration, want ...string) {
 	b.Helper()
 	deadline := time.After(timeout)
 	for i, tm := range terms {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -177,16 +178,23 @@ func (ts *testServer) run(t *testing.T, u *user, env map[string]string, cmd stri
 
 // term is a cockpit session with a PTY; it accumulates the screen output.
 type term struct {
-	t      *testing.T
+	t      testing.TB
 	client *gossh.Client
 	sess   *gossh.Session
 	in     io.WriteCloser
 	mu     sync.Mutex
 	scr    *screen
+	marks  []mark // texts waited for with expect, stamped by the reader
 	done   chan struct{}
 }
 
-func (ts *testServer) open(t *testing.T, u *user, w, h int) *term {
+// mark is a text a reader stamps the first time the screen shows it.
+type mark struct {
+	want string
+	at   chan time.Time // buffered 1
+}
+
+func (ts *testServer) open(t testing.TB, u *user, w, h int) *term {
 	t.Helper()
 	c, err := ts.dial(u)
 	if err != nil {
@@ -214,6 +222,9 @@ func (ts *testServer) open(t *testing.T, u *user, w, h int) *term {
 			n, err := r.Read(buf)
 			tm.mu.Lock()
 			tm.scr.write(buf[:n])
+			if len(tm.marks) > 0 {
+				tm.check(time.Now())
+			}
 			tm.mu.Unlock()
 			if err != nil {
 				return
@@ -225,6 +236,29 @@ func (ts *testServer) open(t *testing.T, u *user, w, h int) *term {
 	}
 	t.Cleanup(tm.close)
 	return tm
+}
+
+// check delivers the marks the screen now shows; tm.mu is held.
+func (tm *term) check(now time.Time) {
+	text := tm.scr.String()
+	tm.marks = slices.DeleteFunc(tm.marks, func(m mark) bool {
+		if strings.Contains(text, m.want) {
+			m.at <- now
+			return true
+		}
+		return false
+	})
+}
+
+// expect returns a channel that receives the time the screen first shows
+// want (at once if it already does), stamped by the reader goroutine.
+func (tm *term) expect(want string) <-chan time.Time {
+	m := mark{want: want, at: make(chan time.Time, 1)}
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	tm.marks = append(tm.marks, m)
+	tm.check(time.Now())
+	return m.at
 }
 
 func (tm *term) close() {
