@@ -46,9 +46,6 @@ type Engine struct {
 	run *Run
 }
 
-// ErrBusy is returned when a run is already in progress in this engine.
-var ErrBusy = errors.New("a run is already in progress")
-
 // Active returns the run in progress, or nil.
 func (e *Engine) Active() *Run {
 	e.mu.Lock()

@@ -214,6 +214,3 @@ type ReleaseProbe struct {
 	Failed   int64         `json:"failed"`
 	P99      time.Duration `json:"p99"`
 }
-
-// Terminal reports whether the event ends a run.
-func (e Event) Terminal() bool { return e.Type == EvRunFinished }

@@ -82,13 +82,6 @@ func (h *Hub) SetSnapshot(st *State) {
 // Snapshot returns the latest published state. Treat it as read-only.
 func (h *Hub) Snapshot() *State { return h.snap.Load() }
 
-// Subscribers returns the number of subscribers.
-func (h *Hub) Subscribers() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs)
-}
-
 func (s *Sub) push(evs []Event) {
 	s.mu.Lock()
 	if s.closed {

@@ -55,28 +55,6 @@ func (m *Manifest) Files() (n int, bytes int64) {
 	return n, bytes
 }
 
-// ByHash indexes regular files by content hash (first path wins).
-func (m *Manifest) ByHash() map[string]string {
-	idx := make(map[string]string, len(m.Entries))
-	for _, e := range m.Entries {
-		if e.Kind == KindFile {
-			if _, ok := idx[e.Hash]; !ok {
-				idx[e.Hash] = e.Path
-			}
-		}
-	}
-	return idx
-}
-
-// Lookup indexes entries by path.
-func (m *Manifest) Lookup() map[string]ManifestEntry {
-	idx := make(map[string]ManifestEntry, len(m.Entries))
-	for _, e := range m.Entries {
-		idx[e.Path] = e
-	}
-	return idx
-}
-
 // Marshal encodes the manifest as JSON.
 func (m *Manifest) Marshal() ([]byte, error) { return json.MarshalIndent(m, "", " ") }
 

@@ -157,9 +157,6 @@ func (s *State) Host(name string) *HostState {
 	return nil
 }
 
-// Waves returns the run's waves (host names per wave).
-func (s *State) Waves() [][]string { return s.Info.Waves }
-
 // Active reports whether the run has not finished.
 func (s *State) Active() bool { return s.Status != StatusFinished && s.Status != StatusIdle }
 
