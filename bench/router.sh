@@ -6,7 +6,8 @@
 #
 # Installs nginx (Debian package) and vegeta (Go tool) when missing, then
 # runs vegeta at a fixed rate and at maximum throughput against each proxy
-# and prints throughput, p50, p99 and the router/nginx ratios.
+# and prints throughput, p50, p99, the latency each proxy adds to the
+# backend alone, and the router/nginx ratios.
 # Everything listens on 127.0.0.1; every load run stops by itself.
 # ROUTER_GOGC sets GOGC for the router process (default 100).
 set -euo pipefail
@@ -117,15 +118,22 @@ attack() { # name url mode -> prints "rps p50_ms p99_ms success"
 		jq -r '"\(.throughput) \(.latencies["50th"]/1e6) \(.latencies["99th"]/1e6) \(.success)"'
 }
 
-printf "\n%-8s %-7s %12s %10s %10s %8s\n" mode proxy "req/s" "p50 ms" "p99 ms" success
+printf "\n%-8s %-7s %12s %10s %10s %8s %12s %12s\n" mode proxy "req/s" "p50 ms" "p99 ms" success "added p50" "added p99"
 for mode in fixed max; do
 	# warm both proxies' connection pools
 	echo "GET http://$NGINX_ADDR/" | "$VEGETA" attack -duration=1s -rate=500 >/dev/null
 	echo "GET http://$ROUTER_ADDR/" | "$VEGETA" attack -duration=1s -rate=500 >/dev/null
+	# The backend alone gives the latency both proxies add to.
+	read -r d_rps d_p50 d_p99 d_ok < <(attack "direct-$mode" "http://$B1/" "$mode")
 	read -r n_rps n_p50 n_p99 n_ok < <(attack "nginx-$mode" "http://$NGINX_ADDR/" "$mode")
 	read -r r_rps r_p50 r_p99 r_ok < <(attack "router-$mode" "http://$ROUTER_ADDR/" "$mode")
-	printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n" "$mode" nginx "$n_rps" "$n_p50" "$n_p99" "$n_ok"
-	printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n" "$mode" router "$r_rps" "$r_p50" "$r_p99" "$r_ok"
-	awk -v m="$mode" -v nr="$n_rps" -v rr="$r_rps" -v np="$n_p99" -v rp="$r_p99" 'BEGIN {
-		printf "%-8s ratio   throughput router/nginx %.2f (goal >= 0.80), p99 router/nginx %.2f (goal <= 1.50)\n", m, rr/nr, rp/np }'
+	printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n" "$mode" direct "$d_rps" "$d_p50" "$d_p99" "$d_ok"
+	for row in "nginx $n_rps $n_p50 $n_p99 $n_ok" "router $r_rps $r_p50 $r_p99 $r_ok"; do
+		set -- $row
+		awk -v m="$mode" -v n="$1" -v rps="$2" -v p50="$3" -v p99="$4" -v ok="$5" -v d50="$d_p50" -v d99="$d_p99" 'BEGIN {
+			printf "%-8s %-7s %12.0f %10.3f %10.3f %8s %12.3f %12.3f\n", m, n, rps, p50, p99, ok, p50-d50, p99-d99 }'
+	done
+	awk -v m="$mode" -v nr="$n_rps" -v rr="$r_rps" -v np="$n_p99" -v rp="$r_p99" -v dp="$d_p99" 'BEGIN {
+		na = np - dp; ra = rp - dp
+		printf "%-8s ratio   throughput router/nginx %.2f (goal >= 0.80); p99 router/nginx %.2f; added p99 router/nginx %.2f (goal <= 1.50)\n", m, rr/nr, rp/np, (na > 0 ? ra/na : 0) }'
 done

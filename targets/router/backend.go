@@ -26,6 +26,7 @@ type backend struct {
 	lastHealthy atomic.Int64
 	inflight    atomic.Int64
 
+	conns      *connPool              // the request path's keep-alive connections
 	proxy      *httputil.ReverseProxy // serves protocol upgrades only (see needsReverseProxy)
 	codes      [6]prometheus.Counter
 	connErrors prometheus.Counter
@@ -67,6 +68,7 @@ func (r *Router) healthLoop(ctx context.Context, b *backend) {
 				}
 			}
 		}
+		b.conns.reap(time.Now())
 		ok := r.checkOnce(ctx, url)
 		if ctx.Err() != nil {
 			return

@@ -6,13 +6,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
-	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -52,24 +49,15 @@ func (p *bufferPool) Put(b []byte) {
 // proxyWriter wraps the client's ResponseWriter for one request: it
 // records the status and carries the request's routing facts to the error
 // handling (and to the ReverseProxy's error handler, which receives the
-// writer, for upgrade requests). Instances are pooled; each owns one
-// ClientTrace, built once, that forwards 1xx responses.
+// writer, for upgrade requests). Instances are pooled, with the scratch
+// space the exchange parses a backend's response into.
 type proxyWriter struct {
 	proxyState
-	trace *httptrace.ClientTrace
 
-	// mu orders a 1xx callback (from the transport's read loop) with the
-	// end of the round trip: once rtDone is set, callbacks do nothing.
-	mu     sync.Mutex
-	rtDone bool
-
-	// wrote is set by the transport's writer once it has written the
-	// outbound request: from then on it no longer reads the header map or
-	// the URL below, so the next request may reuse them.
-	wrote  atomic.Bool
-	header http.Header
-	url    url.URL
-	vals   [2]string // X-Forwarded-For and X-Forwarded-Host values
+	fields []field // the response head's (or trailer's) fields
+	hdrBuf []byte  // their values, back to back
+	long   []byte  // a header line longer than the read buffer
+	num    [20]byte
 }
 
 // proxyState is the per-request part of a proxyWriter, reset between uses.
@@ -83,15 +71,10 @@ type proxyState struct {
 	outcome  outcome
 	canceled bool
 	abort    bool // the response was cut short: abort the client connection
-	noReuse  bool // a late 1xx callback may still reach this writer
 }
 
-func newProxyWriter() *proxyWriter {
-	pw := new(proxyWriter)
-	pw.trace = &httptrace.ClientTrace{Got1xxResponse: pw.got1xx, WroteRequest: pw.wroteRequest}
-	pw.header = make(http.Header, 16)
-	return pw
-}
+// maxPooledScratch bounds the scratch space a pooled writer keeps.
+const maxPooledScratch = 64 << 10
 
 func (w *proxyWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
@@ -117,26 +100,6 @@ func (w *proxyWriter) Flush() {
 // Unwrap gives http.ResponseController (used by ReverseProxy for upgrades
 // and flushes) the underlying writer.
 func (w *proxyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// got1xx forwards an informational response (103 Early Hints...) to the
-// client while the round trip is in progress.
-func (w *proxyWriter) got1xx(code int, header textproto.MIMEHeader) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.rtDone {
-		return nil
-	}
-	h := w.ResponseWriter.Header()
-	for k, vs := range header {
-		h[k] = append(h[k], vs...)
-	}
-	w.ResponseWriter.WriteHeader(code)
-	clear(h) // WriteHeader does not reset the map for 1xx
-	return nil
-}
-
-// wroteRequest is called by the transport when it has written the request.
-func (w *proxyWriter) wroteRequest(httptrace.WroteRequestInfo) { w.wrote.Store(true) }
 
 // newProxy builds the ReverseProxy that serves protocol upgrades
 // (WebSocket) and requests whose query needs re-encoding; every other
@@ -193,10 +156,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	pw, _ := r.writers.Get().(*proxyWriter)
 	if pw == nil {
-		pw = newProxyWriter()
+		pw = new(proxyWriter)
 	}
 	pw.proxyState = proxyState{ResponseWriter: w, in: req, pool: p, backend: b}
-	pw.rtDone = false // no callback can run: the writer is not in a round trip
 
 	if needsReverseProxy(req) {
 		b.inflight.Add(1)
@@ -226,8 +188,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		pw.backend.codes[c].Inc()
 	}
 	abort := pw.abort
-	if !pw.noReuse {
-		pw.proxyState = proxyState{}
+	pw.proxyState = proxyState{}
+	if cap(pw.hdrBuf)+cap(pw.long) <= maxPooledScratch && cap(pw.fields) <= 256 {
+		clear(pw.fields[:cap(pw.fields)]) // drop the key strings
 		r.writers.Put(pw)
 	}
 	if abort {
@@ -261,6 +224,12 @@ func (r *Router) failed(pw *proxyWriter, err error) *backend {
 		pw.WriteHeader(http.StatusBadGateway)
 		return nil
 	}
+	var bodyErr *clientBodyError
+	if errors.As(err, &bodyErr) {
+		// The client's body could not be read: its fault, not the backend's.
+		http.Error(pw, "bad request: the request body could not be read", http.StatusBadRequest)
+		return nil
+	}
 	b := pw.backend
 	b.connErrors.Inc()
 	if !r.cfg.NoRetry && !pw.retried && isDialError(err) && bodyless(pw.in) {
@@ -271,7 +240,14 @@ func (r *Router) failed(pw *proxyWriter, err error) *backend {
 		}
 	}
 	pw.outcome = outcomeConnErr
-	pw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	h := pw.Header()
+	clear(h) // a relayed 1xx may have left fields behind
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	if errors.Is(err, errResponseTimedOut) {
+		pw.WriteHeader(http.StatusGatewayTimeout)
+		io.WriteString(pw, "gateway timeout: the backend did not answer in time\n")
+		return nil
+	}
 	pw.WriteHeader(http.StatusBadGateway)
 	io.WriteString(pw, "bad gateway: backend unreachable\n")
 	return nil
@@ -281,240 +257,21 @@ func (r *Router) failed(pw *proxyWriter, err error) *backend {
 // protocol upgrade.
 var errUnexpectedSwitch = errors.New("backend switched protocols although the request asked for no upgrade")
 
-// forward proxies pw.in to pw.backend (and retries once as failed
-// decides): the request path for everything but protocol upgrades.
+// forward proxies pw.in to pw.backend over the router's own HTTP/1.1
+// client (exchange), and retries once elsewhere as failed decides: the
+// request path for everything but protocol upgrades.
 func (r *Router) forward(pw *proxyWriter) {
-	out := r.outbound(pw)
-	var guard *bodyGuard
-	if out.Body != nil {
-		guard = out.Body.(*bodyGuard)
-		defer guard.Close()
-	}
 	for {
 		b := pw.backend
-		out.URL.Host = b.addr
 		b.inflight.Add(1)
-		res, err := r.transport.RoundTrip(out)
-		pw.mu.Lock()
-		pw.rtDone = true
-		pw.mu.Unlock()
-		if err == nil && res.StatusCode == http.StatusSwitchingProtocols {
-			res.Body.Close()
-			res, err = nil, errUnexpectedSwitch
-		}
-		if err != nil {
-			// The transport's read loop may still deliver a 1xx to this
-			// writer's trace: it must not serve another request.
-			pw.noReuse = true
-			b.inflight.Add(-1)
-			if r.failed(pw, err) == nil {
-				return
-			}
-			continue // retry on the new pw.backend (a bodyless request)
-		}
-		r.relay(pw, res)
+		err := r.exchange(pw, b)
 		b.inflight.Add(-1)
-		if !pw.wrote.Load() {
-			// The backend answered before the transport finished writing
-			// the request (it may still be reading pw's header map).
-			pw.noReuse = true
+		if err == nil || r.failed(pw, err) == nil {
+			return
 		}
-		return
+		// retry on the new pw.backend (a bodyless request)
 	}
 }
-
-// outbound builds the request sent to a backend: the client's request
-// without hop-by-hop headers, with X-Forwarded-For/-Host/-Proto set as
-// httputil.ProxyRequest.SetXForwarded does. The header map, URL and
-// forwarding values are pw's, reused from request to request; header
-// values are otherwise shared with the incoming request, read only.
-func (r *Router) outbound(pw *proxyWriter) *http.Request {
-	in := pw.in
-	conn := in.Header["Connection"]
-	h := pw.header
-	clear(h)
-	for k, vs := range in.Header {
-		if isHopHeader(k) || isForwardedHeader(k) || (len(conn) > 0 && connectionNames(conn, k)) {
-			continue
-		}
-		h[k] = vs
-	}
-	if containsToken(in.Header["Te"], "trailers") {
-		h["Te"] = teTrailers
-	}
-	if _, ok := h["User-Agent"]; !ok {
-		// Keep the transport from adding its own User-Agent.
-		h["User-Agent"] = emptyValue
-	}
-	if clientIP, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := in.Header["X-Forwarded-For"]; r.cfg.TrustForwardedHeaders && len(prior) > 0 {
-			clientIP = strings.Join(prior, ", ") + ", " + clientIP
-		}
-		pw.vals[0] = clientIP
-		h["X-Forwarded-For"] = pw.vals[0:1:1]
-	}
-	pw.vals[1] = in.Host
-	h["X-Forwarded-Host"] = pw.vals[1:2:2]
-	if in.TLS == nil {
-		h["X-Forwarded-Proto"] = protoHTTP
-	} else {
-		h["X-Forwarded-Proto"] = protoHTTPS
-	}
-
-	pw.url = *in.URL
-	pw.url.Scheme = "http"
-	tmpl := http.Request{
-		Method:           in.Method,
-		URL:              &pw.url,
-		Proto:            "HTTP/1.1",
-		ProtoMajor:       1,
-		ProtoMinor:       1,
-		Header:           h,
-		ContentLength:    in.ContentLength,
-		TransferEncoding: in.TransferEncoding,
-		Host:             in.Host,
-		Trailer:          in.Trailer,
-	}
-	if in.ContentLength != 0 && in.Body != nil && in.Body != http.NoBody {
-		// The transport closes the body it is given, possibly after the
-		// round trip; the client's body stays the server's to close.
-		tmpl.Body = &bodyGuard{rc: in.Body}
-	}
-	pw.wrote.Store(false)
-	ctx := in.Context()
-	if httptrace.ContextClientTrace(ctx) == nil {
-		ctx = httptrace.WithClientTrace(ctx, pw.trace)
-	} else {
-		// A trace already in ctx would be composed into (would alter) pw's
-		// own, and wroteRequest would not be called: do not reuse pw.
-		pw.noReuse = true
-	}
-	return tmpl.WithContext(ctx)
-}
-
-// relay copies the backend's response to the client and closes it.
-func (r *Router) relay(pw *proxyWriter, res *http.Response) {
-	dst := pw.ResponseWriter.Header()
-	conn := res.Header["Connection"]
-	for k, vs := range res.Header {
-		if isHopHeader(k) || (len(conn) > 0 && connectionNames(conn, k)) {
-			continue
-		}
-		if old, ok := dst[k]; ok {
-			dst[k] = append(old, vs...)
-		} else {
-			dst[k] = vs
-		}
-	}
-	announced := len(res.Trailer)
-	if announced > 0 {
-		keys := make([]string, 0, announced)
-		for k := range res.Trailer {
-			keys = append(keys, k)
-		}
-		dst.Add("Trailer", strings.Join(keys, ", "))
-	}
-	stream := res.ContentLength == -1 || isEventStream(res.Header["Content-Type"])
-	pw.WriteHeader(res.StatusCode)
-	if stream {
-		// Send the headers now: the first body bytes may take a while.
-		pw.Flush()
-	}
-
-	buf := r.bufs.Get()
-	readErr, writeErr := copyBody(pw, res.Body, buf, stream)
-	r.bufs.Put(buf)
-	res.Body.Close() // populates res.Trailer
-	switch {
-	case writeErr != nil || (readErr != nil && pw.in.Context().Err() != nil):
-		pw.canceled = true // the client went away
-		pw.abort = true
-		return
-	case readErr != nil:
-		// The backend failed mid-body: the client must not see a complete
-		// response.
-		pw.backend.connErrors.Inc()
-		pw.outcome = outcomeConnErr
-		pw.abort = true
-		return
-	}
-
-	if len(res.Trailer) > 0 {
-		// Force chunking so the trailers can follow the body.
-		pw.Flush()
-	}
-	if len(res.Trailer) == announced {
-		for k, vs := range res.Trailer {
-			dst[k] = append(dst[k], vs...)
-		}
-		return
-	}
-	for k, vs := range res.Trailer {
-		k = http.TrailerPrefix + k
-		for _, v := range vs {
-			dst.Add(k, v)
-		}
-	}
-}
-
-// copyBody streams src to w with buf, flushing after every write when
-// stream is set. It returns the first read error other than io.EOF, or the
-// write error that stopped it.
-func copyBody(w *proxyWriter, src io.Reader, buf []byte, stream bool) (readErr, writeErr error) {
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			if werr == nil && m < n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				return nil, werr
-			}
-			if stream {
-				w.Flush()
-			}
-		}
-		if err == io.EOF {
-			return nil, nil
-		}
-		if err != nil {
-			return err, nil
-		}
-	}
-}
-
-// bodyGuard hands the client's request body to the transport without
-// letting the transport close it: closing a server request body that was
-// not read yet (Expect: 100-continue) could block. After Close, reads
-// fail.
-type bodyGuard struct {
-	rc     io.ReadCloser
-	closed atomic.Bool
-}
-
-var errBodyClosed = errors.New("read on a closed proxied request body")
-
-func (g *bodyGuard) Read(p []byte) (int, error) {
-	if g.closed.Load() {
-		return 0, errBodyClosed
-	}
-	return g.rc.Read(p)
-}
-
-func (g *bodyGuard) Close() error {
-	g.closed.Store(true)
-	return nil
-}
-
-// Header values shared by every outbound request; the transport only
-// reads them.
-var (
-	teTrailers = []string{"trailers"}
-	emptyValue = []string{""}
-	protoHTTP  = []string{"http"}
-	protoHTTPS = []string{"https"}
-)
 
 // isHopHeader reports whether the canonical header key k names a
 // hop-by-hop header, which a proxy does not forward.
@@ -558,16 +315,6 @@ func containsToken(lines []string, token string) bool {
 	return false
 }
 
-// isEventStream reports whether the Content-Type is text/event-stream
-// (server-sent events), which is flushed as it comes.
-func isEventStream(ct []string) bool {
-	if len(ct) == 0 {
-		return false
-	}
-	v, _, _ := strings.Cut(ct[0], ";")
-	return strings.EqualFold(strings.TrimSpace(v), "text/event-stream")
-}
-
 // needsReverseProxy reports whether req takes the httputil.ReverseProxy
 // path: protocol upgrades (WebSocket), and queries that ReverseProxy
 // re-encodes (semicolons, bad escapes, too many parameters), so that
@@ -576,7 +323,7 @@ func needsReverseProxy(req *http.Request) bool {
 	if len(req.Header["Upgrade"]) > 0 && containsToken(req.Header["Connection"], "upgrade") {
 		return true
 	}
-	return !plainQuery(req.URL.RawQuery)
+	return req.URL.Opaque != "" || !plainQuery(req.URL.RawQuery)
 }
 
 // maxQueryParams mirrors net/url's default limit on query parameters.

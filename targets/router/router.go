@@ -37,7 +37,8 @@ type Router struct {
 	backends map[string]*backend
 	stats    map[string]*releaseStats
 
-	transport    *http.Transport
+	dialer       *net.Dialer
+	transport    *http.Transport // protocol upgrades (see needsReverseProxy)
 	healthClient *http.Client
 	bufs         bufferPool
 	writers      sync.Pool
@@ -88,6 +89,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("registering router metrics: %w", err)
 	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	r.dialer = dialer
 	r.transport = &http.Transport{
 		Proxy:                 nil, // never route backend traffic through an environment proxy
 		DialContext:           dialer.DialContext,
@@ -181,6 +183,7 @@ func (r *Router) apply(st *state) {
 		if rel, ok := want[a]; !ok || rel != b.release {
 			b.stop()
 			<-b.done
+			b.conns.close()
 			delete(r.backends, a)
 			r.prom.forget(b.release, a)
 		}
@@ -197,6 +200,7 @@ func (r *Router) apply(st *state) {
 		}
 		b := &backend{addr: a, release: rel, recheck: make(chan struct{}, 1), done: make(chan struct{})}
 		b.proxy = r.newProxy(b)
+		b.conns = newConnPool(a, r.dialer, maxIdlePerBackend)
 		for i, c := range codeClasses {
 			b.codes[i] = r.prom.requests.WithLabelValues(rel, a, c)
 		}
@@ -446,6 +450,7 @@ func (r *Router) stopBackends() {
 	r.mu.Lock()
 	for _, b := range r.backends {
 		<-b.done
+		b.conns.close()
 	}
 	r.mu.Unlock()
 	r.transport.CloseIdleConnections()

@@ -1,0 +1,824 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The request path's HTTP/1.1 client. A request is written to a pooled
+// keep-alive connection and the answer read back on the handler's own
+// goroutine: no per-request goroutines, channels or header maps, which is
+// where http.Transport spends its time and memory. The framing rules are
+// RFC 9112's; anything the client cannot frame safely is refused with 502
+// and the connection is dropped.
+
+// field is one response header (or trailer) field: a canonical key and
+// the value's bounds in proxyWriter.hdrBuf.
+type field struct {
+	key        string
+	start, end int
+}
+
+// bodyKind is how a response body is delimited.
+type bodyKind uint8
+
+const (
+	bodyNone bodyKind = iota
+	bodyFixed
+	bodyChunked
+	bodyUntilClose
+)
+
+// max1xx bounds the informational responses relayed before a final one.
+const max1xx = 8
+
+// exchange sends pw.in to backend b and relays the answer to the client.
+// It returns an error only while nothing but 1xx responses has been
+// written to the client, so that the caller may retry elsewhere or answer
+// with an error status; failures after that are recorded in pw.
+func (r *Router) exchange(pw *proxyWriter, b *backend) error {
+	ctx := pw.in.Context()
+	fresh := false
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, reused, err := b.conns.get(ctx, fresh)
+		if err != nil {
+			return err
+		}
+		stop := context.AfterFunc(ctx, c.interruptFn)
+		reusable, err := r.roundTrip(pw, c)
+		if !stop() || c.interrupted.Load() {
+			reusable = false
+			if err != nil {
+				err = errInterrupted
+			}
+		}
+		if reusable {
+			b.conns.put(c, time.Now())
+		} else {
+			c.nc.Close()
+		}
+		if errors.Is(err, errStaleConn) {
+			if reused && !fresh {
+				fresh = true // the backend closed it while idle: once more on a new connection
+				continue
+			}
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+}
+
+// roundTrip does one request/response exchange on c. See exchange for
+// the error contract; errStaleConn means the connection died before any
+// answer and the request can be sent again.
+func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error) {
+	in := pw.in
+	hasBody := in.Body != nil && in.Body != http.NoBody && in.ContentLength != 0
+	r.writeHead(c.bw, pw, c.pool.addr, hasBody)
+	if hasBody {
+		if err := r.writeBody(c.bw, in); err != nil {
+			return false, err
+		}
+	}
+	if err := c.bw.Flush(); err != nil {
+		if !hasBody {
+			// Nothing of a bodyless request can have been processed when
+			// the connection was already gone.
+			return false, errStaleConn
+		}
+		return false, err
+	}
+
+	c.nc.SetReadDeadline(time.Now().Add(r.cfg.ResponseHeaderTimeout))
+	var code, minor int
+	n1xx := 0
+	for {
+		var gotBytes bool
+		code, minor, gotBytes, err = pw.readHead(c.br)
+		if err != nil {
+			switch {
+			case c.interrupted.Load():
+				err = errInterrupted
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				err = errResponseTimedOut
+			case !gotBytes && !hasBody && idempotent(in):
+				err = errStaleConn
+			}
+			return false, err
+		}
+		if code >= 200 {
+			break
+		}
+		switch {
+		case code == http.StatusSwitchingProtocols:
+			return false, errUnexpectedSwitch
+		case n1xx >= max1xx:
+			return false, errTooMany1xx
+		case code != http.StatusContinue: // 100 answers an Expect the router does not send
+			n1xx++
+			dst := pw.ResponseWriter.Header()
+			pw.emitHeader(dst, nil)
+			pw.ResponseWriter.WriteHeader(code)
+			clear(dst) // WriteHeader does not reset the map for 1xx
+		}
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	if c.interrupted.Load() {
+		return false, errInterrupted
+	}
+
+	f := pw.frame(in.Method, code, minor)
+	if f.invalid {
+		return false, errMalformedReply
+	}
+	dst := pw.ResponseWriter.Header()
+	pw.emitHeader(dst, &f)
+	pw.WriteHeader(code)
+	stream := f.kind == bodyChunked || f.kind == bodyUntilClose || f.eventStream
+	if stream {
+		pw.Flush() // the first body bytes may take a while
+	}
+
+	var readErr, writeErr error
+	switch f.kind {
+	case bodyFixed:
+		readErr, writeErr = copyN(pw, c.br, f.length, stream)
+	case bodyUntilClose:
+		readErr, writeErr = copyN(pw, c.br, -1, stream)
+	case bodyChunked:
+		readErr, writeErr = pw.copyChunked(c.br)
+	}
+	switch {
+	case writeErr != nil || (readErr != nil && in.Context().Err() != nil):
+		pw.canceled = true // the client went away
+		pw.abort = true
+		return false, nil
+	case readErr != nil:
+		// The backend failed mid-body: the client must not take what it
+		// got for a whole response.
+		pw.backend.connErrors.Inc()
+		pw.outcome = outcomeConnErr
+		pw.abort = true
+		return false, nil
+	}
+	if f.kind == bodyChunked && len(pw.fields) > 0 {
+		pw.Flush() // chunked to the client, so that the trailers follow
+		pw.emitTrailers(dst, f.announced)
+	}
+	return f.reusable, nil
+}
+
+// writeHead writes the request line and header sent to a backend: the
+// client's request without hop-by-hop headers, with X-Forwarded-For,
+// -Host and -Proto set as httputil.ProxyRequest.SetXForwarded does, and
+// the body framing the router itself sends.
+func (r *Router) writeHead(bw *bufio.Writer, pw *proxyWriter, addr string, hasBody bool) {
+	in := pw.in
+	bw.WriteString(in.Method)
+	bw.WriteByte(' ')
+	path := in.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	bw.WriteString(path)
+	if in.URL.ForceQuery || in.URL.RawQuery != "" {
+		bw.WriteByte('?')
+		bw.WriteString(in.URL.RawQuery)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	if in.Host != "" {
+		bw.WriteString(in.Host)
+	} else {
+		bw.WriteString(addr)
+	}
+	bw.WriteString("\r\n")
+
+	conn := in.Header["Connection"]
+	for k, vs := range in.Header {
+		if isHopHeader(k) || isForwardedHeader(k) || isFramingHeader(k) || (len(conn) > 0 && connectionNames(conn, k)) {
+			continue
+		}
+		for _, v := range vs {
+			writeField(bw, k, v)
+		}
+	}
+	if containsToken(in.Header["Te"], "trailers") {
+		bw.WriteString("Te: trailers\r\n")
+	}
+	if clientIP, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		bw.WriteString("X-Forwarded-For: ")
+		if prior := in.Header["X-Forwarded-For"]; r.cfg.TrustForwardedHeaders && len(prior) > 0 {
+			for _, p := range prior {
+				bw.WriteString(p)
+				bw.WriteString(", ")
+			}
+		}
+		bw.WriteString(clientIP)
+		bw.WriteString("\r\n")
+	}
+	writeField(bw, "X-Forwarded-Host", in.Host)
+	if in.TLS == nil {
+		bw.WriteString("X-Forwarded-Proto: http\r\n")
+	} else {
+		bw.WriteString("X-Forwarded-Proto: https\r\n")
+	}
+	switch {
+	case hasBody && in.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(pw.num[:0], in.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case hasBody:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case in.Method == http.MethodPost || in.Method == http.MethodPut || in.Method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// isFramingHeader reports whether k is a header the router sends itself
+// (or not at all) rather than passing on the client's.
+func isFramingHeader(k string) bool {
+	switch k {
+	case "Content-Length", "Expect", "Host":
+		return true
+	}
+	return false
+}
+
+// writeBody sends the client's request body: as is when its length is
+// known, chunked (with the client's trailers) otherwise.
+func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) error {
+	buf := r.bufs.Get()
+	defer r.bufs.Put(buf)
+	chunked := in.ContentLength < 0
+	// The buffer's tail holds a chunk's size line.
+	data, num := buf[:len(buf)-32], buf[len(buf)-32:len(buf)-32]
+	var sent int64
+	for {
+		n, rerr := in.Body.Read(data)
+		if n > 0 {
+			if chunked {
+				bw.Write(append(strconv.AppendInt(num, int64(n), 16), '\r', '\n'))
+			}
+			if _, err := bw.Write(data[:n]); err != nil {
+				return err
+			}
+			if chunked {
+				bw.WriteString("\r\n")
+			}
+			sent += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return &clientBodyError{rerr}
+		}
+	}
+	if !chunked {
+		if sent != in.ContentLength {
+			return &clientBodyError{io.ErrUnexpectedEOF}
+		}
+		return nil
+	}
+	bw.WriteString("0\r\n")
+	for k, vs := range in.Trailer {
+		if !validFieldName(k) || isHopHeader(k) {
+			continue
+		}
+		for _, v := range vs {
+			if validFieldValue(v) {
+				writeField(bw, k, v)
+			}
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// idempotent reports whether req may be sent again after a connection
+// died without answering (RFC 9110 §9.2.2), as http.Transport decides.
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := req.Header["Idempotency-Key"]
+	_, b := req.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// readHead reads a status line and its header fields into pw.fields and
+// pw.hdrBuf. gotBytes reports whether anything at all was read.
+func (pw *proxyWriter) readHead(br *bufio.Reader) (code, minor int, gotBytes bool, err error) {
+	pw.fields = pw.fields[:0]
+	pw.hdrBuf = pw.hdrBuf[:0]
+	budget := maxResponseHeaderBytes
+	line, err := pw.readLine(br, &budget)
+	if len(line) > 0 || (err == nil) {
+		gotBytes = true
+	}
+	if err != nil {
+		return 0, 0, gotBytes, err
+	}
+	code, minor, ok := parseStatusLine(line)
+	if !ok {
+		return 0, 0, true, errMalformedReply
+	}
+	if err := pw.readFields(br, &budget); err != nil {
+		return 0, 0, true, err
+	}
+	return code, minor, true, nil
+}
+
+// readFields reads header (or trailer) fields up to the empty line.
+func (pw *proxyWriter) readFields(br *bufio.Reader, budget *int) error {
+	for {
+		line, err := pw.readLine(br, budget)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return errMalformedReply // includes obsolete line folding
+		}
+		name := line[:colon]
+		if !canonicalizeName(name) {
+			return errMalformedReply
+		}
+		value := trimOWS(line[colon+1:])
+		if !validFieldValueBytes(value) {
+			return errMalformedReply
+		}
+		start := len(pw.hdrBuf)
+		pw.hdrBuf = append(pw.hdrBuf, value...)
+		pw.fields = append(pw.fields, field{key: internKey(name), start: start, end: len(pw.hdrBuf)})
+	}
+}
+
+// readLine returns the next line without its line ending, charging its
+// length to *budget. The slice is valid until the next read.
+func (pw *proxyWriter) readLine(br *bufio.Reader, budget *int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		// A line longer than the read buffer: collect it.
+		pw.long = append(pw.long[:0], line...)
+		for err == bufio.ErrBufferFull && len(pw.long) <= *budget {
+			line, err = br.ReadSlice('\n')
+			pw.long = append(pw.long, line...)
+		}
+		line = pw.long
+	}
+	*budget -= len(line)
+	if *budget < 0 {
+		return nil, errHeaderTooLarge
+	}
+	if err != nil {
+		return line, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// parseStatusLine parses "HTTP/1.x NNN[ reason]".
+func parseStatusLine(line []byte) (code, minor int, ok bool) {
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' {
+		return 0, 0, false
+	}
+	switch line[7] {
+	case '0':
+	case '1':
+		minor = 1
+	default:
+		return 0, 0, false
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, 0, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 || (len(line) > 12 && line[12] != ' ') {
+		return 0, 0, false
+	}
+	return code, minor, true
+}
+
+// framing is what a response head says about its body and connection.
+type framing struct {
+	kind        bodyKind
+	length      int64
+	reusable    bool
+	invalid     bool
+	eventStream bool
+	dropLength  bool   // do not pass Content-Length on (chunked wins)
+	announced   []byte // the Trailer header's value list, if any
+}
+
+// frame decides how the response to a method request with this status is
+// delimited (RFC 9112 §6.3) and whether the connection can carry another
+// request afterwards.
+func (pw *proxyWriter) frame(method string, code, minor int) framing {
+	f := framing{reusable: minor == 1}
+	var te, cl []byte
+	clCount := 0
+	for _, fl := range pw.fields {
+		v := pw.hdrBuf[fl.start:fl.end]
+		switch fl.key {
+		case "Connection":
+			if hasTokenFold(v, "close") {
+				f.reusable = false
+			}
+		case "Transfer-Encoding":
+			te = v // the last one's last coding decides
+		case "Content-Length":
+			if clCount > 0 && !bytes.Equal(v, cl) {
+				f.invalid = true
+			}
+			cl = v
+			clCount++
+		case "Content-Type":
+			f.eventStream = isEventStreamBytes(v)
+		case "Trailer":
+			f.announced = v
+		}
+	}
+	if method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200 {
+		f.kind = bodyNone
+		return f
+	}
+	switch {
+	case te != nil:
+		f.dropLength = true
+		if clCount > 0 {
+			f.reusable = false // RFC 9112 §6.1: both is a smuggling smell
+		}
+		if lastTokenIs(te, "chunked") {
+			f.kind = bodyChunked
+		} else {
+			f.kind = bodyUntilClose
+			f.reusable = false
+		}
+		f.invalid = false
+	case clCount > 0:
+		n, ok := parseLength(cl)
+		if !ok {
+			f.invalid = true
+		}
+		f.kind, f.length = bodyFixed, n
+	default:
+		f.kind = bodyUntilClose
+		f.reusable = false
+	}
+	return f
+}
+
+// emitHeader adds the fields read (minus hop-by-hop ones) to dst: all the
+// values share one string and one slice. With a final response's framing
+// f, its Trailer announcement is kept for a chunked body.
+func (pw *proxyWriter) emitHeader(dst http.Header, f *framing) {
+	if len(pw.fields) == 0 {
+		return
+	}
+	var conn []byte
+	for _, fl := range pw.fields {
+		if fl.key == "Connection" {
+			conn = pw.hdrBuf[fl.start:fl.end]
+		}
+	}
+	all := string(pw.hdrBuf)
+	vals := make([]string, len(pw.fields))
+	for i, fl := range pw.fields {
+		k := fl.key
+		if k == "Trailer" && f != nil && f.kind == bodyChunked {
+			// passed on as announced
+		} else if isHopHeader(k) || (conn != nil && hasTokenFold(conn, k)) {
+			continue
+		}
+		if k == "Content-Length" && f != nil && f.dropLength {
+			continue
+		}
+		vals[i] = all[fl.start:fl.end]
+		if old, ok := dst[k]; ok {
+			dst[k] = append(old, vals[i])
+		} else {
+			dst[k] = vals[i : i+1 : i+1]
+		}
+	}
+}
+
+// emitTrailers adds the trailer fields read after a chunked body: those
+// announced in the Trailer header under their names, others with
+// http.TrailerPrefix.
+func (pw *proxyWriter) emitTrailers(dst http.Header, announced []byte) {
+	all := string(pw.hdrBuf)
+	for _, fl := range pw.fields {
+		if isHopHeader(fl.key) || fl.key == "Content-Length" {
+			continue
+		}
+		v := all[fl.start:fl.end]
+		if announced != nil && hasTokenFold(announced, fl.key) {
+			dst[fl.key] = append(dst[fl.key], v)
+		} else {
+			dst.Add(http.TrailerPrefix+fl.key, v)
+		}
+	}
+}
+
+// copyN relays n body bytes (n < 0: up to EOF) from br to the client
+// straight out of br's buffer. With stream set, the client is flushed
+// whenever no more bytes are at hand.
+func copyN(pw *proxyWriter, br *bufio.Reader, n int64, stream bool) (readErr, writeErr error) {
+	for n != 0 {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				if err == io.EOF {
+					if n < 0 {
+						return nil, nil
+					}
+					err = io.ErrUnexpectedEOF
+				}
+				return err, nil
+			}
+		}
+		k := br.Buffered()
+		if n > 0 && int64(k) > n {
+			k = int(n)
+		}
+		p, _ := br.Peek(k)
+		if _, err := pw.Write(p); err != nil {
+			return nil, err
+		}
+		br.Discard(k)
+		if n > 0 {
+			n -= int64(k)
+		}
+		if stream && br.Buffered() == 0 {
+			pw.Flush()
+		}
+	}
+	return nil, nil
+}
+
+// copyChunked relays a chunked body, leaving its trailer fields in
+// pw.fields.
+func (pw *proxyWriter) copyChunked(br *bufio.Reader) (readErr, writeErr error) {
+	pw.fields = pw.fields[:0]
+	pw.hdrBuf = pw.hdrBuf[:0]
+	for {
+		budget := 4 << 10
+		line, err := pw.readLine(br, &budget)
+		if err != nil {
+			return eofUnexpected(err), nil
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return errMalformedReply, nil
+		}
+		if size == 0 {
+			budget = maxResponseHeaderBytes
+			return pw.readFields(br, &budget), nil
+		}
+		if readErr, writeErr = copyN(pw, br, size, true); readErr != nil || writeErr != nil {
+			return readErr, writeErr
+		}
+		budget = 2
+		if line, err = pw.readLine(br, &budget); err != nil || len(line) != 0 {
+			if err == nil {
+				err = errMalformedReply
+			}
+			return eofUnexpected(err), nil
+		}
+	}
+}
+
+func eofUnexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// parseChunkSize parses a chunk-size line: hex digits, then optional
+// whitespace and chunk extensions, which are ignored.
+func parseChunkSize(line []byte) (int64, bool) {
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			goto rest
+		}
+		if i >= 15 {
+			return 0, false // would overflow
+		}
+		n = n<<4 | int64(d)
+	}
+rest:
+	if i == 0 {
+		return 0, false
+	}
+	for ; i < len(line) && (line[i] == ' ' || line[i] == '\t'); i++ {
+	}
+	if i < len(line) && line[i] != ';' {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseLength parses a Content-Length value: decimal digits only.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// canonicalizeName checks that name is an RFC 9110 token and rewrites it
+// in place to its canonical MIME form (as textproto does).
+func canonicalizeName(name []byte) bool {
+	upper := true
+	for i, c := range name {
+		if !isTokenChar(c) {
+			return false
+		}
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			name[i] = c - 'a' + 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			name[i] = c - 'A' + 'a'
+		}
+		upper = c == '-'
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !isTokenChar(k[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValueBytes reports whether v holds no control character but
+// horizontal tab.
+func validFieldValueBytes(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// hasTokenFold reports whether the comma-separated list v holds token,
+// case-insensitively.
+func hasTokenFold(v []byte, token string) bool {
+	for len(v) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			part, v = v, nil
+		}
+		if equalFoldBytes(trimOWS(part), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastTokenIs reports whether the last element of the list v is token.
+func lastTokenIs(v []byte, token string) bool {
+	if i := bytes.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return equalFoldBytes(trimOWS(v), token)
+}
+
+func equalFoldBytes(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func isEventStreamBytes(v []byte) bool {
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	return equalFoldBytes(trimOWS(v), "text/event-stream")
+}
+
+// internKey returns name as a string, without allocating for the header
+// names backends commonly send.
+func internKey(name []byte) string {
+	if s, ok := commonKeys[string(name)]; ok {
+		return s
+	}
+	return string(name)
+}
+
+// commonKeys interns frequent canonical header names. Read only.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control",
+		"Connection", "Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Security-Policy", "Content-Type", "Date", "Etag",
+		"Expires", "Keep-Alive", "Last-Modified", "Link", "Location", "Pragma",
+		"Referrer-Policy", "Retry-After", "Server", "Set-Cookie",
+		"Strict-Transport-Security", "Trailer", "Transfer-Encoding", "Vary", "Via",
+		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options",
+		"X-Request-Id", "X-Xss-Protection",
+	} {
+		m[k] = k
+	}
+	return m
+}()
