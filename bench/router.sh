@@ -3,6 +3,7 @@
 # proxy in front of the same two loopback backends. Run by hand (not CI):
 #
 #   bench/router.sh [RATE] [DURATION]      defaults: 2000 10s
+#   RUNS=5 bench/router.sh                  interleaved runs, medians (default 3)
 #
 # Installs nginx (Debian package) and vegeta (Go tool) when missing, then
 # runs vegeta at a fixed rate and at maximum throughput against each proxy
@@ -15,6 +16,7 @@ set -euo pipefail
 RATE=${1:-2000}
 DURATION=${2:-10s}
 MAX_WORKERS=${MAX_WORKERS:-64}
+RUNS=${RUNS:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d -t flightdeck-routerbench.XXXXXX)
 PIDS=()
@@ -88,8 +90,10 @@ http {
 }
 NGINX
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+NGINX_PID=$!
 
 GOGC=${ROUTER_GOGC:-100} "${ROUTER[@]}" --listen "$ROUTER_ADDR" --admin "$ADMIN_ADDR" --state "$WORK/router.json" 2>"$WORK/router.log" & PIDS+=($!)
+ROUTER_PID=$!
 
 wait_http() { # url
 	for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
@@ -118,22 +122,60 @@ attack() { # name url mode -> prints "rps p50_ms p99_ms success"
 		jq -r '"\(.throughput) \(.latencies["50th"]/1e6) \(.latencies["99th"]/1e6) \(.success)"'
 }
 
-printf "\n%-8s %-7s %12s %10s %10s %8s %12s %12s\n" mode proxy "req/s" "p50 ms" "p99 ms" success "added p50" "added p99"
+median() { # values... -> the median
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+printf "\n%d interleaved runs per proxy and mode; medians\n" "$RUNS"
+printf "%-8s %-7s %12s %10s %10s %8s %12s %12s\n" mode proxy "req/s" "p50 ms" "p99 ms" success "added p50" "added p99"
 for mode in fixed max; do
 	# warm both proxies' connection pools
 	echo "GET http://$NGINX_ADDR/" | "$VEGETA" attack -duration=1s -rate=500 >/dev/null
 	echo "GET http://$ROUTER_ADDR/" | "$VEGETA" attack -duration=1s -rate=500 >/dev/null
-	# The backend alone gives the latency both proxies add to.
-	read -r d_rps d_p50 d_p99 d_ok < <(attack "direct-$mode" "http://$B1/" "$mode")
-	read -r n_rps n_p50 n_p99 n_ok < <(attack "nginx-$mode" "http://$NGINX_ADDR/" "$mode")
-	read -r r_rps r_p50 r_p99 r_ok < <(attack "router-$mode" "http://$ROUTER_ADDR/" "$mode")
-	printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n" "$mode" direct "$d_rps" "$d_p50" "$d_p99" "$d_ok"
-	for row in "nginx $n_rps $n_p50 $n_p99 $n_ok" "router $r_rps $r_p50 $r_p99 $r_ok"; do
-		set -- $row
-		awk -v m="$mode" -v n="$1" -v rps="$2" -v p50="$3" -v p99="$4" -v ok="$5" -v d50="$d_p50" -v d99="$d_p99" 'BEGIN {
-			printf "%-8s %-7s %12.0f %10.3f %10.3f %8s %12.3f %12.3f\n", m, n, rps, p50, p99, ok, p50-d50, p99-d99 }'
+	declare -A col=()
+	for run in $(seq "$RUNS"); do
+		# The backend alone gives the latency both proxies add to.
+		for target in "direct http://$B1/" "nginx http://$NGINX_ADDR/" "router http://$ROUTER_ADDR/"; do
+			set -- $target
+			read -r rps p50 p99 ok < <(attack "$1-$mode-$run" "$2" "$mode")
+			col[$1.rps]+="$rps "; col[$1.p50]+="$p50 "; col[$1.p99]+="$p99 "; col[$1.ok]+="$ok "
+		done
 	done
-	awk -v m="$mode" -v nr="$n_rps" -v rr="$r_rps" -v np="$n_p99" -v rp="$r_p99" -v dp="$d_p99" 'BEGIN {
-		na = np - dp; ra = rp - dp
-		printf "%-8s ratio   throughput router/nginx %.2f (goal >= 0.80); p99 router/nginx %.2f; added p99 router/nginx %.2f (goal <= 1.50)\n", m, rr/nr, rp/np, (na > 0 ? ra/na : 0) }'
+	declare -A med=()
+	for k in "${!col[@]}"; do med[$k]=$(median ${col[$k]}); done
+	for name in direct nginx router; do
+		awk -v m="$mode" -v n="$name" -v rps="${med[$name.rps]}" -v p50="${med[$name.p50]}" -v p99="${med[$name.p99]}" \
+			-v ok="${med[$name.ok]}" -v d50="${med[direct.p50]}" -v d99="${med[direct.p99]}" 'BEGIN {
+			if (n == "direct") printf "%-8s %-7s %12.0f %10.3f %10.3f %8s\n", m, n, rps, p50, p99, ok
+			else printf "%-8s %-7s %12.0f %10.3f %10.3f %8s %12.3f %12.3f\n", m, n, rps, p50, p99, ok, p50-d50, p99-d99 }'
+	done
+	awk -v m="$mode" -v nr="${med[nginx.rps]}" -v rr="${med[router.rps]}" -v np="${med[nginx.p99]}" -v rp="${med[router.p99]}" \
+		-v n50="${med[nginx.p50]}" -v r50="${med[router.p50]}" -v d50="${med[direct.p50]}" -v dp="${med[direct.p99]}" 'BEGIN {
+		na = np - dp; ra = rp - dp; na50 = n50 - d50; ra50 = r50 - d50
+		printf "%-8s ratio   throughput router/nginx %.2f (goal >= 0.80)\n", m, rr/nr
+		printf "%-8s ratio   p99 router/nginx %.2f; added p50 router/nginx %.2f; added p99 router/nginx %.2f (goal <= 1.50)\n", m, rp/np, (na50 > 0 ? ra50/na50 : 0), (na > 0 ? ra/na : 0) }'
+	unset col med
 done
+
+# CPU time each proxy spends per request at a fixed rate, read from /proc:
+# unlike the maximum-rate figures, it does not depend on how the two cores
+# are shared with the load generator.
+CPU_RATE=${CPU_RATE:-5000}
+cpu_ticks() { # pids... -> utime+stime, in clock ticks
+	local t=0 pid
+	for pid in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done
+	echo "$t"
+}
+printf "\nCPU per request at %d req/s for %s\n" "$CPU_RATE" "$DURATION"
+declare -A cpu=()
+for target in "nginx http://$NGINX_ADDR/" "router http://$ROUTER_ADDR/"; do
+	set -- $target
+	if [ "$1" = nginx ]; then pids=("$NGINX_PID" $(pgrep -P "$NGINX_PID")); else pids=("$ROUTER_PID"); fi
+	before=$(cpu_ticks "${pids[@]}")
+	echo "GET $2" | "$VEGETA" attack -duration="$DURATION" -rate="$CPU_RATE" -keepalive=true -timeout=5s >"$WORK/cpu-$1.bin"
+	after=$(cpu_ticks "${pids[@]}")
+	n=$("$VEGETA" report -type=json <"$WORK/cpu-$1.bin" | jq '.requests')
+	cpu[$1]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
+	printf "%-7s %8s µs of CPU per request (%d requests)\n" "$1" "${cpu[$1]}" "$n"
+done
+awk -v n="${cpu[nginx]}" -v r="${cpu[router]}" 'BEGIN { printf "ratio   router/nginx CPU per request %.2f\n", r / n }'

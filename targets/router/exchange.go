@@ -46,13 +46,18 @@ const max1xx = 8
 // written to the client, so that the caller may retry elsewhere or answer
 // with an error status; failures after that are recorded in pw.
 func (r *Router) exchange(pw *proxyWriter, b *backend) error {
-	ctx := pw.in.Context()
+	in := pw.in
+	ctx := in.Context()
+	// A request that may simply be sent again when a kept-alive connection
+	// turns out to be closed skips the liveness check; any other one is
+	// only sent on a connection that still looks open.
+	resendable := idempotent(in) && !hasBody(in)
 	fresh := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, reused, err := b.conns.get(ctx, fresh)
+		c, reused, err := b.conns.get(ctx, fresh, !resendable)
 		if err != nil {
 			return err
 		}
@@ -85,7 +90,7 @@ func (r *Router) exchange(pw *proxyWriter, b *backend) error {
 // answer and the request can be sent again.
 func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error) {
 	in := pw.in
-	hasBody := in.Body != nil && in.Body != http.NoBody && in.ContentLength != 0
+	hasBody := hasBody(in)
 	r.writeHead(c.bw, pw, c.pool.addr, hasBody)
 	if hasBody {
 		if err := r.writeBody(c.bw, in); err != nil {
@@ -134,14 +139,18 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 			clear(dst) // WriteHeader does not reset the map for 1xx
 		}
 	}
-	c.nc.SetReadDeadline(time.Time{})
-	if c.interrupted.Load() {
-		return false, errInterrupted
-	}
-
 	f := pw.frame(in.Method, code, minor)
 	if f.invalid {
 		return false, errMalformedReply
+	}
+	if f.kind != bodyNone && (f.kind != bodyFixed || int64(c.br.Buffered()) < f.length) {
+		// The body needs more reads: they are not bounded by the header
+		// timeout. (A body already in the buffer leaves the deadline set;
+		// the next exchange sets its own before it reads.)
+		c.nc.SetReadDeadline(time.Time{})
+		if c.interrupted.Load() {
+			return false, errInterrupted
+		}
 	}
 	dst := pw.ResponseWriter.Header()
 	pw.emitHeader(dst, &f)
@@ -313,6 +322,11 @@ func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) error {
 	}
 	_, err := bw.WriteString("\r\n")
 	return err
+}
+
+// hasBody reports whether req has a body to send on.
+func hasBody(req *http.Request) bool {
+	return req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 }
 
 // idempotent reports whether req may be sent again after a connection

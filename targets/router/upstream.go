@@ -55,10 +55,11 @@ func newConnPool(addr string, dialer *net.Dialer, maxIdle int) *connPool {
 	return &connPool{addr: addr, dialer: dialer, maxIdle: maxIdle}
 }
 
-// get returns an idle connection that still looks open (reused = true), or
-// dials a new one. fresh forces a dial. A dial failure is returned as the
-// dialer's *net.OpError (Op "dial"): nothing was sent.
-func (p *connPool) get(ctx context.Context, fresh bool) (c *upConn, reused bool, err error) {
+// get returns an idle connection (reused = true), or dials a new one.
+// With check, an idle connection is only handed out after a liveness
+// check found it open. fresh forces a dial. A dial failure is returned as
+// the dialer's *net.OpError (Op "dial"): nothing was sent.
+func (p *connPool) get(ctx context.Context, fresh, check bool) (c *upConn, reused bool, err error) {
 	if !fresh {
 		for {
 			p.mu.Lock()
@@ -71,7 +72,7 @@ func (p *connPool) get(ctx context.Context, fresh bool) (c *upConn, reused bool,
 			p.idle[n-1] = nil
 			p.idle = p.idle[:n-1]
 			p.mu.Unlock()
-			if c.alive.check() {
+			if !check || c.alive.check() {
 				return c, true, nil
 			}
 			c.nc.Close() // closed by the backend while idle
