@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"flightdeck/engine"
 )
@@ -274,6 +275,47 @@ func TestProxyWebSocketUpgrade(t *testing.T) {
 	io.WriteString(conn, "ping\n")
 	if line, err := br.ReadString('\n'); err != nil || line != "PING\n" {
 		t.Fatalf("echo over upgraded connection: %q %v", line, err)
+	}
+}
+
+func TestDrainCountsUpgradedConnections(t *testing.T) {
+	url, tr := proxyTo(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(conn, line)
+		}
+	})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	io.WriteString(conn, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo: %q %v", line, err)
+	}
+	addr := tr.r.State().Backends[0].Addr
+	res, err := tr.r.Drain(ctxT(t), addr, 20*time.Millisecond)
+	if err != nil || res.Drained || res.InFlight != 1 {
+		t.Fatalf("drain with an open upgraded connection: %+v %v, want 1 in flight", res, err)
+	}
+	conn.Close() // the session ends: the backend's side closes too
+	res, err = tr.r.Drain(ctxT(t), addr, 10*time.Second)
+	if err != nil || !res.Drained {
+		t.Fatalf("drain after the session closed: %+v %v", res, err)
 	}
 }
 
