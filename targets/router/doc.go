@@ -15,20 +15,51 @@
 //
 // Within the release, backends are taken round robin, skipping those that
 // are not healthy or are draining. When the chosen release has no backend
-// in rotation the router answers 503 (it does not silently fall back to the
-// other release, so that an SLO gate sees the failure).
+// in rotation (its last one is draining or restarting), the other release
+// serves the request. When no backend of either release passes its health
+// checks, backends that passed one within the last 30 s keep serving
+// ("panic mode": checks failing everywhere at once usually mean slow checks
+// on an overloaded machine, not a dead fleet). Only when neither applies
+// does the router answer 503, and that answer counts in the release's
+// measurements, so that an SLO gate sees it.
 //
 // The routing table is an immutable snapshot behind an atomic.Pointer: the
 // request path takes no lock, and a change made through the admin API is
 // visible to the next request.
 //
+// Upstream: requests are proxied by the router's own HTTP/1.1 client
+// (exchange.go, upstream.go), not net/http's Transport. The request is
+// written to a pooled keep-alive connection and the response read back on
+// the handler's goroutine, parsed into scratch space owned by a pooled
+// per-request writer and relayed straight out of the connection's read
+// buffer: no goroutines, channels or header maps per request. Framing
+// follows RFC 9112 (Content-Length, chunked with trailers, read until
+// close); a response that cannot be framed safely (conflicting lengths,
+// obsolete line folding, bad field names or values, an oversized head) is
+// refused with 502 and its connection dropped. A backend that sends no
+// response head within Config.ResponseHeaderTimeout gets the client a 504.
+// When the client goes away mid-exchange, the backend connection is
+// closed, so the backend sees the request cancelled. Protocol upgrades
+// (WebSocket) and queries that need re-encoding go through
+// httputil.ReverseProxy instead, and count as in flight for a drain.
+//
+// Keep-alive connections: idle ones are kept per backend (at most 512,
+// closed after 90 s idle), the most recently used first. A backend may
+// close an idle connection at any time (a graceful restart does exactly
+// that), so a request that must not be sent twice (one with a body, or a
+// non-idempotent method) is only sent on a connection that a non-blocking
+// peek found still open; an idempotent request without a body skips the
+// peek and, if the connection turns out to be closed before any answer
+// byte, is sent again once on a new connection, as net/http's Transport
+// does.
+//
 // Retry: a request that fails to connect (dial error: nothing was sent to
 // the backend) is retried once on another backend of the same release,
 // whatever its method, because the backend provably never saw it. Only
 // requests without a body are retried: the body of the first attempt is a
-// stream that the transport consumes and closes, and buffering every body
-// up front would cost latency and memory on the hot path. A request with a
-// body whose dial fails gets 502.
+// stream that is consumed as it is sent, and buffering every body up front
+// would cost latency and memory on the hot path. A request with a body
+// whose dial fails gets 502.
 //
 // The admin API (JSON over HTTP, normally on loopback) requires
 // "Authorization: Bearer <token>" on every endpoint except GET /metrics,
