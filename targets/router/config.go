@@ -66,6 +66,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger receives operational logs (never the token). Nil: slog.Default().
 	Logger *slog.Logger
+
+	// quickAnswer is how long a backend's answer is awaited before the
+	// client's context is watched (see roundTrip); 0 means 100 ms. Tests
+	// shorten it to exercise the slow path.
+	quickAnswer time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -104,6 +109,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.quickAnswer <= 0 {
+		c.quickAnswer = defaultQuickAnswer
 	}
 	return c, nil
 }

@@ -3,7 +3,6 @@ package router
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -61,9 +60,12 @@ func (r *Router) exchange(pw *proxyWriter, b *backend) error {
 		if err != nil {
 			return err
 		}
-		stop := context.AfterFunc(ctx, c.interruptFn)
 		reusable, err := r.roundTrip(pw, c)
-		if !stop() || c.interrupted.Load() {
+		if c.stop != nil && !c.stop() {
+			c.interrupted.Store(true) // the interrupt ran or is running
+		}
+		c.stop = nil
+		if c.interrupted.Load() {
 			reusable = false
 			if err != nil {
 				err = errInterrupted
@@ -106,10 +108,36 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 		return false, err
 	}
 
-	c.nc.SetReadDeadline(time.Now().Add(r.cfg.ResponseHeaderTimeout))
+	// Most backends answer within cfg.quickAnswer, with the whole response
+	// head in one read: for those, nothing else is set up. A slower answer
+	// gets the full header timeout, and the client's context is watched
+	// meanwhile so that the backend sees the request end with the client.
+	start := time.Now()
+	full := start.Add(r.cfg.ResponseHeaderTimeout)
+	extended := r.cfg.ResponseHeaderTimeout <= r.cfg.quickAnswer
+	if extended {
+		c.nc.SetReadDeadline(full)
+	} else {
+		c.nc.SetReadDeadline(start.Add(r.cfg.quickAnswer))
+	}
 	var code, minor int
 	n1xx := 0
 	for {
+		if !extended && !headBuffered(c.br) {
+			if c.br.Buffered() == 0 {
+				if _, err := c.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					if !hasBody && idempotent(in) {
+						err = errStaleConn // no answer byte: send it again
+					}
+					return false, err
+				}
+			}
+			if !headBuffered(c.br) {
+				c.watch(in.Context())
+				c.nc.SetReadDeadline(full)
+				extended = true
+			}
+		}
 		var gotBytes bool
 		code, minor, gotBytes, err = pw.readHead(c.br)
 		if err != nil {
@@ -145,8 +173,10 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	}
 	if f.kind != bodyNone && (f.kind != bodyFixed || int64(c.br.Buffered()) < f.length) {
 		// The body needs more reads: they are not bounded by the header
-		// timeout. (A body already in the buffer leaves the deadline set;
-		// the next exchange sets its own before it reads.)
+		// timeout, and the client is watched while they last. (A body
+		// already in the buffer leaves the deadline set; the next exchange
+		// sets its own before it reads.)
+		c.watch(in.Context())
 		c.nc.SetReadDeadline(time.Time{})
 		if c.interrupted.Load() {
 			return false, errInterrupted
@@ -188,6 +218,22 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	}
 	return f.reusable, nil
 }
+
+// defaultQuickAnswer is how long a backend's answer is awaited before the
+// client's context is watched (see roundTrip).
+const defaultQuickAnswer = 100 * time.Millisecond
+
+// headBuffered reports whether a whole response head (up to its empty
+// line) is in br's buffer, so that parsing it needs no read.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf[1:]) || bytes.Contains(b, lflf)
+}
+
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
 
 // writeHead writes the request line and header sent to a backend: the
 // client's request without hop-by-hop headers, with X-Forwarded-For,

@@ -19,8 +19,11 @@ import (
 
 // rawReply is what a scripted backend does with one request.
 type rawReply struct {
-	raw   string // written as is
-	close bool   // close the connection after writing raw
+	first string        // written at once, before waiting for wait
+	pause time.Duration // a slow backend: pause between first and raw
+	wait  chan struct{} // when set, closed by the test to let raw follow
+	raw   string        // written as is
+	close bool          // close the connection after writing raw
 }
 
 // scriptedBackend is a TCP server on loopback that parses each request
@@ -82,6 +85,15 @@ func startScripted(t *testing.T, answer func(conn, n int, req *http.Request) raw
 					sb.bodies = append(sb.bodies, string(body))
 					sb.mu.Unlock()
 					rep := answer(id, n, req)
+					if rep.first != "" {
+						io.WriteString(c, rep.first)
+					}
+					if rep.pause > 0 {
+						time.Sleep(rep.pause)
+					}
+					if rep.wait != nil {
+						<-rep.wait
+					}
 					io.WriteString(c, rep.raw)
 					if rep.close {
 						c.Close()
@@ -423,5 +435,74 @@ func TestExchangeKeepsConnectionsAlive(t *testing.T) {
 	}
 	if len(req.TransferEncoding) != 0 || req.ContentLength != 0 {
 		t.Errorf("a GET was sent with a body framing: %v %d", req.TransferEncoding, req.ContentLength)
+	}
+}
+
+// TestExchangeSlowAnswer covers answers that do not come at once: the
+// router then watches the client and waits up to the header timeout.
+func TestExchangeSlowAnswer(t *testing.T) {
+	tests := []struct {
+		name    string
+		first   string // written before the backend waits
+		raw     string // written after the test let it go
+		timeout time.Duration
+		quick   time.Duration // the quick-answer window; default 1 µs
+		pause   time.Duration // the backend pauses this long after first
+		status  int
+	}{
+		// The status line comes within the quick window, the rest after it.
+		{name: "head split across the quick window", first: "HTTP/1.1 200 OK\r\n", raw: "Content-Length: 2\r\n\r\nok", quick: 30 * time.Millisecond, pause: 90 * time.Millisecond, timeout: 10 * time.Second, status: 200},
+		{name: "answer after a wait", raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", timeout: 10 * time.Second, status: 200},
+		{name: "head split by a wait", first: "HTTP/1.1 200 OK\r\nX-A: 1\r\n", raw: "Content-Length: 2\r\n\r\nok", timeout: 10 * time.Second, status: 200},
+		{name: "1xx, then the final answer after a wait", first: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", timeout: 10 * time.Second, status: 200},
+		{name: "no answer within the header timeout", timeout: 50 * time.Millisecond, status: http.StatusGatewayTimeout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			entered := make(chan struct{}, 2)
+			sb := startScripted(t, func(conn, n int, req *http.Request) rawReply {
+				entered <- struct{}{}
+				return rawReply{first: tc.first, pause: tc.pause, wait: release, raw: tc.raw}
+			})
+			cfg := testConfig(t)
+			cfg.quickAnswer = time.Microsecond // every answer is a slow one
+			if tc.quick > 0 {
+				cfg.quickAnswer = tc.quick
+			}
+			cfg.ResponseHeaderTimeout = tc.timeout
+			tr := routeTo(t, cfg, sb)
+			type result struct {
+				status int
+				body   string
+				err    error
+			}
+			done := make(chan result, 1)
+			go func() {
+				status, body, err := do(t, http.MethodGet, tr.proxyURL+"/")
+				done <- result{status, body, err}
+			}()
+			<-entered
+			if tc.status == http.StatusGatewayTimeout {
+				res := <-done // the timeout fires while the backend still holds the answer
+				close(release)
+				if res.err != nil || res.status != tc.status {
+					t.Fatalf("got %d %q %v, want %d", res.status, res.body, res.err, tc.status)
+				}
+				return
+			}
+			close(release)
+			res := <-done
+			if res.err != nil || res.status != tc.status || res.body != "ok" {
+				t.Fatalf("got %d %q %v, want %d ok", res.status, res.body, res.err, tc.status)
+			}
+			// The watch was stopped cleanly: the connection is reused.
+			if status, _, err := do(t, http.MethodGet, tr.proxyURL+"/"); err != nil || status != 200 {
+				t.Fatalf("second request: %d %v", status, err)
+			}
+			if n := sb.conns.Load(); n != 1 {
+				t.Errorf("backend connections = %d, want 1", n)
+			}
+		})
 	}
 }

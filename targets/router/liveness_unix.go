@@ -12,7 +12,7 @@ import (
 // should not have sent) without consuming anything.
 type liveness struct {
 	raw   syscall.RawConn
-	fn    func(fd uintptr) bool // peek, bound once
+	ctl   func(fd uintptr) // peek, bound once
 	buf   [1]byte
 	errno syscall.Errno
 }
@@ -27,10 +27,10 @@ func (l *liveness) init(nc net.Conn) {
 		return
 	}
 	l.raw = raw
-	l.fn = l.peek
+	l.ctl = l.peek
 }
 
-func (l *liveness) peek(fd uintptr) bool {
+func (l *liveness) peek(fd uintptr) {
 	_, _, err := syscall.Recvfrom(int(fd), l.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	l.errno = 0
 	if err != nil {
@@ -39,16 +39,16 @@ func (l *liveness) peek(fd uintptr) bool {
 			l.errno = syscall.EIO
 		}
 	}
-	return true // never wait for readability
 }
 
 // check reports whether the connection can carry a request: nothing to
-// read and no error pending.
+// read and no error pending. It goes through Control, not Read, so that a
+// read deadline left from the last exchange does not matter.
 func (l *liveness) check() bool {
 	if l.raw == nil {
 		return true
 	}
-	if err := l.raw.Read(l.fn); err != nil {
+	if err := l.raw.Control(l.ctl); err != nil {
 		return false
 	}
 	// EAGAIN: open and quiet. 0 bytes: the backend closed it. Bytes: the

@@ -36,7 +36,8 @@ type upConn struct {
 	// interrupted is set (before the deadline is forced into the past)
 	// when the client's request context ended mid-exchange.
 	interrupted atomic.Bool
-	interruptFn func() // c.interrupt, bound once so AfterFunc does not allocate it per request
+	interruptFn func()      // c.interrupt, bound once so AfterFunc does not allocate it per request
+	stop        func() bool // stops the current exchange's watch, if armed
 	alive       liveness
 }
 
@@ -146,6 +147,15 @@ func (p *connPool) idleCount() int {
 // aLongTimeAgo is a deadline that has passed: setting it unblocks every
 // read and write on the connection at once.
 var aLongTimeAgo = time.Unix(1, 0)
+
+// watch arms, once per exchange, the interrupt for when ctx (the
+// client's request) ends. It costs a few hundred bytes on a cancellable
+// context, which is why exchanges that end quickly do without it.
+func (c *upConn) watch(ctx context.Context) {
+	if c.stop == nil {
+		c.stop = context.AfterFunc(ctx, c.interruptFn)
+	}
+}
 
 // interrupt is run (through context.AfterFunc) when the client's request
 // ends while the exchange is in progress.
