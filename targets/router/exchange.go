@@ -94,18 +94,36 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	in := pw.in
 	hasBody := hasBody(in)
 	r.writeHead(c.bw, pw, c.pool.addr, hasBody)
+	// A backend may answer before it read the whole body (413 for an
+	// upload that is too large) and stop reading: writing then fails, and
+	// its answer, if it sent one, is what the client gets.
+	var sendErr error
 	if hasBody {
 		if err := r.writeBody(c.bw, in); err != nil {
-			return false, err
+			var bodyErr *clientBodyError
+			if errors.As(err, &bodyErr) {
+				return false, err
+			}
+			sendErr = err
 		}
 	}
-	if err := c.bw.Flush(); err != nil {
-		if !hasBody {
-			// Nothing of a bodyless request can have been processed when
-			// the connection was already gone.
-			return false, errStaleConn
+	if sendErr == nil {
+		if err := c.bw.Flush(); err != nil {
+			if !hasBody {
+				// Nothing of a bodyless request can have been processed
+				// when the connection was already gone.
+				return false, errStaleConn
+			}
+			sendErr = err
 		}
-		return false, err
+	}
+	if sendErr != nil {
+		defer func() {
+			reusable = false
+			if err != nil {
+				err = sendErr // no answer either: the write failure is the news
+			}
+		}()
 	}
 
 	// Most backends answer within cfg.quickAnswer, with the whole response
@@ -214,7 +232,7 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	}
 	if f.kind == bodyChunked && len(pw.fields) > 0 {
 		pw.Flush() // chunked to the client, so that the trailers follow
-		pw.emitTrailers(dst, f.announced)
+		pw.emitTrailers(dst)
 	}
 	return f.reusable, nil
 }
@@ -500,7 +518,6 @@ type framing struct {
 	invalid     bool
 	eventStream bool
 	dropLength  bool   // do not pass Content-Length on (chunked wins)
-	announced   []byte // the Trailer header's value list, if any
 }
 
 // frame decides how the response to a method request with this status is
@@ -527,8 +544,6 @@ func (pw *proxyWriter) frame(method string, code, minor int) framing {
 			clCount++
 		case "Content-Type":
 			f.eventStream = isEventStreamBytes(v)
-		case "Trailer":
-			f.announced = v
 		}
 	}
 	if method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200 {
@@ -595,21 +610,16 @@ func (pw *proxyWriter) emitHeader(dst http.Header, f *framing) {
 	}
 }
 
-// emitTrailers adds the trailer fields read after a chunked body: those
-// announced in the Trailer header under their names, others with
-// http.TrailerPrefix.
-func (pw *proxyWriter) emitTrailers(dst http.Header, announced []byte) {
+// emitTrailers adds the trailer fields read after a chunked body, under
+// http.TrailerPrefix: the server sends them after the last chunk, whether
+// or not the (relayed) Trailer header announced them.
+func (pw *proxyWriter) emitTrailers(dst http.Header) {
 	all := string(pw.hdrBuf)
 	for _, fl := range pw.fields {
 		if isHopHeader(fl.key) || fl.key == "Content-Length" {
 			continue
 		}
-		v := all[fl.start:fl.end]
-		if announced != nil && hasTokenFold(announced, fl.key) {
-			dst[fl.key] = append(dst[fl.key], v)
-		} else {
-			dst.Add(http.TrailerPrefix+fl.key, v)
-		}
+		dst.Add(http.TrailerPrefix+fl.key, all[fl.start:fl.end])
 	}
 }
 

@@ -506,3 +506,55 @@ func TestExchangeSlowAnswer(t *testing.T) {
 		})
 	}
 }
+
+func TestExchangeEarlyAnswerToAnUpload(t *testing.T) {
+	url, tr := proxyTo(t, func(w http.ResponseWriter, r *http.Request) {
+		// Refuse without reading the body, as an upload limit does.
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})
+	body := strings.NewReader(strings.Repeat("u", 16<<20))
+	resp, err := http.Post(url+"/upload", "application/octet-stream", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || string(got) != "too large\n" {
+		t.Fatalf("client got %d %q, want the backend's 413", resp.StatusCode, got)
+	}
+	if s := tr.r.Stats()["blue"]; s.Status4xx != 1 || s.ConnErrors != 0 {
+		t.Errorf("stats: %+v", s)
+	}
+}
+
+func TestExchangeAnnouncedTrailers(t *testing.T) {
+	sb := startScripted(t, func(conn, n int, req *http.Request) rawReply {
+		return rawReply{raw: "HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"4\r\ndata\r\n0\r\nX-Checksum: abc123\r\nX-Unannounced: 7\r\n\r\n"}
+	})
+	tr := routeTo(t, testConfig(t), sb)
+	// Read the raw answer: the client must see the trailer announced and
+	// both trailer fields after the last chunk.
+	c, err := net.Dial("tcp", strings.TrimPrefix(tr.proxyURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// net/http's reader moves the announcement into resp.Trailer's keys.
+	if _, ok := resp.Trailer["X-Checksum"]; !ok || len(resp.Trailer) != 1 {
+		t.Errorf("announced trailers %v, want X-Checksum", resp.Trailer)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(data) != "data" {
+		t.Fatalf("body %q %v", data, err)
+	}
+	if resp.Trailer.Get("X-Checksum") != "abc123" || resp.Trailer.Get("X-Unannounced") != "7" {
+		t.Errorf("trailers %v", resp.Trailer)
+	}
+}
