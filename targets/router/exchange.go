@@ -517,7 +517,7 @@ type framing struct {
 	reusable    bool
 	invalid     bool
 	eventStream bool
-	dropLength  bool   // do not pass Content-Length on (chunked wins)
+	dropLength  bool // do not pass Content-Length on (chunked wins)
 }
 
 // frame decides how the response to a method request with this status is
