@@ -450,7 +450,7 @@ func (pw *proxyWriter) readFields(br *bufio.Reader, budget *int) error {
 			return errMalformedReply
 		}
 		value := trimOWS(line[colon+1:])
-		if !validFieldValueBytes(value) {
+		if !validFieldValue(value) {
 			return errMalformedReply
 		}
 		start := len(pw.hdrBuf)
@@ -785,19 +785,10 @@ func validFieldName(k string) bool {
 	return true
 }
 
-// validFieldValueBytes reports whether v holds no control character but
+// validFieldValue reports whether v holds no control character but
 // horizontal tab.
-func validFieldValueBytes(v []byte) bool {
-	for _, c := range v {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
+func validFieldValue[S ~string | ~[]byte](v S) bool {
+	for i := range len(v) {
 		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
