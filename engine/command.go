@@ -81,6 +81,11 @@ var ErrNotAllowed = errors.New("not allowed")
 // ErrNoRun is returned when a command arrives while no run is active.
 var ErrNoRun = errors.New("no run in progress")
 
+// ErrRunFinishing is returned (wrapped) for a command that arrives after
+// the run's outcome is decided, while it only probes traffic for its
+// report: nothing is left to pause or roll back within the run.
+var ErrRunFinishing = errors.New("run is finishing")
+
 // Authorize checks that the actor's role permits the command. The engine
 // calls it for every command; hiding keys in an interface is not protection.
 func Authorize(a Actor, k CommandKind) error {

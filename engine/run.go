@@ -77,10 +77,13 @@ type Run struct {
 	fatal    error
 	stopped  bool
 	waitTill time.Time
-	traffic  *trafficCtl
-	gate     *GateSpec
-	awaited  string
-	probe    *runProbe
+	// interrupt is the run context's Done channel: work in flight ignores
+	// it, but waits that only delay the end (settle) stop on it.
+	interrupt <-chan struct{}
+	traffic   *trafficCtl
+	gate      *GateSpec
+	awaited   string
+	probe     *runProbe
 	// measureCancel stops a gate measurement in flight (a rollback does not
 	// wait for the gate's window).
 	measureCancel context.CancelFunc
@@ -462,6 +465,7 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 		defer cancel()
 		go r.watchAutoRollback(wctx, r.state.Info.Release)
 	}
+	r.interrupt = ctx.Done()
 	tick := time.NewTicker(snapshotEvery)
 	defer tick.Stop()
 	defer r.publishSnapshot()
@@ -624,13 +628,16 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 	return changed
 }
 
+// refuse journals a refused command and returns err.
+func (r *Run) refuse(c Command, err error) error {
+	r.emit(Event{Type: EvCommandRefused, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint,
+		Command: string(c.Kind), Error: err.Error()})
+	return err
+}
+
 // handle applies an operator command in the run loop.
 func (r *Run) handle(c Command) error {
-	refuse := func(err error) error {
-		r.emit(Event{Type: EvCommandRefused, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint,
-			Command: string(c.Kind), Error: err.Error()})
-		return err
-	}
+	refuse := func(err error) error { return r.refuse(c, err) }
 	if err := Authorize(c.Actor, c.Kind); err != nil {
 		return refuse(err)
 	}
@@ -836,10 +843,7 @@ func (r *Run) finish(ctx context.Context, a Action) {
 	if r.probe != nil {
 		if settle := r.cfg.Env.Probe.Settle.Duration; settle > 0 && a.Outcome == OutcomeSucceeded {
 			r.emit(Event{Type: EvNotice, Message: fmt.Sprintf("probing %s more with the release in service", settle)})
-			select {
-			case <-time.After(settle):
-			case <-ctx.Done():
-			}
+			r.settle(settle, a.Outcome)
 		}
 		rep.Probe = r.probe.stop()
 		r.probe = nil
@@ -862,6 +866,28 @@ func (r *Run) finish(ctx context.Context, a Action) {
 	}
 	r.emit(Event{Type: EvReport, Report: rep})
 	r.emit(Event{Type: EvRunFinished, Outcome: a.Outcome, Error: a.Reason, Release: st.Info.Release})
+}
+
+// settle lets probe traffic run for d after the outcome is decided. The
+// run loop waits here, so it answers commands meanwhile, refusing them
+// (there is nothing left to pause or roll back within the run), and an
+// interrupt ends the wait.
+func (r *Run) settle(d time.Duration, outcome Outcome) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	end := time.Now().Add(d)
+	for {
+		select {
+		case <-timer.C:
+			return
+		case <-r.interrupt:
+			return
+		case c := <-r.cmds:
+			err := fmt.Errorf("cannot %s: %w: it %s and probes traffic for its report for %s more; "+
+				"`flightdeck rollback` starts a new run", c.cmd.Kind, ErrRunFinishing, outcome, time.Until(end).Round(100*time.Millisecond))
+			c.reply <- r.refuse(c.cmd, err)
+		}
+	}
 }
 
 // startProbe starts the plan's probe traffic for the run's window.

@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -341,5 +343,59 @@ func waitEvent(ctx context.Context, t *testing.T, sub *engine.Sub, match func(en
 				return
 			}
 		}
+	}
+}
+
+func TestCommandsDuringSettleAreAnsweredAtOnce(t *testing.T) {
+	f := newFleet(t, 2, "")
+	f.deploy("r1")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	// A settle far longer than the test: it must end on the interrupt.
+	f.env.Probe = &plan.Probe{URL: srv.URL, Rate: 20, Timeout: plan.Duration{Duration: time.Second},
+		Settle: plan.Duration{Duration: 10 * time.Minute}}
+	eng := f.engine()
+	sub := f.hub.Subscribe(4096)
+	defer sub.Close()
+	runCtx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	type result struct {
+		st  *engine.State
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := eng.Deploy(runCtx, owner, f.build("r2"), "test")
+		done <- result{st, err}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitEvent(ctx, t, sub, func(e engine.Event) bool {
+		return e.Type == engine.EvNotice && strings.HasPrefix(e.Message, "probing 10m0s more")
+	})
+	err := eng.Send(ctx, engine.Command{Kind: engine.CmdPause, Actor: op})
+	if !errors.Is(err, engine.ErrRunFinishing) {
+		t.Fatalf("pause during settle: %v, want ErrRunFinishing", err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the run ended before the interrupt: %v", r.err)
+	default:
+	}
+	interrupt()
+	r := <-done
+	if r.err != nil || r.st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("run after the interrupt during settle: %v %v", r.st.Outcome, r.err)
+	}
+	f.assertAllOn("r2")
+	evs, _ := engine.ReadJournal(f.stateDir, r.st.Run)
+	refused := false
+	for _, e := range evs {
+		if e.Type == engine.EvCommandRefused && e.Actor == "alice" && e.Command == string(engine.CmdPause) {
+			refused = strings.Contains(e.Error, "run is finishing")
+		}
+	}
+	if !refused {
+		t.Error("the refused pause is not in the journal")
 	}
 }
