@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"sync/atomic"
@@ -51,7 +50,6 @@ func (b *backend) checkNow() {
 // failures consecutive failures take it out.
 func (r *Router) healthLoop(ctx context.Context, b *backend) {
 	defer close(b.done)
-	url := "http://" + b.addr + r.cfg.HealthPath
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	fails := 0
@@ -69,7 +67,7 @@ func (r *Router) healthLoop(ctx context.Context, b *backend) {
 			}
 		}
 		b.conns.reap(time.Now())
-		ok := r.checkOnce(ctx, url)
+		ok := r.checkOnce(ctx, b)
 		if ctx.Err() != nil {
 			return
 		}
@@ -90,19 +88,70 @@ func (r *Router) healthLoop(ctx context.Context, b *backend) {
 	}
 }
 
-func (r *Router) checkOnce(ctx context.Context, url string) bool {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.HealthTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// checkOnce sends one health check to b over the router's own client (a
+// connection of the request path's pool): healthy means a 2xx answer
+// within cfg.HealthTimeout.
+func (r *Router) checkOnce(ctx context.Context, b *backend) bool {
+	c, _, err := b.conns.get(ctx, false, true)
 	if err != nil {
 		return false
 	}
-	req.Header.Set("User-Agent", "flightdeck-router-health")
-	resp, err := r.healthClient.Do(req)
-	if err != nil {
-		return false
+	stop := context.AfterFunc(ctx, c.interruptFn)
+	pw, _ := r.writers.Get().(*proxyWriter)
+	if pw == nil {
+		pw = new(proxyWriter)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 300
+	ok, reusable := r.health(pw, c)
+	r.writers.Put(pw)
+	if !stop() || c.interrupted.Load() {
+		reusable = false
+	}
+	if reusable {
+		b.conns.put(c, time.Now())
+	} else {
+		c.nc.Close()
+	}
+	return ok
+}
+
+// maxHealthBody bounds the health answer body read to keep the connection.
+const maxHealthBody = 64 << 10
+
+// health does one health-check exchange on c, parsing with pw's scratch.
+func (r *Router) health(pw *proxyWriter, c *upConn) (ok, reusable bool) {
+	c.nc.SetDeadline(time.Now().Add(r.cfg.HealthTimeout))
+	bw := c.bw
+	bw.WriteString("GET ")
+	bw.WriteString(r.cfg.HealthPath)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(c.pool.addr)
+	bw.WriteString("\r\nUser-Agent: flightdeck-router-health\r\n\r\n")
+	if bw.Flush() != nil {
+		return false, false
+	}
+	code, minor := 0, 0
+	for n := 0; code < 200; n++ {
+		var err error
+		if code, minor, _, err = pw.readHead(c.br); err != nil || n > max1xx || code == http.StatusSwitchingProtocols {
+			return false, false
+		}
+	}
+	f := pw.frame(http.MethodGet, code, minor)
+	ok = !f.invalid && code >= 200 && code < 300
+	switch {
+	case f.invalid:
+		return false, false
+	case f.kind == bodyFixed && f.length <= maxHealthBody:
+		if _, err := copyN(discard{}, c.br, f.length, false); err != nil {
+			return ok, false
+		}
+	case f.kind == bodyChunked:
+		if readErr, _ := pw.copyChunked(c.br, discard{}); readErr != nil {
+			return ok, false
+		}
+	case f.kind != bodyNone:
+		return ok, false // read until close, or too long to bother
+	}
+	c.nc.SetDeadline(time.Time{})
+	return ok, f.reusable
 }

@@ -215,7 +215,7 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	case bodyUntilClose:
 		readErr, writeErr = copyN(pw, c.br, -1, stream)
 	case bodyChunked:
-		readErr, writeErr = pw.copyChunked(c.br)
+		readErr, writeErr = pw.copyChunked(c.br, pw)
 	}
 	switch {
 	case writeErr != nil || (readErr != nil && in.Context().Err() != nil):
@@ -623,10 +623,23 @@ func (pw *proxyWriter) emitTrailers(dst http.Header) {
 	}
 }
 
-// copyN relays n body bytes (n < 0: up to EOF) from br to the client
-// straight out of br's buffer. With stream set, the client is flushed
-// whenever no more bytes are at hand.
-func copyN(pw *proxyWriter, br *bufio.Reader, n int64, stream bool) (readErr, writeErr error) {
+// flushWriter is where a body goes: the client's writer, or nowhere for a
+// health check.
+type flushWriter interface {
+	io.Writer
+	Flush()
+}
+
+// discard is a flushWriter that drops everything.
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) Flush()                      {}
+
+// copyN relays n body bytes (n < 0: up to EOF) from br to w straight out
+// of br's buffer. With stream set, w is flushed whenever no more bytes are
+// at hand.
+func copyN(w flushWriter, br *bufio.Reader, n int64, stream bool) (readErr, writeErr error) {
 	for n != 0 {
 		if br.Buffered() == 0 {
 			if _, err := br.Peek(1); err != nil {
@@ -644,7 +657,7 @@ func copyN(pw *proxyWriter, br *bufio.Reader, n int64, stream bool) (readErr, wr
 			k = int(n)
 		}
 		p, _ := br.Peek(k)
-		if _, err := pw.Write(p); err != nil {
+		if _, err := w.Write(p); err != nil {
 			return nil, err
 		}
 		br.Discard(k)
@@ -652,15 +665,15 @@ func copyN(pw *proxyWriter, br *bufio.Reader, n int64, stream bool) (readErr, wr
 			n -= int64(k)
 		}
 		if stream && br.Buffered() == 0 {
-			pw.Flush()
+			w.Flush()
 		}
 	}
 	return nil, nil
 }
 
-// copyChunked relays a chunked body, leaving its trailer fields in
+// copyChunked relays a chunked body to w, leaving its trailer fields in
 // pw.fields.
-func (pw *proxyWriter) copyChunked(br *bufio.Reader) (readErr, writeErr error) {
+func (pw *proxyWriter) copyChunked(br *bufio.Reader, w flushWriter) (readErr, writeErr error) {
 	pw.fields = pw.fields[:0]
 	pw.hdrBuf = pw.hdrBuf[:0]
 	for {
@@ -677,7 +690,7 @@ func (pw *proxyWriter) copyChunked(br *bufio.Reader) (readErr, writeErr error) {
 			budget = maxResponseHeaderBytes
 			return pw.readFields(br, &budget), nil
 		}
-		if readErr, writeErr = copyN(pw, br, size, true); readErr != nil || writeErr != nil {
+		if readErr, writeErr = copyN(w, br, size, true); readErr != nil || writeErr != nil {
 			return readErr, writeErr
 		}
 		budget = 2

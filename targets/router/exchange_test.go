@@ -558,3 +558,94 @@ func TestExchangeAnnouncedTrailers(t *testing.T) {
 		t.Errorf("trailers %v", resp.Trailer)
 	}
 }
+
+// healthServer answers every request with raw and counts requests and
+// connections.
+type healthServer struct {
+	addr            string
+	reqs, conns     atomic.Int64
+	closeAfterReply bool
+}
+
+func startHealthServer(t *testing.T, raw string, closeAfter bool) *healthServer {
+	t.Helper()
+	ln := listen(t)
+	hs := &healthServer{addr: ln.Addr().String(), closeAfterReply: closeAfter}
+	var wg sync.WaitGroup
+	var open sync.Map
+	t.Cleanup(func() {
+		ln.Close()
+		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			hs.conns.Add(1)
+			open.Store(c, true)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path != DefaultHealthPath || req.Header.Get("User-Agent") != "flightdeck-router-health" {
+						return // not a health check: the test fails on the count
+					}
+					hs.reqs.Add(1)
+					io.WriteString(c, raw)
+					if hs.closeAfterReply {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return hs
+}
+
+func TestHealthCheckAnswers(t *testing.T) {
+	tests := []struct {
+		name    string
+		raw     string
+		close   bool
+		healthy bool
+		reused  bool // the checks share one connection
+	}{
+		{name: "200 with a body", raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", healthy: true, reused: true},
+		{name: "200 chunked", raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", healthy: true, reused: true},
+		{name: "204", raw: "HTTP/1.1 204 No Content\r\n\r\n", healthy: true, reused: true},
+		{name: "early hints, then 200", raw: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", healthy: true, reused: true},
+		{name: "200 until close", raw: "HTTP/1.1 200 OK\r\n\r\nok", close: true, healthy: true},
+		{name: "503 not ready", raw: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", reused: true},
+		{name: "redirect is not healthy", raw: "HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n", reused: true},
+		{name: "not HTTP", raw: "SSH-2.0-OpenSSH\r\n\r\n", close: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := startHealthServer(t, tc.raw, tc.close)
+			tr := startRouter(t, testConfig(t)) // a check every 20 ms
+			if err := tr.client.SetPool(ctxT(t), "blue", []string{hs.addr}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "five health checks", func() bool { return hs.reqs.Load() >= 5 })
+			if got := backendStatus(t, tr.r, hs.addr).Healthy; got != tc.healthy {
+				t.Errorf("healthy = %v after %d checks, want %v", got, hs.reqs.Load(), tc.healthy)
+			}
+			if conns := hs.conns.Load(); tc.reused && conns != 1 {
+				t.Errorf("%d checks used %d connections, want 1", hs.reqs.Load(), conns)
+			} else if !tc.reused && conns < 5 {
+				t.Errorf("%d checks used %d connections, want one each", hs.reqs.Load(), conns)
+			}
+		})
+	}
+}

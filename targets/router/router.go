@@ -39,7 +39,6 @@ type Router struct {
 
 	dialer       *net.Dialer
 	transport    *http.Transport // protocol upgrades (see needsReverseProxy)
-	healthClient *http.Client
 	bufs         bufferPool
 	writers      sync.Pool
 	discardLog   *log.Logger
@@ -101,16 +100,6 @@ func New(cfg Config) (*Router, error) {
 		DisableCompression:    true, // pass encodings through untouched
 		WriteBufferSize:       16 << 10,
 		ReadBufferSize:        16 << 10,
-	}
-	r.healthClient = &http.Client{
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         dialer.DialContext,
-			MaxIdleConnsPerHost: 1,
-			IdleConnTimeout:     2 * cfg.HealthInterval,
-			DisableCompression:  true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.Lock()
@@ -454,5 +443,4 @@ func (r *Router) stopBackends() {
 	}
 	r.mu.Unlock()
 	r.transport.CloseIdleConnections()
-	r.healthClient.CloseIdleConnections()
 }
