@@ -37,11 +37,11 @@ type Router struct {
 	backends map[string]*backend
 	stats    map[string]*releaseStats
 
-	dialer       *net.Dialer
-	transport    *http.Transport // protocol upgrades (see needsReverseProxy)
-	bufs         bufferPool
-	writers      sync.Pool
-	discardLog   *log.Logger
+	dialer     *net.Dialer
+	transport  *http.Transport // protocol upgrades (see needsReverseProxy)
+	bufs       bufferPool
+	writers    sync.Pool
+	discardLog *log.Logger
 
 	ctx    context.Context // lives until Close; parent of health checkers
 	cancel context.CancelFunc
