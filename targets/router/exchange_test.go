@@ -649,3 +649,24 @@ func TestHealthCheckAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestConnectIsRefused(t *testing.T) {
+	sb := startScripted(t, func(conn, n int, req *http.Request) rawReply {
+		return rawReply{raw: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}
+	})
+	tr := routeTo(t, testConfig(t), sb)
+	c, err := net.Dial("tcp", strings.TrimPrefix(tr.proxyURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || sb.requests() != 0 {
+		t.Errorf("CONNECT: status %d, backend saw %d requests; want 405 and none", resp.StatusCode, sb.requests())
+	}
+}

@@ -128,6 +128,12 @@ func (r *Router) newProxy(b *backend) *httputil.ReverseProxy {
 
 // ServeHTTP routes and proxies one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method == http.MethodConnect {
+		// A tunnel request is for forward proxies; this one is not.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(w, "CONNECT is not supported: this is a reverse proxy", http.StatusMethodNotAllowed)
+		return
+	}
 	start := time.Now()
 	t := r.table.Load()
 	p := t.pick(req, rand.Uint64())
