@@ -66,7 +66,7 @@ func (s *Server) cockpit(sess ssh.Session, me *member, log *slog.Logger) string 
 		tea.WithInput(sess), tea.WithOutput(out), tea.WithoutSignalHandler(),
 		tea.WithEnvironment(env), tea.WithColorProfile(profile),
 		tea.WithWindowSize(pty.Window.Width, pty.Window.Height),
-		tea.WithContext(ctx),
+		tea.WithContext(ctx), tea.WithFPS(tui.FrameRate),
 		// A client cannot suspend the server's program.
 		tea.WithFilter(func(_ tea.Model, msg tea.Msg) tea.Msg {
 			if _, ok := msg.(tea.SuspendMsg); ok {
