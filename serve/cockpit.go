@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -100,9 +101,12 @@ func (s *Server) cockpit(sess ssh.Session, me *member, log *slog.Logger) string 
 	cancel()
 	wg.Wait()
 	reason, _ := why.Load().(string)
-	if reason == "idle" {
+	switch reason {
+	case "idle":
 		fmtIdle := "\r\nflightdeck: closed after " + s.o.IdleTimeout.String() + " without input\r\n"
 		_, _ = sess.Stderr().Write([]byte(fmtIdle))
+	case reasonRevoked:
+		_, _ = io.WriteString(sess.Stderr(), "\r\nflightdeck: closed: this key is no longer authorised, or its name or role changed; reconnect\r\n")
 	}
 	if err != nil && reason == "quit" {
 		reason = "ended: " + err.Error()
@@ -110,8 +114,13 @@ func (s *Server) cockpit(sess ssh.Session, me *member, log *slog.Logger) string 
 	return reason
 }
 
-// watch closes the session when it has had no input for IdleTimeout, or
-// when its output has been blocked for WriteTimeout (a stalled client:
+// reasonRevoked ends a cockpit whose key was revoked or whose identity
+// changed in the authorised keys.
+const reasonRevoked = "key revoked"
+
+// watch closes the session when it has had no input for IdleTimeout, when
+// its key is no longer authorised as it was, or when its output has been
+// blocked for WriteTimeout (a stalled client:
 // closing the channel unblocks the write, so the session's goroutines end).
 func (s *Server) watch(ctx context.Context, sess ssh.Session, me *member, out *stallWriter, kick func(string)) {
 	every := min(time.Second, s.o.IdleTimeout/4, s.o.WriteTimeout/4)
@@ -124,6 +133,10 @@ func (s *Server) watch(ctx context.Context, sess ssh.Session, me *member, out *s
 		case now := <-t.C:
 			if idle := now.Sub(time.Unix(0, me.lastIn.Load())); idle >= s.o.IdleTimeout {
 				kick("idle")
+				return
+			}
+			if !s.stillAuthorised(me) {
+				kick(reasonRevoked)
 				return
 			}
 			if out.stalled(now) >= s.o.WriteTimeout {

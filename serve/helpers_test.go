@@ -80,6 +80,19 @@ func (u *user) keyFile() string { return filepath.Join(u.dir, "id_ed25519") }
 // keysFor writes an authorized-keys file for users, mixing both syntaxes.
 func keysFor(t testing.TB, users ...*user) *Keys {
 	t.Helper()
+	p := filepath.Join(t.TempDir(), "authorized_keys")
+	writeKeys(t, p, users...)
+	k, err := LoadKeys(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// writeKeys (re)writes the authorized-keys file p for users, as an
+// administrator's editor does: a new file renamed over the old one.
+func writeKeys(t testing.TB, p string, users ...*user) {
+	t.Helper()
 	var b strings.Builder
 	for i, u := range users {
 		line := authLine(u.signer.PublicKey())
@@ -89,15 +102,18 @@ func keysFor(t testing.TB, users ...*user) *Keys {
 			fmt.Fprintf(&b, "%s %s@test role=%s\n", line, u.name, u.role)
 		}
 	}
-	p := filepath.Join(t.TempDir(), "authorized_keys")
-	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+	writeFileAtomic(t, p, b.String())
+}
+
+func writeFileAtomic(t testing.TB, p, content string) {
+	t.Helper()
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k, err := LoadKeys(p)
-	if err != nil {
+	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
-	return k
 }
 
 // testServer is a running server on 127.0.0.1.

@@ -50,6 +50,12 @@ const (
 type Options struct {
 	// Keys are the authorised keys and their identities (required).
 	Keys *Keys
+	// KeysFile, when set, is the file Keys were read from: it is read again
+	// when it changes (checked at every login and every second while
+	// cockpits are open), so keys are added and revoked without a restart.
+	// A cockpit whose key is removed, or whose name or role changes, is
+	// closed (its actor was fixed when it connected).
+	KeysFile string
 	// HostKey is the server's private host key (required; see LoadOrCreateHostKey).
 	HostKey gossh.Signer
 	// Backend is the one cockpit backend all sessions share (required).
@@ -84,6 +90,8 @@ type Server struct {
 	// an owner outlives the owner's session, not the server).
 	ctx context.Context
 
+	keys *keyring
+
 	mu       sync.Mutex
 	sessions map[uint64]*member
 	nextID   uint64
@@ -94,6 +102,7 @@ type Server struct {
 type member struct {
 	id       uint64
 	actor    engine.Actor
+	key      gossh.PublicKey // the key the session authenticated with
 	since    time.Time
 	cockpit  bool
 	activity string // e.g. "confirming rollback"
@@ -123,7 +132,7 @@ func New(o Options) (*Server, error) {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{o: o, sessions: map[uint64]*member{}, ctx: context.Background()}
-	keys := o.Keys
+	s.keys = newKeyring(o.Keys, o.KeysFile, o.Log)
 	// Public keys only: no password, no keyboard-interactive handler, so
 	// the server offers neither. The host key is ours (wish would otherwise
 	// generate one in the working directory).
@@ -131,7 +140,7 @@ func New(o Options) (*Server, error) {
 		func(srv *ssh.Server) error { srv.AddHostKey(o.HostKey); return nil },
 		wish.WithVersion("flightdeck"),
 		wish.WithPublicKeyAuth(func(ctx ssh.Context, key ssh.PublicKey) bool {
-			_, ok := keys.Lookup(key)
+			_, ok := s.keys.keys(true).Lookup(key)
 			if !ok {
 				s.refused.Add(1)
 				o.Log.Info("refused key", "user", ctx.User(), "remote", ctx.RemoteAddr().String(), "fingerprint", gossh.FingerprintSHA256(key))
@@ -182,7 +191,7 @@ func (s *Server) Refused() int64 { return s.refused.Load() }
 // handle is the session handler. The identity comes from the key this
 // connection authenticated with, looked up again here.
 func (s *Server) handle(sess ssh.Session) {
-	id, ok := s.o.Keys.Lookup(sess.PublicKey())
+	id, ok := s.keys.keys(true).Lookup(sess.PublicKey())
 	if !ok {
 		fmt.Fprint(sess.Stderr(), "flightdeck: this key is not authorised\r\n")
 		_ = sess.Exit(1)
@@ -191,7 +200,7 @@ func (s *Server) handle(sess ssh.Session) {
 	actor := engine.Actor{Name: id.Name, Role: id.Role, Fingerprint: id.Fingerprint, Via: "ssh"}
 	cmd := sess.Command()
 	_, _, hasPty := sess.Pty()
-	m, err := s.join(actor, len(cmd) == 0 && hasPty)
+	m, err := s.join(actor, sess.PublicKey(), len(cmd) == 0 && hasPty)
 	if err != nil {
 		fmt.Fprintf(sess.Stderr(), "flightdeck: %v\r\n", err)
 		_ = sess.Exit(1)
@@ -217,14 +226,14 @@ func (s *Server) handle(sess ssh.Session) {
 }
 
 // join registers a session, refusing it beyond the cap.
-func (s *Server) join(a engine.Actor, cockpit bool) (*member, error) {
+func (s *Server) join(a engine.Actor, key gossh.PublicKey, cockpit bool) (*member, error) {
 	s.mu.Lock()
 	if len(s.sessions) >= s.o.MaxSessions {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("the server has reached its limit of %d sessions; try again later", s.o.MaxSessions)
 	}
 	s.nextID++
-	m := &member{id: s.nextID, actor: a, since: time.Now(), cockpit: cockpit}
+	m := &member{id: s.nextID, actor: a, key: key, since: time.Now(), cockpit: cockpit}
 	m.lastIn.Store(time.Now().UnixNano())
 	s.sessions[m.id] = m
 	s.mu.Unlock()
@@ -241,6 +250,13 @@ func (s *Server) leave(m *member) {
 	if m.cockpit {
 		s.publish()
 	}
+}
+
+// stillAuthorised reports whether m's key is still in force with the
+// identity the session started with.
+func (s *Server) stillAuthorised(m *member) bool {
+	id, ok := s.keys.keys(false).Lookup(m.key)
+	return ok && id.Name == m.actor.Name && id.Role == m.actor.Role
 }
 
 // setActivity records what a session is doing that others should see

@@ -96,7 +96,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return badInput(err)
 	}
-	opts := serve.Options{Keys: keys, UI: cfg, IdleTimeout: sf.idle, MaxSessions: sf.maxSessions,
+	opts := serve.Options{Keys: keys, KeysFile: sf.keys, UI: cfg, IdleTimeout: sf.idle, MaxSessions: sf.maxSessions,
 		Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	stateDir := g.stateDir
 	var start func(context.Context)

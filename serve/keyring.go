@@ -1,0 +1,114 @@
+package serve
+
+import (
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// keyring holds the authorised keys and, when they came from a file,
+// re-reads it when it changes, as sshd reads authorized_keys afresh at
+// every login: a key added or removed takes effect without a restart.
+// A file that no longer parses leaves the last good keys in force (and is
+// logged); an empty or missing file lets nobody in.
+type keyring struct {
+	path string // "" when the keys were given, not read from a file
+	log  *slog.Logger
+	cur  atomic.Pointer[Keys]
+
+	mu      sync.Mutex
+	stamp   fileStamp // of the file as last read (parsed or not)
+	checked time.Time
+}
+
+// fileStamp tells whether a file changed since it was read.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+	ok   bool // the file existed
+}
+
+// recheckEvery rate-limits the checks made by sessions' watch loops;
+// logins always check.
+const recheckEvery = time.Second
+
+func newKeyring(initial *Keys, path string, log *slog.Logger) *keyring {
+	k := &keyring{path: path, log: log}
+	k.cur.Store(initial)
+	if path != "" {
+		k.stamp = stampOf(path)
+	}
+	return k
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
+}
+
+// keys returns the keys in force, re-reading the file first if it
+// changed. A login passes now=true; periodic checks are rate-limited.
+func (k *keyring) keys(now bool) *Keys {
+	if k.path != "" {
+		k.refresh(now)
+	}
+	return k.cur.Load()
+}
+
+func (k *keyring) refresh(now bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := time.Now()
+	if !now && t.Sub(k.checked) < recheckEvery {
+		return
+	}
+	k.checked = t
+	st := stampOf(k.path)
+	if st == k.stamp {
+		return
+	}
+	k.stamp = st
+	old := k.cur.Load()
+	if !st.ok {
+		k.cur.Store(&Keys{byKey: map[string]Identity{}})
+		k.log.Error("authorized keys file is gone: nobody can connect", "file", k.path)
+		return
+	}
+	b, err := os.ReadFile(k.path)
+	if err != nil {
+		k.log.Error("authorized keys not reloaded: the previous keys stay in force", "file", k.path, "err", err)
+		return
+	}
+	keys, err := ParseKeys(k.path, b)
+	if err != nil {
+		k.log.Error("authorized keys not reloaded: the previous keys stay in force", "err", err)
+		return
+	}
+	k.cur.Store(keys)
+	added, removed := diffKeys(old, keys)
+	k.log.Info("authorized keys reloaded", "file", k.path, "keys", keys.Len(), "added", added, "removed", removed)
+	if keys.Len() == 0 {
+		k.log.Warn("authorized keys file has no keys: nobody can connect", "file", k.path)
+	}
+}
+
+// diffKeys names (by "name fingerprint") the identities added and removed.
+func diffKeys(old, cur *Keys) (added, removed []string) {
+	label := func(id Identity) string { return id.Name + " " + id.Fingerprint }
+	for w, id := range cur.byKey {
+		if _, ok := old.byKey[w]; !ok {
+			added = append(added, label(id))
+		}
+	}
+	for w, id := range old.byKey {
+		if _, ok := cur.byKey[w]; !ok {
+			removed = append(removed, label(id))
+		}
+	}
+	return added, removed
+}
