@@ -141,7 +141,7 @@ func (r *Resolver) Resolve(h *plan.Host, env *plan.Environment) (Target, error) 
 	if env != nil && env.SSH != nil {
 		sc = *env.SSH
 	}
-	t, err := r.resolveAddr(h.SSH, sc)
+	t, err := r.resolveAddr(h.SSH, sc, 0, true)
 	if err != nil {
 		return Target{}, fmt.Errorf("host %s: %w", h.Name, err)
 	}
@@ -157,17 +157,50 @@ func (r *Resolver) Resolve(h *plan.Host, env *plan.Environment) (Target, error) 
 	}
 	t.DeployTo = path.Clean(t.DeployTo)
 	if sc.Jump != "" {
-		j, err := r.resolveAddr(sc.Jump, sc)
-		if err != nil {
+		if t.Jump, err = r.resolveChain(sc.Jump, sc, 0); err != nil {
 			return Target{}, fmt.Errorf("host %s: jump: %w", h.Name, err)
 		}
-		t.Jump = &j
 	}
 	return t, nil
 }
 
+// maxJumpHops bounds a chain of jump hosts, counting those that the hops'
+// own ProxyJump settings add: a ProxyJump cycle in ~/.ssh/config ends here.
+const maxJumpHops = 8
+
+// resolveChain resolves a jump list "hop1,hop2,..." (as ssh -J and
+// ProxyJump take it) into the last hop, each reached through the one
+// before it. The first hop is reached as its own settings say (its own
+// ProxyJump included); the later ones through the chain only.
+func (r *Resolver) resolveChain(list string, sc plan.SSHConfig, depth int) (*Target, error) {
+	var prev *Target
+	for i, hop := range strings.Split(list, ",") {
+		hop = strings.TrimSpace(hop)
+		if hop == "" {
+			return nil, fmt.Errorf("jump list %q has an empty hop", list)
+		}
+		d := depth + i + 1
+		if d > maxJumpHops {
+			return nil, fmt.Errorf("jump list %q: more than %d hops (is there a ProxyJump cycle?)", list, maxJumpHops)
+		}
+		jsc := sc
+		jsc.Jump = ""
+		j, err := r.resolveAddr(hop, jsc, d, prev == nil)
+		if err != nil {
+			return nil, fmt.Errorf("jump host %s: %w", hop, err)
+		}
+		if prev != nil {
+			j.Jump = prev
+		}
+		prev = &j
+	}
+	return prev, nil
+}
+
 // resolveAddr resolves one "[user@]host[:port]" or alias with settings sc.
-func (r *Resolver) resolveAddr(s string, sc plan.SSHConfig) (Target, error) {
+// depth is how many jump hops lead to it; with ownJump, its ProxyJump
+// setting from the ssh config applies.
+func (r *Resolver) resolveAddr(s string, sc plan.SSHConfig, depth int, ownJump bool) (Target, error) {
 	userPart, hostPart := "", s
 	if i := strings.LastIndex(s, "@"); i >= 0 {
 		userPart, hostPart = s[:i], s[i+1:]
@@ -258,18 +291,13 @@ func (r *Resolver) resolveAddr(s string, sc plan.SSHConfig) (Target, error) {
 			t.KnownHosts = []string{filepath.Join(r.opts.Home, ".ssh", "known_hosts")}
 		}
 	}
-	if sc.Jump == "" {
+	if sc.Jump == "" && ownJump {
 		if pj := get("ProxyJump"); pj != "" && !strings.EqualFold(pj, "none") {
-			if strings.Contains(pj, ",") {
-				return Target{}, fmt.Errorf("ssh config: %s: ProxyJump with several hops is not supported", alias)
-			}
-			jsc := sc
-			jsc.Jump = ""
-			j, err := r.resolveAddr(pj, jsc)
+			j, err := r.resolveChain(pj, sc, depth)
 			if err != nil {
-				return Target{}, fmt.Errorf("ProxyJump %s: %w", pj, err)
+				return Target{}, fmt.Errorf("ssh config: %s: ProxyJump %s: %w", alias, pj, err)
 			}
-			t.Jump = &j
+			t.Jump = j
 		}
 	}
 	return t, nil

@@ -30,6 +30,15 @@ Host web-1
   ProxyJump ops@bastion.example:2022
 Host bastion.example
   IdentityFile ~/.ssh/bastion_key
+Host deep
+  HostName 10.2.0.5
+  ProxyJump outer.example, inner@10.2.0.1:2200
+Host inner-alias
+  ProxyJump somewhere-else
+Host loop-a
+  ProxyJump loop-b
+Host loop-b
+  ProxyJump loop-a
 `), 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +66,7 @@ Host bastion.example
 		keys      []string
 		agent     string
 		known     []string
-		jump      string // Key() of the jump target
+		jump      string // Key() of the jump target (and its own, and so on)
 		accept    bool
 		wantError string
 	}{
@@ -83,6 +92,16 @@ Host bastion.example
 			user: "deploy", addr: "10.1.0.11:2201", deployTo: "/srv/app",
 			keys: []string{filepath.Join(home, "keys/ci")}, known: []string{"/etc/fd/known_hosts"},
 			jump: "jump@10.9.9.9:22", accept: true},
+		{name: "ProxyJump chain from the config", host: plan.Host{Name: "a", SSH: "deep"}, env: env,
+			user: "me", addr: "10.2.0.5:22", deployTo: "/srv/app", keys: defaultKeys, agent: "/run/agent.sock", known: defaultKnown,
+			jump: "inner@10.2.0.1:2200 via me@outer.example:22"},
+		{name: "jump chain from the plan; a later hop's own ProxyJump does not apply", host: plan.Host{Name: "a", SSH: "10.0.0.9"},
+			env: &plan.Environment{DeployTo: "/srv/app", SSH: &plan.SSHConfig{Jump: "web-1, inner-alias"}},
+			user: "me", addr: "10.0.0.9:22", deployTo: "/srv/app", keys: defaultKeys, agent: "/run/agent.sock", known: defaultKnown,
+			jump: "me@inner-alias:22 via deploy@10.1.0.11:2201 via ops@bastion.example:2022"},
+		{name: "ProxyJump cycle", host: plan.Host{Name: "a", SSH: "loop-a"}, env: env, wantError: "ProxyJump cycle"},
+		{name: "empty hop", host: plan.Host{Name: "a", SSH: "x"}, env: &plan.Environment{DeployTo: "/srv/app", SSH: &plan.SSHConfig{Jump: "a,,b"}},
+			wantError: "empty hop"},
 		{name: "no deploy_to", host: plan.Host{Name: "a", SSH: "x"}, env: &plan.Environment{}, wantError: "deploy_to is not set"},
 		{name: "relative deploy_to", host: plan.Host{Name: "a", SSH: "x", DeployTo: "srv"}, env: env, wantError: "absolute"},
 		{name: "bad port", host: plan.Host{Name: "a", SSH: "x:99999"}, env: env, wantError: "port"},
@@ -227,5 +246,65 @@ func TestAgentAndJumpHost(t *testing.T) {
 	p.mu.Unlock()
 	if !hasJump {
 		t.Error("no pooled connection to the bastion")
+	}
+}
+
+// TestJumpChain deploys to the third of three real sshd servers through
+// the first two, as `jump: a,b` (or ProxyJump a,b) asks: every hop's host
+// key is checked and each hop's connection is pooled.
+func TestJumpChain(t *testing.T) {
+	c := sshtest.Start(t, 3)
+	r, err := NewResolver(ResolveOptions{Home: t.TempDir(), DefaultUser: c.User, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &plan.Environment{SSH: &plan.SSHConfig{
+		IdentityFile:   c.ClientKey,
+		KnownHosts:     c.KnownHosts,
+		Jump:           c.Servers[0].Addr + "," + c.User + "@" + c.Servers[1].Addr,
+		ConnectTimeout: plan.Duration{Duration: 10 * time.Second},
+	}}
+	tg, err := r.Resolve(&plan.Host{Name: "deep", SSH: c.Servers[2].Addr, DeployTo: c.Servers[2].DeployTo}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPool(PoolOptions{})
+	defer p.Close()
+	h := p.Host("deep", tg)
+	ctx := ctxT(t)
+	if err := h.Prepare(ctx, release(t, "r1", map[string]string{"a": "1"}), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(c.Servers[2].DeployTo, "releases/r1/a")); err != nil {
+		t.Errorf("release not on the host behind two bastions: %v", err)
+	}
+	for _, s := range c.Servers[:2] {
+		if _, err := os.Stat(filepath.Join(s.DeployTo, "releases")); err == nil {
+			t.Errorf("a bastion (%s) got the release", s.Addr)
+		}
+	}
+	p.mu.Lock()
+	_, second := p.conns[tg.Jump.Key()]
+	_, first := p.conns[tg.Jump.Jump.Key()]
+	p.mu.Unlock()
+	if !first || !second {
+		t.Errorf("pooled hops: first %v, second %v; want both", first, second)
+	}
+
+	// A hop whose host key is unknown stops the chain there.
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env.SSH.KnownHosts = empty
+	tg, err = r.Resolve(&plan.Host{Name: "deep", SSH: c.Servers[2].Addr, DeployTo: c.Servers[2].DeployTo}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := NewPool(PoolOptions{})
+	defer p2.Close()
+	err = p2.Host("deep", tg).Prepare(ctx, release(t, "r2", map[string]string{"a": "2"}), nil)
+	if err == nil || !strings.Contains(err.Error(), "jump host "+c.Servers[0].Addr) {
+		t.Fatalf("unknown bastion key: %v, want a refusal naming the first hop", err)
 	}
 }
