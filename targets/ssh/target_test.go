@@ -96,7 +96,7 @@ Host loop-b
 			user: "me", addr: "10.2.0.5:22", deployTo: "/srv/app", keys: defaultKeys, agent: "/run/agent.sock", known: defaultKnown,
 			jump: "inner@10.2.0.1:2200 via me@outer.example:22"},
 		{name: "jump chain from the plan; a later hop's own ProxyJump does not apply", host: plan.Host{Name: "a", SSH: "10.0.0.9"},
-			env: &plan.Environment{DeployTo: "/srv/app", SSH: &plan.SSHConfig{Jump: "web-1, inner-alias"}},
+			env:  &plan.Environment{DeployTo: "/srv/app", SSH: &plan.SSHConfig{Jump: "web-1, inner-alias"}},
 			user: "me", addr: "10.0.0.9:22", deployTo: "/srv/app", keys: defaultKeys, agent: "/run/agent.sock", known: defaultKnown,
 			jump: "me@inner-alias:22 via deploy@10.1.0.11:2201 via ops@bastion.example:2022"},
 		{name: "ProxyJump cycle", host: plan.Host{Name: "a", SSH: "loop-a"}, env: env, wantError: "ProxyJump cycle"},
