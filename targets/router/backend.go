@@ -84,8 +84,16 @@ func (r *Router) healthLoop(ctx context.Context, b *backend) {
 				r.log.Warn("backend unhealthy: out of rotation", "release", b.release, "backend", b.addr, "failures", fails)
 			}
 		}
-		timer.Reset(r.cfg.HealthInterval)
+		timer.Reset(untilNextRound(time.Now(), r.cfg.HealthInterval))
 	}
+}
+
+// untilNextRound is the wait until the next round of health checks. Every
+// backend's checks share one phase (multiples of the interval since the
+// Unix epoch), so that a round wakes the router once and the answers come
+// back together, instead of a wakeup per backend at scattered times.
+func untilNextRound(now time.Time, interval time.Duration) time.Duration {
+	return interval - time.Duration(now.UnixNano()%int64(interval))
 }
 
 // checkOnce sends one health check to b over the router's own client (a

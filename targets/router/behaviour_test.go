@@ -527,3 +527,28 @@ func absDur(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+func TestHealthRoundsShareOnePhase(t *testing.T) {
+	iv := 100 * time.Millisecond
+	base := time.Unix(1_700_000_000, 0) // a multiple of the interval
+	tests := []struct {
+		now  time.Time
+		want time.Duration
+	}{
+		{base, iv},
+		{base.Add(time.Nanosecond), iv - time.Nanosecond},
+		{base.Add(30 * time.Millisecond), 70 * time.Millisecond},
+		{base.Add(99 * time.Millisecond), time.Millisecond},
+		{base.Add(250 * time.Millisecond), 50 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		got := untilNextRound(tc.now, iv)
+		if got != tc.want {
+			t.Errorf("at +%s: wait %s, want %s", tc.now.Sub(base), got, tc.want)
+		}
+		// Whoever asks, the round they wait for is the same instant.
+		if next := tc.now.Add(got); next.UnixNano()%int64(iv) != 0 {
+			t.Errorf("at +%s: next round %s is off the shared phase", tc.now.Sub(base), next)
+		}
+	}
+}
