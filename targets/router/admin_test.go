@@ -87,7 +87,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	if !has200ms {
 		t.Fatal("no 200 ms bucket for the default SLO")
 	}
-	for _, name := range []string{"flightdeck_router_connection_errors_total", "flightdeck_router_backend_healthy", "flightdeck_router_backend_in_flight", "go_goroutines"} {
+	for _, name := range []string{"flightdeck_router_connection_errors_total", "flightdeck_router_backend_healthy", "flightdeck_router_backend_in_flight",
+		"flightdeck_router_backend_idle_connections", "flightdeck_router_backend_dials_total", "flightdeck_router_backend_resends_total", "go_goroutines"} {
 		if fams[name] == nil {
 			t.Errorf("missing family %s", name)
 		}

@@ -26,6 +26,7 @@ type backend struct {
 	inflight    atomic.Int64
 
 	conns      *connPool              // the request path's keep-alive connections
+	health     *connPool              // the health checks' own connection
 	proxy      *httputil.ReverseProxy // serves protocol upgrades only (see needsReverseProxy)
 	codes      [6]prometheus.Counter
 	connErrors prometheus.Counter
@@ -67,6 +68,7 @@ func (r *Router) healthLoop(ctx context.Context, b *backend) {
 			}
 		}
 		b.conns.reap(time.Now())
+		b.health.reap(time.Now())
 		ok := r.checkOnce(ctx, b)
 		if ctx.Err() != nil {
 			return
@@ -96,11 +98,12 @@ func untilNextRound(now time.Time, interval time.Duration) time.Duration {
 	return interval - time.Duration(now.UnixNano()%int64(interval))
 }
 
-// checkOnce sends one health check to b over the router's own client (a
-// connection of the request path's pool): healthy means a 2xx answer
-// within cfg.HealthTimeout.
+// checkOnce sends one health check to b over the router's own client, on
+// the checks' own kept-alive connection (so that a check never takes one
+// the request path was about to use): healthy means a 2xx answer within
+// cfg.HealthTimeout.
 func (r *Router) checkOnce(ctx context.Context, b *backend) bool {
-	c, _, err := b.conns.get(ctx, false, true)
+	c, _, err := b.health.get(ctx, false, true)
 	if err != nil {
 		return false
 	}
@@ -115,7 +118,7 @@ func (r *Router) checkOnce(ctx context.Context, b *backend) bool {
 		reusable = false
 	}
 	if reusable {
-		b.conns.put(c, time.Now())
+		b.health.put(c, time.Now())
 	} else {
 		c.nc.Close()
 	}

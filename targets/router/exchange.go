@@ -79,6 +79,7 @@ func (r *Router) exchange(pw *proxyWriter, b *backend) error {
 		if errors.Is(err, errStaleConn) {
 			if reused && !fresh {
 				fresh = true // the backend closed it while idle: once more on a new connection
+				b.conns.resends.Add(1)
 				continue
 			}
 			err = io.ErrUnexpectedEOF

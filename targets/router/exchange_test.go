@@ -286,6 +286,17 @@ func TestExchangeStaleConnection(t *testing.T) {
 		if s := tr.r.Stats()["blue"]; s.ConnErrors != 0 {
 			t.Errorf("a stale connection counted as a backend failure: %+v", s)
 		}
+		// An operator sees it in /metrics: one resend.
+		fams := scrape(t, tr)
+		var resends float64 = -1
+		for _, m := range fams["flightdeck_router_backend_resends_total"].GetMetric() {
+			if label(m, "backend") == sb.addr {
+				resends = m.GetCounter().GetValue()
+			}
+		}
+		if resends != 1 {
+			t.Errorf("resends_total = %v, want 1", resends)
+		}
 	})
 	t.Run("non-idempotent request is not", func(t *testing.T) {
 		sb := startScripted(t, dropSecond)

@@ -173,6 +173,7 @@ func (r *Router) apply(st *state) {
 			b.stop()
 			<-b.done
 			b.conns.close()
+			b.health.close()
 			delete(r.backends, a)
 			r.prom.forget(b.release, a)
 		}
@@ -190,6 +191,7 @@ func (r *Router) apply(st *state) {
 		b := &backend{addr: a, release: rel, recheck: make(chan struct{}, 1), done: make(chan struct{})}
 		b.proxy = r.newProxy(b)
 		b.conns = newConnPool(a, r.dialer, maxIdlePerBackend)
+		b.health = newConnPool(a, r.dialer, 1)
 		for i, c := range codeClasses {
 			b.codes[i] = r.prom.requests.WithLabelValues(rel, a, c)
 		}
@@ -440,6 +442,7 @@ func (r *Router) stopBackends() {
 	for _, b := range r.backends {
 		<-b.done
 		b.conns.close()
+		b.health.close()
 	}
 	r.mu.Unlock()
 	r.transport.CloseIdleConnections()

@@ -140,6 +140,12 @@ var (
 		"1 when the backend is drained (out of rotation).", []string{"release", "backend"}, nil)
 	descInFlight = prometheus.NewDesc("flightdeck_router_backend_in_flight",
 		"Requests currently proxied to the backend.", []string{"release", "backend"}, nil)
+	descIdleConns = prometheus.NewDesc("flightdeck_router_backend_idle_connections",
+		"Kept-alive connections to the backend waiting for a request.", []string{"release", "backend"}, nil)
+	descDials = prometheus.NewDesc("flightdeck_router_backend_dials_total",
+		"Connections the router opened (or tried to open) to the backend for requests (health checks keep one of their own).", []string{"release", "backend"}, nil)
+	descResends = prometheus.NewDesc("flightdeck_router_backend_resends_total",
+		"Idempotent requests sent again because a kept-alive connection to the backend closed before any answer.", []string{"release", "backend"}, nil)
 )
 
 // backendCollector reports live backend state at scrape time, so the
@@ -150,6 +156,9 @@ func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHealthy
 	ch <- descDraining
 	ch <- descInFlight
+	ch <- descIdleConns
+	ch <- descDials
+	ch <- descResends
 }
 
 func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
@@ -163,5 +172,8 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, b2f(b.healthy.Load()), b.release, b.addr)
 		ch <- prometheus.MustNewConstMetric(descDraining, prometheus.GaugeValue, b2f(b.draining.Load()), b.release, b.addr)
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.inflight.Load()), b.release, b.addr)
+		ch <- prometheus.MustNewConstMetric(descIdleConns, prometheus.GaugeValue, float64(b.conns.idleCount()), b.release, b.addr)
+		ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(b.conns.dials.Load()), b.release, b.addr)
+		ch <- prometheus.MustNewConstMetric(descResends, prometheus.CounterValue, float64(b.conns.resends.Load()), b.release, b.addr)
 	}
 }

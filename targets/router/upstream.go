@@ -23,6 +23,9 @@ type connPool struct {
 	mu     sync.Mutex
 	idle   []*upConn
 	closed bool
+
+	dials   atomic.Uint64 // connections attempted
+	resends atomic.Uint64 // requests sent again after a kept-alive connection died unanswered
 }
 
 // upConn is one connection to a backend with its buffers.
@@ -79,6 +82,7 @@ func (p *connPool) get(ctx context.Context, fresh, check bool) (c *upConn, reuse
 			c.nc.Close() // closed by the backend while idle
 		}
 	}
+	p.dials.Add(1)
 	nc, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, false, err
