@@ -403,16 +403,7 @@ func TestExchangeBadClientBodyIs400(t *testing.T) {
 		return rawReply{raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}
 	})
 	tr := routeTo(t, testConfig(t), sb)
-	c, err := net.Dial("tcp", strings.TrimPrefix(tr.proxyURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nzz\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := rawRequest(t, tr.proxyURL, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nzz\r\n")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("status %d, want 400", resp.StatusCode)
@@ -546,16 +537,7 @@ func TestExchangeAnnouncedTrailers(t *testing.T) {
 	tr := routeTo(t, testConfig(t), sb)
 	// Read the raw answer: the client must see the trailer announced and
 	// both trailer fields after the last chunk.
-	c, err := net.Dial("tcp", strings.TrimPrefix(tr.proxyURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := rawRequest(t, tr.proxyURL, "GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
 	// net/http's reader moves the announcement into resp.Trailer's keys.
 	if _, ok := resp.Trailer["X-Checksum"]; !ok || len(resp.Trailer) != 1 {
 		t.Errorf("announced trailers %v, want X-Checksum", resp.Trailer)
@@ -666,18 +648,28 @@ func TestConnectIsRefused(t *testing.T) {
 		return rawReply{raw: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}
 	})
 	tr := routeTo(t, testConfig(t), sb)
-	c, err := net.Dial("tcp", strings.TrimPrefix(tr.proxyURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := rawRequest(t, tr.proxyURL, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed || sb.requests() != 0 {
 		t.Errorf("CONNECT: status %d, backend saw %d requests; want 405 and none", resp.StatusCode, sb.requests())
 	}
+}
+
+// rawRequest sends raw bytes to the router's listener and reads the
+// answer; the connection closes at cleanup.
+func rawRequest(t *testing.T, proxyURL, raw string) *http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(proxyURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
