@@ -130,16 +130,12 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 		if err != nil {
 			return err
 		}
-		hosts, err := l.hosts(g)
+		r, err := l.open(g)
 		if err != nil {
 			return err
 		}
-		defer l.close(hosts)
-		eng, err := l.engine(hosts, engine.NewHub())
-		if err != nil {
-			return err
-		}
-		opts.Backend = &tui.EngineBackend{Engine: eng, Command: commandLine(),
+		defer r.close()
+		opts.Backend = &tui.EngineBackend{Engine: r.eng, Command: commandLine(),
 			Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
 				if bad {
 					return nil, func() {}, errors.New("a bad release exists only in the demo")
