@@ -281,7 +281,7 @@ func (r *Router) writeHead(bw *bufio.Writer, pw *proxyWriter, addr string, hasBo
 
 	conn := in.Header["Connection"]
 	for k, vs := range in.Header {
-		if isHopHeader(k) || isForwardedHeader(k) || isFramingHeader(k) || (len(conn) > 0 && connectionNames(conn, k)) {
+		if isHopHeader(k) || isForwardedHeader(k) || isFramingHeader(k) || (len(conn) > 0 && containsToken(conn, k)) {
 			continue
 		}
 		for _, v := range vs {
@@ -532,7 +532,7 @@ func (pw *proxyWriter) frame(method string, code, minor int) framing {
 		v := pw.hdrBuf[fl.start:fl.end]
 		switch fl.key {
 		case "Connection":
-			if hasTokenFold(v, "close") {
+			if hasToken(v, "close") {
 				f.reusable = false
 			}
 		case "Transfer-Encoding":
@@ -544,7 +544,7 @@ func (pw *proxyWriter) frame(method string, code, minor int) framing {
 			cl = v
 			clCount++
 		case "Content-Type":
-			f.eventStream = isEventStreamBytes(v)
+			f.eventStream = isEventStream(v)
 		}
 	}
 	if method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200 {
@@ -596,7 +596,7 @@ func (pw *proxyWriter) emitHeader(dst http.Header, f *framing) {
 		k := fl.key
 		if k == "Trailer" && f != nil && f.kind == bodyChunked {
 			// passed on as announced
-		} else if isHopHeader(k) || (conn != nil && hasTokenFold(conn, k)) {
+		} else if isHopHeader(k) || (conn != nil && hasToken(conn, k)) {
 			continue
 		}
 		if k == "Content-Length" && f != nil && f.dropLength {
@@ -810,27 +810,41 @@ func validFieldValue[S ~string | ~[]byte](v S) bool {
 	return true
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
+// headerText is a header value as the client's request holds it (string)
+// or as the backend's answer is parsed (bytes).
+type headerText interface{ ~string | ~[]byte }
+
+// trimOWS trims optional whitespace (spaces and tabs) at both ends.
+func trimOWS[S headerText](v S) S {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
 	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
 	}
-	return b
+	return v
 }
 
-// hasTokenFold reports whether the comma-separated list v holds token,
+// hasToken reports whether the comma-separated list v holds token,
 // case-insensitively.
-func hasTokenFold(v []byte, token string) bool {
-	for len(v) > 0 {
-		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
+func hasToken[S headerText](v S, token string) bool {
+	for start := 0; start <= len(v); {
+		end := start
+		for end < len(v) && v[end] != ',' {
+			end++
 		}
-		if equalFoldBytes(trimOWS(part), token) {
+		if equalFold(trimOWS(v[start:end]), token) {
+			return true
+		}
+		start = end + 1
+	}
+	return false
+}
+
+// containsToken reports whether any of the header's lines lists token.
+func containsToken(lines []string, token string) bool {
+	for _, line := range lines {
+		if hasToken(line, token) {
 			return true
 		}
 	}
@@ -842,15 +856,16 @@ func lastTokenIs(v []byte, token string) bool {
 	if i := bytes.LastIndexByte(v, ','); i >= 0 {
 		v = v[i+1:]
 	}
-	return equalFoldBytes(trimOWS(v), token)
+	return equalFold(trimOWS(v), token)
 }
 
-func equalFoldBytes(b []byte, s string) bool {
-	if len(b) != len(s) {
+// equalFold compares v with s, ASCII case-insensitively.
+func equalFold[S headerText](v S, s string) bool {
+	if len(v) != len(s) {
 		return false
 	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
+	for i := range len(v) {
+		x, y := v[i], s[i]
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
 		}
@@ -864,11 +879,13 @@ func equalFoldBytes(b []byte, s string) bool {
 	return true
 }
 
-func isEventStreamBytes(v []byte) bool {
+// isEventStream reports whether a Content-Type value is text/event-stream
+// (server-sent events), which is flushed as it comes.
+func isEventStream(v []byte) bool {
 	if i := bytes.IndexByte(v, ';'); i >= 0 {
 		v = v[:i]
 	}
-	return equalFoldBytes(trimOWS(v), "text/event-stream")
+	return equalFold(trimOWS(v), "text/event-stream")
 }
 
 // internKey returns name as a string, without allocating for the header

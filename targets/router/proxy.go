@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
-	"strings"
 	"sync"
 	"time"
 )
@@ -296,27 +294,6 @@ func isForwardedHeader(k string) bool {
 	switch k {
 	case "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
 		return true
-	}
-	return false
-}
-
-// connectionNames reports whether the Connection header lines list the
-// header k (case-insensitively), which makes it hop-by-hop.
-func connectionNames(conn []string, k string) bool {
-	return containsToken(conn, k)
-}
-
-// containsToken reports whether a comma-separated header value list holds
-// token, case-insensitively.
-func containsToken(lines []string, token string) bool {
-	for _, line := range lines {
-		for line != "" {
-			var part string
-			part, line, _ = strings.Cut(line, ",")
-			if strings.EqualFold(textproto.TrimString(part), token) {
-				return true
-			}
-		}
 	}
 	return false
 }
