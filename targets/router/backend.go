@@ -108,12 +108,9 @@ func (r *Router) checkOnce(ctx context.Context, b *backend) bool {
 		return false
 	}
 	stop := context.AfterFunc(ctx, c.interruptFn)
-	pw, _ := r.writers.Get().(*proxyWriter)
-	if pw == nil {
-		pw = new(proxyWriter)
-	}
+	pw := r.getWriter()
 	ok, reusable := r.health(pw, c)
-	r.writers.Put(pw)
+	r.putWriter(pw)
 	if !stop() || c.interrupted.Load() {
 		reusable = false
 	}

@@ -74,6 +74,25 @@ type proxyState struct {
 // maxPooledScratch bounds the scratch space a pooled writer keeps.
 const maxPooledScratch = 64 << 10
 
+// getWriter takes a writer (and its parsing scratch space) from the pool.
+func (r *Router) getWriter() *proxyWriter {
+	if pw, ok := r.writers.Get().(*proxyWriter); ok {
+		return pw
+	}
+	return new(proxyWriter)
+}
+
+// putWriter resets pw and returns it to the pool, unless a large answer
+// grew its scratch space beyond what is worth keeping.
+func (r *Router) putWriter(pw *proxyWriter) {
+	pw.proxyState = proxyState{}
+	if cap(pw.hdrBuf)+cap(pw.long) > maxPooledScratch || cap(pw.fields) > 256 {
+		return
+	}
+	clear(pw.fields[:cap(pw.fields)]) // drop the key strings
+	r.writers.Put(pw)
+}
+
 func (w *proxyWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
 		w.status = code
@@ -158,10 +177,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.prom.requests.WithLabelValues(p.release, "none", "5xx").Inc()
 		return
 	}
-	pw, _ := r.writers.Get().(*proxyWriter)
-	if pw == nil {
-		pw = new(proxyWriter)
-	}
+	pw := r.getWriter()
 	pw.proxyState = proxyState{ResponseWriter: w, in: req, pool: p, backend: b}
 
 	if needsReverseProxy(req) {
@@ -192,11 +208,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		pw.backend.codes[c].Inc()
 	}
 	abort := pw.abort
-	pw.proxyState = proxyState{}
-	if cap(pw.hdrBuf)+cap(pw.long) <= maxPooledScratch && cap(pw.fields) <= 256 {
-		clear(pw.fields[:cap(pw.fields)]) // drop the key strings
-		r.writers.Put(pw)
-	}
+	r.putWriter(pw)
 	if abort {
 		// The response is cut short: make the server drop the connection
 		// so that the client does not take a truncated body for a whole one.

@@ -407,12 +407,8 @@ func (r *Router) Start(proxyLn, adminLn net.Listener) {
 // Shutdown stops accepting connections, waits for in-flight requests until
 // ctx ends, then stops the health checkers.
 func (r *Router) Shutdown(ctx context.Context) error {
-	r.srvMu.Lock()
-	servers := r.servers
-	r.servers = nil
-	r.srvMu.Unlock()
 	var errs []error
-	for _, s := range servers {
+	for _, s := range r.takeServers() {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 			s.Close()
@@ -424,16 +420,21 @@ func (r *Router) Shutdown(ctx context.Context) error {
 
 // Close stops everything at once.
 func (r *Router) Close() error {
-	r.srvMu.Lock()
-	servers := r.servers
-	r.servers = nil
-	r.srvMu.Unlock()
 	var errs []error
-	for _, s := range servers {
+	for _, s := range r.takeServers() {
 		errs = append(errs, s.Close())
 	}
 	r.stopBackends()
 	return errors.Join(errs...)
+}
+
+// takeServers hands the started servers to the caller that stops them.
+func (r *Router) takeServers() []*http.Server {
+	r.srvMu.Lock()
+	defer r.srvMu.Unlock()
+	servers := r.servers
+	r.servers = nil
+	return servers
 }
 
 func (r *Router) stopBackends() {

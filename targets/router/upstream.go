@@ -141,7 +141,7 @@ func (p *connPool) close() {
 	}
 }
 
-// idleCount reports how many connections are idle (for tests).
+// idleCount reports how many connections are idle (for /metrics).
 func (p *connPool) idleCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
