@@ -152,19 +152,14 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 			m.setStatus("cancelled", false)
 		}
 		return nil
-	case overlayHelp:
-		switch {
-		case m.km.is(ActHelp, s) || m.km.is(ActCancel, s) || m.km.is(ActQuit, s):
-			m.overlay = overlayNone
-		case m.km.is(ActDown, s):
-			m.detOff++
-		case m.km.is(ActUp, s):
-			m.detOff = max(m.detOff-1, 0)
+	case overlayHelp, overlayDetails:
+		// Scrolling text: the key that opened it, cancel or quit closes it.
+		opener := ActHelp
+		if m.overlay == overlayDetails {
+			opener = ActDetails
 		}
-		return nil
-	case overlayDetails:
 		switch {
-		case m.km.is(ActCancel, s) || m.km.is(ActDetails, s) || m.km.is(ActQuit, s):
+		case m.km.is(opener, s) || m.km.is(ActCancel, s) || m.km.is(ActQuit, s):
 			m.overlay = overlayNone
 		case m.km.is(ActDown, s):
 			m.detOff++
