@@ -191,7 +191,8 @@ func (s *Server) Refused() int64 { return s.refused.Load() }
 // handle is the session handler. The identity comes from the key this
 // connection authenticated with, looked up again here.
 func (s *Server) handle(sess ssh.Session) {
-	id, ok := s.keys.keys(true).Lookup(sess.PublicKey())
+	// The key file was checked at authentication, a moment ago.
+	id, ok := s.keys.keys(false).Lookup(sess.PublicKey())
 	if !ok {
 		fmt.Fprint(sess.Stderr(), "flightdeck: this key is not authorised\r\n")
 		_ = sess.Exit(1)
