@@ -397,7 +397,7 @@ func (r *Router) Start(proxyLn, adminLn net.Listener) {
 		}()
 	}
 	if proxyLn != nil {
-		serve(proxyLn, r, "proxy")
+		serve(rawListener{proxyLn}, r, "proxy")
 	}
 	if adminLn != nil {
 		serve(adminLn, r.AdminHandler(), "admin")

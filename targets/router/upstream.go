@@ -87,6 +87,7 @@ func (p *connPool) get(ctx context.Context, fresh, check bool) (c *upConn, reuse
 	if err != nil {
 		return nil, false, err
 	}
+	nc = wrapRawIO(nc)
 	c = &upConn{
 		nc:   nc,
 		br:   bufio.NewReaderSize(nc, upReadBufferSize),

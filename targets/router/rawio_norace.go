@@ -1,0 +1,6 @@
+//go:build linux && !race
+
+package router
+
+// rawIO: see rawio_race.go.
+const rawIO = true
