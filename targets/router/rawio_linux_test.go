@@ -14,25 +14,35 @@ import (
 	"time"
 )
 
-// rawPair returns both ends of a loopback TCP connection, the dialled end
-// wrapped by wrapRawIO (and checked to be wrapped).
-func rawPair(t *testing.T) (raw *rawTCPConn, peer net.Conn) {
+// acceptOne listens on a loopback port and accepts one connection
+// through wrap(listener), delivered on the channel (closed on failure).
+func acceptOne(t *testing.T, wrap func(net.Listener) net.Listener) (addr string, accepted <-chan net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan net.Conn, 1)
 	go func() {
-		c, err := ln.Accept()
+		c, err := wrap(ln).Accept()
 		if err != nil {
-			close(accepted)
+			close(ch)
 			return
 		}
-		accepted <- c
+		ch <- c
 	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String(), ch
+}
+
+func plainListener(ln net.Listener) net.Listener { return ln }
+
+// rawPair returns both ends of a loopback TCP connection, the dialled end
+// wrapped by wrapRawIO (and checked to be wrapped).
+func rawPair(t *testing.T) (raw *rawTCPConn, peer net.Conn) {
+	t.Helper()
+	addr, accepted := acceptOne(t, plainListener)
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,21 +228,8 @@ func TestRawIODoesNotAllocate(t *testing.T) {
 // TestProxyConnectionsUseRawIO: the client's connection (through the
 // proxy listener) and the backend's (through the pool) are both wrapped.
 func TestProxyConnectionsUseRawIO(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := rawListener{ln}.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	pool := newConnPool(ln.Addr().String(), &net.Dialer{}, 1)
+	addr, accepted := acceptOne(t, func(ln net.Listener) net.Listener { return rawListener{ln} })
+	pool := newConnPool(addr, &net.Dialer{}, 1)
 	up, _, err := pool.get(t.Context(), true, false)
 	if err != nil {
 		t.Fatal(err)
