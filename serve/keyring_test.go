@@ -1,34 +1,15 @@
 package serve
 
 import (
-	"bytes"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"flightdeck/engine"
+	"flightdeck/internal/syncbuf"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestKeysFileChangesApplyWithoutRestart(t *testing.T) {
 	alice := newUser(t, "alice", engine.RoleOperator)
@@ -39,7 +20,7 @@ func TestKeysFileChangesApplyWithoutRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log syncbuf.Buffer
 	ts := startServer(t, Options{Keys: keys, KeysFile: path, Backend: idleBackend(),
 		Log: slog.New(slog.NewTextHandler(&log, nil))})
 	ta := ts.open(t, alice, 100, 30)

@@ -1,37 +1,19 @@
 package tui
 
 import (
-	"bytes"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/ansi"
 
+	"flightdeck/internal/syncbuf"
 	"flightdeck/themes"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNewProgramOnStreams runs the cockpit on plain streams, the way an
 // SSH session does: size and colour profile come from the options, keys
@@ -49,7 +31,7 @@ func TestNewProgramOnStreams(t *testing.T) {
 		t.Run(tc.profile.String(), func(t *testing.T) {
 			m, _ := loaded(finishedRun(), 100, 30, func(o *Options) { o.Theme = themes.Dark() })
 			in, inW := io.Pipe()
-			out := &syncBuffer{}
+			out := &syncbuf.Buffer{}
 			p := NewProgram(m, in, out, ProgramOptions{Width: 100, Height: 30, Profile: tc.profile, Env: []string{"TERM=xterm-256color"}})
 			done := make(chan error, 1)
 			go func() {

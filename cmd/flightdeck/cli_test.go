@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,10 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"flightdeck/internal/syncbuf"
 )
 
 // binary is the flightdeck binary built once for these tests.
@@ -238,7 +238,7 @@ func TestSecondDeployIsLockedOut(t *testing.T) {
 	first := exec.Command(binary, "deploy", "--headless", "--release", "r1")
 	first.Dir = p.dir
 	first.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=alice")
-	var firstOut syncBuffer
+	var firstOut syncbuf.Buffer
 	first.Stdout, first.Stderr = &firstOut, &firstOut
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
@@ -255,24 +255,6 @@ func TestSecondDeployIsLockedOut(t *testing.T) {
 	if !strings.Contains(out, "locked by alice") || !strings.Contains(out, fmt.Sprintf("pid %d", first.Process.Pid)) {
 		t.Fatalf("message should name the holder:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitFor polls cond until it holds or 30 s pass.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"flightdeck/engine"
+	"flightdeck/internal/syncbuf"
 	"flightdeck/targets/ssh/sshtest"
 )
 
@@ -123,7 +124,7 @@ func TestSSHHostDiesMidRun(t *testing.T) {
 	writeFile(t, filepath.Join(p.dir, "build", "f00.txt"), "r2\n")
 	cmd := exec.Command(binary, "deploy", "--headless", "--release", "r2")
 	cmd.Dir = p.dir
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,12 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"flightdeck/engine"
+	"flightdeck/internal/syncbuf"
 )
 
 // writeTree creates files (path -> content) under dir; paths ending in
@@ -692,25 +691,6 @@ func TestInspect(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for the Exec output goroutine and the
-// test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestExec(t *testing.T) {
 	h := newHost(t)
 	prepared(t, h, "r1", map[string]string{"VERSION": "1\n"})
@@ -728,7 +708,7 @@ func TestExec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out syncBuffer
+			var out syncbuf.Buffer
 			tt.req.Output = &out
 			err := h.Exec(context.Background(), tt.req)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
@@ -744,7 +724,7 @@ func TestExec(t *testing.T) {
 func TestExecTimeoutKillsGroup(t *testing.T) {
 	h := New("web1", t.TempDir())
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	var out syncBuffer
+	var out syncbuf.Buffer
 	start := time.Now()
 	err := h.Exec(context.Background(), engine.ExecRequest{
 		Command: `sleep 60 & echo $! > "$PIDFILE"; echo started; wait`,
@@ -793,7 +773,7 @@ func processAlive(pid int) bool {
 func TestExecCancel(t *testing.T) {
 	h := New("web1", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- h.Exec(ctx, engine.ExecRequest{Command: "echo ready; sleep 60", Output: &out})
