@@ -42,14 +42,60 @@ type scriptedBackend struct {
 func startScripted(t *testing.T, answer func(conn, n int, req *http.Request) rawReply) *scriptedBackend {
 	t.Helper()
 	ln := listen(t)
-	t.Cleanup(func() { ln.Close() })
 	sb := &scriptedBackend{addr: ln.Addr().String(), closed: make(chan int, 64)}
+	serveConns(t, ln, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		id, n := 0, 0
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			if req.URL.Path == DefaultHealthPath {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			if id == 0 {
+				id = int(sb.conns.Add(1))
+			}
+			n++
+			sb.mu.Lock()
+			sb.seen = append(sb.seen, req)
+			sb.bodies = append(sb.bodies, string(body))
+			sb.mu.Unlock()
+			rep := answer(id, n, req)
+			if rep.first != "" {
+				io.WriteString(c, rep.first)
+			}
+			if rep.pause > 0 {
+				time.Sleep(rep.pause)
+			}
+			if rep.wait != nil {
+				<-rep.wait
+			}
+			io.WriteString(c, rep.raw)
+			if rep.close {
+				c.Close()
+				sb.closed <- id
+				return
+			}
+		}
+	})
+	return sb
+}
+
+// serveConns accepts connections on ln until the test ends, each handled
+// by handle on its own goroutine and closed when handle returns. At
+// cleanup it closes the listener and every open connection, and waits for
+// the handlers.
+func serveConns(t *testing.T, ln net.Listener, handle func(c net.Conn)) {
 	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
 	var open sync.Map
 	t.Cleanup(func() {
 		ln.Close()
 		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+		wg.Wait()
 	})
 	wg.Add(1)
 	go func() {
@@ -64,47 +110,10 @@ func startScripted(t *testing.T, answer func(conn, n int, req *http.Request) raw
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				br := bufio.NewReader(c)
-				id, n := 0, 0
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, _ := io.ReadAll(req.Body)
-					if req.URL.Path == DefaultHealthPath {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-						continue
-					}
-					if id == 0 {
-						id = int(sb.conns.Add(1))
-					}
-					n++
-					sb.mu.Lock()
-					sb.seen = append(sb.seen, req)
-					sb.bodies = append(sb.bodies, string(body))
-					sb.mu.Unlock()
-					rep := answer(id, n, req)
-					if rep.first != "" {
-						io.WriteString(c, rep.first)
-					}
-					if rep.pause > 0 {
-						time.Sleep(rep.pause)
-					}
-					if rep.wait != nil {
-						<-rep.wait
-					}
-					io.WriteString(c, rep.raw)
-					if rep.close {
-						c.Close()
-						sb.closed <- id
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
-	return sb
 }
 
 func (sb *scriptedBackend) requests() int {
@@ -564,45 +573,24 @@ func startHealthServer(t *testing.T, raw string, closeAfter bool) *healthServer 
 	t.Helper()
 	ln := listen(t)
 	hs := &healthServer{addr: ln.Addr().String(), closeAfterReply: closeAfter}
-	var wg sync.WaitGroup
-	var open sync.Map
-	t.Cleanup(func() {
-		ln.Close()
-		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	serveConns(t, ln, func(c net.Conn) {
+		hs.conns.Add(1)
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			hs.conns.Add(1)
-			open.Store(c, true)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path != DefaultHealthPath || req.Header.Get("User-Agent") != "flightdeck-router-health" {
-						return // not a health check: the test fails on the count
-					}
-					hs.reqs.Add(1)
-					io.WriteString(c, raw)
-					if hs.closeAfterReply {
-						return
-					}
-				}
-			}()
+			if req.URL.Path != DefaultHealthPath || req.Header.Get("User-Agent") != "flightdeck-router-health" {
+				return // not a health check: the test fails on the count
+			}
+			hs.reqs.Add(1)
+			io.WriteString(c, raw)
+			if hs.closeAfterReply {
+				return
+			}
 		}
-	}()
+	})
 	return hs
 }
 
