@@ -107,7 +107,6 @@ func sameEvent(a, b engine.Event) bool {
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
-
 func (s *Store) pushUnlocks(ctx context.Context, path string) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -255,8 +255,8 @@ func (s *Store) Endpoints() []string { return s.cfg.Endpoints }
 // Client is the etcd client (tests and benchmarks).
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
-func (s *Store) lockKey(env string) string   { return s.pfx + "/locks/" + env }
-func (s *Store) runKey(run string) string    { return s.pfx + "/runs/" + run }
+func (s *Store) lockKey(env string) string { return s.pfx + "/locks/" + env }
+func (s *Store) runKey(run string) string  { return s.pfx + "/runs/" + run }
 func (s *Store) journalPrefix(run string) string {
 	return s.pfx + "/journal/" + run + "/"
 }
