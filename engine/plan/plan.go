@@ -223,6 +223,14 @@ func (p *Plan) resolvePaths() {
 			abs(&g.Repo)
 		}
 	}
+	if st := p.State; st != nil && st.Etcd != nil {
+		abs(&st.Etcd.PasswordFile)
+		if t := st.Etcd.TLS; t != nil {
+			abs(&t.CA)
+			abs(&t.Cert)
+			abs(&t.Key)
+		}
+	}
 	for _, e := range p.Environments {
 		if e == nil {
 			continue

@@ -34,7 +34,10 @@ type Plan struct {
 	// as its cache namespace; it must equal RELEASE_VERSION.
 	CacheNamespaceEnv string `yaml:"cache_namespace_env"`
 	// Checklist configures the production checklist.
-	Checklist    *Checklist              `yaml:"checklist"`
+	Checklist *Checklist `yaml:"checklist"`
+	// State says where the journal and the environment locks live; without
+	// it they are files under .flightdeck/ beside the plan.
+	State        *State                  `yaml:"state"`
 	Environments map[string]*Environment `yaml:"environments"`
 	// EnvOrder is the order environments appear in the file.
 	EnvOrder []string `yaml:"-"`
@@ -63,6 +66,38 @@ type SmokeCheck struct {
 	Body    string   `yaml:"body"`   // text the body must contain
 	Run     string   `yaml:"run"`    // a command instead of a URL (runs on the host)
 	Timeout Duration `yaml:"timeout"`
+}
+
+// State names a shared state backend for the journal and the locks.
+type State struct {
+	Etcd *EtcdState `yaml:"etcd"`
+}
+
+// EtcdState keeps the journal and the locks in an etcd cluster, so that
+// several control machines share them.
+type EtcdState struct {
+	// Endpoints are the members' client addresses: host:port or
+	// http(s)://host:port.
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix of every flightdeck key (default /flightdeck).
+	Prefix   string `yaml:"prefix"`
+	Username string `yaml:"username"`
+	// PasswordFile holds the user's password (FLIGHTDECK_ETCD_PASSWORD
+	// overrides it).
+	PasswordFile string `yaml:"password_file"`
+	// Password is refused: a password in the plan ends up in version control.
+	Password string   `yaml:"password"`
+	TLS      *EtcdTLS `yaml:"tls"`
+	// Lease is the lock lease's time to live (default 10s).
+	Lease Duration `yaml:"lease"`
+}
+
+// EtcdTLS are the PEM files of a TLS connection to etcd.
+type EtcdTLS struct {
+	CA         string `yaml:"ca"`
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	ServerName string `yaml:"server_name"`
 }
 
 // Checklist configures the production checklist.

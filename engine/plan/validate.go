@@ -2,9 +2,11 @@ package plan
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"strings"
+	"time"
 	"unicode"
 
 	"gopkg.in/yaml.v3"
@@ -76,6 +78,7 @@ func (v *validator) plan(p *Plan) {
 	}
 	v.hooks(p.Hooks, "hooks")
 	v.checklist(p)
+	v.state(p.State)
 	if h := p.Health; h != nil {
 		if h.URL == "" {
 			v.errorf(v.keyAt("health"), `health needs a url, e.g. url: "http://{{.Host}}:8080/healthz"`)
@@ -427,4 +430,58 @@ func (v *validator) httpURL(p, s string) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.errorf(v.at(p), "expected an http:// or https:// URL, got %q", s)
 	}
+}
+
+func (v *validator) state(st *State) {
+	if st == nil {
+		return
+	}
+	if st.Etcd == nil {
+		if v.keys["state"] != nil {
+			v.errorf(v.keyAt("state"), "state names no backend; write state: {etcd: {endpoints: [host:2379, ...]}}, or leave it out to keep the state in .flightdeck/")
+		}
+		return
+	}
+	e := st.Etcd
+	ep := child("state", "etcd")
+	if len(e.Endpoints) == 0 {
+		v.errorf(v.keyAt(child(ep, "endpoints")), "state.etcd needs endpoints, e.g. endpoints: [10.0.0.1:2379, 10.0.0.2:2379, 10.0.0.3:2379]")
+	}
+	for i, s := range e.Endpoints {
+		if err := checkEndpoint(s); err != nil {
+			v.errorf(v.at(child(ep, "endpoints", i)), "%v", err)
+		}
+	}
+	if e.Prefix != "" && (!strings.HasPrefix(e.Prefix, "/") || strings.HasSuffix(e.Prefix, "/")) {
+		v.errorf(v.at(child(ep, "prefix")), "prefix must start with / and not end with /, e.g. /flightdeck")
+	}
+	if e.Password != "" || v.present(child(ep, "password")) {
+		v.errorf(v.keyAt(child(ep, "password")), "a password in the plan ends up in version control: write it to a file only you can read and name it with password_file, or set FLIGHTDECK_ETCD_PASSWORD")
+	}
+	if e.PasswordFile != "" && e.Username == "" {
+		v.errorf(v.at(child(ep, "password_file")), "password_file needs a username")
+	}
+	if d := e.Lease.Duration; v.present(child(ep, "lease")) && (d < 2*time.Second || d%time.Second != 0) {
+		v.errorf(v.at(child(ep, "lease")), "lease must be whole seconds, at least 2s (etcd lengthens shorter leases), got %s", d)
+	}
+	if t := e.TLS; t != nil && (t.Cert == "") != (t.Key == "") {
+		v.errorf(v.at(child(ep, "tls")), "a client certificate needs both cert and key")
+	}
+}
+
+// checkEndpoint accepts host:port or an http(s) URL with a host and port.
+func checkEndpoint(s string) error {
+	hostport := s
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("expected host:port or http(s)://host:port, got %q", s)
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("expected host:port (e.g. 10.0.0.1:2379), got %q", s)
+	}
+	return nil
 }
