@@ -18,7 +18,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.emit(Event{Type: EvRunStarted, Start: &RunInfo{Kind: KindDeploy, Release: "r2", Previous: "r1", Steps: []int{5, 25, 100},
+	r.emit(Event{Type: EvRunStarted, Start: &RunInfo{Kind: KindDeploy, Release: "r2", Previous: "r1", Steps: []int{5, 25, 100}, RequireApproval: []string{"promote"},
 		Hosts: []RunHost{{Name: "a", Current: "r1"}}}})
 	r.emit(Event{Type: EvStepStarted, Wave: 2, Weight: ptr(25.0)})
 	alice := Actor{Name: "alice", Role: RoleOperator, Fingerprint: "SHA256:a"}
@@ -58,7 +58,7 @@ func TestAutoPromotionWaitsForApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.emit(Event{Type: EvRunStarted, Start: &RunInfo{Kind: KindDeploy, Release: "r2", Previous: "r1", Steps: []int{5, 100},
+	r.emit(Event{Type: EvRunStarted, Start: &RunInfo{Kind: KindDeploy, Release: "r2", Previous: "r1", Steps: []int{5, 100}, RequireApproval: []string{"promote"},
 		Hosts: []RunHost{{Name: "a", Current: "r1"}}}})
 	r.emit(Event{Type: EvStepStarted, Wave: 1, Weight: ptr(5.0)})
 	if changed := r.dispatch(nil, []Action{{Kind: ActStep, Wave: 2, Weight: 100}}); !changed {

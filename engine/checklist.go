@@ -17,20 +17,38 @@ import (
 
 // Checklist item ids (see plan.ChecklistItems).
 const (
-	ItemHealth503     = "health_503"
-	ItemGraceful      = "graceful_shutdown"
-	ItemDraining      = "draining"
-	ItemMigrations    = "migrations"
-	ItemCacheNS       = "cache_namespace"
-	ItemIdempotent    = "idempotent_jobs"
-	ItemAutoRollback  = "auto_rollback"
-	ItemSmoke         = "smoke"
-	stateUnknown      = "unknown"
-	stateVerified     = "verified"
-	stateFailed       = "failed"
-	stateAcknowledged = "acknowledged"
-	stateNA           = "n/a"
+	ItemHealth503    = "health_503"
+	ItemGraceful     = "graceful_shutdown"
+	ItemDraining     = "draining"
+	ItemMigrations   = "migrations"
+	ItemCacheNS      = "cache_namespace"
+	ItemIdempotent   = "idempotent_jobs"
+	ItemAutoRollback = "auto_rollback"
+	ItemSmoke        = "smoke"
 )
+
+// ItemState is where a checklist item stands.
+type ItemState string
+
+// Checklist item states.
+const (
+	// ItemUnknown: not shown yet (observed during the run, or acknowledged).
+	ItemUnknown ItemState = "unknown"
+	// ItemVerified: the plan or the run showed it holds.
+	ItemVerified ItemState = "verified"
+	// ItemFailed: the plan or the run showed it does not hold.
+	ItemFailed ItemState = "failed"
+	// ItemAcknowledged: an operator vouched for it (with a reason).
+	ItemAcknowledged ItemState = "acknowledged"
+	// ItemNA: it does not apply to this plan.
+	ItemNA ItemState = "n/a"
+)
+
+// Settled reports whether the item needs nothing more from an operator:
+// verified, acknowledged or not applicable.
+func (s ItemState) Settled() bool {
+	return s == ItemVerified || s == ItemAcknowledged || s == ItemNA
+}
 
 // ItemTitle is the checklist item's title.
 func ItemTitle(id string) string {
@@ -98,10 +116,10 @@ func PlanChecklist(p *plan.Plan, env *plan.Environment, findings []string, acks 
 			required[id] = true
 		}
 	}
-	item := func(id, state, evidence string) ChecklistItem {
+	item := func(id string, state ItemState, evidence string) ChecklistItem {
 		it := ChecklistItem{ID: id, Title: ItemTitle(id), State: state, Evidence: evidence, Required: required[id]}
-		if a, ok := acks[id]; ok && state != stateVerified {
-			it.State, it.AckBy, it.Evidence = stateAcknowledged, a.By, joinNonEmpty(evidence, "acknowledged: "+a.Reason)
+		if a, ok := acks[id]; ok && state != ItemVerified {
+			it.State, it.AckBy, it.Evidence = ItemAcknowledged, a.By, joinNonEmpty(evidence, "acknowledged: "+a.Reason)
 		}
 		return it
 	}
@@ -109,45 +127,45 @@ func PlanChecklist(p *plan.Plan, env *plan.Environment, findings []string, acks 
 	var items []ChecklistItem
 
 	if routed || (p.Health != nil && p.Health.URL != "") {
-		items = append(items, item(ItemHealth503, stateUnknown, "observed at each switch: non-2xx (or refused) until ready"))
+		items = append(items, item(ItemHealth503, ItemUnknown, "observed at each switch: non-2xx (or refused) until ready"))
 	} else {
-		items = append(items, item(ItemHealth503, stateUnknown, "no health check in the plan: acknowledge, or add health: or a router"))
+		items = append(items, item(ItemHealth503, ItemUnknown, "no health check in the plan: acknowledge, or add health: or a router"))
 	}
 	if env.Probe != nil {
-		items = append(items, item(ItemGraceful, stateUnknown, "observed: restarts under probe traffic must lose no request"))
+		items = append(items, item(ItemGraceful, ItemUnknown, "observed: restarts under probe traffic must lose no request"))
 	} else {
-		items = append(items, item(ItemGraceful, stateUnknown, "no probe traffic to observe it: acknowledge, or add probe:"))
+		items = append(items, item(ItemGraceful, ItemUnknown, "no probe traffic to observe it: acknowledge, or add probe:"))
 	}
 	switch {
 	case !routed:
-		items = append(items, item(ItemDraining, stateNA, "no router: nothing to drain"))
+		items = append(items, item(ItemDraining, ItemNA, "no router: nothing to drain"))
 	default:
 		d := env.Router.Drain.Duration
 		if d == 0 {
 			d = env.Strategy.Drain.Duration
 		}
 		if d >= 30*time.Second && d <= 60*time.Second {
-			items = append(items, item(ItemDraining, stateVerified, fmt.Sprintf("router drains for up to %s", d)))
+			items = append(items, item(ItemDraining, ItemVerified, fmt.Sprintf("router drains for up to %s", d)))
 		} else {
-			items = append(items, item(ItemDraining, stateVerified, fmt.Sprintf("router drains for up to %s (warning: outside the usual 30–60 s)", d)))
+			items = append(items, item(ItemDraining, ItemVerified, fmt.Sprintf("router drains for up to %s (warning: outside the usual 30–60 s)", d)))
 		}
 	}
 	switch {
 	case len(findings) > 0:
-		items = append(items, item(ItemMigrations, stateFailed, strings.Join(findings, "\n")))
+		items = append(items, item(ItemMigrations, ItemFailed, strings.Join(findings, "\n")))
 	case len(p.Migrations) > 0:
-		items = append(items, item(ItemMigrations, stateVerified, fmt.Sprintf("%s: additive only; the migrate hook runs before the switch", strings.Join(p.Migrations, ", "))))
+		items = append(items, item(ItemMigrations, ItemVerified, fmt.Sprintf("%s: additive only; the migrate hook runs before the switch", strings.Join(p.Migrations, ", "))))
 	case len(p.Hooks.Migrate) > 0:
-		items = append(items, item(ItemMigrations, stateUnknown, "the migrate hook runs before the switch; name the files in migrations: to scan them"))
+		items = append(items, item(ItemMigrations, ItemUnknown, "the migrate hook runs before the switch; name the files in migrations: to scan them"))
 	default:
-		items = append(items, item(ItemMigrations, stateNA, "no migrations in the plan"))
+		items = append(items, item(ItemMigrations, ItemNA, "no migrations in the plan"))
 	}
 	if p.CacheNamespaceEnv != "" {
-		items = append(items, item(ItemCacheNS, stateUnknown, fmt.Sprintf("the service must report %s=RELEASE_VERSION on /version", p.CacheNamespaceEnv)))
+		items = append(items, item(ItemCacheNS, ItemUnknown, fmt.Sprintf("the service must report %s=RELEASE_VERSION on /version", p.CacheNamespaceEnv)))
 	} else {
-		items = append(items, item(ItemCacheNS, stateUnknown, "RELEASE_VERSION is exported to hooks and processes; acknowledge, or set cache_namespace_env"))
+		items = append(items, item(ItemCacheNS, ItemUnknown, "RELEASE_VERSION is exported to hooks and processes; acknowledge, or set cache_namespace_env"))
 	}
-	items = append(items, item(ItemIdempotent, stateUnknown, "only an operator can tell: acknowledge"))
+	items = append(items, item(ItemIdempotent, ItemUnknown, "only an operator can tell: acknowledge"))
 	if ar := env.AutoRollback; ar != nil {
 		var cond []string
 		if ar.ErrorRate.Set {
@@ -156,14 +174,14 @@ func PlanChecklist(p *plan.Plan, env *plan.Environment, findings []string, acks 
 		if ar.P99.Duration > 0 {
 			cond = append(cond, fmt.Sprintf("p99 > %s", ar.P99.Duration))
 		}
-		items = append(items, item(ItemAutoRollback, stateVerified, strings.Join(cond, " or ")+" for "+ar.For.Duration.String()))
+		items = append(items, item(ItemAutoRollback, ItemVerified, strings.Join(cond, " or ")+" for "+ar.For.Duration.String()))
 	} else {
-		items = append(items, item(ItemAutoRollback, stateFailed, "no auto_rollback in the plan"))
+		items = append(items, item(ItemAutoRollback, ItemFailed, "no auto_rollback in the plan"))
 	}
 	if len(p.Smoke) > 0 {
-		items = append(items, item(ItemSmoke, stateUnknown, fmt.Sprintf("%d smoke checks run against the new release before traffic", len(p.Smoke))))
+		items = append(items, item(ItemSmoke, ItemUnknown, fmt.Sprintf("%d smoke checks run against the new release before traffic", len(p.Smoke))))
 	} else {
-		items = append(items, item(ItemSmoke, stateUnknown, "no smoke checks in the plan: acknowledge, or add smoke:"))
+		items = append(items, item(ItemSmoke, ItemUnknown, "no smoke checks in the plan: acknowledge, or add smoke:"))
 	}
 	return items
 }
@@ -182,7 +200,7 @@ func joinNonEmpty(parts ...string) string {
 func blockingItems(s *State) []ChecklistItem {
 	var out []ChecklistItem
 	for _, it := range s.Checklist {
-		if it.Required && (it.State == stateFailed || it.State == stateUnknown) {
+		if it.Required && (it.State == ItemFailed || it.State == ItemUnknown) {
 			out = append(out, it)
 		}
 	}
@@ -248,10 +266,10 @@ func (r *Run) migrate(ctx context.Context, h Host, release string) error {
 			return err
 		}
 	}
-	it := ChecklistItem{ID: ItemMigrations, Title: ItemTitle(ItemMigrations), State: stateVerified,
+	it := ChecklistItem{ID: ItemMigrations, Title: ItemTitle(ItemMigrations), State: ItemVerified,
 		Evidence: fmt.Sprintf("migrate hook ran on %s before the first switch", where)}
 	for _, cur := range r.planItems {
-		if cur.ID == ItemMigrations && cur.State == stateFailed {
+		if cur.ID == ItemMigrations && cur.State == ItemFailed {
 			it = cur // destructive findings were acknowledged or will block; keep them visible
 		}
 	}
@@ -296,11 +314,11 @@ func (r *Run) observeHealth(ctx context.Context, backend string) {
 	}
 	n, of := r.obs.health503, r.obs.healthSwitches
 	r.obsMu.Unlock()
-	it := ChecklistItem{ID: ItemHealth503, Title: ItemTitle(ItemHealth503), State: stateVerified,
+	it := ChecklistItem{ID: ItemHealth503, Title: ItemTitle(ItemHealth503), State: ItemVerified,
 		Evidence: fmt.Sprintf("%d of %d restarted services answered non-2xx (or refused) before they were ready", n, of)}
 	if n == 0 {
 		// Ready at once is no violation, but it shows nothing either.
-		it.State = stateUnknown
+		it.State = ItemUnknown
 		it.Evidence = fmt.Sprintf("%d restarted services were ready at once: no 503 could be observed; acknowledge, or add a start-up delay check", of)
 	}
 	r.sendItem(it)
@@ -339,10 +357,10 @@ func (r *Run) runSmoke(ctx context.Context, h Host, backend, release string) err
 		}
 		passed = append(passed, name)
 	}
-	it := ChecklistItem{ID: ItemSmoke, Title: ItemTitle(ItemSmoke), State: stateVerified,
+	it := ChecklistItem{ID: ItemSmoke, Title: ItemTitle(ItemSmoke), State: ItemVerified,
 		Evidence: fmt.Sprintf("%d checks passed on %s before traffic: %s", len(passed), h.Name(), strings.Join(passed, ", "))}
 	if err != nil {
-		it.State, it.Evidence = stateFailed, err.Error()
+		it.State, it.Evidence = ItemFailed, err.Error()
 	}
 	r.obsMu.Lock()
 	r.obs.smokeErr = err
@@ -400,7 +418,7 @@ func (r *Run) checkCacheNamespace(ctx context.Context, backend, release string) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	it := ChecklistItem{ID: ItemCacheNS, Title: ItemTitle(ItemCacheNS), State: stateFailed}
+	it := ChecklistItem{ID: ItemCacheNS, Title: ItemTitle(ItemCacheNS), State: ItemFailed}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+backend+"/version", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -417,7 +435,7 @@ func (r *Run) checkCacheNamespace(ctx context.Context, backend, release string) 
 	} else if v.CacheNamespace != release {
 		it.Evidence = fmt.Sprintf("the service reports cache namespace %q, not the release %q", v.CacheNamespace, release)
 	} else {
-		it.State, it.Evidence = stateVerified, fmt.Sprintf("the service reports cache namespace %s", release)
+		it.State, it.Evidence = ItemVerified, fmt.Sprintf("the service reports cache namespace %s", release)
 	}
 	r.sendItem(it)
 }
@@ -465,11 +483,11 @@ func (r *Run) finalChecklist(rep *Report) []Event {
 	for _, it := range r.state.Checklist {
 		cur[it.ID] = it
 	}
-	if it, ok := cur[ItemGraceful]; ok && it.State == stateUnknown && rep.Probe != nil && r.obs.healthSwitches > 0 {
-		it.State = stateVerified
+	if it, ok := cur[ItemGraceful]; ok && it.State == ItemUnknown && rep.Probe != nil && r.obs.healthSwitches > 0 {
+		it.State = ItemVerified
 		it.Evidence = fmt.Sprintf("%d services restarted under %g req/s of probe traffic; %d of %d probe requests failed", r.obs.healthSwitches, rep.Probe.Rate, rep.Probe.Failed, rep.Probe.Requests)
 		if rep.Probe.Failed > 0 {
-			it.State = stateFailed
+			it.State = ItemFailed
 		}
 		evs = append(evs, Event{Type: EvChecklistItem, Item: &it})
 	}

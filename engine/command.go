@@ -63,6 +63,10 @@ const (
 	CmdAbort      CommandKind = "abort"
 	CmdAck        CommandKind = "ack"
 	CmdApprove    CommandKind = "approve"
+	// CmdDeploy starts a deploy run. Runs never take it (Engine.Deploy
+	// starts one); Check answers it, so that a cockpit knows whether a
+	// deploy can start.
+	CmdDeploy CommandKind = "deploy"
 )
 
 // Command is an operator's instruction to a run.
@@ -70,7 +74,7 @@ type Command struct {
 	Kind   CommandKind
 	Actor  Actor
 	To     string  // rollback target release ("" = the run's previous)
-	Weight float64 // set-weight
+	Weight float64 // set-weight: percent of traffic, more than 0 and at most 100
 	Item   string  // ack: checklist item id
 	Reason string
 }

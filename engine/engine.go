@@ -53,11 +53,14 @@ func (e *Engine) Active() *Run {
 	return e.run
 }
 
-// Send forwards a command to the active run.
+// Send forwards a command to the active run. Without one it answers as
+// Check does between runs (ErrNoRun, or ErrNotAllowed for a role that may
+// not send c), and ErrNoRun for the commands that start runs (Deploy and
+// Rollback start those).
 func (e *Engine) Send(ctx context.Context, c Command) error {
 	r := e.Active()
 	if r == nil {
-		if err := Authorize(c.Actor, c.Kind); err != nil {
+		if err := Check(nil, c); err != nil {
 			return err
 		}
 		return ErrNoRun
@@ -68,7 +71,7 @@ func (e *Engine) Send(ctx context.Context, c Command) error {
 // Deploy releases an artifact to the environment. A run left unfinished
 // by a dead process is finished first.
 func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command string) (*State, error) {
-	if err := AuthorizeOwner(actor, "start a deploy"); err != nil {
+	if err := Check(nil, Command{Kind: CmdDeploy, Actor: actor}); err != nil {
 		return nil, err
 	}
 	findings, err := MigrationFindings(e.Plan)
@@ -108,7 +111,7 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 // Rollback puts every host of the environment on release `to` ("" = the
 // release that was live before the last successful deploy, from the journal).
 func (e *Engine) Rollback(ctx context.Context, actor Actor, to, command string) (*State, error) {
-	if err := Authorize(actor, CmdRollback); err != nil {
+	if err := Check(nil, Command{Kind: CmdRollback, Actor: actor, To: to}); err != nil {
 		return nil, err
 	}
 	if to == "" {
@@ -134,7 +137,8 @@ func (e *Engine) Rollback(ctx context.Context, actor Actor, to, command string) 
 // Resume finishes a run left unfinished by a dead process. It returns a
 // nil state when there is nothing to resume.
 func (e *Engine) Resume(ctx context.Context, actor Actor, command string) (*State, error) {
-	if err := Authorize(actor, CmdRollback); err != nil {
+	// Finishing a run may roll it back: the rule of a rollback between runs.
+	if err := Check(nil, Command{Kind: CmdRollback, Actor: actor}); err != nil {
 		return nil, err
 	}
 	return e.withLock(actor, command, func(notices []string) (*State, error) {

@@ -43,7 +43,10 @@ const (
 	EvPruned        EventType = "Pruned"
 	EvNotice        EventType = "Notice"
 	EvReport        EventType = "Report"
-	EvRunFinished   EventType = "RunFinished"
+	// EvSettling: the outcome is decided (Outcome) and the run probes
+	// traffic with the release in service until Until before it ends.
+	EvSettling    EventType = "Settling"
+	EvRunFinished EventType = "RunFinished"
 )
 
 // Phase is where a host is in a run.
@@ -135,6 +138,9 @@ type RunInfo struct {
 	Hosts    []RunHost  `json:"hosts"`
 	Waves    [][]string `json:"waves,omitempty"`
 	Steps    []int      `json:"steps,omitempty"`
+	// RequireApproval lists the actions that wait for a second operator
+	// (require_approval in the plan, e.g. "promote").
+	RequireApproval []string `json:"require_approval,omitempty"`
 	// Cohort is the A/B rule the new release gets at its first step.
 	Cohort *CohortRule `json:"cohort,omitempty"`
 	Plan   string      `json:"plan,omitempty"`
@@ -174,12 +180,12 @@ const (
 
 // ChecklistItem is one production checklist item's state.
 type ChecklistItem struct {
-	ID       string `json:"id"`
-	Title    string `json:"title"`
-	State    string `json:"state"` // unknown | verified | failed | acknowledged | n/a
-	Evidence string `json:"evidence,omitempty"`
-	AckBy    string `json:"ack_by,omitempty"`
-	Required bool   `json:"required,omitempty"`
+	ID       string    `json:"id"`
+	Title    string    `json:"title"`
+	State    ItemState `json:"state"`
+	Evidence string    `json:"evidence,omitempty"`
+	AckBy    string    `json:"ack_by,omitempty"`
+	Required bool      `json:"required,omitempty"`
 }
 
 // Report is the end-of-run summary (the hitless report).

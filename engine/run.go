@@ -303,6 +303,10 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 	if !r.state.Active() {
 		return r.state, fmt.Errorf("resume: run %s already finished (%s)", r.id, r.state.Outcome)
 	}
+	if r.state.Info.RequireApproval == nil {
+		// Journals before the policy was recorded in RunStarted: the plan's.
+		r.state.Info.RequireApproval = r.cfg.Env.RequireApproval
+	}
 	statuses, err := r.inspectAll(ctx)
 	if err != nil {
 		return r.state, err
@@ -385,6 +389,7 @@ func (r *Run) runInfo(statuses map[string]HostStatus) RunInfo {
 	info := RunInfo{
 		Kind: r.cfg.Kind, App: r.cfg.Plan.App, Env: r.cfg.Env.Name,
 		Strategy: string(r.cfg.Env.Strategy.Kind), Plan: r.cfg.Plan.File, PID: os.Getpid(),
+		RequireApproval: r.cfg.Env.RequireApproval,
 	}
 	counts := map[string]int{}
 	for _, h := range r.cfg.Hosts {
@@ -580,7 +585,7 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 			r.measureCancel = cancel
 			go r.doMeasure(mctx, a)
 		case ActStep:
-			if a.Wave == len(r.state.Info.Steps) && a.Wave > 1 && r.cfg.Env.NeedsApproval("promote") {
+			if a.Wave == len(r.state.Info.Steps) && a.Wave > 1 && needsApproval(r.state, "promote") {
 				if r.state.Proposal == nil {
 					r.emit(Event{Type: EvApprovalRequested, Actor: AutoActor.Name, Wave: a.Wave,
 						Message: fmt.Sprintf("the gate passed; promotion to %g%% waits for an operator's approval", a.Weight)})
@@ -588,8 +593,7 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 				}
 				continue
 			}
-			r.emit(Event{Type: EvStepStarted, Wave: a.Wave, Weight: ptr(a.Weight), Release: r.state.Info.Release,
-				Message: fmt.Sprintf("step %d/%d: %g%% of traffic", a.Wave, len(r.state.Info.Steps), a.Weight)})
+			r.emit(stepEvent(r.state, a.Wave, a.Weight, ""))
 			changed = true
 		case ActAwait:
 			if a.Wave == -1 {
@@ -628,128 +632,15 @@ func (r *Run) dispatch(ctx context.Context, acts []Action) bool {
 	return changed
 }
 
-// refuse journals a refused command and returns err.
-func (r *Run) refuse(c Command, err error) error {
-	r.emit(Event{Type: EvCommandRefused, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint,
-		Command: string(c.Kind), Error: err.Error()})
-	return err
-}
-
-// handle applies an operator command in the run loop.
+// handle applies an operator command in the run loop: the pure rule
+// (decideCommand, the same as Check) says what to journal.
 func (r *Run) handle(c Command) error {
-	refuse := func(err error) error { return r.refuse(c, err) }
-	if err := Authorize(c.Actor, c.Kind); err != nil {
-		return refuse(err)
+	evs, err := decideCommand(r.state, c)
+	if err != nil {
+		r.emit(refusal(c, err))
+		return err
 	}
-	st := r.state
-	accept := func(extra ...Event) {
-		evs := append([]Event{{Type: EvCommand, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint,
-			Command: string(c.Kind), Target: c.To, Message: c.Reason}}, extra...)
-		for i := range evs[1:] {
-			evs[i+1].Actor = c.Actor.Name
-			evs[i+1].Fingerprint = c.Actor.Fingerprint
-		}
-		r.emit(evs...)
-	}
-	switch c.Kind {
-	case CmdPause:
-		if st.Status != StatusRunning {
-			return refuse(fmt.Errorf("cannot pause: run is %s", st.Status))
-		}
-		accept(Event{Type: EvPaused, Message: "paused by " + c.Actor.Name})
-	case CmdResume:
-		if st.Status != StatusPaused {
-			return refuse(fmt.Errorf("cannot resume: run is %s", st.Status))
-		}
-		accept(Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
-	case CmdRollback, CmdAbort:
-		if st.Status == StatusRollingBack {
-			return refuse(errors.New("a rollback is already in progress"))
-		}
-		if st.Status != StatusRunning && st.Status != StatusPaused {
-			return refuse(fmt.Errorf("cannot %s: run is %s", c.Kind, st.Status))
-		}
-		if c.To != "" {
-			if err := ValidateReleaseID(c.To); err != nil {
-				return refuse(err)
-			}
-		}
-		msg := c.Reason
-		if msg == "" {
-			msg = fmt.Sprintf("%s by %s", c.Kind, c.Actor.Name)
-		}
-		accept(Event{Type: EvRollbackStart, Command: string(c.Kind), Target: c.To, Message: msg})
-	case CmdPromote, CmdStepUp, CmdStepDown, CmdPromoteAll:
-		steps := st.Info.Steps
-		if len(steps) == 0 {
-			return refuse(fmt.Errorf("%s needs a traffic strategy (canary, bluegreen, ab); this run is %s", c.Kind, st.Info.Strategy))
-		}
-		if st.Status != StatusRunning && st.Status != StatusPaused {
-			return refuse(fmt.Errorf("cannot %s: run is %s", c.Kind, st.Status))
-		}
-		next := st.Step + 1
-		switch c.Kind {
-		case CmdStepDown:
-			next = st.Step - 1
-		case CmdPromoteAll:
-			next = len(steps)
-		}
-		if next < 1 || next > len(steps) {
-			return refuse(fmt.Errorf("cannot %s: already at step %d of %d", c.Kind, st.Step, len(steps)))
-		}
-		if next == len(steps) && c.Kind != CmdStepDown && r.cfg.Env.NeedsApproval("promote") {
-			if st.Proposal != nil {
-				return refuse(fmt.Errorf("promotion to %d%% proposed by %s already waits for a second operator's approval", steps[next-1], st.Proposal.By))
-			}
-			accept(Event{Type: EvApprovalRequested, Wave: next,
-				Message: fmt.Sprintf("%s proposes promotion to %d%%; waiting for a second operator's approval", c.Actor.Name, steps[next-1])})
-			return nil
-		}
-		evs := []Event{{Type: EvStepStarted, Wave: next, Weight: ptr(float64(steps[next-1])), Release: st.Info.Release,
-			Message: fmt.Sprintf("step %d/%d: %g%% of traffic (%s by %s)", next, len(steps), float64(steps[next-1]), c.Kind, c.Actor.Name)}}
-		if st.Status == StatusPaused {
-			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
-		}
-		accept(evs...)
-	case CmdAck:
-		var found *ChecklistItem
-		for i := range st.Checklist {
-			if st.Checklist[i].ID == c.Item {
-				found = &st.Checklist[i]
-			}
-		}
-		if found == nil {
-			return refuse(fmt.Errorf("no checklist item %q in this run", c.Item))
-		}
-		if found.State == stateVerified || found.State == stateNA {
-			return refuse(fmt.Errorf("%s is already %s; nothing to acknowledge", c.Item, found.State))
-		}
-		it := *found
-		it.State, it.AckBy = stateAcknowledged, c.Actor.Name
-		reason := c.Reason
-		if reason == "" {
-			reason = "acknowledged by " + c.Actor.Name
-		}
-		it.Evidence = joinNonEmpty(found.Evidence, reason)
-		accept(Event{Type: EvChecklistItem, Item: &it})
-	case CmdApprove:
-		p := st.Proposal
-		if p == nil {
-			return refuse(errors.New("there is no promotion waiting for approval"))
-		}
-		if p.By == c.Actor.Name && p.Fingerprint == c.Actor.Fingerprint {
-			return refuse(fmt.Errorf("%s proposed this promotion; a second operator must approve it", c.Actor.Name))
-		}
-		steps := st.Info.Steps
-		evs := []Event{{Type: EvStepStarted, Wave: p.Step, Weight: ptr(float64(steps[p.Step-1])), Release: st.Info.Release,
-			Message: fmt.Sprintf("step %d/%d: %d%% of traffic (proposed by %s, approved by %s)", p.Step, len(steps), steps[p.Step-1], p.By, c.Actor.Name)}}
-		if st.Status == StatusPaused {
-			evs = append(evs, Event{Type: EvResumed, Message: "resumed by " + c.Actor.Name})
-		}
-		accept(evs...)
-	default:
-		return refuse(fmt.Errorf("%s is not supported by the %s strategy", c.Kind, st.Info.Strategy))
-	}
+	r.emit(evs...)
 	return nil
 }
 
@@ -842,8 +733,9 @@ func (r *Run) finish(ctx context.Context, a Action) {
 	}
 	if r.probe != nil {
 		if settle := r.cfg.Env.Probe.Settle.Duration; settle > 0 && a.Outcome == OutcomeSucceeded {
-			r.emit(Event{Type: EvNotice, Message: fmt.Sprintf("probing %s more with the release in service", settle)})
-			r.settle(settle, a.Outcome)
+			r.emit(Event{Type: EvSettling, Outcome: a.Outcome, Until: r.cfg.Now().Add(settle),
+				Message: fmt.Sprintf("probing %s more with the release in service", settle)})
+			r.settle(settle)
 		}
 		rep.Probe = r.probe.stop()
 		r.probe = nil
@@ -872,10 +764,9 @@ func (r *Run) finish(ctx context.Context, a Action) {
 // run loop waits here, so it answers commands meanwhile, refusing them
 // (there is nothing left to pause or roll back within the run), and an
 // interrupt ends the wait.
-func (r *Run) settle(d time.Duration, outcome Outcome) {
+func (r *Run) settle(d time.Duration) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	end := time.Now().Add(d)
 	for {
 		select {
 		case <-timer.C:
@@ -883,9 +774,7 @@ func (r *Run) settle(d time.Duration, outcome Outcome) {
 		case <-r.interrupt:
 			return
 		case c := <-r.cmds:
-			err := fmt.Errorf("cannot %s: %w: it %s and probes traffic for its report for %s more; "+
-				"`flightdeck rollback` starts a new run", c.cmd.Kind, ErrRunFinishing, outcome, time.Until(end).Round(100*time.Millisecond))
-			c.reply <- r.refuse(c.cmd, err)
+			c.reply <- r.handle(c.cmd)
 		}
 	}
 }

@@ -371,7 +371,7 @@ func TestCommandsDuringSettleAreAnsweredAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	waitEvent(ctx, t, sub, func(e engine.Event) bool {
-		return e.Type == engine.EvNotice && strings.HasPrefix(e.Message, "probing 10m0s more")
+		return e.Type == engine.EvSettling && strings.HasPrefix(e.Message, "probing 10m0s more")
 	})
 	err := eng.Send(ctx, engine.Command{Kind: engine.CmdPause, Actor: op})
 	if !errors.Is(err, engine.ErrRunFinishing) {

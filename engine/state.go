@@ -55,10 +55,10 @@ type RuleCheck struct {
 // acknowledgement, or canary metrics judged by the gate).
 func (s *State) Rule2() (automated, manual bool) {
 	for _, it := range s.Checklist {
-		if it.ID == "smoke" && it.State == "verified" {
+		if it.ID == ItemSmoke && it.State == ItemVerified {
 			automated = true
 		}
-		if it.State == "acknowledged" {
+		if it.State == ItemAcknowledged {
 			manual = true
 		}
 	}
@@ -144,6 +144,10 @@ type State struct {
 	Checklist    []ChecklistItem
 	Report       *Report
 	Err          string
+	// Settling is the outcome of a run that probes traffic with the
+	// release in service until SettleUntil before it ends ("" otherwise).
+	Settling    Outcome
+	SettleUntil time.Time
 }
 
 // NewState returns the empty state of a run.
@@ -345,6 +349,8 @@ func (s *State) Apply(e Event) {
 		if e.Item != nil {
 			s.setItem(*e.Item)
 		}
+	case EvSettling:
+		s.Settling, s.SettleUntil = e.Outcome, e.Until
 	case EvReport:
 		s.Report = e.Report
 	case EvRunFinished:
@@ -366,7 +372,7 @@ func (s *State) setItem(it ChecklistItem) {
 		if it.Title == "" {
 			it.Title = prev.Title
 		}
-		if prev.State == "acknowledged" && it.State == "unknown" {
+		if prev.State == ItemAcknowledged && it.State == ItemUnknown {
 			return // an acknowledgement stands until something is verified
 		}
 		s.Checklist[i] = it

@@ -98,8 +98,14 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 			limit = max(1, p.MaxUnavailable)
 		}
 		return RevertNext(s, limit)
-	case StatusRunning:
+	case StatusRunning, StatusPaused:
+		// Paused: the step in force (an operator may step while paused) is
+		// carried out, but nothing moves on by itself.
 	default:
+		return nil
+	}
+	paused := s.Status == StatusPaused
+	if paused && s.Step == 0 {
 		return nil
 	}
 	if s.TrafficErr != "" {
@@ -163,7 +169,13 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 				return acts
 			}
 		}
+		if paused {
+			return nil
+		}
 		return []Action{{Kind: ActFinish, Outcome: OutcomeSucceeded}}
+	}
+	if paused {
+		return nil
 	}
 
 	// Then analysis.

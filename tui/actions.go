@@ -91,7 +91,7 @@ func (m *Model) avail(a Action) avail {
 		case it == nil:
 			return no("no checklist item")
 		case it.State == "verified" || it.State == "acknowledged" || it.State == "n/a":
-			return no("item " + it.State)
+			return no("item " + string(it.State))
 		}
 	case ActDeploy, ActDeployBad:
 		switch {

@@ -702,7 +702,7 @@ func (m *Model) checklistLevel(it engine.ChecklistItem) (level, string) {
 	if it.Required {
 		return lvWarn, "needs ack"
 	}
-	return lvWarn, orNone(it.State, "unknown")
+	return lvWarn, orNone(string(it.State), "unknown")
 }
 
 func (m *Model) renderChecklist(w, h int, focused bool) []string {
@@ -863,7 +863,7 @@ func (m *Model) eventText(e engine.Event) (string, level) {
 		}
 	case engine.EvChecklistItem:
 		if it := e.Item; it != nil {
-			s := "checklist " + it.Title + ": " + it.State
+			s := "checklist " + it.Title + ": " + string(it.State)
 			if it.AckBy != "" {
 				s += " by " + it.AckBy
 			}

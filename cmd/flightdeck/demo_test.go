@@ -82,11 +82,11 @@ func TestDemoGoodIsHitlessForEveryStrategy(t *testing.T) {
 			if strategy != "symlink" {
 				// The checklist fills in from what the run showed; the
 				// idempotent-jobs item waits for an operator.
-				want := map[string]string{
+				want := map[string]engine.ItemState{
 					engine.ItemHealth503: "verified", engine.ItemGraceful: "verified", engine.ItemDraining: "verified",
 					engine.ItemAutoRollback: "verified", engine.ItemSmoke: "verified", engine.ItemIdempotent: "unknown",
 				}
-				got := map[string]string{}
+				got := map[string]engine.ItemState{}
 				for _, it := range r.report.Checklist {
 					got[it.ID] = it.State
 				}

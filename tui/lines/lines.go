@@ -139,7 +139,7 @@ func Format(e engine.Event) string {
 		msg = e.Message
 	case engine.EvWaveDone:
 		msg = fmt.Sprintf("wave %d done", e.Wave)
-	case engine.EvWaiting:
+	case engine.EvWaiting, engine.EvSettling:
 		msg = e.Message
 	case engine.EvPaused:
 		msg = "PAUSED" + who
@@ -231,7 +231,7 @@ func FormatReport(r *engine.Report) string {
 		fmt.Fprintf(&b, "failed hosts: %s\n", strings.Join(r.Failed, ", "))
 	}
 	for _, it := range r.Checklist {
-		glyph := map[string]string{"verified": "✓", "failed": "✗", "acknowledged": "✓ack", "n/a": "–"}[it.State]
+		glyph := map[engine.ItemState]string{"verified": "✓", "failed": "✗", "acknowledged": "✓ack", "n/a": "–"}[it.State]
 		if glyph == "" {
 			glyph = "?"
 		}
