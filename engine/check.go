@@ -45,9 +45,8 @@ func decideCommand(st *State, c Command) ([]Event, error) {
 	if c.Kind == CmdDeploy {
 		return nil, fmt.Errorf("cannot deploy: %w (run %s is %s)", ErrRunActive, st.Run, st.Status)
 	}
-	if st.Settling != "" {
-		return nil, fmt.Errorf("cannot %s: %w: it %s and probes traffic for its report until %s; "+
-			"`flightdeck rollback` starts a new run", c.Kind, ErrRunFinishing, st.Settling, st.SettleUntil.Format("15:04:05"))
+	if err := settling(st, c); err != nil {
+		return nil, err
 	}
 	accept := func(extra ...Event) []Event {
 		evs := append([]Event{{Type: EvCommand, Command: string(c.Kind), Target: c.To, Message: c.Reason}}, extra...)
@@ -129,6 +128,24 @@ func decideCommand(st *State, c Command) ([]Event, error) {
 		return accept(stepEvent(st, p.Step, float64(st.Info.Steps[p.Step-1]), fmt.Sprintf("proposed by %s, approved by %s", p.By, c.Actor.Name))), nil
 	}
 	return nil, fmt.Errorf("%s is not supported by the %s strategy", c.Kind, st.Info.Strategy)
+}
+
+// settling refuses what a run whose outcome is decided no longer takes:
+// everything once it is being finished; while a successful deploy still
+// settles (measured, probe traffic with the release in service), all but
+// a rollback or an abort, which take it back.
+func settling(st *State, c Command) error {
+	switch {
+	case st.Finishing:
+		return fmt.Errorf("cannot %s: %w: it %s; `flightdeck rollback` starts a new run", c.Kind, ErrRunFinishing, st.Settling)
+	case st.Settling == "":
+		return nil
+	case st.Settling == OutcomeSucceeded && st.Info.Kind == KindDeploy && st.Status == StatusRunning &&
+		(c.Kind == CmdRollback || c.Kind == CmdAbort):
+		return nil
+	}
+	return fmt.Errorf("cannot %s: %w: it %s and probes traffic until %s; only a rollback or an abort takes it back",
+		c.Kind, ErrRunFinishing, st.Settling, st.SettleUntil.Format("15:04:05"))
 }
 
 // betweenRuns answers a command when no run is in progress.

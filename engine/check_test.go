@@ -47,6 +47,7 @@ func TestCheckEveryCommandInEveryStatus(t *testing.T) {
 		{"proposed", canaryState(Event{Type: EvApprovalRequested, Actor: "bob", Wave: 3})},
 		{"rolling back", canaryState(Event{Type: EvRollbackStart, Actor: "auto"})},
 		{"settling", canaryState(Event{Type: EvSettling, Outcome: OutcomeSucceeded, Until: t0.Add(3 * time.Second)})},
+		{"finishing", canaryState(Event{Type: EvSettling, Outcome: OutcomeSucceeded, Until: t0}, Event{Type: EvFinishing, Outcome: OutcomeSucceeded})},
 		{"finished", finished},
 	}
 	cmds := []Command{
@@ -80,7 +81,10 @@ func TestCheckEveryCommandInEveryStatus(t *testing.T) {
 			"cannot promote-all: run is rolling_back", "cannot set-weight: run is rolling_back", "cannot step-up: run is rolling_back",
 			"cannot step-down: run is rolling_back", "a rollback is already in progress", "a rollback is already in progress",
 			"ok ChecklistItem", "no promotion waiting", owner},
-		"settling": {finishing, finishing, finishing, finishing, finishing, finishing, finishing, finishing, finishing,
+		// A successful deploy that settles can still be taken back.
+		"settling": {finishing, finishing, finishing, finishing, finishing, finishing, finishing, "ok RollbackStarted", "ok RollbackStarted",
+			finishing, finishing, owner},
+		"finishing": {finishing, finishing, finishing, finishing, finishing, finishing, finishing, finishing, finishing,
 			finishing, finishing, owner},
 	}
 	alice := Actor{Name: "alice", Role: RoleOperator, Fingerprint: "SHA256:a"}

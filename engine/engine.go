@@ -2,11 +2,10 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -78,24 +77,19 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 	if err != nil {
 		return nil, err
 	}
-	k := e.Env.Strategy.Kind
-	if _, acked := e.Acks[ItemMigrations]; len(findings) > 0 && !acked && (k == plan.Rolling || k == plan.Canary) {
-		return nil, &BlockedError{Reason: "destructive migrations (the old release still runs while they apply):\n  " +
-			strings.Join(findings, "\n  ") + "\nfix them, or acknowledge with --ack migrations='REASON'"}
-	}
-	var pre []string
-	promo := RuleCheck{Status: "n/a", Note: e.Env.Name + " is the first environment"}
-	if order := e.Plan.PromotionOrder(); len(order) > 0 && order[0] != e.Env.Name {
-		promo = RuleCheck{Status: "ok", Note: a.ID + " finished in the environment before " + e.Env.Name}
-	}
-	if err := checkPromotion(e.StateDir, e.Plan, e.Env.Name, a.ID); err != nil {
-		var be *BlockedError
-		if !errors.As(err, &be) || e.SkipPromotionCheck == "" {
+	_, acked := e.Acks[ItemMigrations]
+	facts := deployFacts{env: e.Env.Name, strategy: e.Env.Strategy.Kind, release: a.ID, actor: actor.Name,
+		findings: findings, migrationsAcked: acked, skipPromotion: e.SkipPromotionCheck}
+	order := e.Plan.PromotionOrder()
+	if i := slices.Index(order, e.Env.Name); i > 0 {
+		facts.before = order[i-1]
+		if facts.passedBefore, err = finishedIn(e.StateDir, facts.before, a.ID); err != nil {
 			return nil, err
 		}
-		msg := fmt.Sprintf("3-2-1 promotion check overridden by %s (%s): %s", actor.Name, e.SkipPromotionCheck, be.Reason)
-		pre = append(pre, msg)
-		promo = RuleCheck{Status: "overridden", Note: msg}
+	}
+	promo, pre, err := admitDeploy(facts)
+	if err != nil {
+		return nil, err
 	}
 	return e.withLock(actor, command, func(notices []string) (*State, error) {
 		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
@@ -172,6 +166,7 @@ func (e *Engine) resumeLocked(ctx context.Context, actor Actor, notices []string
 	if err != nil {
 		return nil, err
 	}
+	defer e.ended(r)
 	return r.Resume(ctx, evs)
 }
 
@@ -183,13 +178,13 @@ func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {
 		// A resumed deploy past its prepare phase needs no artifact.
 		cfg.Artifact = &Artifact{}
 	}
-	cfg.OnStart = func(r *Run) {
+	cfg.Notices = func() []string {
 		if e.Notices != nil {
-			notices = append(notices, e.Notices()...)
+			return append(notices, e.Notices()...)
 		}
-		for _, n := range notices {
-			r.emit(Event{Type: EvNotice, Message: n})
-		}
+		return notices
+	}
+	cfg.OnStart = func(r *Run) {
 		e.mu.Lock()
 		e.run = r
 		e.mu.Unlock()
@@ -197,18 +192,21 @@ func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {
 	return NewRun(cfg)
 }
 
+// ended forgets run r once it has ended.
+func (e *Engine) ended(r *Run) {
+	e.mu.Lock()
+	if e.run == r {
+		e.run = nil
+	}
+	e.mu.Unlock()
+}
+
 func (e *Engine) execute(ctx context.Context, cfg RunConfig, notices []string) (*State, error) {
 	r, err := e.newRun(cfg, notices)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		e.mu.Lock()
-		if e.run == r {
-			e.run = nil
-		}
-		e.mu.Unlock()
-	}()
+	defer e.ended(r)
 	return r.Execute(ctx)
 }
 

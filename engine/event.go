@@ -28,9 +28,8 @@ const (
 	EvWeightSet      EventType = "WeightSet"
 	// EvCohortSet applies (Weight = percent of the cohort) or drops (0) the A/B cohort.
 	EvCohortSet EventType = "CohortSet"
-	// EvRule321 records a part of the 3-2-1 rule: Wave 3 (the release went
-	// through the earlier environments) or 1 (an instant rollback path is
-	// ready); Target is ok | overridden | failed | n/a.
+	// EvRule321 records a part of the 3-2-1 rule (Rule). Journals before
+	// Rule existed carry the part in Wave and the status in Target.
 	EvRule321 EventType = "Rule321"
 	// EvApprovalRequested records a proposed promotion (Wave = step) that
 	// waits for a second operator (require_approval: promote).
@@ -40,12 +39,18 @@ const (
 	EvGateResult    EventType = "GateResult"
 	EvMetricSample  EventType = "MetricSample"
 	EvChecklistItem EventType = "ChecklistItem"
-	EvPruned        EventType = "Pruned"
-	EvNotice        EventType = "Notice"
-	EvReport        EventType = "Report"
+	// EvObserved records a fact the run observed on a host (Observation),
+	// from which the checklist is derived; a resumed run knows it.
+	EvObserved EventType = "Observed"
+	EvPruned   EventType = "Pruned"
+	EvNotice   EventType = "Notice"
+	EvReport   EventType = "Report"
 	// EvSettling: the outcome is decided (Outcome) and the run probes
 	// traffic with the release in service until Until before it ends.
-	EvSettling    EventType = "Settling"
+	EvSettling EventType = "Settling"
+	// EvFinishing: the run is being finished (routes settled, old releases
+	// pruned, the report written); nothing changes it any more.
+	EvFinishing   EventType = "Finishing"
 	EvRunFinished EventType = "RunFinished"
 )
 
@@ -119,6 +124,8 @@ type Event struct {
 	Target   string    `json:"target,omitempty"`
 
 	Gate     *GateResult    `json:"gate,omitempty"`
+	Rule     *RuleResult    `json:"rule,omitempty"`
+	Observed *Observation   `json:"observed,omitempty"`
 	Sample   *Measurement   `json:"sample,omitempty"`
 	Item     *ChecklistItem `json:"item,omitempty"`
 	Report   *Report        `json:"report,omitempty"`
@@ -157,7 +164,79 @@ type RunHost struct {
 	Backend    string `json:"backend,omitempty"`
 	OldBackend string `json:"old_backend,omitempty"`
 	// Slot is the colour that gets the new release (blue/green, A/B).
-	Slot string `json:"slot,omitempty"`
+	Slot Slot `json:"slot,omitempty"`
+}
+
+// RulePart is a part of the 3-2-1 rule.
+type RulePart int
+
+// The 3-2-1 rule's parts that are checked before a deploy (the two
+// verifications are derived from the checklist and the gates: State.Rule2).
+const (
+	// RuleEnvironments: the release went through the earlier environments.
+	RuleEnvironments RulePart = 3
+	// RuleRollbackPath: one instant rollback path is ready.
+	RuleRollbackPath RulePart = 1
+)
+
+// RuleStatus is how a part of the 3-2-1 rule went.
+type RuleStatus string
+
+// 3-2-1 rule statuses.
+const (
+	RuleOK         RuleStatus = "ok"
+	RuleOverridden RuleStatus = "overridden"
+	RuleFailed     RuleStatus = "failed"
+	RuleNA         RuleStatus = "n/a"
+)
+
+// RuleResult is the content of a Rule321 event (the note is its Message).
+type RuleResult struct {
+	Part   RulePart   `json:"part"`
+	Status RuleStatus `json:"status"`
+}
+
+// ObservationKind names a fact a run observes on its hosts.
+type ObservationKind string
+
+// Observations.
+const (
+	// ObsHealth: a restarted service's health check, asked once right after
+	// the restart; OK is true when it answered "not ready" (non-2xx or
+	// refused), as a service that reports its start-up should.
+	ObsHealth ObservationKind = "health"
+	// ObsSmoke: the smoke checks ran on the host (OK: all passed).
+	ObsSmoke ObservationKind = "smoke"
+	// ObsCacheNamespace: the service's cache namespace was asked (OK: it is
+	// the release).
+	ObsCacheNamespace ObservationKind = "cache_namespace"
+	// ObsMigrated: the migrate hooks ran (OK) or failed, before the first switch.
+	ObsMigrated ObservationKind = "migrated"
+)
+
+// Observation is one fact a run observed (an Observed event).
+type Observation struct {
+	Kind ObservationKind `json:"kind"`
+	OK   bool            `json:"ok"`
+	// Note is the evidence: what passed, what failed, where.
+	Note string `json:"note,omitempty"`
+}
+
+// Slot is one of a host's two colours (blue/green, A/B).
+type Slot string
+
+// Slot colours.
+const (
+	SlotBlue  Slot = "blue"
+	SlotGreen Slot = "green"
+)
+
+// Other is the other colour.
+func (s Slot) Other() Slot {
+	if s == SlotBlue {
+		return SlotGreen
+	}
+	return SlotBlue
 }
 
 // GateResult is one SLO gate decision.

@@ -72,6 +72,16 @@ func (g *GateSpec) Evaluate(step int, m Measurement) GateResult {
 	return r
 }
 
+// Failure judges a measurement that could not be taken: inconclusive, or
+// a failure when the gate says no_data: fail.
+func (g *GateSpec) Failure(step int, err error) GateResult {
+	r := GateResult{Step: step, Verdict: VerdictInconclusive, Reason: "measurement failed: " + err.Error()}
+	if g.NoData == "fail" {
+		r.Verdict = VerdictFail
+	}
+	return r
+}
+
 // StepGate summarises the gate results of one step.
 type StepGate struct {
 	Passes, Failures, Consecutive int

@@ -37,7 +37,7 @@ type SwitchInfo struct {
 	Release  string
 	Previous string
 	Actor    string
-	Action   string // deploy | rollback
+	Action   SwitchKind // "" means deploy
 }
 
 // ExecRequest is a command run on (or for) a host: a hook or a restart.

@@ -31,9 +31,6 @@ func (rp *runProbe) stop() *ProbeSummary {
 	return SummariseProbe(rp.p.Snapshot())
 }
 
-// mark records a point in time (e.g. the start of a rollback).
-func (rp *runProbe) mark(name string) { rp.p.Mark(name) }
-
 // SummariseProbe turns a probe report into the run report's summary.
 func SummariseProbe(r probe.Report) *ProbeSummary {
 	s := &ProbeSummary{

@@ -15,6 +15,9 @@ const (
 	StatusPaused      Status = "paused"
 	StatusRollingBack Status = "rolling_back"
 	StatusFinished    Status = "finished"
+	// StatusUnfinished is a run summary's status (never a State's): its
+	// journal has no RunFinished event because its process died.
+	StatusUnfinished Status = "unfinished"
 )
 
 // HostState is one host as the run knows it.
@@ -46,8 +49,27 @@ type HostState struct {
 // RuleCheck is one part of the 3-2-1 rule: ok, overridden, failed or n/a,
 // with why.
 type RuleCheck struct {
-	Status string
+	Status RuleStatus
 	Note   string
+}
+
+// Observed sums up the facts a run observed on its hosts (Observed
+// events): what the checklist is derived from, and what a resumed run
+// must not do again.
+type Observed struct {
+	// Restarts counts services asked for their health right after a
+	// restart, and NotReady those that answered "not ready".
+	Restarts, NotReady int
+	// Smoke is set once the smoke checks ran (SmokeOK: they passed).
+	Smoke, SmokeOK bool
+	SmokeNote      string
+	// Cache is set once the cache namespace was checked.
+	Cache, CacheOK bool
+	CacheNote      string
+	// Migrated is set once the migrate hooks ran successfully (MigrateNote:
+	// where); MigrateFailed when they failed.
+	Migrated, MigrateFailed bool
+	MigrateNote             string
 }
 
 // Rule2 reports the 3-2-1 rule's two verifications: an automated one (a
@@ -109,6 +131,14 @@ type State struct {
 	WaitUntil time.Time
 
 	PausedBy string
+	// PausedAt is when the run was paused (zero while it is not).
+	PausedAt time.Time
+	// HoldFrom is when the countdown in progress (a step's hold, the pause
+	// between waves) began, moved on by the time the run spent paused: a
+	// countdown stops while the run is paused.
+	HoldFrom time.Time
+	// WaitFor says what WaitUntil counts down to.
+	WaitFor string
 	// RevertTo is the release reverted hosts go back to ("" = each host's previous).
 	RevertTo   string
 	RollbackBy string
@@ -144,10 +174,19 @@ type State struct {
 	Checklist    []ChecklistItem
 	Report       *Report
 	Err          string
-	// Settling is the outcome of a run that probes traffic with the
-	// release in service until SettleUntil before it ends ("" otherwise).
+	// Settling is the outcome of a run whose outcome is decided; it probes
+	// traffic with the release in service until SettleUntil before it ends
+	// ("" otherwise). A rollback may still take a succeeded deploy back.
 	Settling    Outcome
 	SettleUntil time.Time
+	// SettleGateFrom is the index in Gates where the results measured while
+	// settling start.
+	SettleGateFrom int
+	// Finishing is set once the run is being finished (report, prune):
+	// nothing changes it any more.
+	Finishing bool
+	// Observed are the facts the run observed on its hosts.
+	Observed Observed
 }
 
 // NewState returns the empty state of a run.
@@ -210,7 +249,10 @@ func (s *State) Apply(e Event) {
 		if s.Status == StatusFinished || s.Status == StatusIdle {
 			return
 		}
-		// Work that was in flight when the process died is redone.
+		// Work that was in flight when the process died is redone, and an
+		// outcome decided but not journaled as finished is decided again.
+		s.Settling, s.SettleUntil, s.Finishing = "", time.Time{}, false
+		s.WaitUntil, s.WaitFor = time.Time{}, ""
 		for _, h := range s.Hosts {
 			if h.Phase == PhasePreparing || h.Phase == PhaseDraining || h.Phase == PhaseSwitching ||
 				h.Phase == PhaseRestart || h.Phase == PhaseHealth || h.Phase == PhaseReverting {
@@ -270,21 +312,32 @@ func (s *State) Apply(e Event) {
 		}
 	case EvWaveStarted:
 		s.Wave = e.Wave
-		s.WaitUntil = time.Time{}
+		s.WaitUntil, s.WaitFor = time.Time{}, ""
 	case EvWaveDone:
 		s.WaveDone = e.Wave
 		s.WaveEnded = e.Time
+		s.startHold(e.Time)
 	case EvWaiting:
-		s.WaitUntil = e.Until
+		s.WaitUntil, s.WaitFor = e.Until, e.Message
 	case EvPaused:
 		if s.Status == StatusRunning {
 			s.Status = StatusPaused
 			s.PausedBy = e.Actor
+			s.PausedAt = e.Time
 		}
 	case EvResumed:
 		if s.Status == StatusPaused {
 			s.Status = StatusRunning
 			s.PausedBy = ""
+			if !s.PausedAt.IsZero() && !s.HoldFrom.IsZero() {
+				// The countdown stood still while the run was paused.
+				shift := e.Time.Sub(s.PausedAt)
+				s.HoldFrom = s.HoldFrom.Add(shift)
+				if !s.WaitUntil.IsZero() {
+					s.WaitUntil = s.WaitUntil.Add(shift)
+				}
+			}
+			s.PausedAt = time.Time{}
 		}
 		s.GateAck = len(s.Gates)
 	case EvRollbackStart:
@@ -299,15 +352,21 @@ func (s *State) Apply(e Event) {
 		s.Aborted = e.Command == string(CmdAbort)
 		s.Proposal = nil
 		s.TrafficErr = ""
-		s.PausedBy = ""
+		s.PausedBy, s.PausedAt = "", time.Time{}
+		s.Settling, s.SettleUntil = "", time.Time{}
+		s.WaitUntil, s.WaitFor = time.Time{}, ""
 	case EvRolledBack:
 		s.RolledBackAt = e.Time
 	case EvRule321:
-		rc := RuleCheck{Status: e.Target, Note: e.Message}
-		if e.Wave == 3 {
-			s.Rule3 = rc
-		} else if e.Wave == 1 {
-			s.Rule1 = rc
+		part, status := RulePart(e.Wave), RuleStatus(e.Target) // journals before Rule
+		if e.Rule != nil {
+			part, status = e.Rule.Part, e.Rule.Status
+		}
+		switch part {
+		case RuleEnvironments:
+			s.Rule3 = RuleCheck{Status: status, Note: e.Message}
+		case RuleRollbackPath:
+			s.Rule1 = RuleCheck{Status: status, Note: e.Message}
 		}
 	case EvApprovalRequested:
 		s.Proposal = &Proposal{By: e.Actor, Fingerprint: e.Fingerprint, Step: e.Wave, At: e.Time}
@@ -316,7 +375,8 @@ func (s *State) Apply(e Event) {
 		s.Step = e.Wave
 		s.StepAt = e.Time
 		s.StepGateFrom = len(s.Gates)
-		s.WaitUntil = time.Time{}
+		s.WaitUntil, s.WaitFor = time.Time{}, ""
+		s.startHold(e.Time)
 		if e.Weight != nil {
 			s.StepTarget = *e.Weight
 		}
@@ -351,6 +411,17 @@ func (s *State) Apply(e Event) {
 		}
 	case EvSettling:
 		s.Settling, s.SettleUntil = e.Outcome, e.Until
+		s.SettleGateFrom = len(s.Gates)
+		s.WaitUntil, s.WaitFor = time.Time{}, ""
+	case EvFinishing:
+		s.Finishing = true
+		if s.Settling == "" {
+			s.Settling = e.Outcome
+		}
+	case EvObserved:
+		if o := e.Observed; o != nil {
+			s.Observed.apply(*o)
+		}
 	case EvReport:
 		s.Report = e.Report
 	case EvRunFinished:
@@ -358,7 +429,52 @@ func (s *State) Apply(e Event) {
 		s.Outcome = e.Outcome
 		s.Finished = e.Time
 		s.Err = e.Error
-		s.PausedBy = ""
+		s.PausedBy, s.PausedAt = "", time.Time{}
+		s.WaitUntil, s.WaitFor = time.Time{}, ""
+	}
+}
+
+// startHold starts a countdown at t; one started while the run is paused
+// starts counting when it resumes.
+func (s *State) startHold(t time.Time) {
+	s.HoldFrom = t
+	if s.Status == StatusPaused && !s.PausedAt.IsZero() {
+		s.HoldFrom = s.PausedAt
+	}
+}
+
+// Countdown says what the run counts down to and how long is left at now;
+// running is false while the run is paused (the countdown stands still).
+// ok is false when nothing counts down.
+func (s *State) Countdown(now time.Time) (what string, left time.Duration, running, ok bool) {
+	switch {
+	case !s.WaitUntil.IsZero():
+		what, left = s.WaitFor, s.WaitUntil.Sub(now)
+	case s.Settling != "" && !s.SettleUntil.IsZero():
+		what, left = "end of the run (probing with the release in service)", s.SettleUntil.Sub(now)
+	default:
+		return "", 0, false, false
+	}
+	if s.Status == StatusPaused && !s.PausedAt.IsZero() {
+		left = s.WaitUntil.Sub(s.PausedAt)
+		return what, max(left, 0), false, true
+	}
+	return what, max(left, 0), true, true
+}
+
+func (o *Observed) apply(ob Observation) {
+	switch ob.Kind {
+	case ObsHealth:
+		o.Restarts++
+		if ob.OK {
+			o.NotReady++
+		}
+	case ObsSmoke:
+		o.Smoke, o.SmokeOK, o.SmokeNote = true, ob.OK, ob.Note
+	case ObsCacheNamespace:
+		o.Cache, o.CacheOK, o.CacheNote = true, ob.OK, ob.Note
+	case ObsMigrated:
+		o.Migrated, o.MigrateFailed, o.MigrateNote = ob.OK, !ob.OK, ob.Note
 	}
 }
 

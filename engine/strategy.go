@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"time"
+
+	"flightdeck/engine/plan"
 )
 
 // ActionKind is what a planner asks the executor (or the run loop) to do.
@@ -49,11 +51,41 @@ func (k ActionKind) String() string {
 		return "standby"
 	case ActAwait:
 		return "await"
+	case ActHold:
+		return "hold"
+	case ActMigrate:
+		return "migrate"
+	case ActVerify:
+		return "verify"
+	case ActTrigger:
+		return "trigger"
+	case ActCancel:
+		return "cancel"
+	case ActFinalize:
+		return "finalize"
 	}
 	return fmt.Sprintf("action(%d)", int(k))
 }
 
-// Action is one step a planner asks for.
+// Actions the step (not a planner) gives the run loop to perform.
+const (
+	// ActMigrate runs the plan's migrate hooks before the first switch
+	// (on Host, or on this machine for local hooks).
+	ActMigrate ActionKind = iota + 200
+	// ActVerify checks every host's rollback path (its previous release
+	// complete and intact) before anything is switched.
+	ActVerify
+	// ActTrigger takes one measurement for the auto-rollback trigger.
+	ActTrigger
+	// ActCancel stops a measurement in flight (Work says which).
+	ActCancel
+	// ActFinalize ends the run: routes settled, old releases pruned, probe
+	// traffic summarised; its result lets the step write the report.
+	ActFinalize
+)
+
+// Action is one thing to do: a planner's decision, or (from the step) the
+// I/O the run loop performs.
 type Action struct {
 	Kind    ActionKind
 	Host    string
@@ -67,6 +99,27 @@ type Action struct {
 	Weight float64
 	// Cohort is the A/B cohort share a route applies (percent; 0 = none).
 	Cohort float64
+
+	// The fields below are filled in by the step for the run loop.
+
+	// Smoke asks the host's work to run the plan's smoke checks against
+	// the new release before it takes traffic; CacheCheck to ask its cache
+	// namespace.
+	Smoke, CacheCheck bool
+	// Previous is the release that keeps the rest of the traffic (route),
+	// and CohortOn says that a cohort rule is in force.
+	Previous string
+	CohortOn bool
+	// Window is how long a measurement (measure, trigger) lasts, and Delay
+	// how long a trigger measurement waits before it starts.
+	Window, Delay time.Duration
+	// Work names the work an ActCancel stops.
+	Work WorkKey
+	// SettleRoute (finalize) makes Release the router's only stable
+	// release; Prune removes releases beyond keep_releases.
+	SettleRoute, Prune bool
+	// Serial tells apart the pieces of work the step began.
+	Serial uint64
 }
 
 // Planner is a pure release strategy: given the run state and the time, it
@@ -135,12 +188,12 @@ func (p WavePlanner) Next(s *State, now time.Time) []Action {
 		return []Action{{Kind: ActFinish, Outcome: OutcomeSucceeded}}
 	}
 	if p.Pause > 0 {
-		if until := s.WaveEnded.Add(p.Pause); now.Before(until) {
-			return []Action{{Kind: ActWait, Until: until}}
+		if until := s.HoldFrom.Add(p.Pause); now.Before(until) {
+			return []Action{{Kind: ActWait, Until: until, Reason: fmt.Sprintf("wave %d of %d", s.Wave+1, len(waves))}}
 		}
 	}
 	if blocking := blockingItems(s); len(blocking) > 0 {
-		return []Action{{Kind: ActAwait, Wave: -1, Reason: blockReason(blocking)}}
+		return []Action{{Kind: ActHold, Reason: blockReason(blocking)}}
 	}
 	return []Action{{Kind: ActWaveStart, Wave: s.Wave + 1}}
 }
@@ -236,6 +289,38 @@ func anyTouched(s *State) bool {
 		}
 	}
 	return false
+}
+
+// StepsFor returns the traffic steps of a strategy (percent).
+func StepsFor(env *plan.Environment) []int {
+	st := env.Strategy
+	switch st.Kind {
+	case plan.Canary:
+		return st.Steps
+	case plan.BlueGreen:
+		return []int{100}
+	case plan.AB:
+		first := 100
+		if c := st.Cohort; c != nil && c.Percent > 0 {
+			first = c.Percent
+		}
+		return []int{first, 100}
+	}
+	return nil
+}
+
+// WavesFor splits an environment's hosts into the strategy's waves.
+func WavesFor(env *plan.Environment) [][]string {
+	names := make([]string, len(env.Hosts))
+	for i, h := range env.Hosts {
+		names[i] = h.Name
+	}
+	switch env.Strategy.Kind {
+	case plan.Rolling:
+		return PlanWaves(names, env.Strategy.WaveSize.Of(len(names)))
+	default:
+		return PlanWaves(names, len(names))
+	}
 }
 
 // PlanWaves splits hosts into waves of size n (n ≥ 1).

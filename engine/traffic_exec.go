@@ -131,12 +131,12 @@ func trafficStrategy(env *plan.Environment) bool {
 
 // assignBackends fills each RunHost's backends: for slot strategies the
 // idle colour (the slot whose backend is not in the previous release's
-// pool) gets the new release.
-func (r *Run) assignBackends(info *RunInfo) {
+// pool) gets the new release. traffic is nil without a router.
+func assignBackends(info *RunInfo, env *plan.Environment, traffic *trafficCtl) {
 	for i := range info.Hosts {
 		rh := &info.Hosts[i]
 		var ph *plan.Host
-		for _, h := range r.cfg.Env.Hosts {
+		for _, h := range env.Hosts {
 			if h.Name == rh.Name {
 				ph = h
 			}
@@ -144,142 +144,117 @@ func (r *Run) assignBackends(info *RunInfo) {
 		if ph == nil {
 			continue
 		}
-		if len(ph.Slots) == 0 || !slotStrategy(r.cfg.Env) {
+		if len(ph.Slots) == 0 || !slotStrategy(env) {
 			rh.Backend, rh.OldBackend = ph.Backend, ph.Backend
 			continue
 		}
-		live := ""
-		if r.traffic != nil {
-			for _, colour := range []string{"blue", "green"} {
-				if rel := r.traffic.releaseOf(ph.Slots[colour]); rel != "" && rel == info.Previous {
+		var live Slot
+		if traffic != nil {
+			for _, colour := range []Slot{SlotBlue, SlotGreen} {
+				if rel := traffic.releaseOf(ph.Slots[string(colour)]); rel != "" && rel == info.Previous {
 					live = colour
 				}
 			}
 		}
-		rh.Slot = "blue"
-		if live == "blue" {
-			rh.Slot = "green"
-		}
-		rh.Backend = ph.Slots[rh.Slot]
+		rh.Slot = SlotBlue
 		if live != "" {
-			rh.OldBackend = ph.Slots[live]
+			rh.Slot = live.Other()
+			rh.OldBackend = ph.Slots[string(live)]
 		}
+		rh.Backend = ph.Slots[string(rh.Slot)]
 	}
 }
 
-func (r *Run) runHost(name string) RunHost {
-	for _, h := range r.state.Info.Hosts {
-		if h.Name == name {
-			return h
-		}
-	}
-	return RunHost{Name: name}
-}
-
-// doStandby starts the new release in the host's idle slot and waits until
+// standby starts the new release in the host's idle slot and waits until
 // the router finds it healthy. Traffic does not reach it yet.
-func (r *Run) doStandby(ctx context.Context, h Host, a Action) error {
-	rh := r.runHost(h.Name())
+func (x *executor) standby(ctx context.Context, h Host, a Action) error {
+	rh := x.runHost(h.Name())
 	if rh.Backend == "" {
 		return fmt.Errorf("host has no backend for slot %s", rh.Slot)
 	}
-	if err := r.migrate(ctx, h, a.Release); err != nil {
-		return err
-	}
-	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release, Message: "starting slot " + rh.Slot})
-	if cmd := r.cfg.Plan.Restart; cmd != "" {
-		if err := r.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(rh)); err != nil {
+	x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release, Message: "starting slot " + string(rh.Slot)})
+	if cmd := x.plan.Restart; cmd != "" {
+		if err := x.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(rh)); err != nil {
 			return err
 		}
 	}
-	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: a.Release, Message: "slot " + rh.Slot + " at " + rh.Backend})
-	r.observeHealth(ctx, rh.Backend)
-	if r.traffic != nil {
-		if err := r.traffic.move(ctx, rh.Backend, a.Release); err != nil {
+	x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseHealth, Release: a.Release, Message: "slot " + string(rh.Slot) + " at " + rh.Backend})
+	x.observeHealth(ctx, h, rh.Backend)
+	if x.traffic != nil {
+		if err := x.traffic.move(ctx, rh.Backend, a.Release); err != nil {
 			return err
 		}
-		if err := r.waitHealthy(ctx, rh.Backend); err != nil {
+		if err := x.waitHealthy(ctx, rh.Backend); err != nil {
 			return err
 		}
-	} else if err := r.health(ctx, h, rh.Backend, a.Release); err != nil {
+	} else if err := x.health(ctx, h, rh.Backend, a.Release); err != nil {
 		return err
 	}
-	// The slot is healthy but takes no traffic yet: smoke-test it.
-	if err := r.runSmoke(ctx, h, rh.Backend, a.Release); err != nil {
+	// The slot is healthy but takes no traffic yet: the checks of the new release.
+	if err := x.checkNewRelease(ctx, h, a, rh.Backend); err != nil {
 		return err
 	}
-	r.checkCacheNamespace(ctx, rh.Backend, a.Release)
-	r.send(h.Name(), false, Event{Type: EvHostPhase, Phase: PhaseStandby, Release: a.Release, Message: "slot " + rh.Slot + " healthy"})
+	x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseStandby, Release: a.Release, Message: "slot " + string(rh.Slot) + " healthy"})
 	return nil
 }
 
 func slotEnv(rh RunHost) map[string]string {
-	env := map[string]string{"SLOT": rh.Slot}
+	env := map[string]string{"SLOT": string(rh.Slot)}
 	if _, port, err := net.SplitHostPort(rh.Backend); err == nil {
 		env["PORT"] = port
 	}
 	return env
 }
 
-func (r *Run) waitHealthy(ctx context.Context, addr string) error {
-	hctx, cancel := context.WithTimeout(ctx, r.healthTimeout())
-	defer cancel()
-	if err := r.cfg.Router.WaitHealthy(hctx, addr); err != nil {
-		return fmt.Errorf("health of %s: %w", addr, err)
-	}
-	return nil
-}
-
-// doRoute applies a traffic action through the router.
-// prev is the release that keeps the rest of the traffic; cohortOn says
-// whether a cohort rule is in force. Both are read by the run loop.
-func (r *Run) doRoute(ctx context.Context, a Action, prev string, cohortOn bool) error {
-	if r.traffic == nil {
+// route applies a traffic action through the router: a.Previous keeps the
+// rest of the traffic, a.CohortOn says a cohort rule is in force.
+func (x *executor) route(ctx context.Context, a Action) error {
+	if x.traffic == nil {
 		return errors.New("this strategy needs a router (plan: router.admin)")
 	}
-	info := r.state.Info
-	next := info.Release
-	if err := r.traffic.ensure(ctx, next, nil); err != nil {
+	next := x.info.Release
+	if err := x.traffic.ensure(ctx, next, nil); err != nil {
 		return err
 	}
 	if a.Cohort > 0 {
-		rule := *info.Cohort
+		rule := *x.info.Cohort
 		rule.Release = next
 		rule.Percent = a.Cohort
 		if rule.Value != "" {
 			rule.Percent = 0
 		}
-		if err := r.traffic.setCohorts(ctx, []CohortRule{rule}); err != nil {
+		if err := x.traffic.setCohorts(ctx, []CohortRule{rule}); err != nil {
 			return err
 		}
-		r.send("", false, Event{Type: EvCohortSet, Weight: ptr(a.Cohort), Release: next,
+		x.send(routeWork, a, false, nil, Event{Type: EvCohortSet, Weight: ptr(a.Cohort), Release: next,
 			Message: fmt.Sprintf("cohort %s → %s", describeCohort(rule), next)})
 		return nil
 	}
-	if cohortOn {
-		if err := r.traffic.setCohorts(ctx, nil); err != nil {
+	if a.CohortOn {
+		if err := x.traffic.setCohorts(ctx, nil); err != nil {
 			return err
 		}
-		r.send("", false, Event{Type: EvCohortSet, Weight: ptr(0.0), Message: "cohort dropped"})
+		x.send(routeWork, a, false, nil, Event{Type: EvCohortSet, Weight: ptr(0.0), Message: "cohort dropped"})
 	}
+	prev := a.Previous
 	route := Route{Stable: prev, Candidate: next, Weight: a.Weight}
 	if prev == "" {
 		route = Route{Stable: next}
-	} else if err := r.traffic.ensure(ctx, prev, nil); err != nil {
+	} else if err := x.traffic.ensure(ctx, prev, nil); err != nil {
 		return err
 	}
 	if a.Weight == 0 {
 		route.Candidate = ""
 	}
 	start := time.Now()
-	if err := r.traffic.setRoute(ctx, route); err != nil {
+	if err := x.traffic.setRoute(ctx, route); err != nil {
 		return err
 	}
 	msg := fmt.Sprintf("%g%% of traffic → %s", a.Weight, next)
 	if a.Weight == 0 {
 		msg = "all traffic → " + prev
 	}
-	r.send("", false, Event{Type: EvWeightSet, Weight: ptr(a.Weight), Release: next,
+	x.send(routeWork, a, false, nil, Event{Type: EvWeightSet, Weight: ptr(a.Weight), Release: next,
 		Message: fmt.Sprintf("%s (applied in %s)", msg, time.Since(start).Round(time.Microsecond))})
 	return nil
 }
@@ -295,78 +270,43 @@ func describeCohort(c CohortRule) string {
 	return fmt.Sprintf("%g%% of %s", c.Percent, attr)
 }
 
-// doMeasure takes one gate measurement of the new release.
-func (r *Run) doMeasure(ctx context.Context, a Action) {
-	g := r.gate
-	until := time.Now().Add(g.Interval)
-	r.send("", false, Event{Type: EvWaiting, Until: until, Wave: a.Wave,
-		Message: fmt.Sprintf("measuring step %d for %s", a.Wave, g.Interval)})
-	var res GateResult
-	m, err := r.cfg.Metrics.Measure(ctx, a.Release, g.Interval)
-	if ctx.Err() != nil {
-		r.send(keyGate, true) // cancelled by a rollback: no verdict
-		return
+// rebalance (rolling and symlink deploys, and rollback runs) splits
+// traffic by capacity: the run's release gets the share of backends that
+// run it, so no request waits for a pool that is being emptied.
+func (x *executor) rebalance(ctx context.Context) error {
+	info := x.info
+	if info.Previous == "" || info.Previous == info.Release {
+		return nil
 	}
-	if err != nil {
-		res = GateResult{Step: a.Wave, Verdict: VerdictInconclusive, Reason: "measurement failed: " + err.Error()}
-		if g.NoData == "fail" {
-			res.Verdict = VerdictFail
-		}
-	} else {
-		m.Release = a.Release
-		res = g.Evaluate(a.Wave, m)
+	w := x.traffic.share(info.Release, info.Previous)
+	route := Route{Stable: info.Previous, Candidate: info.Release, Weight: w}
+	if w == 0 {
+		route.Candidate = ""
 	}
-	r.send("", false, Event{Type: EvMetricSample, Release: a.Release, Sample: &m, Wave: a.Wave},
-		Event{Type: EvGateResult, Release: a.Release, Gate: &res, Wave: a.Wave})
-	r.send(keyGate, true) // the measurement is no longer in flight
+	if err := x.traffic.setRoute(ctx, route); err != nil {
+		return err
+	}
+	x.fact(Event{Type: EvWeightSet, Weight: ptr(w), Release: info.Release,
+		Message: fmt.Sprintf("%.0f%% of traffic → %s (capacity)", w, info.Release)})
+	return nil
+}
+
+// settleRoute makes rel the router's only stable release once every host
+// serves it (cohortOn: drop the cohort rules too).
+func (x *executor) settleRoute(ctx context.Context, rel string, cohortOn bool) []Event {
+	if x.traffic == nil {
+		return nil
+	}
+	if err := x.traffic.ensure(ctx, rel, nil); err != nil {
+		return []Event{{Type: EvNotice, Error: "router: " + err.Error()}}
+	}
+	if err := x.traffic.setRoute(ctx, Route{Stable: rel}); err != nil {
+		return []Event{{Type: EvNotice, Error: "router: " + err.Error()}}
+	}
+	if cohortOn {
+		_ = x.traffic.setCohorts(ctx, nil)
+	}
+	return []Event{{Type: EvWeightSet, Weight: ptr(0.0), Release: rel, Message: "all traffic → " + rel + " (stable)"}}
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// rollingBack reports (from any goroutine) whether the latest published
-// snapshot shows a rollback in progress or the run finished.
-func (r *Run) rollingBack() bool {
-	st := r.cfg.Hub.Snapshot()
-	return st != nil && st.Run == r.id && (st.Status == StatusRollingBack || st.Status == StatusFinished)
-}
-
-// watchAutoRollback issues a rollback (actor auto) when the new release
-// breaks the trigger's thresholds over its window.
-func (r *Run) watchAutoRollback(ctx context.Context, release string) {
-	ar := r.cfg.Env.AutoRollback
-	window := ar.For.Duration
-	pause := func() {
-		select {
-		case <-ctx.Done():
-		case <-time.After(window):
-		}
-	}
-	for ctx.Err() == nil {
-		m, err := r.cfg.Metrics.Measure(ctx, release, window)
-		if err != nil {
-			pause() // a failing source is asked again after a window, not in a loop
-			continue
-		}
-		if m.NoData || m.Requests == 0 {
-			continue
-		}
-		var why string
-		switch {
-		case ar.ErrorRate.Set && m.ErrorRate*100 > ar.ErrorRate.Value:
-			why = fmt.Sprintf("error rate %.2f%% > %g%% for %s", m.ErrorRate*100, ar.ErrorRate.Value, window)
-		case ar.P99.Duration > 0 && m.P99 > ar.P99.Duration:
-			why = fmt.Sprintf("p99 %s > %s for %s", m.P99.Round(time.Millisecond), ar.P99.Duration, window)
-		}
-		if why == "" {
-			continue
-		}
-		// The measurement that fired the trigger is journaled with its values.
-		m.Release = release
-		r.send("#trigger", false, Event{Type: EvMetricSample, Release: release, Sample: &m, Message: "auto-rollback trigger: " + why})
-		err = r.Send(ctx, Command{Kind: CmdRollback, Actor: AutoActor, Reason: "auto-rollback trigger: " + why})
-		if err == nil || errors.Is(err, ErrNoRun) || r.rollingBack() {
-			return
-		}
-		pause()
-	}
-}

@@ -7,13 +7,17 @@ import (
 )
 
 // Traffic actions (see Action). Route, Measure and Standby are I/O done by
-// the executor; Step and Await change run state in the run loop.
+// the executor; Step, Await and Hold change run state in the step.
 const (
 	ActStep ActionKind = iota + 100
 	ActRoute
 	ActMeasure
 	ActStandby
+	// ActAwait pauses the run (actor auto) until an operator resumes it.
 	ActAwait
+	// ActHold says why the run does not move on (journaled once) while it
+	// waits for something to change: an acknowledgement, a promotion.
+	ActHold
 )
 
 // TrafficPlanner releases by moving traffic through the router: canary
@@ -192,15 +196,15 @@ func (p TrafficPlanner) Next(s *State, now time.Time) []Action {
 		}
 	}
 	if p.Hold > 0 {
-		if until := s.StepAt.Add(p.Hold); now.Before(until) {
-			return []Action{{Kind: ActWait, Until: until}}
+		if until := s.HoldFrom.Add(p.Hold); now.Before(until) {
+			return []Action{{Kind: ActWait, Until: until, Reason: fmt.Sprintf("step %d (%d%%)", s.Step+1, steps[s.Step])}}
 		}
 	}
 	if blocking := blockingItems(s); len(blocking) > 0 {
-		return []Action{{Kind: ActAwait, Wave: -1, Reason: blockReason(blocking)}}
+		return []Action{{Kind: ActHold, Reason: blockReason(blocking)}}
 	}
 	if !p.AutoPromote {
-		return []Action{{Kind: ActAwait, Reason: fmt.Sprintf("step %d passed; waiting for an operator to promote", s.Step), Wave: -1}}
+		return []Action{{Kind: ActHold, Reason: fmt.Sprintf("step %d passed; waiting for an operator to promote", s.Step)}}
 	}
 	return []Action{{Kind: ActStep, Wave: s.Step + 1, Weight: float64(steps[s.Step])}}
 }

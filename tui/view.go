@@ -192,7 +192,7 @@ func (m *Model) rule321() string {
 	if st.Info.Kind != engine.KindDeploy {
 		return ""
 	}
-	mark := func(status string) string {
+	mark := func(status engine.RuleStatus) string {
 		switch status {
 		case "ok", "n/a":
 			return m.st.ok.Render(g.ok)

@@ -63,8 +63,8 @@ func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 		}
 		passes[e.Gate.Step]++
 	}
-	if passes[1] != 2 || passes[2] != 2 {
-		t.Errorf("gate passes per step %v, want 2 at steps 1 and 2 (the last step has no analysis)", passes)
+	if passes[1] != 2 || passes[2] != 2 || passes[3] != 1 {
+		t.Errorf("gate passes per step %v, want 2 at steps 1 and 2 and 1 with all the traffic (step 3)", passes)
 	}
 	judged := 0
 	for _, m := range journalSamples(t, f, st.Run) {
@@ -76,8 +76,8 @@ func TestCanaryHealthyPromotesThroughEveryStep(t *testing.T) {
 			t.Errorf("journaled sample %+v: want v2 with 0 errors and a p99", m)
 		}
 	}
-	if judged != 4 {
-		t.Errorf("journal holds %d judged metric samples, want 4 (2 per analysed step)", judged)
+	if judged != 5 {
+		t.Errorf("journal holds %d judged metric samples, want 5 (2 per analysed step, 1 with all the traffic)", judged)
 	}
 
 	// Every host runs v2 and the router sends everything to it.
