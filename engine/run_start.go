@@ -39,7 +39,13 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 		in.checklist = PlanChecklist(r.cfg.Plan, r.cfg.Env, r.cfg.Findings, r.cfg.Acks)
 	}
 	r.m.st.Run = r.id
-	r.record(context.WithoutCancel(ctx), r.m.step(r.cfg.Now(), in))
+	return r.drive(ctx, in)
+}
+
+// drive feeds the run's first input (its start or resume) and runs the
+// loop to the end.
+func (r *Run) drive(ctx context.Context, first input) (*State, error) {
+	r.record(context.WithoutCancel(ctx), r.m.step(r.cfg.Now(), first))
 	if r.fatal != nil {
 		return r.m.st, r.fatal
 	}
@@ -84,14 +90,7 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 	for _, h := range r.cfg.Hosts {
 		in.observed = append(in.observed, HostObservation{Name: h.Name(), HostStatus: statuses[h.Name()]})
 	}
-	r.record(context.WithoutCancel(ctx), r.m.step(r.cfg.Now(), in))
-	if r.fatal != nil {
-		return r.m.st, r.fatal
-	}
-	if r.cfg.OnStart != nil {
-		r.cfg.OnStart(r)
-	}
-	return r.loop(ctx)
+	return r.drive(ctx, in)
 }
 
 // notices are what the journal must record before the run's own events:
