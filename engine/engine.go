@@ -228,7 +228,7 @@ func UnfinishedRun(stateDir, env string) (string, []Event, error) {
 		if runs[i].Env != env {
 			continue
 		}
-		if runs[i].Status == "finished" {
+		if runs[i].Status == StatusFinished {
 			return "", nil, nil
 		}
 		evs, err := ReadJournal(stateDir, runs[i].Run)

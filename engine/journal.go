@@ -122,8 +122,8 @@ type RunSummary struct {
 	Outcome  Outcome       `json:"outcome,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
 	Events   int           `json:"events"`
-	// Status is "finished", or "unfinished" for a run whose process died.
-	Status string `json:"status"`
+	// Status is StatusFinished, or StatusUnfinished for a run whose process died.
+	Status Status `json:"status"`
 }
 
 // ListRuns summarises every run in the journal, oldest first.
@@ -166,13 +166,13 @@ func Summarise(evs []Event) RunSummary {
 	s := RunSummary{
 		Run: st.Run, Kind: st.Info.Kind, Env: st.Info.Env, Strategy: st.Info.Strategy,
 		Release: st.Info.Release, Previous: st.Info.Previous, Started: st.Started,
-		Events: len(evs), Status: "unfinished",
+		Events: len(evs), Status: StatusUnfinished,
 	}
 	if len(evs) > 0 {
 		s.Actor = evs[0].Actor
 	}
 	if st.Status == StatusFinished {
-		s.Status = "finished"
+		s.Status = StatusFinished
 		s.Finished = st.Finished
 		s.Outcome = st.Outcome
 		s.Duration = st.Finished.Sub(st.Started)

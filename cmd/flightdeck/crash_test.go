@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,77 @@ func assertFleetConsistent(t *testing.T, hosts []*local.Host) {
 		} else if cur != want {
 			t.Errorf("fleet split: %s on %s, others on %s", h.Name(), cur, want)
 		}
+	}
+}
+
+// TestCrashAfterMigrateRunsItOnce kills a real `flightdeck deploy` with
+// SIGKILL after its migrate hook ran, while the first host's before_switch
+// hook waits, and resumes it: the migrate hook ran exactly once for the
+// release, and the run finished with the fleet on it. Before the migration
+// was journaled, the resumed run ran the hook a second time.
+func TestCrashAfterMigrateRunsItOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test skipped in -short mode")
+	}
+	tmp := t.TempDir()
+	counter, mark, gate := filepath.Join(tmp, "migrations.log"), filepath.Join(tmp, "switching"), filepath.Join(tmp, "go-on")
+	p := newProject(t, 4, 20, rolling2, fmt.Sprintf("restart: 'sleep 0.01'\nhooks:\n"+
+		"  migrate:\n    - {run: 'echo \"$RELEASE_VERSION\" >> %s', local: true}\n"+
+		"  before_switch:\n    - 'touch %s; while [ ! -e %s ]; do sleep 0.01; done'\n", counter, mark, gate))
+	writeFile(t, gate, "")
+	if out, code := p.run("deploy", "--headless", "--release", "base"); code != 0 {
+		t.Fatalf("base deploy exit %d:\n%s", code, out)
+	}
+	os.Remove(gate)
+	os.Remove(mark)
+	writeFile(t, filepath.Join(p.dir, "build", "file0000.txt"), "r2\n")
+	cmd := exec.Command(binary, "deploy", "--headless", "--release", "r2")
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=tester")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for switching := false; !switching; {
+		select {
+		case err := <-exited:
+			t.Fatalf("the deploy ended (%v) before a host began to switch", err)
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			t.Fatal("no host began to switch")
+		case <-tick.C:
+			_, err := os.Stat(mark)
+			switching = err == nil
+		}
+	}
+	cmd.Process.Kill() // SIGKILL, after the migration, while a host's switch waits
+	<-exited
+	writeFile(t, gate, "")
+	out, code := p.run("resume", "--headless")
+	if code != 0 {
+		t.Fatalf("resume exit %d:\n%s", code, out)
+	}
+	b, err := os.ReadFile(counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(b)); !slices.Equal(got, []string{"base", "r2"}) {
+		t.Fatalf("migrate hook runs: %v, want [base r2] (once per deploy):\n%s", got, out)
+	}
+	hosts := make([]*local.Host, 4)
+	for i := range hosts {
+		hosts[i] = local.New(fmt.Sprintf("web-%d", i+1), p.host(i+1))
+	}
+	assertFleetConsistent(t, hosts)
+	if cur := current(t, p.host(1)); cur != "r2" {
+		t.Fatalf("fleet on %s after resume, want r2:\n%s", cur, out)
+	}
+	if !strings.Contains(out, "resumed by tester") {
+		t.Errorf("the resume does not say it resumed the run:\n%s", out)
 	}
 }

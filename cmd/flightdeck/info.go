@@ -199,7 +199,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "RUN\tKIND\tENV\tRELEASE\tFROM\tSTARTED\tDURATION\tOUTCOME\tBY")
 			for _, r := range runs {
 				oc := string(r.Outcome)
-				if r.Status != "finished" {
+				if r.Status != engine.StatusFinished {
 					oc = "UNFINISHED"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Run, r.Kind, r.Env, r.Release, dash(r.Previous),

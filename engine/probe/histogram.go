@@ -25,7 +25,6 @@ const (
 type Histogram struct {
 	counts   [numBuckets]uint64
 	n        uint64
-	sum      time.Duration
 	min, max time.Duration
 }
 
@@ -65,25 +64,13 @@ func (h *Histogram) Record(d time.Duration) {
 		h.max = d
 	}
 	h.n++
-	h.sum += d
 }
 
 // Count is the number of recorded values.
 func (h *Histogram) Count() uint64 { return h.n }
 
-// Min and Max are the exact extremes (0 when empty).
-func (h *Histogram) Min() time.Duration { return h.min }
-
-// Max is the largest recorded value (0 when empty).
+// Max is the largest recorded value, exactly (0 when empty).
 func (h *Histogram) Max() time.Duration { return h.max }
-
-// Mean is the exact mean (0 when empty).
-func (h *Histogram) Mean() time.Duration {
-	if h.n == 0 {
-		return 0
-	}
-	return h.sum / time.Duration(h.n)
-}
 
 // Quantile returns the q-quantile (0 < q ≤ 1) by the nearest-rank rule:
 // the ceil(q*n)-th smallest value, within 1 % of it. It is 0 when empty.
@@ -116,20 +103,4 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 		return max(h.min, min(v, h.max))
 	}
 	return h.max
-}
-
-// Merge adds all of o's values to h.
-func (h *Histogram) Merge(o *Histogram) {
-	if o.n == 0 {
-		return
-	}
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	if h.n == 0 || o.min < h.min {
-		h.min = o.min
-	}
-	h.max = max(h.max, o.max)
-	h.n += o.n
-	h.sum += o.sum
 }

@@ -1,0 +1,386 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"flightdeck/engine/plan"
+)
+
+// stepper drives a machine in tests: every input at a time it controls.
+type stepper struct {
+	t   *testing.T
+	m   *machine
+	now time.Time
+	// evs are every event the machine journaled.
+	evs []Event
+}
+
+func rollingMachine(t *testing.T, rules runRules, hosts ...string) *stepper {
+	t.Helper()
+	env := &plan.Environment{Name: "prod", Strategy: plan.Strategy{Kind: plan.Rolling}}
+	info := RunInfo{Kind: KindDeploy, App: "shop", Env: "prod", Strategy: "rolling", Release: "r2", Previous: "r1",
+		Waves: PlanWaves(hosts, 2)}
+	for _, h := range hosts {
+		info.Hosts = append(info.Hosts, RunHost{Name: h, Current: "r1"})
+	}
+	s := &stepper{t: t, m: newMachine(NewState(), PlannerFor(env, rules.gate, 0), rules), now: t0}
+	return s.start(info)
+}
+
+func canaryStepper(t *testing.T, rules runRules) *stepper {
+	t.Helper()
+	env := &plan.Environment{Name: "prod", Strategy: plan.Strategy{Kind: plan.Canary, Steps: []int{50, 100}}}
+	info := RunInfo{Kind: KindDeploy, App: "shop", Env: "prod", Strategy: "canary", Release: "r2", Previous: "r1", Steps: []int{50, 100},
+		Hosts: []RunHost{{Name: "a", Current: "r1"}, {Name: "b", Current: "r1"}}}
+	s := &stepper{t: t, m: newMachine(NewState(), PlannerFor(env, rules.gate, 0), rules), now: t0}
+	return s.start(info)
+}
+
+func (s *stepper) start(info RunInfo) *stepper {
+	s.m.st.Run = "run-1"
+	s.step(startInput{info: info, actor: owner})
+	return s
+}
+
+var owner = Actor{Name: "olivia", Role: RoleOwner}
+
+func (s *stepper) step(in input) output {
+	s.t.Helper()
+	out := s.m.step(s.now, in)
+	s.evs = append(s.evs, out.events...)
+	return out
+}
+
+// done reports work k (doing a) ended with err and evs.
+func (s *stepper) done(a Action, err error, evs ...Event) output {
+	k := hostWork(a.Host)
+	switch a.Kind {
+	case ActVerify:
+		k = verifyWork
+	case ActMigrate:
+		k = migrateWork
+	case ActRoute:
+		k = routeWork
+	}
+	a.Serial = s.m.work[k].Serial
+	for i := range evs {
+		if evs[i].Host == "" && k.Kind == WorkHost {
+			evs[i].Host = a.Host
+		}
+	}
+	return s.step(workInput{results: []workResult{{key: k, action: a, events: evs, err: err, done: true}}})
+}
+
+// find returns the action of kind k (and host, when given) in out.
+func find(out output, k ActionKind, host string) (Action, bool) {
+	for _, a := range out.actions {
+		if a.Kind == k && (host == "" || a.Host == host) {
+			return a, true
+		}
+	}
+	return Action{}, false
+}
+
+func (s *stepper) mustFind(out output, k ActionKind, host string) Action {
+	s.t.Helper()
+	a, ok := find(out, k, host)
+	if !ok {
+		s.t.Fatalf("no %s %s in %v", k, host, actionStrings(out.actions))
+	}
+	return a
+}
+
+func types(evs []Event) []string {
+	var out []string
+	for _, e := range evs {
+		s := string(e.Type)
+		if e.Type == EvHostPhase {
+			s += ":" + e.Host + ":" + string(e.Phase)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestStepChecksTheRollbackPathBeforeAnything: a deploy starts with its
+// checklist and 3-2-1 checks, and nothing is prepared before the rollback
+// path was verified; a failed check ends the run (unless overridden).
+func TestStepChecksTheRollbackPathBeforeAnything(t *testing.T) {
+	s := rollingMachine(t, runRules{}, "a", "b")
+	if got := types(s.evs); !reflect.DeepEqual(got, []string{"RunStarted"}) {
+		t.Fatalf("start journaled %v", got)
+	}
+	verify := s.m.work[verifyWork]
+	if verify.Kind != ActVerify || len(s.m.work) != 1 {
+		t.Fatalf("work in flight at the start: %v, want the rollback-path check alone", s.m.work)
+	}
+	if out := s.step(tickInput{}); len(out.actions) != 0 {
+		t.Fatalf("before the check: %v", actionStrings(out.actions))
+	}
+	out := s.done(verify, nil)
+	if s.m.st.Rule1.Status != RuleOK || len(out.actions) != 2 || out.actions[0].Kind != ActPrepare {
+		t.Fatalf("after the check: rule %+v, actions %v", s.m.st.Rule1, actionStrings(out.actions))
+	}
+
+	failed := rollingMachine(t, runRules{keep: 3}, "a", "b")
+	out = failed.done(failed.m.work[verifyWork], errors.New("no rollback path: a: gone"))
+	fin := failed.mustFind(out, ActFinalize, "")
+	if failed.m.st.Rule1.Status != RuleFailed || fin.Outcome != OutcomeFailed || fin.Prune || !strings.Contains(fin.Reason, "--no-rollback-path") {
+		t.Fatalf("failed check: rule %+v, finalize %+v", failed.m.st.Rule1, fin)
+	}
+	if _, ok := find(out, ActPrepare, ""); ok {
+		t.Fatal("prepared after a failed rollback-path check")
+	}
+
+	over := rollingMachine(t, runRules{skipRollbackPath: "rebuilt host", overrideBy: "olivia"}, "a", "b")
+	out = over.done(over.m.work[verifyWork], errors.New("no rollback path: a: gone"))
+	if over.m.st.Rule1.Status != RuleOverridden || !strings.Contains(over.m.st.Rule1.Note, "overridden by olivia (rebuilt host)") {
+		t.Fatalf("override: %+v", over.m.st.Rule1)
+	}
+	over.mustFind(out, ActPrepare, "a")
+}
+
+// TestStepMigratesOnceBeforeTheFirstSwitch: the migrate hooks are their
+// own work before any switch; the switches wait for them; the smoke
+// checks go to one host; a resumed run that journaled the migration never
+// runs it again.
+func TestStepMigratesOnceBeforeTheFirstSwitch(t *testing.T) {
+	s := rollingMachine(t, runRules{migrate: true, smoke: true}, "a", "b", "c", "d")
+	out := s.done(s.m.work[verifyWork], nil)
+	for _, h := range []string{"a", "b", "c", "d"} {
+		out = s.done(Action{Kind: ActPrepare, Host: h, Release: "r2"}, nil, phase(h, PhasePrepared, "r2"))
+	}
+	mig := s.mustFind(out, ActMigrate, "a")
+	if _, ok := find(out, ActSwitch, ""); ok || s.m.st.Wave != 1 {
+		t.Fatalf("switches before the migration: %v (wave %d)", actionStrings(out.actions), s.m.st.Wave)
+	}
+	if out := s.step(tickInput{}); len(out.actions) != 0 {
+		t.Fatalf("while migrating: %v", actionStrings(out.actions))
+	}
+	out = s.done(mig, nil, Event{Type: EvObserved, Host: "a", Observed: &Observation{Kind: ObsMigrated, OK: true, Note: "a"}})
+	sa, sb := s.mustFind(out, ActSwitch, "a"), s.mustFind(out, ActSwitch, "b")
+	if !sa.Smoke || sb.Smoke {
+		t.Fatalf("smoke checks go to one host: a %v b %v", sa.Smoke, sb.Smoke)
+	}
+	if it := s.m.st.Checklist; len(it) != 1 || it[0].ID != ItemMigrations || it[0].State != ItemVerified {
+		t.Fatalf("checklist after the migration: %+v", it)
+	}
+
+	// The process dies here; another resumes the run from its journal.
+	r := newMachine(Fold(s.evs), s.m.planner, s.m.rules)
+	r.st.Run = "run-1"
+	rs := &stepper{t: t, m: r, now: t0.Add(time.Minute)}
+	out = rs.step(resumeInput{actor: owner, observed: []HostObservation{{Name: "a", HostStatus: HostStatus{Current: "r1"}}}})
+	if _, ok := find(out, ActMigrate, ""); ok {
+		t.Fatal("a resumed run migrates again")
+	}
+	if a, b := rs.mustFind(out, ActSwitch, "a"), rs.mustFind(out, ActSwitch, "b"); a.Smoke == b.Smoke {
+		t.Fatalf("resumed: smoke on a %v b %v, want exactly one", a.Smoke, b.Smoke)
+	}
+}
+
+func TestStepMigrationFailureFailsTheRun(t *testing.T) {
+	s := rollingMachine(t, runRules{migrate: true, keep: 3}, "a", "b")
+	out := s.done(s.m.work[verifyWork], nil)
+	for _, h := range []string{"a", "b"} {
+		out = s.done(Action{Kind: ActPrepare, Host: h, Release: "r2"}, nil, phase(h, PhasePrepared, "r2"))
+	}
+	out = s.done(s.mustFind(out, ActMigrate, "a"), errors.New(`migrate "./m.sh": exit status 3`))
+	fin := s.mustFind(out, ActFinalize, "")
+	if fin.Outcome != OutcomeFailed || !strings.Contains(fin.Reason, "host a failed: migrate") || fin.Prune {
+		t.Fatalf("finalize %+v", fin)
+	}
+	if h := s.m.st.Host("a"); h.Phase != PhaseFailed || h.Touched {
+		t.Fatalf("host a: %+v", h)
+	}
+}
+
+// TestStepAutoRollbackTrigger: one measurement per window; a breach rolls
+// back as actor auto through the command rule; a failing source is asked
+// again a window later.
+func TestStepAutoRollbackTrigger(t *testing.T) {
+	tr := &TriggerSpec{ErrorRate: 1, ErrorRateSet: true, For: 3 * time.Second}
+	s := canaryStepper(t, runRules{trigger: tr})
+	first := s.m.work[triggerWork]
+	if first.Kind != ActTrigger || first.Window != 3*time.Second || first.Delay != 0 || first.Release != "r2" {
+		t.Fatalf("trigger at the start: %+v", first)
+	}
+	measured := func(a Action, m Measurement, err error) output {
+		return s.step(measureInput{key: triggerWork, action: a, m: m, err: err})
+	}
+	out := measured(first, Measurement{Requests: 100, ErrorRate: 0.005}, nil)
+	next := s.mustFind(out, ActTrigger, "")
+	if next.Delay != 0 || s.m.st.Status == StatusRollingBack {
+		t.Fatalf("within the threshold: %+v, status %s", next, s.m.st.Status)
+	}
+	out = measured(next, Measurement{}, errors.New("refused"))
+	if again := s.mustFind(out, ActTrigger, ""); again.Delay != 3*time.Second {
+		t.Fatalf("after a failed measurement: %+v", again)
+	}
+	// A stale result (of work already replaced) counts for nothing.
+	if out := measured(next, Measurement{Requests: 100, ErrorRate: 0.5}, nil); len(out.events) != 0 {
+		t.Fatalf("a stale measurement journaled %v", types(out.events))
+	}
+	out = measured(s.m.work[triggerWork], Measurement{Requests: 200, ErrorRate: 0.05}, nil)
+	if got := types(out.events); !slices.Equal(got[:3], []string{"MetricSample", "CommandAccepted", "RollbackStarted"}) {
+		t.Fatalf("breach journaled %v", got)
+	}
+	if s.m.st.Status != StatusRollingBack || s.m.st.RollbackBy != "auto" || !strings.Contains(s.m.st.Reason, "auto-rollback trigger: error rate 5.00% > 1% for 3s") {
+		t.Fatalf("after the breach: %s by %s: %s", s.m.st.Status, s.m.st.RollbackBy, s.m.st.Reason)
+	}
+	if s.m.busy(triggerWork) {
+		t.Fatal("the trigger keeps measuring during the rollback")
+	}
+}
+
+// liveCanary is a canary of a and b at its last step with every host live
+// and all traffic on r2, as the planner will finish it.
+func liveCanary(t *testing.T, rules runRules) *stepper {
+	s := canaryStepper(t, rules)
+	s.done(s.m.work[verifyWork], nil)
+	// The prepares end with the rest of the canary already journaled.
+	pa, pb := s.m.work[hostWork("a")], s.m.work[hostWork("b")]
+	s.step(workInput{results: []workResult{
+		{key: hostWork("a"), action: pa, done: true, events: prepared("a")},
+		{key: hostWork("b"), action: pb, done: true, events: cat(prepared("b"), []Event{step(2, 100)}, live("a", "b"), []Event{weight(100)})},
+	}})
+	return s
+}
+
+// TestStepSettleJudgesTheReleaseWithAllItsTraffic: a successful deploy is
+// measured once more before it succeeds: a failing measurement rolls it
+// back (actor auto); a passing one ends it after the settle time.
+func TestStepSettleJudgesTheReleaseWithAllItsTraffic(t *testing.T) {
+	g := &GateSpec{ErrorRate: 0.001, Interval: 2 * time.Second, Count: 2, FailureLimit: 2}
+	rules := runRules{gate: g, settle: 3 * time.Second, probe: true, routed: true, keep: 3}
+
+	bad := liveCanary(t, rules)
+	if bad.m.st.Settling != OutcomeSucceeded || !bad.m.busy(gateWork) {
+		t.Fatalf("settling %q, gate busy %v", bad.m.st.Settling, bad.m.busy(gateWork))
+	}
+	if err := Check(bad.m.st, Command{Kind: CmdPause, Actor: op}); !errors.Is(err, ErrRunFinishing) {
+		t.Fatalf("pause while settling: %v", err)
+	}
+	if err := Check(bad.m.st, Command{Kind: CmdRollback, Actor: op}); err != nil {
+		t.Fatalf("rollback while settling: %v", err)
+	}
+	out := bad.step(measureInput{key: gateWork, action: bad.m.work[gateWork], m: Measurement{Requests: 500, ErrorRate: 0.05}})
+	if bad.m.st.Status != StatusRollingBack || bad.m.st.RollbackBy != "auto" || !strings.Contains(bad.m.st.Reason, "SLO gate failed with all traffic on r2") {
+		t.Fatalf("after a failing last measurement: %s by %s: %s", bad.m.st.Status, bad.m.st.RollbackBy, bad.m.st.Reason)
+	}
+	if r := bad.mustFind(out, ActRoute, ""); r.Weight != 0 {
+		t.Fatalf("the rollback does not move traffic back first: %+v", r)
+	}
+
+	good := liveCanary(t, rules)
+	out = good.step(measureInput{key: gateWork, action: good.m.work[gateWork], m: Measurement{Requests: 500}})
+	if !out.wake.Equal(t0.Add(3*time.Second)) || good.m.busy(finalizeWork) {
+		t.Fatalf("a passing measurement before the settle time: wake %v, finalizing %v", out.wake, good.m.busy(finalizeWork))
+	}
+	good.now = t0.Add(3 * time.Second)
+	out = good.step(tickInput{})
+	fin := good.mustFind(out, ActFinalize, "")
+	if fin.Outcome != OutcomeSucceeded || !fin.SettleRoute || !fin.Prune || !good.m.st.Finishing {
+		t.Fatalf("finalize %+v finishing %v", fin, good.m.st.Finishing)
+	}
+	if err := Check(good.m.st, Command{Kind: CmdRollback, Actor: op}); !errors.Is(err, ErrRunFinishing) {
+		t.Fatalf("rollback while finishing: %v", err)
+	}
+	out = good.step(finalInput{probe: &ProbeSummary{Rate: 10, Requests: 100}})
+	if got := types(out.events); !slices.Equal(got[len(got)-2:], []string{"Report", "RunFinished"}) || good.m.st.Outcome != OutcomeSucceeded {
+		t.Fatalf("end journaled %v, outcome %s", got, good.m.st.Outcome)
+	}
+	if v := good.m.st.Report.Verdict; v != "HITLESS" {
+		t.Fatalf("verdict %q", v)
+	}
+
+	// An interrupt while settling finishes the decided outcome at once.
+	cut := liveCanary(t, rules)
+	out = cut.step(stopInput{})
+	if fin := cut.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeSucceeded {
+		t.Fatalf("interrupted while settling: %+v", fin)
+	}
+}
+
+// TestStepFinishWaitsForWorkInFlight: a run ends only when no host work is
+// in flight.
+func TestStepFinishWaitsForWorkInFlight(t *testing.T) {
+	s := rollingMachine(t, runRules{}, "a", "b")
+	out := s.done(s.m.work[verifyWork], nil)
+	out = s.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, errors.New("disk full"))
+	if _, ok := find(out, ActFinalize, ""); ok {
+		t.Fatal("finished while b is still being prepared")
+	}
+	out = s.done(Action{Kind: ActPrepare, Host: "b", Release: "r2"}, nil, phase("b", PhasePrepared, "r2"))
+	if fin := s.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeFailed || !strings.Contains(fin.Reason, "host a failed: disk full") {
+		t.Fatalf("finalize %+v", fin)
+	}
+}
+
+// TestStepStopAndHalt: an interrupted run starts nothing new and ends when
+// its work did; a run whose journal failed does nothing more.
+func TestStepStopAndHalt(t *testing.T) {
+	s := rollingMachine(t, runRules{}, "a", "b")
+	s.done(s.m.work[verifyWork], nil)
+	out := s.step(stopInput{})
+	if got := types(out.events); !slices.Equal(got, []string{"Notice"}) || s.m.done() {
+		t.Fatalf("stop: %v, done %v", got, s.m.done())
+	}
+	out = s.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, nil, phase("a", PhasePrepared, "r2"))
+	if len(out.actions) != 0 || s.m.done() {
+		t.Fatalf("after a result: %v, done %v", actionStrings(out.actions), s.m.done())
+	}
+	s.done(Action{Kind: ActPrepare, Host: "b", Release: "r2"}, nil, phase("b", PhasePrepared, "r2"))
+	if !s.m.done() || s.m.st.Status == StatusFinished {
+		t.Fatalf("stopped run: done %v status %s", s.m.done(), s.m.st.Status)
+	}
+
+	h := rollingMachine(t, runRules{}, "a")
+	h.step(haltInput{})
+	if out := h.done(h.m.work[verifyWork], nil); len(out.actions) != 0 {
+		t.Fatalf("halted run acts: %v", actionStrings(out.actions))
+	}
+}
+
+// TestStepJournalsEveryCommand: in every status the step answers a command
+// as Check does and journals the answer.
+func TestStepJournalsEveryCommand(t *testing.T) {
+	for _, status := range []string{"running", "paused", "rolling back", "settling"} {
+		for _, k := range []CommandKind{CmdPause, CmdResume, CmdStepUp, CmdSetWeight, CmdRollback, CmdAck, CmdApprove, CmdDeploy} {
+			t.Run(fmt.Sprintf("%s/%s", status, k), func(t *testing.T) {
+				s := canaryStepper(t, runRules{})
+				s.done(s.m.work[verifyWork], nil)
+				s.step(workInput{results: []workResult{{events: cat(prepared("a", "b"), []Event{step(1, 50)}, live("a"))}}})
+				switch status {
+				case "paused":
+					s.step(commandInput{cmd: Command{Kind: CmdPause, Actor: op}})
+				case "rolling back":
+					s.step(commandInput{cmd: Command{Kind: CmdRollback, Actor: op}})
+				case "settling":
+					s.m.emit(&output{}, s.now, Event{Type: EvSettling, Outcome: OutcomeSucceeded, Until: t0.Add(time.Second)})
+				}
+				c := Command{Kind: k, Actor: op, Weight: 30, Item: ItemIdempotent}
+				want := Check(s.m.st.Clone(), c)
+				out := s.step(commandInput{cmd: c})
+				if fmt.Sprint(out.reply) != fmt.Sprint(want) {
+					t.Fatalf("step answered %v, Check %v", out.reply, want)
+				}
+				first := out.events[0]
+				switch {
+				case want != nil && (first.Type != EvCommandRefused || first.Error != want.Error() || first.Actor != op.Name):
+					t.Fatalf("refusal journaled as %+v", first)
+				case want == nil && (first.Type != EvCommand || first.Command != string(k)):
+					t.Fatalf("acceptance journaled as %+v", first)
+				}
+			})
+		}
+	}
+}
+
+var op = Actor{Name: "alice", Role: RoleOperator}
