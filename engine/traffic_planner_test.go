@@ -76,8 +76,8 @@ func standby(hosts ...string) []Event {
 }
 
 func step(n int, w float64) Event { return Event{Type: EvStepStarted, Wave: n, Weight: ptr(w)} }
-func weight(w float64) Event     { return Event{Type: EvWeightSet, Weight: ptr(w)} }
-func cohort(w float64) Event     { return Event{Type: EvCohortSet, Weight: ptr(w)} }
+func weight(w float64) Event      { return Event{Type: EvWeightSet, Weight: ptr(w)} }
+func cohort(w float64) Event      { return Event{Type: EvCohortSet, Weight: ptr(w)} }
 func gate(n int, v Verdict) Event {
 	return Event{Type: EvGateResult, Gate: &GateResult{Step: n, Verdict: v, Reason: string(v)}}
 }
