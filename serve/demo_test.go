@@ -163,6 +163,17 @@ func TestFourEyesOverSSH(t *testing.T) {
 	ta := ts.open(t, alice, 140, 40)
 	tb := ts.open(t, bob, 140, 40)
 	tb.waitFor(10*time.Second, "alice(operator)")
+	// An operator sets the canary's weight by number; it stays on step 1.
+	if _, errOut, err := ts.run(t, bob, nil, "weight 12"); err != nil {
+		t.Fatalf("weight 12: %v %s", err, errOut)
+	}
+	waitState(t, b.fleet.Hub, 10*time.Second, "12%", func(s *engine.State) bool { return s.StepTarget == 12 && s.Step == 1 })
+	if _, errOut, err := ts.run(t, bob, nil, "weight 0"); err == nil || !strings.Contains(errOut, "more than 0 and at most 100") {
+		t.Fatalf("weight 0: %v %q", err, errOut)
+	}
+	if _, errOut, err := ts.run(t, bob, nil, "weight lots"); err == nil || !strings.Contains(errOut, "not a number") {
+		t.Fatalf("weight lots: %v %q", err, errOut)
+	}
 	ta.keys("P")
 	waitState(t, b.fleet.Hub, 10*time.Second, "step 2", func(s *engine.State) bool { return s.Step == 2 })
 	ta.keys("P")

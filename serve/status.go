@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ const commandHelp = `commands:
   status [--no-color]   the run state as text (NO_COLOR and TERM=dumb are honoured too)
   pause | resume        pause or resume the run
   promote               go to the next traffic step
+  weight N              set the canary's traffic to N percent (0 < N <= 100)
   approve               approve a promotion waiting for a second operator
   whoami                the name, role and key fingerprint this server sees
 `
@@ -68,6 +70,17 @@ func (s *Server) command(sess ssh.Session, a engine.Actor, args []string) int {
 	case "help", "--help", "-h":
 		fmt.Fprint(out, commandHelp)
 		return exitOK
+	case "weight":
+		if len(args) != 2 {
+			fmt.Fprintf(errw, "flightdeck: weight takes one argument, the percent of traffic (e.g. weight 10)\n")
+			return exitUsage
+		}
+		w, err := strconv.ParseFloat(strings.TrimSuffix(args[1], "%"), 64)
+		if err != nil {
+			fmt.Fprintf(errw, "flightdeck: weight %q: not a number of percent\n", args[1])
+			return exitUsage
+		}
+		return s.send(sess, a, name, engine.Command{Kind: engine.CmdSetWeight, Actor: a, Weight: w})
 	default:
 		kind, ok := commandKinds[name]
 		if !ok {
@@ -78,15 +91,20 @@ func (s *Server) command(sess ssh.Session, a engine.Actor, args []string) int {
 			fmt.Fprintf(errw, "flightdeck: %s takes no arguments\n", name)
 			return exitUsage
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		defer cancel()
-		if err := s.o.Backend.Send(ctx, engine.Command{Kind: kind, Actor: a, Reason: ""}); err != nil {
-			fmt.Fprintf(errw, "flightdeck: %s refused: %v\n", name, err)
-			return exitRefused
-		}
-		fmt.Fprintf(out, "%s: done (as %s)\n", name, a.Name)
-		return exitOK
+		return s.send(sess, a, name, engine.Command{Kind: kind, Actor: a})
 	}
+}
+
+// send hands a session's command to the engine and reports its answer.
+func (s *Server) send(sess ssh.Session, a engine.Actor, name string, c engine.Command) int {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.o.Backend.Send(ctx, c); err != nil {
+		fmt.Fprintf(sess.Stderr(), "flightdeck: %s refused: %v\n", name, err)
+		return exitRefused
+	}
+	fmt.Fprintf(sess, "%s: done (as %s)\n", name, a.Name)
+	return exitOK
 }
 
 // statusEvents is how many recent events the status shows.
