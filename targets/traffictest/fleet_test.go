@@ -373,6 +373,12 @@ func (f *fleet) wait(ch <-chan runResult) *engine.State {
 		if r.err != nil {
 			f.t.Fatalf("run: %v\nevents:\n%s", r.err, f.rec.dump())
 		}
+		if r.st != nil && r.st.Status == engine.StatusFinished {
+			// The recorder reads the hub on its own goroutine: let it catch up.
+			f.rec.waitFor(f.t, "the run's end", func(e engine.Event) bool {
+				return e.Type == engine.EvRunFinished && e.Run == r.st.Run
+			})
+		}
 		return r.st
 	case <-time.After(90 * time.Second):
 		f.t.Fatalf("run did not finish in 90s\nevents:\n%s", f.rec.dump())

@@ -183,6 +183,10 @@ func Format(e engine.Event) string {
 		if it := e.Item; it != nil {
 			msg = fmt.Sprintf("checklist %s: %s %s", it.Title, it.State, it.Evidence)
 		}
+	case engine.EvRule321:
+		msg = "3-2-1: " + e.Message
+	case engine.EvObserved, engine.EvFinishing:
+		return "" // the checklist item / the report that follows says it
 	case engine.EvPruned:
 		return fmt.Sprintf("%s [%s] pruned %s", ts, e.Host, strings.Join(e.Removed, ", "))
 	case engine.EvNotice:
