@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -212,8 +213,8 @@ func blockReason(items []ChecklistItem) string {
 
 // finishedIn reports whether release finished successfully in env, from
 // the journal.
-func finishedIn(stateDir, env, release string) (bool, error) {
-	runs, err := ListRuns(stateDir)
+func finishedIn(ctx context.Context, st StateBackend, env, release string) (bool, error) {
+	runs, err := st.ListRuns(ctx)
 	if err != nil {
 		return false, err
 	}

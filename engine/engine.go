@@ -21,6 +21,9 @@ type Engine struct {
 	Env      *plan.Environment
 	Hosts    []Host
 	StateDir string
+	// State keeps the journal and the environment locks; nil keeps them
+	// in files under StateDir.
+	State    StateBackend
 	Hub      *Hub
 	Router   Router
 	Backends map[string]string
@@ -43,6 +46,35 @@ type Engine struct {
 
 	mu  sync.Mutex
 	run *Run
+	// notes are notices that arrived while a run journals (e.g. that the
+	// state backend did not answer for a while); the run journals them
+	// with its next events.
+	notes []string
+}
+
+// Note queues a notice for the journal of the run in progress (or of the
+// next run). It never blocks, so a state backend may call it while the run
+// waits for it.
+func (e *Engine) Note(msg string) {
+	e.mu.Lock()
+	e.notes = append(e.notes, msg)
+	e.mu.Unlock()
+}
+
+func (e *Engine) takeNotes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := e.notes
+	e.notes = nil
+	return n
+}
+
+// StateBackend returns where the journal and the locks live.
+func (e *Engine) StateBackend() StateBackend {
+	if e.State != nil {
+		return e.State
+	}
+	return FileState{Dir: e.StateDir}
 }
 
 // Active returns the run in progress, or nil.
@@ -83,7 +115,7 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 	order := e.Plan.PromotionOrder()
 	if i := slices.Index(order, e.Env.Name); i > 0 {
 		facts.before = order[i-1]
-		if facts.passedBefore, err = finishedIn(e.StateDir, facts.before, a.ID); err != nil {
+		if facts.passedBefore, err = finishedIn(ctx, e.StateBackend(), facts.before, a.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -91,14 +123,15 @@ func (e *Engine) Deploy(ctx context.Context, actor Actor, a *Artifact, command s
 	if err != nil {
 		return nil, err
 	}
-	return e.withLock(actor, command, func(notices []string) (*State, error) {
-		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
+	id := e.newRunID()
+	return e.withLock(ctx, actor, command, id, func(lock HeldLock, notices []string) (*State, error) {
+		if st, err := e.resumeLocked(ctx, actor, lock, notices); err != nil {
 			return st, err
 		} else if st != nil {
 			notices = nil
 		}
 		return e.execute(ctx, RunConfig{Kind: KindDeploy, Artifact: a, Actor: actor, Acks: e.Acks, Findings: findings,
-			SkipRollbackPath: e.SkipRollbackPath, Promotion: promo}, append(pre, notices...))
+			SkipRollbackPath: e.SkipRollbackPath, Promotion: promo, RunID: id, Lock: lock}, append(pre, notices...))
 	})
 }
 
@@ -109,7 +142,11 @@ func (e *Engine) Rollback(ctx context.Context, actor Actor, to, command string) 
 		return nil, err
 	}
 	if to == "" {
-		t, err := DefaultRollbackTarget(e.StateDir, e.Env.Name)
+		runs, err := e.StateBackend().ListRuns(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t, err := defaultRollbackTarget(runs, e.Env.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -118,13 +155,14 @@ func (e *Engine) Rollback(ctx context.Context, actor Actor, to, command string) 
 	if err := ValidateReleaseID(to); err != nil {
 		return nil, err
 	}
-	return e.withLock(actor, command, func(notices []string) (*State, error) {
-		if st, err := e.resumeLocked(ctx, actor, notices); err != nil {
+	id := e.newRunID()
+	return e.withLock(ctx, actor, command, id, func(lock HeldLock, notices []string) (*State, error) {
+		if st, err := e.resumeLocked(ctx, actor, lock, notices); err != nil {
 			return st, err
 		} else if st != nil {
 			notices = nil
 		}
-		return e.execute(ctx, RunConfig{Kind: KindRollback, Target: to, Actor: actor}, notices)
+		return e.execute(ctx, RunConfig{Kind: KindRollback, Target: to, Actor: actor, RunID: id, Lock: lock}, notices)
 	})
 }
 
@@ -135,34 +173,44 @@ func (e *Engine) Resume(ctx context.Context, actor Actor, command string) (*Stat
 	if err := Check(nil, Command{Kind: CmdRollback, Actor: actor}); err != nil {
 		return nil, err
 	}
-	return e.withLock(actor, command, func(notices []string) (*State, error) {
-		return e.resumeLocked(ctx, actor, notices)
+	// The lock names the run it will finish (read again under the lock).
+	id, _, err := unfinishedRun(ctx, e.StateBackend(), e.Env.Name)
+	if err != nil {
+		return nil, err
+	}
+	return e.withLock(ctx, actor, command, id, func(lock HeldLock, notices []string) (*State, error) {
+		return e.resumeLocked(ctx, actor, lock, notices)
 	})
 }
 
-func (e *Engine) withLock(actor Actor, command string, fn func(notices []string) (*State, error)) (*State, error) {
+// newRunID names a new run of the environment.
+func (e *Engine) newRunID() string {
+	return fmt.Sprintf("%s-%s-%s", e.Env.Name, e.now().UTC().Format("20060102T150405"), RandomSuffix(3))
+}
+
+func (e *Engine) withLock(ctx context.Context, actor Actor, command, run string, fn func(lock HeldLock, notices []string) (*State, error)) (*State, error) {
 	host, _ := os.Hostname()
-	l, err := AcquireLock(e.StateDir, e.Env.Name, LockInfo{
-		Owner: actor.Name, PID: os.Getpid(), Host: host, Started: e.now(), Command: command,
+	l, err := e.StateBackend().AcquireLock(ctx, e.Env.Name, LockInfo{
+		Owner: actor.Name, PID: os.Getpid(), Host: host, Started: e.now(), Command: command, Run: run,
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer l.Release()
 	var notices []string
-	if l.Recovered != nil {
+	if rec := l.Recovered(); rec != nil {
 		notices = append(notices, fmt.Sprintf("took over the lock of %s (pid %d, %q), whose process is gone",
-			l.Recovered.Owner, l.Recovered.PID, l.Recovered.Command))
+			rec.Owner, rec.PID, rec.Command))
 	}
-	return fn(notices)
+	return fn(l, notices)
 }
 
-func (e *Engine) resumeLocked(ctx context.Context, actor Actor, notices []string) (*State, error) {
-	id, evs, err := UnfinishedRun(e.StateDir, e.Env.Name)
+func (e *Engine) resumeLocked(ctx context.Context, actor Actor, lock HeldLock, notices []string) (*State, error) {
+	id, evs, err := unfinishedRun(ctx, e.StateBackend(), e.Env.Name)
 	if err != nil || id == "" {
 		return nil, err
 	}
-	r, err := e.newRun(RunConfig{Kind: Fold(evs).Info.Kind, Actor: actor, RunID: id}, notices)
+	r, err := e.newRun(RunConfig{Kind: Fold(evs).Info.Kind, Actor: actor, RunID: id, Lock: lock}, notices)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +222,7 @@ func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {
 	cfg.Plan, cfg.Env, cfg.Hosts, cfg.StateDir = e.Plan, e.Env, e.Hosts, e.StateDir
 	cfg.Hub, cfg.Router, cfg.Backends, cfg.Now = e.Hub, e.Router, e.Backends, e.Now
 	cfg.Metrics, cfg.MinHold = e.Metrics, e.MinHold
+	cfg.Notes = e.takeNotes
 	if cfg.Kind == KindDeploy && cfg.Artifact == nil {
 		// A resumed deploy past its prepare phase needs no artifact.
 		cfg.Artifact = &Artifact{}
@@ -220,7 +269,11 @@ func (e *Engine) now() time.Time {
 // UnfinishedRun finds the newest run of env whose journal has no
 // RunFinished event (its process died). It returns "" when there is none.
 func UnfinishedRun(stateDir, env string) (string, []Event, error) {
-	runs, err := ListRuns(stateDir)
+	return unfinishedRun(context.Background(), FileState{Dir: stateDir}, env)
+}
+
+func unfinishedRun(ctx context.Context, st StateBackend, env string) (string, []Event, error) {
+	runs, err := st.ListRuns(ctx)
 	if err != nil {
 		return "", nil, err
 	}
@@ -231,7 +284,7 @@ func UnfinishedRun(stateDir, env string) (string, []Event, error) {
 		if runs[i].Status == StatusFinished {
 			return "", nil, nil
 		}
-		evs, err := ReadJournal(stateDir, runs[i].Run)
+		evs, err := st.ReadJournal(ctx, runs[i].Run)
 		return runs[i].Run, evs, err
 	}
 	return "", nil, nil
@@ -244,6 +297,10 @@ func DefaultRollbackTarget(stateDir, env string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return defaultRollbackTarget(runs, env)
+}
+
+func defaultRollbackTarget(runs []RunSummary, env string) (string, error) {
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
 		if r.Env == env && r.Kind == KindDeploy && r.Outcome == OutcomeSucceeded {

@@ -31,6 +31,8 @@ type executor struct {
 	sem chan struct{}
 	// report hands an input to the run loop.
 	report func(input)
+	// fence returns nil while the environment's lock is surely ours.
+	fence func(context.Context) error
 }
 
 // SwitchKind says why a host's current link is switched.
@@ -54,6 +56,29 @@ func (x *executor) send(k WorkKey, a Action, done bool, err error, evs ...Event)
 		}
 	}
 	x.report(workInput{results: []workResult{{key: k, action: a, events: evs, err: err, done: done}}})
+}
+
+// beforeSwitch reports a host's switching phase and waits until the run
+// loop has journaled it, then fences on the environment's lock: no host is
+// switched without a committed record, nor once the lock may no longer be
+// ours.
+func (x *executor) beforeSwitch(ctx context.Context, h Host, ev Event) error {
+	ev.Host = h.Name()
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	committed := make(chan error, 1)
+	x.report(committedInput{work: workInput{results: []workResult{{key: hostWork(h.Name()), events: []Event{ev}}}}, reply: committed})
+	if err := <-committed; err != nil {
+		return fmt.Errorf("not switched: its record was not journaled: %w", err)
+	}
+	if x.fence == nil {
+		return nil
+	}
+	if err := x.fence(ctx); err != nil {
+		return fmt.Errorf("not switched: %w", err)
+	}
+	return nil
 }
 
 // fact reports events that belong to no work in flight.
@@ -161,7 +186,9 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 				return err
 			}
 		}
-		x.hostSend(h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release})
+		if err := x.beforeSwitch(ctx, h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release}); err != nil {
+			return err
+		}
 		if err := h.Switch(ctx, info); err != nil {
 			return fmt.Errorf("switch to %s: %w", a.Release, err)
 		}
@@ -189,7 +216,9 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 			return err
 		}
 	}
-	x.hostSend(h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release})
+	if err := x.beforeSwitch(ctx, h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release}); err != nil {
+		return err
+	}
 	if err := h.Switch(ctx, info); err != nil {
 		return fmt.Errorf("switch to %s: %w", a.Release, err)
 	}

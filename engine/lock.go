@@ -17,6 +17,8 @@ type LockInfo struct {
 	Host    string    `json:"host"`
 	Started time.Time `json:"started"`
 	Command string    `json:"command"`
+	// Run is the run the lock is taken for.
+	Run string `json:"run,omitempty"`
 }
 
 // LockHeldError is returned when another run holds the lock.

@@ -60,6 +60,13 @@ type RunConfig struct {
 	Notices func() []string
 	// OnStart is called once the run's id is known and its start journaled.
 	OnStart func(r *Run)
+	// Lock is the environment's lock the run holds: the run journals
+	// under it and fences every switch with it. Without it the journal
+	// is a file under StateDir.
+	Lock HeldLock
+	// Notes, when set, returns notices that arrived since it was last
+	// called; they are journaled with the run's next events.
+	Notes func() []string
 }
 
 // Run is one release run: the driver of its step (step.go). Its loop is
@@ -71,12 +78,15 @@ type Run struct {
 	hosts   map[string]Host
 	m       *machine
 	x       *executor
-	journal *Journal
-	probe   *runProbe
-	inputs  chan input
-	cmds    chan cmdReq
-	done    chan struct{}
-	sem     chan struct{}
+	journal RunJournal
+	// jctx bounds journal writes: a store that does not answer is waited
+	// for until the run is interrupted.
+	jctx   context.Context
+	probe  *runProbe
+	inputs chan input
+	cmds   chan cmdReq
+	done   chan struct{}
+	sem    chan struct{}
 	// measuring holds the cancel functions of measurements in flight.
 	measuring map[WorkKey]context.CancelFunc
 	wake      *time.Timer
@@ -272,8 +282,41 @@ func (r *Run) collect(first input) []input {
 	return []input{w}
 }
 
+// fence returns nil while the environment's lock is surely ours (always,
+// without a lock of a shared store).
+func (r *Run) fence(ctx context.Context) error {
+	if r.cfg.Lock == nil {
+		return nil
+	}
+	return r.cfg.Lock.Fence(ctx)
+}
+
+// committedInput is work whose events the executor waits to see
+// journaled (a host's switching phase): the loop answers with nil once they
+// are, or with the error that stopped the journal.
+type committedInput struct {
+	work  workInput
+	reply chan<- error
+}
+
+func (committedInput) isInput() {}
+
 // feed steps the machine with an input and records the output.
 func (r *Run) feed(workCtx context.Context, in input) {
+	if r.cfg.Notes != nil {
+		if notes := r.cfg.Notes(); len(notes) > 0 {
+			evs := make([]Event, len(notes))
+			for i, n := range notes {
+				evs[i] = Event{Type: EvNotice, Message: n}
+			}
+			r.record(workCtx, r.m.step(r.cfg.Now(), workInput{results: []workResult{{events: evs}}}))
+		}
+	}
+	if c, ok := in.(committedInput); ok {
+		r.record(workCtx, r.m.step(r.cfg.Now(), c.work))
+		c.reply <- r.fatal
+		return
+	}
 	if m, ok := in.(measureInput); ok {
 		if cancel, ok := r.measuring[m.key]; ok && r.m.work[m.key].Serial == m.action.Serial {
 			cancel()
@@ -288,7 +331,7 @@ func (r *Run) feed(workCtx context.Context, in input) {
 // where it is: nothing is published or done that the journal does not hold.
 func (r *Run) record(workCtx context.Context, out output) {
 	if len(out.events) > 0 && r.fatal == nil {
-		if err := r.journal.Append(out.events...); err != nil {
+		if err := r.journal.Append(r.jctx, out.events...); err != nil {
 			r.fatal = fmt.Errorf("%w (%v): the run stopped where it was and reports no outcome; "+
 				"hosts keep what they have; `flightdeck resume` finishes it once the journal can be written", ErrJournal, err)
 			last := out.events[len(out.events)-1]

@@ -28,7 +28,7 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 	if err := r.primeTraffic(ctx, traffic, &info); err != nil {
 		return r.m.st, err
 	}
-	if err := r.openJournal(); err != nil {
+	if err := r.openJournal(ctx); err != nil {
 		return r.m.st, err
 	}
 	defer r.journal.Close()
@@ -81,7 +81,7 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := r.openJournal(); err != nil {
+	if err := r.openJournal(ctx); err != nil {
 		return st, err
 	}
 	defer r.journal.Close()
@@ -113,15 +113,25 @@ func (r *Run) newExecutor(info RunInfo, traffic *trafficCtl) *executor {
 		backends: r.cfg.Backends, router: r.cfg.Router, metrics: r.cfg.Metrics, traffic: traffic,
 		info: info, actor: r.cfg.Actor, sem: r.sem,
 		report: func(in input) { r.inputs <- in },
+		fence:  r.fence,
 	}
 }
 
-func (r *Run) openJournal() error {
+func (r *Run) openJournal(ctx context.Context) error {
+	r.jctx = ctx
+	if r.cfg.Lock != nil {
+		j, err := r.cfg.Lock.OpenJournal(ctx, r.id)
+		if err != nil {
+			return err
+		}
+		r.journal = j
+		return nil
+	}
 	j, err := OpenJournal(r.cfg.StateDir, r.id)
 	if err != nil {
 		return err
 	}
-	r.journal = j
+	r.journal = fileJournal{j}
 	return nil
 }
 

@@ -209,6 +209,11 @@ func slotEnv(rh RunHost) map[string]string {
 // route applies a traffic action through the router: a.Previous keeps the
 // rest of the traffic, a.CohortOn says a cohort rule is in force.
 func (x *executor) route(ctx context.Context, a Action) error {
+	if x.fence != nil {
+		if err := x.fence(ctx); err != nil {
+			return fmt.Errorf("traffic not moved: %w", err)
+		}
+	}
 	if x.traffic == nil {
 		return errors.New("this strategy needs a router (plan: router.admin)")
 	}

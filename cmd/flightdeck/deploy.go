@@ -184,7 +184,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return badInput(err)
 			}
-			r, err := l.open(g)
+			r, err := l.open(c, g)
 			if err != nil {
 				return err
 			}
@@ -238,7 +238,7 @@ A host that lacks the release is reported and fails the rollback.`,
 					return badInput(fmt.Errorf("--to: %w", err))
 				}
 			}
-			r, err := l.open(g)
+			r, err := l.open(c, g)
 			if err != nil {
 				return err
 			}
@@ -263,7 +263,7 @@ func newResumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := l.open(g)
+			r, err := l.open(c, g)
 			if err != nil {
 				return err
 			}
@@ -290,24 +290,40 @@ type envRun struct {
 	hosts []engine.Host
 	hub   *engine.Hub
 	eng   *engine.Engine
+	state *stateStore
 }
 
-// open connects the environment's hosts and builds its engine.
-func (l *loaded) open(g *globals) (*envRun, error) {
+// open opens the state backend (a store that does not answer is bad input:
+// nothing is touched), connects the environment's hosts and builds its
+// engine.
+func (l *loaded) open(c *cobra.Command, g *globals) (*envRun, error) {
+	st, err := l.state(c.Context(), g, c.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
 	hosts, err := l.hosts(g)
 	if err != nil {
+		st.close()
 		return nil, err
 	}
 	hub := engine.NewHub()
 	eng, err := l.engine(hosts, hub)
 	if err != nil {
 		l.close(hosts)
+		st.close()
 		return nil, err
 	}
-	return &envRun{loaded: l, hosts: hosts, hub: hub, eng: eng}, nil
+	eng.State = st.StateBackend
+	if st.stalls != nil {
+		st.stalls.setNote(eng.Note)
+	}
+	return &envRun{loaded: l, hosts: hosts, hub: hub, eng: eng, state: st}, nil
 }
 
-func (r *envRun) close() { r.loaded.close(r.hosts) }
+func (r *envRun) close() {
+	r.loaded.close(r.hosts)
+	r.state.close()
+}
 
 // run carries out start in the cockpit (on a terminal, unless --headless,
 // when cockpitOK) or with one line per event, and maps the outcome to the

@@ -152,6 +152,11 @@ func newJournalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			st, err := l.state(c.Context(), g, c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer st.close()
 			out := c.OutOrStdout()
 			if len(args) > 0 {
 				if args[0] != "show" || len(args) != 2 {
@@ -159,7 +164,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 				}
 				id := args[1]
 				if id == "last" {
-					runs, err := engine.ListRuns(l.stateDir)
+					runs, err := st.ListRuns(c.Context())
 					if err != nil {
 						return err
 					}
@@ -171,7 +176,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 				if strings.ContainsAny(id, "/\\") || strings.HasPrefix(id, ".") {
 					return badInput(fmt.Errorf("bad run id %q", id))
 				}
-				evs, err := engine.ReadJournal(l.stateDir, id)
+				evs, err := st.ReadJournal(c.Context(), id)
 				if err != nil {
 					return badInput(err)
 				}
@@ -182,7 +187,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			runs, err := engine.ListRuns(l.stateDir)
+			runs, err := st.ListRuns(c.Context())
 			if err != nil {
 				return err
 			}
@@ -230,16 +235,25 @@ func newUnlockCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			actor := engine.LocalActor("cli")
-			held, err := engine.BreakLock(l.stateDir, l.env.Name)
+			st, err := l.state(c.Context(), g, c.ErrOrStderr())
 			if err != nil {
-				return badInput(fmt.Errorf("no lock to break for %s: %w", l.env.Name, err))
-			}
-			if err := engine.RecordUnlock(l.stateDir, l.env.Name, actor, *held, reason); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "broke the lock of %s on %s (pid %d on %s, %q, held %s); recorded in %s\n",
-				held.Owner, l.env.Name, held.PID, held.Host, held.Command, time.Since(held.Started).Round(time.Second), "locks/unlocks.log")
+			defer st.close()
+			actor := engine.LocalActor("cli")
+			held, where, err := st.BreakLock(c.Context(), l.env.Name, actor, reason)
+			if err != nil {
+				if held == nil {
+					return badInput(fmt.Errorf("no lock to break for %s: %w", l.env.Name, err))
+				}
+				return err
+			}
+			run := ""
+			if held.Run != "" {
+				run = ", run " + held.Run
+			}
+			fmt.Fprintf(c.OutOrStdout(), "broke the lock of %s on %s (pid %d on %s%s, %q, held %s); recorded in %s\n",
+				held.Owner, l.env.Name, held.PID, held.Host, run, held.Command, time.Since(held.Started).Round(time.Second), where)
 			return nil
 		},
 	}

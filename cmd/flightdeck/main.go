@@ -81,6 +81,9 @@ type globals struct {
 	planFile string
 	env      string
 	stateDir string
+	// etcd names etcd endpoints (comma-separated) that keep the journal
+	// and the locks instead of the state directory.
+	etcd     string
 	headless bool
 	json     bool
 	noColor  bool
@@ -108,12 +111,13 @@ on its own when they break.`,
 	pf.StringVarP(&g.planFile, "file", "f", plan.DefaultFile, "release plan file")
 	pf.StringVar(&g.env, "env", "", "environment to act on (optional when the plan has one)")
 	pf.StringVar(&g.stateDir, "state", "", "state directory (default .flightdeck/ beside the plan)")
+	pf.StringVar(&g.etcd, "etcd", "", "keep the journal and the locks in etcd at these endpoints (host:port,…; also "+envEtcdEndpoints+"; the plan's state.etcd sets the rest)")
 	pf.BoolVar(&g.noColor, "no-color", false, "monochrome cockpit (also when NO_COLOR is set)")
 	pf.BoolVar(&g.readOnly, "read-only", false, "cockpit that shows everything and changes nothing")
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "trust SSH host keys seen for the first time and record them (a changed key is always refused)")
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
-		newJournalCmd(g), newUnlockCmd(g), newVersionCmd(), newRouterCmd(),
+		newJournalCmd(g), newUnlockCmd(g), newStateCmd(g), newVersionCmd(), newRouterCmd(),
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 		newServeCmd(g),
 		newAdviseCmd(g),

@@ -130,7 +130,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 		if err != nil {
 			return err
 		}
-		r, err := l.open(g)
+		r, err := l.open(c, g)
 		if err != nil {
 			return err
 		}

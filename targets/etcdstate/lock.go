@@ -19,8 +19,6 @@ import (
 // and the lease that keeps it.
 type Holder struct {
 	engine.LockInfo
-	// Run is the run the lock is held for, once known.
-	Run string `json:"run,omitempty"`
 	// Lease is the etcd lease the lock key is attached to.
 	Lease int64 `json:"lease"`
 	// TTL is the lease's time to live.
