@@ -2,6 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 )
 
 // StateBackend keeps the journal and the environment locks. FileState
@@ -56,6 +61,8 @@ type RunFollower interface {
 	// NextRun returns the run of env in progress, or waits for one to start.
 	NextRun(ctx context.Context, env string) (string, error)
 }
+
+var _ RunFollower = FileState{}
 
 // FileState keeps the journal and the locks in files under Dir (the
 // state directory): one JSON lines file per run, fsynced before its
@@ -117,3 +124,74 @@ type fileJournal struct{ *Journal }
 
 func (j fileJournal) Append(_ context.Context, evs ...Event) error { return j.Journal.Append(evs...) }
 func (j fileJournal) Notices() []string                            { return nil }
+
+// followPoll is how often a file journal is read again when followed.
+const followPoll = 100 * time.Millisecond
+
+// Follow implements RunFollower by reading the run's journal file again
+// every 100 ms (a journal is only ever appended to).
+func (f FileState) Follow(ctx context.Context, run string, after uint64, fn func([]Event) error) error {
+	t := time.NewTicker(followPoll)
+	defer t.Stop()
+	for {
+		evs, err := ReadJournal(f.Dir, run)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		var out []Event
+		finished := false
+		for _, e := range evs {
+			if e.Seq > after {
+				out = append(out, e)
+				after = e.Seq
+				finished = finished || e.Type == EvRunFinished
+			}
+		}
+		if len(out) > 0 {
+			if err := fn(out); err != nil {
+				return err
+			}
+		}
+		if finished {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// NextRun implements RunFollower by listing the runs every 100 ms.
+func (f FileState) NextRun(ctx context.Context, env string) (string, error) {
+	t := time.NewTicker(followPoll)
+	defer t.Stop()
+	for {
+		runs, err := ListRuns(f.Dir)
+		if err != nil {
+			return "", err
+		}
+		for i := len(runs) - 1; i >= 0; i-- {
+			if runs[i].Env == env {
+				if runs[i].Status != "finished" {
+					return runs[i].Run, nil
+				}
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ValidateRunID checks that a run id can name a journal file or key.
+func ValidateRunID(run string) error {
+	if run == "" || strings.ContainsAny(run, "/\\\x00") || strings.HasPrefix(run, ".") {
+		return fmt.Errorf("bad run id %q", run)
+	}
+	return nil
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -41,12 +40,7 @@ type Journal struct {
 }
 
 // ValidRunID reports whether a run id can name etcd keys.
-func ValidRunID(run string) error {
-	if run == "" || strings.ContainsAny(run, "/\\\x00") || strings.HasPrefix(run, ".") {
-		return fmt.Errorf("bad run id %q", run)
-	}
-	return nil
-}
+func ValidRunID(run string) error { return engine.ValidateRunID(run) }
 
 // OpenJournal opens run's journal for appending, fenced by lock (nil:
 // unfenced, e.g. a migration). A run that already has events (a resumed

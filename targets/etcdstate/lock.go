@@ -395,3 +395,37 @@ func (s *Store) Unlocks(ctx context.Context, env string) ([]Unlock, error) {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
 }
+
+// WaitFree waits until env's lock is free (released, broken, or its
+// holder's lease expired).
+func (s *Store) WaitFree(ctx context.Context, env string) error {
+	key := s.lockKey(env)
+	for {
+		var resp *clientv3.GetResponse
+		if err := s.retry(ctx, "lock of "+env, func(ctx context.Context) (err error) {
+			resp, err = s.cli.Get(ctx, key)
+			return err
+		}); err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for wr := range s.cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					cancel()
+					return nil
+				}
+			}
+		}
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}

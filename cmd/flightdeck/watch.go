@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"flightdeck/engine"
+	"flightdeck/tui"
+	"flightdeck/tui/lines"
+)
+
+// errWatchOnly refuses every action of a watching cockpit.
+var errWatchOnly = errors.New("this cockpit only watches a run journaled elsewhere; act from the controller that runs it")
+
+// watchBackend is the cockpit's backend while it watches: a hub fed from
+// the journal, and no action.
+type watchBackend struct {
+	hub *engine.Hub
+}
+
+func (w *watchBackend) Hub() *engine.Hub                                     { return w.hub }
+func (w *watchBackend) Send(context.Context, engine.Command) error           { return errWatchOnly }
+func (w *watchBackend) Rollback(context.Context, engine.Actor, string) error { return errWatchOnly }
+func (w *watchBackend) Deploy(context.Context, engine.Actor, bool) error     { return errWatchOnly }
+func (w *watchBackend) Presence() []tui.Presence                             { return nil }
+
+func newWatchCmd(g *globals) *cobra.Command {
+	var run string
+	c := &cobra.Command{
+		Use:   "watch",
+		Short: "Follow a run as it is journaled, read-only (from any machine with etcd)",
+		Long: `Follow the environment's run in progress (or the next one to start, or
+--run RUN) as its events are journaled, in a read-only cockpit or, with
+--headless, one line per event. With the state in etcd (state.etcd in the
+plan, or --etcd) it follows a run started on any machine, through etcd's
+watch. It ends when the run finishes; the exit code is the run's (0 when it
+succeeded, 1 otherwise).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			if run != "" {
+				if err := engine.ValidateRunID(run); err != nil {
+					return badInput(fmt.Errorf("--run: %w", err))
+				}
+			}
+			st, err := l.state(c.Context(), g, c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer st.close()
+			f, ok := st.StateBackend.(engine.RunFollower)
+			if !ok {
+				return badInput(fmt.Errorf("%s cannot be followed", st.Describe()))
+			}
+			ctx := c.Context()
+			if run == "" {
+				fmt.Fprintf(c.ErrOrStderr(), "waiting for a run of %s in %s…\n", l.env.Name, st.Describe())
+				if run, err = f.NextRun(ctx, l.env.Name); err != nil {
+					return err
+				}
+			}
+			hub := engine.NewHub()
+			state := engine.NewState()
+			feed := func(evs []engine.Event) error {
+				for _, e := range evs {
+					state.Apply(e)
+				}
+				hub.Publish(evs...)
+				hub.SetSnapshot(state.Clone())
+				return nil
+			}
+			if !g.headless && !g.json && interactive(c) {
+				opts, err := cockpitOptions(g, l.plan.App, l.env.Name, engine.GateFromPlan(l.env.Gate))
+				if err != nil {
+					return err
+				}
+				opts.ReadOnly = true
+				return cockpit(c, &watchBackend{hub: hub}, opts, func(ctx context.Context) (*engine.State, error) {
+					if err := f.Follow(ctx, run, 0, feed); err != nil {
+						return nil, err
+					}
+					return state, nil
+				})
+			}
+			p := lines.New(c.OutOrStdout(), g.json)
+			err = f.Follow(ctx, run, 0, func(evs []engine.Event) error {
+				for _, e := range evs {
+					state.Apply(e)
+					p.Print(e)
+				}
+				return nil
+			})
+			return outcome(state, err)
+		},
+	}
+	c.Flags().StringVar(&run, "run", "", "the run to follow (default: the environment's run in progress, or the next one)")
+	addOutputFlags(c, g)
+	return c
+}
