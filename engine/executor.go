@@ -68,7 +68,8 @@ func (x *executor) beforeSwitch(ctx context.Context, h Host, ev Event) error {
 		ev.Time = time.Now()
 	}
 	committed := make(chan error, 1)
-	x.report(committedInput{work: workInput{results: []workResult{{key: hostWork(h.Name()), events: []Event{ev}}}}, reply: committed})
+	x.report(committedInput{work: workInput{results: []workResult{{key: hostWork(h.Name()), events: []Event{ev}}}},
+		replies: []chan<- error{committed}})
 	if err := <-committed; err != nil {
 		return fmt.Errorf("not switched: its record was not journaled: %w", err)
 	}

@@ -263,23 +263,42 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 // already waiting, so that they are journaled with one write (group
 // commit). An input of another kind ends the batch, in order.
 func (r *Run) collect(first input) []input {
-	w, ok := first.(workInput)
+	w, replies, ok := asWork(first)
 	if !ok {
 		return []input{first}
 	}
 	for len(w.results) < 256 {
 		select {
 		case in := <-r.inputs:
-			if more, ok := in.(workInput); ok {
+			if more, mr, ok := asWork(in); ok {
 				w.results = append(w.results, more.results...)
+				replies = append(replies, mr...)
 				continue
 			}
-			return []input{w, in}
+			return []input{workBatch(w, replies), in}
 		default:
 		}
 		break
 	}
-	return []input{w}
+	return []input{workBatch(w, replies)}
+}
+
+// asWork reports whether in is work (waited for or not).
+func asWork(in input) (workInput, []chan<- error, bool) {
+	switch in := in.(type) {
+	case workInput:
+		return in, nil, true
+	case committedInput:
+		return in.work, in.replies, true
+	}
+	return workInput{}, nil, false
+}
+
+func workBatch(w workInput, replies []chan<- error) input {
+	if len(replies) > 0 {
+		return committedInput{work: w, replies: replies}
+	}
+	return w
 }
 
 // fence returns nil while the environment's lock is surely ours (always,
@@ -295,8 +314,8 @@ func (r *Run) fence(ctx context.Context) error {
 // journaled (a host's switching phase): the loop answers with nil once they
 // are, or with the error that stopped the journal.
 type committedInput struct {
-	work  workInput
-	reply chan<- error
+	work    workInput
+	replies []chan<- error
 }
 
 func (committedInput) isInput() {}
@@ -314,7 +333,9 @@ func (r *Run) feed(workCtx context.Context, in input) {
 	}
 	if c, ok := in.(committedInput); ok {
 		r.record(workCtx, r.m.step(r.cfg.Now(), c.work))
-		c.reply <- r.fatal
+		for _, reply := range c.replies {
+			reply <- r.fatal
+		}
 		return
 	}
 	if m, ok := in.(measureInput); ok {
