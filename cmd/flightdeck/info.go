@@ -148,11 +148,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 		Short: "List runs, or show one run's events (`journal show RUN`)",
 		Args:  cobra.MaximumNArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			l, err := g.load()
-			if err != nil {
-				return err
-			}
-			st, err := l.state(c.Context(), g, c.ErrOrStderr())
+			_, st, err := g.loadState(c)
 			if err != nil {
 				return err
 			}
@@ -231,11 +227,7 @@ func newUnlockCmd(g *globals) *cobra.Command {
 		Short: "Break a stale environment lock (records who did)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			l, err := g.load()
-			if err != nil {
-				return err
-			}
-			st, err := l.state(c.Context(), g, c.ErrOrStderr())
+			l, st, err := g.loadState(c)
 			if err != nil {
 				return err
 			}

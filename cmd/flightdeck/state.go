@@ -101,6 +101,19 @@ func (l *loaded) state(ctx context.Context, g *globals, stderr io.Writer) (*stat
 	return &stateStore{StateBackend: etcdstate.Backend{Store: s}, etcd: s, stalls: sr}, nil
 }
 
+// loadState loads the plan and opens its state backend.
+func (g *globals) loadState(c *cobra.Command) (*loaded, *stateStore, error) {
+	l, err := g.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := l.state(c.Context(), g, c.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, st, nil
+}
+
 // stallReporter says on stderr when the run waits for etcd, and has the
 // wait journaled once it is over.
 type stallReporter struct {
@@ -149,11 +162,7 @@ without losing its history. Runs already in etcd get only the events they
 lack; a run whose events differ is refused. Pushing twice copies nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			l, err := g.load()
-			if err != nil {
-				return err
-			}
-			st, err := l.state(c.Context(), g, c.ErrOrStderr())
+			l, st, err := g.loadState(c)
 			if err != nil {
 				return err
 			}

@@ -40,16 +40,12 @@ watch. It ends when the run finishes; the exit code is the run's (0 when it
 succeeded, 1 otherwise).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			l, err := g.load()
-			if err != nil {
-				return err
-			}
 			if run != "" {
 				if err := engine.ValidateRunID(run); err != nil {
 					return badInput(fmt.Errorf("--run: %w", err))
 				}
 			}
-			st, err := l.state(c.Context(), g, c.ErrOrStderr())
+			l, st, err := g.loadState(c)
 			if err != nil {
 				return err
 			}
