@@ -386,10 +386,15 @@ func TestEtcdLeaderKillAndQuorumLoss(t *testing.T) {
 	assertFleetConsistent(t, f.localHosts())
 	evs := checkJournal(t, s, run)
 	switches := map[string]int{}
+	waited := false
 	for _, e := range evs {
 		if e.Type == engine.EvHostPhase && e.Phase == engine.PhaseSwitching {
 			switches[e.Host]++
 		}
+		waited = waited || (e.Type == engine.EvNotice && strings.Contains(e.Message, "etcd did not answer for"))
+	}
+	if !waited {
+		t.Error("the journal does not say the run waited for etcd")
 	}
 	for _, h := range f.localHosts() {
 		if switches[h.Name()] != 1 {
