@@ -89,6 +89,15 @@ type Router interface {
 	Stats(ctx context.Context) (map[string]ReleaseStats, error)
 }
 
+// RouterWatcher is implemented by routers whose load balancer can lose
+// the routing state the engine set (HAProxy forgets runtime changes when
+// it reloads). While a run is active the engine calls Watch; it puts the
+// current routing state back whenever it was lost and reports each time
+// through note, whose message the run journals.
+type RouterWatcher interface {
+	Watch(ctx context.Context, note func(msg string))
+}
+
 // Measurement is one window of SLO metrics for a release.
 type Measurement struct {
 	Release   string        `json:"release"`

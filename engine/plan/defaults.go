@@ -30,6 +30,10 @@ const (
 	DefaultAutoRollbackFor  = 30 * time.Second
 	DefaultProbeRate        = 10
 	DefaultProbeTimeout     = 2 * time.Second
+	DefaultNginxTest        = "nginx -t"
+	DefaultNginxReload      = "nginx -s reload"
+	DefaultNginxPIDFile     = "/run/nginx.pid"
+	DefaultHealthPath       = "/healthz"
 )
 
 // DefaultCanarySteps are the canary traffic percentages used when a canary
@@ -119,6 +123,15 @@ func (e *Environment) applyDefaults() {
 	}
 	if r := e.Router; r != nil {
 		setDur(&r.Drain, DefaultDrain)
+		if r.Kind == "" {
+			r.Kind = RouterFlightdeck
+		}
+		if r.Kind == RouterNginx {
+			setStr(&r.TestCommand, DefaultNginxTest)
+			setStr(&r.ReloadCommand, DefaultNginxReload)
+			setStr(&r.PIDFile, DefaultNginxPIDFile)
+			setStr(&r.HealthPath, DefaultHealthPath)
+		}
 	}
 	if c := e.SSH; c != nil {
 		setDur(&c.ConnectTimeout, DefaultConnectTimeout)
@@ -137,6 +150,12 @@ func (e *Environment) applyDefaults() {
 func setDur(d *Duration, def time.Duration) {
 	if d.Duration == 0 {
 		d.Duration = def
+	}
+}
+
+func setStr(s *string, def string) {
+	if *s == "" {
+		*s = def
 	}
 }
 

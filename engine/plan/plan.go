@@ -244,8 +244,16 @@ func (p *Plan) resolvePaths() {
 			abs(&e.SSH.IdentityFile)
 			abs(&e.SSH.KnownHosts)
 		}
-		if e.Router != nil {
-			abs(&e.Router.TokenFile)
+		if r := e.Router; r != nil {
+			abs(&r.TokenFile)
+			abs(&r.StateFile)
+			abs(&r.UpstreamFile)
+			abs(&r.MapFile)
+			abs(&r.PIDFile)
+			abs(&r.AccessLog)
+			if r.Socket != "" && !strings.Contains(r.Socket, ":") {
+				abs(&r.Socket) // a unix socket path; host:port is TCP
+			}
 		}
 	}
 }

@@ -5,7 +5,10 @@
 // disable a safety setting.
 package plan
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Plan is a whole release plan file.
 type Plan struct {
@@ -219,12 +222,98 @@ type SSHConfig struct {
 	Jump              string   `yaml:"jump"`
 }
 
-// RouterConfig says how to reach the traffic router.
+// Router kinds: the traffic layer an environment's traffic strategies drive.
+const (
+	// RouterFlightdeck is the built-in router (`flightdeck router`), driven
+	// through its admin API. It is the default.
+	RouterFlightdeck = "flightdeck"
+	// RouterHAProxy is an HAProxy driven through its Runtime API.
+	RouterHAProxy = "haproxy"
+	// RouterNginx is an nginx driven through an upstream file flightdeck
+	// owns and graceful reloads.
+	RouterNginx = "nginx"
+)
+
+// RouterConfig says which traffic layer the environment uses and how to
+// reach it. Kind picks the layer; each layer has its own keys (see
+// REFERENCE.md), and a key of another kind is an error.
 type RouterConfig struct {
-	Admin     string   `yaml:"admin"`      // admin API base URL, e.g. http://127.0.0.1:9901
-	TokenFile string   `yaml:"token_file"` // bearer token file
-	Listen    string   `yaml:"listen"`     // public address, for probes
-	Drain     Duration `yaml:"drain"`      // drain timeout, default 30s
+	Kind   string   `yaml:"kind"`   // flightdeck (default) | haproxy | nginx
+	Listen string   `yaml:"listen"` // public address, for probes
+	Drain  Duration `yaml:"drain"`  // drain timeout, default 30s
+
+	// kind: flightdeck
+	Admin     string `yaml:"admin,omitempty"`      // admin API base URL, e.g. http://127.0.0.1:9901
+	TokenFile string `yaml:"token_file,omitempty"` // bearer token file
+
+	// kind: haproxy
+	// Socket is the Runtime API: a unix socket path or host:port.
+	Socket string `yaml:"socket,omitempty"`
+	// Backend is the HAProxy backend holding every server the plan names.
+	Backend string `yaml:"backend,omitempty"`
+	// CohortBackend holds the same servers; requests the cohort map sends
+	// there reach only the cohort's release (A/B).
+	CohortBackend string `yaml:"cohort_backend,omitempty"`
+	// CohortMap is the map file (as HAProxy loaded it) from cohort key to
+	// backend name.
+	CohortMap string `yaml:"cohort_map,omitempty"`
+	// LogRing is the HAProxy ring the request log goes to (latency).
+	LogRing string `yaml:"log_ring,omitempty"`
+	// StateFile keeps the adapter's pools and route (default: in the state
+	// directory).
+	StateFile string `yaml:"state_file,omitempty"`
+
+	// kind: nginx
+	// UpstreamFile is the file flightdeck owns and the operator includes.
+	UpstreamFile string `yaml:"upstream_file,omitempty"`
+	// Upstream is the name of the upstream block written there.
+	Upstream string `yaml:"upstream,omitempty"`
+	// MapFile is the cohort map include (A/B).
+	MapFile       string `yaml:"map_file,omitempty"`
+	TestCommand   string `yaml:"test_command,omitempty"`   // default "nginx -t"
+	ReloadCommand string `yaml:"reload_command,omitempty"` // default "nginx -s reload"
+	PIDFile       string `yaml:"pid_file,omitempty"`       // default /run/nginx.pid
+	// AccessLog is the log written with flightdeck's log_format (metrics).
+	AccessLog  string `yaml:"access_log,omitempty"`
+	HealthPath string `yaml:"health_path,omitempty"` // default /healthz
+}
+
+// KindOrDefault is the router's kind, flightdeck when unset.
+func (r *RouterConfig) KindOrDefault() string {
+	if r == nil || r.Kind == "" {
+		return RouterFlightdeck
+	}
+	return r.Kind
+}
+
+// Configured reports whether the environment has a traffic layer to drive:
+// the built-in router's admin URL, HAProxy's socket or nginx's upstream file.
+func (r *RouterConfig) Configured() bool {
+	if r == nil {
+		return false
+	}
+	switch r.KindOrDefault() {
+	case RouterHAProxy:
+		return r.Socket != ""
+	case RouterNginx:
+		return r.UpstreamFile != ""
+	}
+	return r.Admin != ""
+}
+
+// Describe names the traffic layer in words, for the run's header and
+// the journal: "HAProxy backend app at /run/haproxy/admin.sock".
+func (r *RouterConfig) Describe() string {
+	if !r.Configured() {
+		return "none"
+	}
+	switch r.KindOrDefault() {
+	case RouterHAProxy:
+		return fmt.Sprintf("HAProxy backend %s at %s", r.Backend, r.Socket)
+	case RouterNginx:
+		return fmt.Sprintf("nginx upstream %s in %s", r.Upstream, r.UpstreamFile)
+	}
+	return "flightdeck router at " + r.Admin
 }
 
 // Gate is an SLO gate evaluated at each analysis step.

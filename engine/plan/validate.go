@@ -215,8 +215,9 @@ func (v *validator) environment(p *Plan, name string, e *Environment) {
 	}
 
 	needsRouter := kind == Canary || kind == BlueGreen || kind == AB
-	if needsRouter && (e.Router == nil || e.Router.Admin == "") {
-		v.errorf(v.keyAt(sp), "strategy %s moves traffic through a router: add router: {admin: http://127.0.0.1:9901, token_file: ...} to environment %q", kind, name)
+	// A haproxy or nginx router missing its address is reported by v.router.
+	if needsRouter && !e.Router.Configured() && e.Router.KindOrDefault() == RouterFlightdeck {
+		v.errorf(v.keyAt(sp), "strategy %s moves traffic through a router: add %s to environment %q", kind, routerExample(e.Router.KindOrDefault()), name)
 	}
 	if kind == AB {
 		v.cohort(sp, s.Cohort)
@@ -224,7 +225,7 @@ func (v *validator) environment(p *Plan, name string, e *Environment) {
 
 	v.hosts(p, name, e, kind)
 	v.gate(ep, e.Gate)
-	v.router(ep, e.Router)
+	v.router(ep, e, kind)
 	if c := e.SSH; c != nil {
 		base := child(ep, "ssh")
 		v.positive(base, "connect_timeout", c.ConnectTimeout)
@@ -413,15 +414,115 @@ func orInt(n, def int) int {
 	return n
 }
 
-func (v *validator) router(ep string, r *RouterConfig) {
+// routerKeys are the keys of each router kind (kind, listen and drain
+// belong to all).
+var routerKeys = map[string][]string{
+	RouterFlightdeck: {"admin", "token_file"},
+	RouterHAProxy:    {"socket", "backend", "cohort_backend", "cohort_map", "log_ring", "state_file"},
+	RouterNginx:      {"upstream_file", "upstream", "map_file", "test_command", "reload_command", "pid_file", "access_log", "health_path"},
+}
+
+// routerExample is what to add for a router of kind k.
+func routerExample(k string) string {
+	switch k {
+	case RouterHAProxy:
+		return "router: {kind: haproxy, socket: /run/haproxy/admin.sock, backend: app}"
+	case RouterNginx:
+		return "router: {kind: nginx, upstream_file: /etc/nginx/flightdeck/app.conf, upstream: app}"
+	}
+	return "router: {admin: http://127.0.0.1:9901, token_file: ...}"
+}
+
+func (v *validator) router(ep string, e *Environment, strategy StrategyKind) {
+	r := e.Router
 	if r == nil {
 		return
 	}
 	rp := child(ep, "router")
-	if r.Admin != "" {
-		v.httpURL(child(rp, "admin"), r.Admin)
+	v.oneOf(rp, "kind", r.Kind, RouterFlightdeck, RouterHAProxy, RouterNginx)
+	kind := r.KindOrDefault()
+	if _, known := routerKeys[kind]; !known {
+		return // reported above
+	}
+	for k, keys := range routerKeys {
+		if k == kind {
+			continue
+		}
+		for _, key := range keys {
+			if v.present(child(rp, key)) {
+				v.errorf(v.keyAt(child(rp, key)), "%s is a key of a router of kind %s; this router is kind %s (%s)", key, k, kind, strings.Join(routerKeys[kind], ", "))
+			}
+		}
 	}
 	v.positive(rp, "drain", r.Drain)
+	// Latency and error rates come from the traffic layer itself unless
+	// the gate reads Prometheus.
+	measured := (e.Gate != nil && e.Gate.Source != "prometheus") || (e.Gate == nil && (strategy == Canary || strategy == AB))
+	if e.AutoRollback != nil && (e.Gate == nil || e.Gate.Source != "prometheus") {
+		measured = true
+	}
+	switch kind {
+	case RouterFlightdeck:
+		if r.Admin != "" {
+			v.httpURL(child(rp, "admin"), r.Admin)
+		}
+	case RouterHAProxy:
+		if r.Socket == "" {
+			v.errorf(v.keyAt(rp), "an haproxy router needs socket: its Runtime API, a unix socket path (/run/haproxy/admin.sock) or host:port (stats socket ... level admin)")
+		} else if strings.Contains(r.Socket, ":") && !strings.HasPrefix(r.Socket, "/") {
+			if _, port, err := net.SplitHostPort(r.Socket); err != nil || port == "" {
+				v.errorf(v.at(child(rp, "socket")), "socket %q: expected a unix socket path or host:port", r.Socket)
+			}
+		}
+		if r.Backend == "" {
+			v.errorf(v.keyAt(rp), "an haproxy router needs backend: the HAProxy backend whose servers are the hosts' backends and slots")
+		}
+		if strategy == AB {
+			if r.CohortBackend == "" {
+				v.errorf(v.keyAt(rp), "an ab strategy through haproxy needs cohort_backend: a backend with the same servers, where the cohort map sends the cohort")
+			}
+			if r.CohortMap == "" {
+				v.errorf(v.keyAt(rp), "an ab strategy through haproxy needs cohort_map: the map file (as HAProxy loads it) from the cohort's header or cookie value to a backend")
+			}
+		}
+		if r.CohortBackend != "" && r.CohortBackend == r.Backend {
+			v.errorf(v.at(child(rp, "cohort_backend")), "cohort_backend must differ from backend %q", r.Backend)
+		}
+		if measured && r.LogRing == "" {
+			v.errorf(v.keyAt(rp), "the gate and auto_rollback measure through haproxy and need log_ring: the ring its request log goes to (HAProxy keeps no latency percentiles); or set gate.source: prometheus")
+		}
+	case RouterNginx:
+		if r.UpstreamFile == "" {
+			v.errorf(v.keyAt(rp), "an nginx router needs upstream_file: the file flightdeck writes and your nginx.conf includes")
+		}
+		switch {
+		case r.Upstream == "":
+			v.errorf(v.keyAt(rp), "an nginx router needs upstream: the name of the upstream block (proxy_pass http://NAME)")
+		case !identifier(r.Upstream):
+			v.errorf(v.at(child(rp, "upstream")), "upstream %q: use letters, digits and _ only (it also names an nginx variable)", r.Upstream)
+		}
+		if strategy == AB && r.MapFile == "" {
+			v.errorf(v.keyAt(rp), "an ab strategy through nginx needs map_file: the map include flightdeck writes for the cohort")
+		}
+		if r.MapFile != "" && r.MapFile == r.UpstreamFile {
+			v.errorf(v.at(child(rp, "map_file")), "map_file must differ from upstream_file")
+		}
+		if measured && r.AccessLog == "" {
+			v.errorf(v.keyAt(rp), "the gate and auto_rollback measure through nginx and need access_log: the log written with flightdeck's log_format (see REFERENCE.md); or set gate.source: prometheus")
+		}
+		if r.HealthPath != "" && !strings.HasPrefix(r.HealthPath, "/") {
+			v.errorf(v.at(child(rp, "health_path")), "health_path must start with /, got %q", r.HealthPath)
+		}
+	}
+}
+
+func identifier(s string) bool {
+	for _, c := range s {
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // httpURL reports a value that is not an http(s) URL.
