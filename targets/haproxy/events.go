@@ -2,9 +2,9 @@ package haproxy
 
 import (
 	"context"
-	"sync"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,7 +175,7 @@ func Start(ctx context.Context, s Setup) (*Process, error) {
 		return nil, fmt.Errorf("haproxy -c %s: %w: %s", cfg, err, bytes.TrimSpace(out))
 	}
 	p := &Process{Setup: s, log: &syncbuf.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-W", "-db", "-f", cfg)
+	p.cmd = exec.Command(bin, "-W", "-db", "-S", p.masterSocket(), "-f", cfg)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -190,18 +192,25 @@ func Start(ctx context.Context, s Setup) (*Process, error) {
 	return p, nil
 }
 
+func (p *Process) masterSocket() string { return filepath.Join(p.Setup.Dir, "master.sock") }
+
 // waitIdentity waits until the Runtime API answers with a process other
 // than old.
 func (p *Process) waitIdentity(ctx context.Context, old Identity) error {
 	rt := NewRuntime(p.Setup.Socket())
 	rt.Timeout = time.Second
 	deadline := time.Now().Add(20 * time.Second)
+	var last string
 	for {
 		a, err := rt.Do(ctx, "show info")
 		if err == nil {
-			if id, err := parseInfo(a[0]); err == nil && id != old {
+			id, perr := parseInfo(a[0])
+			if perr == nil && id != old {
 				return nil
 			}
+			last = fmt.Sprintf("still %s", id)
+		} else {
+			last = err.Error()
 		}
 		select {
 		case <-p.done:
@@ -209,7 +218,7 @@ func (p *Process) waitIdentity(ctx context.Context, old Identity) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("haproxy did not answer on %s within 20s: %s", p.Setup.Socket(), p.Log())
+			return fmt.Errorf("haproxy did not answer on %s within 20s (%s): %s", p.Setup.Socket(), last, p.Log())
 		}
 		if err := sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
@@ -226,16 +235,31 @@ func (p *Process) Identity(ctx context.Context) (Identity, error) {
 	return parseInfo(a[0])
 }
 
-// Reload reloads HAProxy gracefully (SIGUSR2 to the master) and waits
+// Reload reloads HAProxy gracefully (the master CLI's reload) and waits
 // until the new worker answers: every runtime change is forgotten.
 func (p *Process) Reload(ctx context.Context) error {
 	old, err := p.Identity(ctx)
 	if err != nil {
 		return err
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+	// The master takes "reload" on its CLI once it is ready to re-execute;
+	// a signal sent while it still starts up would be lost.
+	var c net.Conn
+	deadline := time.Now().Add(20 * time.Second)
+	for c, err = net.DialTimeout("unix", p.masterSocket(), 5*time.Second); err != nil; c, err = net.DialTimeout("unix", p.masterSocket(), 5*time.Second) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reloading haproxy: its master CLI is not listening: %w", err)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "reload\n"); err != nil {
 		return fmt.Errorf("reloading haproxy: %w", err)
 	}
+	_, _ = io.Copy(io.Discard, c) // the master closes the connection as it re-executes
 	return p.waitIdentity(ctx, old)
 }
 

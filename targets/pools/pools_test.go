@@ -13,18 +13,18 @@ import (
 func TestTargets(t *testing.T) {
 	v1 := []string{"a:1", "b:1", "c:1"}
 	tests := []struct {
-		name    string
-		state   State
-		cohort  bool
-		extra   []string
-		want    map[string]Target
-		wantW   map[string]int // Scale(…, 256)
-		down    map[string]bool
+		name   string
+		state  State
+		cohort bool
+		extra  []string
+		want   map[string]Target
+		wantW  map[string]int // Scale(…, 256)
+		down   map[string]bool
 	}{
 		{
 			name:  "stable alone shares evenly",
 			state: State{Pools: map[string][]string{"v1": v1}, Route: engine.Route{Stable: "v1"}},
-			want: map[string]Target{"a:1": {Serving, 100.0 / 3}, "b:1": {Serving, 100.0 / 3}, "c:1": {Serving, 100.0 / 3}},
+			want:  map[string]Target{"a:1": {Serving, 100.0 / 3}, "b:1": {Serving, 100.0 / 3}, "c:1": {Serving, 100.0 / 3}},
 			wantW: map[string]int{"a:1": 256, "b:1": 256, "c:1": 256},
 		},
 		{
@@ -39,7 +39,7 @@ func TestTargets(t *testing.T) {
 			name: "a drained backend is out of the split",
 			state: State{Pools: map[string][]string{"v1": v1, "v2": {"d:1"}}, Drained: []string{"a:1"},
 				Route: engine.Route{Stable: "v1", Candidate: "v2", Weight: 50}},
-			want: map[string]Target{"a:1": {Drained, 0}, "b:1": {Serving, 25}, "c:1": {Serving, 25}, "d:1": {Serving, 50}},
+			want:  map[string]Target{"a:1": {Drained, 0}, "b:1": {Serving, 25}, "c:1": {Serving, 25}, "d:1": {Serving, 50}},
 			wantW: map[string]int{"a:1": 0, "b:1": 128, "c:1": 128, "d:1": 256},
 		},
 		{
