@@ -118,7 +118,7 @@ func PlanChecklist(p *plan.Plan, env *plan.Environment, findings []string, acks 
 		}
 		return it
 	}
-	routed := env.Router != nil && env.Router.Admin != ""
+	routed := env.Router.Configured()
 	var items []ChecklistItem
 
 	if routed || (p.Health != nil && p.Health.URL != "") {
@@ -139,10 +139,17 @@ func PlanChecklist(p *plan.Plan, env *plan.Environment, findings []string, acks 
 		if d == 0 {
 			d = env.Strategy.Drain.Duration
 		}
+		how := "router drains"
+		switch env.Router.KindOrDefault() {
+		case plan.RouterHAProxy:
+			how = "HAProxy drains each server (state drain until its sessions reach 0)"
+		case plan.RouterNginx:
+			how = "nginx marks the server down and reloads gracefully (old workers finish their requests), waiting"
+		}
 		if d >= 30*time.Second && d <= 60*time.Second {
-			items = append(items, item(ItemDraining, ItemVerified, fmt.Sprintf("router drains for up to %s", d)))
+			items = append(items, item(ItemDraining, ItemVerified, fmt.Sprintf("%s for up to %s", how, d)))
 		} else {
-			items = append(items, item(ItemDraining, ItemVerified, fmt.Sprintf("router drains for up to %s (warning: outside the usual 30–60 s)", d)))
+			items = append(items, item(ItemDraining, ItemVerified, fmt.Sprintf("%s for up to %s (warning: outside the usual 30–60 s)", how, d)))
 		}
 	}
 	switch {

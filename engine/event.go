@@ -152,6 +152,11 @@ type RunInfo struct {
 	Cohort *CohortRule `json:"cohort,omitempty"`
 	Plan   string      `json:"plan,omitempty"`
 	PID    int         `json:"pid,omitempty"`
+	// Traffic is the kind of traffic layer the run moves traffic through
+	// (flightdeck, haproxy, nginx; empty without one), and TrafficAt says
+	// which one ("HAProxy backend app at /run/haproxy/admin.sock").
+	Traffic   string `json:"traffic,omitempty"`
+	TrafficAt string `json:"traffic_at,omitempty"`
 }
 
 // RunHost is a host as it was when the run started.

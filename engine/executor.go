@@ -208,7 +208,7 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 	routed := x.traffic != nil && backend != ""
 	if routed && x.traffic.releaseOf(backend) != "" {
 		x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseDraining, Release: a.Release})
-		if err := x.router.Drain(ctx, backend, x.drainTimeout()); err != nil {
+		if err := x.traffic.drain(ctx, backend, x.drainTimeout()); err != nil {
 			return fmt.Errorf("drain %s: %w", backend, err)
 		}
 	}
@@ -248,7 +248,7 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 		if err := x.traffic.move(ctx, backend, a.Release); err != nil {
 			return err
 		}
-		if err := x.router.Undrain(ctx, backend); err != nil {
+		if err := x.traffic.undrain(ctx, backend); err != nil {
 			return fmt.Errorf("undrain %s: %w", backend, err)
 		}
 		if err := x.waitHealthy(ctx, backend); err != nil {

@@ -222,6 +222,16 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 	defer tick.Stop()
 	defer r.publishSnapshot()
 	defer r.stopMeasuring()
+	if w, ok := r.cfg.Router.(RouterWatcher); ok {
+		wctx, cancel := context.WithCancel(workCtx)
+		defer cancel()
+		go w.Watch(wctx, func(msg string) {
+			select {
+			case r.inputs <- routerInput{message: msg}:
+			case <-wctx.Done():
+			}
+		})
+	}
 	interrupt := ctx.Done()
 	for !r.m.done() {
 		var wakeC <-chan time.Time
@@ -408,6 +418,7 @@ func (r *Run) perform(ctx context.Context, a Action) {
 // old releases pruned, the probe traffic summarised.
 func (r *Run) finalize(ctx context.Context, a Action) {
 	var in finalInput
+	in.events = append(in.events, r.x.undrainLeftovers(ctx, a.Outcome)...)
 	if a.SettleRoute {
 		in.events = append(in.events, r.x.settleRoute(ctx, a.Release, a.CohortOn)...)
 	}

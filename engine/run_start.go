@@ -170,6 +170,9 @@ func (r *Run) runInfo(statuses map[string]HostStatus) RunInfo {
 		Strategy: string(r.cfg.Env.Strategy.Kind), Plan: r.cfg.Plan.File, PID: os.Getpid(),
 		RequireApproval: r.cfg.Env.RequireApproval,
 	}
+	if r.cfg.Router != nil {
+		info.Traffic, info.TrafficAt = r.cfg.Env.Router.KindOrDefault(), r.cfg.Env.Router.Describe()
+	}
 	counts := map[string]int{}
 	for _, h := range r.cfg.Hosts {
 		st := statuses[h.Name()]

@@ -128,6 +128,10 @@ type finalInput struct {
 	probe  *ProbeSummary
 }
 
+// routerInput is what the router did on its own and reports for the
+// journal (an HAProxy adapter re-applying the routes after a reload).
+type routerInput struct{ message string }
+
 // tickInput: time passed (a wait the step asked for ended).
 type tickInput struct{}
 
@@ -145,6 +149,7 @@ func (commandInput) isInput() {}
 func (workInput) isInput()    {}
 func (measureInput) isInput() {}
 func (finalInput) isInput()   {}
+func (routerInput) isInput()  {}
 func (tickInput) isInput()    {}
 func (stopInput) isInput()    {}
 func (haltInput) isInput()    {}
@@ -237,6 +242,10 @@ func (m *machine) step(now time.Time, in input) output {
 		m.measured(now, in, &out)
 	case finalInput:
 		m.finished(now, in, &out)
+	case routerInput:
+		if m.st.Active() {
+			m.emit(&out, now, Event{Type: EvNotice, Message: in.message})
+		}
 	case tickInput:
 	case stopInput:
 		if m.st.Settling != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ type trafficCtl struct {
 	mu     sync.Mutex
 	router Router
 	pools  map[string][]string
+	// drained are the backends this run drained and has not undrained.
+	drained map[string]bool
 }
 
 func newTrafficCtl(ctx context.Context, rt Router) (*trafficCtl, error) {
@@ -25,7 +28,7 @@ func newTrafficCtl(ctx context.Context, rt Router) (*trafficCtl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read router state: %w", err)
 	}
-	t := &trafficCtl{router: rt, pools: map[string][]string{}}
+	t := &trafficCtl{router: rt, pools: map[string][]string{}, drained: map[string]bool{}}
 	for _, b := range st.Backends {
 		t.pools[b.Release] = append(t.pools[b.Release], b.Addr)
 	}
@@ -116,6 +119,67 @@ func (t *trafficCtl) setCohorts(ctx context.Context, rules []CohortRule) error {
 		return fmt.Errorf("set cohorts: %w", err)
 	}
 	return nil
+}
+
+// drain takes addr out of rotation and waits for its requests (see
+// Router.Drain); the run remembers it until undrain.
+func (t *trafficCtl) drain(ctx context.Context, addr string, timeout time.Duration) error {
+	t.mu.Lock()
+	t.drained[addr] = true // even a drain that timed out left it drained
+	t.mu.Unlock()
+	return t.router.Drain(ctx, addr, timeout)
+}
+
+// undrain puts addr back into rotation after its health check.
+func (t *trafficCtl) undrain(ctx context.Context, addr string) error {
+	if err := t.router.Undrain(ctx, addr); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	delete(t.drained, addr)
+	t.mu.Unlock()
+	return nil
+}
+
+// stillDrained returns the backends this run drained and did not undrain.
+func (t *trafficCtl) stillDrained() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for a := range t.drained {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// undrainLeftovers runs as a run ends: a backend this run drained and did
+// not put back (its host failed between drain and undrain) goes back into
+// rotation, where it takes traffic only once its health check passes, so
+// that no load balancer is left with a server drained. A run that failed
+// under on_failure: halt keeps them out, as the plan asks to stop where
+// it is; the events say so either way.
+func (x *executor) undrainLeftovers(ctx context.Context, outcome Outcome) []Event {
+	if x.traffic == nil {
+		return nil
+	}
+	left := x.traffic.stillDrained()
+	if len(left) == 0 {
+		return nil
+	}
+	now := time.Now()
+	if outcome == OutcomeFailed && x.env.Strategy.OnFailure == "halt" {
+		return []Event{{Type: EvNotice, Time: now, Message: fmt.Sprintf("%s stay drained: the run failed with on_failure: halt (undrain by hand once the host is fixed)", strings.Join(left, ", "))}}
+	}
+	var evs []Event
+	for _, a := range left {
+		if err := x.traffic.undrain(ctx, a); err != nil {
+			evs = append(evs, Event{Type: EvNotice, Time: time.Now(), Error: fmt.Sprintf("router: undrain %s, which this run drained: %v", a, err)})
+			continue
+		}
+		evs = append(evs, Event{Type: EvNotice, Time: time.Now(), Message: fmt.Sprintf("%s, drained by this run and not put back by its host, returns to rotation once its health check passes", a)})
+	}
+	return evs
 }
 
 // slotStrategy reports whether the environment runs releases in host slots.

@@ -31,6 +31,9 @@ type loaded struct {
 
 	mu      sync.Mutex
 	notices []string
+	// stops release what the environment's engine holds (a load
+	// balancer's log stream).
+	stops []func()
 }
 
 // load reads the plan and picks the environment; every problem is bad input.
@@ -104,15 +107,20 @@ func (l *loaded) engine(hosts []engine.Host, hub *engine.Hub) (*engine.Engine, e
 			backends[h.Name] = h.Backend
 		}
 	}
-	rt, metrics, err := routerFor(l.env)
+	rt, metrics, stop, err := routerFor(l.env, l.stateDir)
 	if err != nil {
 		return nil, err
 	}
+	l.stops = append(l.stops, stop)
 	return &engine.Engine{Plan: l.plan, Env: l.env, Hosts: hosts, StateDir: l.stateDir, Hub: hub,
 		Backends: backends, Router: rt, Metrics: metrics, Notices: l.takeNotices}, nil
 }
 
 func (l *loaded) close(hs []engine.Host) {
+	for _, stop := range l.stops {
+		stop()
+	}
+	l.stops = nil
 	for _, h := range hs {
 		_ = h.Close()
 	}

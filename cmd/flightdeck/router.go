@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
+	"flightdeck/targets/haproxy"
 	"flightdeck/targets/prom"
 	"flightdeck/targets/router"
 )
@@ -54,30 +59,97 @@ request in flight.`,
 	return c
 }
 
-// routerFor connects to the environment's router, when the plan names one.
-func routerFor(env *plan.Environment) (engine.Router, engine.MetricsSource, error) {
+// routerFor connects to the environment's traffic layer, when the plan
+// names one: the built-in router, HAProxy or nginx. HAProxy is checked
+// against the plan before anything changes (a server the plan names and
+// the backend lacks is bad input); a socket that is missing or refusing
+// stops the command before any switch. stop releases what it holds.
+func routerFor(env *plan.Environment, stateDir string) (rt engine.Router, metrics engine.MetricsSource, stop func(), err error) {
+	stop = func() {}
 	rc := env.Router
-	if rc == nil || rc.Admin == "" {
-		return nil, nil, nil
+	if !rc.Configured() {
+		return nil, nil, stop, nil
 	}
-	tokenFile := rc.TokenFile
-	if tokenFile == "" {
-		return nil, nil, badInput(fmt.Errorf("environment %s: router.token_file is required to reach %s", env.Name, rc.Admin))
-	}
-	token, err := router.ReadToken(tokenFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("router token: %w", err)
-	}
-	cl, err := router.NewClient(rc.Admin, token)
-	if err != nil {
-		return nil, nil, badInput(err)
+	var stats router.StatsFunc
+	switch rc.KindOrDefault() {
+	case plan.RouterHAProxy:
+		ha, err := haproxyFor(env, stateDir)
+		if err != nil {
+			return nil, nil, stop, err
+		}
+		rt, stats, stop = ha, ha.Stats, func() { ha.Close() }
+	case plan.RouterNginx:
+		return nil, nil, stop, badInput(fmt.Errorf("environment %s: nginx routers are not supported by this build", env.Name))
+	default:
+		tokenFile := rc.TokenFile
+		if tokenFile == "" {
+			return nil, nil, stop, badInput(fmt.Errorf("environment %s: router.token_file is required to reach %s", env.Name, rc.Admin))
+		}
+		token, err := router.ReadToken(tokenFile)
+		if err != nil {
+			return nil, nil, stop, fmt.Errorf("router token: %w", err)
+		}
+		cl, err := router.NewClient(rc.Admin, token)
+		if err != nil {
+			return nil, nil, stop, badInput(err)
+		}
+		rt, stats = cl, cl.Stats
 	}
 	if g := env.Gate; g != nil && g.Source == "prometheus" {
 		src, err := prom.New(g.Prometheus)
 		if err != nil {
-			return nil, nil, badInput(fmt.Errorf("environment %s: gate.prometheus: %w", env.Name, err))
+			stop()
+			return nil, nil, func() {}, badInput(fmt.Errorf("environment %s: gate.prometheus: %w", env.Name, err))
 		}
-		return cl, src, nil
+		return rt, src, stop, nil
 	}
-	return cl, router.NewMetrics(cl.Stats), nil
+	return rt, router.NewMetrics(stats), stop, nil
+}
+
+// planAddrs maps every backend address the environment names to who
+// names it, for the load balancer's check.
+func planAddrs(env *plan.Environment) map[string]string {
+	out := map[string]string{}
+	for _, h := range env.Hosts {
+		if h.Backend != "" {
+			out[h.Backend] = "host " + h.Name
+		}
+		for _, colour := range []string{"blue", "green"} {
+			if a := h.Slots[colour]; a != "" {
+				out[a] = fmt.Sprintf("host %s slot %s", h.Name, colour)
+			}
+		}
+	}
+	return out
+}
+
+// haproxyFor connects to the environment's HAProxy and checks it against
+// the plan.
+func haproxyFor(env *plan.Environment, stateDir string) (*haproxy.Router, error) {
+	rc := env.Router
+	stateFile := rc.StateFile
+	if stateFile == "" {
+		stateFile = filepath.Join(stateDir, "haproxy-"+env.Name+".json")
+	}
+	ha, err := haproxy.New(haproxy.Config{Socket: rc.Socket, Backend: rc.Backend, CohortBackend: rc.CohortBackend,
+		CohortMap: rc.CohortMap, LogRing: rc.LogRing, StateFile: stateFile})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = ha.Check(ctx, planAddrs(env))
+	var ce *haproxy.ConfigError
+	switch {
+	case errors.As(err, &ce):
+		ha.Close()
+		return nil, badInput(fmt.Errorf("environment %s: %w (nothing was changed)", env.Name, err))
+	case errors.Is(err, haproxy.ErrUnreachable):
+		ha.Close()
+		return nil, fmt.Errorf("environment %s: %w: check that HAProxy runs and that router.socket names its stats socket (level admin); nothing was switched", env.Name, err)
+	case err != nil:
+		ha.Close()
+		return nil, fmt.Errorf("environment %s: checking HAProxy: %w", env.Name, err)
+	}
+	return ha, nil
 }

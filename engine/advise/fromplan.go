@@ -34,12 +34,12 @@ func FromPlan(e *plan.Environment) Answers {
 			slotted++
 		}
 	}
-	hasRouter := e.Router != nil && e.Router.Admin != ""
+	hasRouter := e.Router.Configured()
 
 	switch {
 	case hasRouter && routed > 0:
 		a[LoadBalancer] = Answer{Yes: true, Source: SourcePlan,
-			Why: fmt.Sprintf("router at %s, %d of %d hosts have a backend or slots", e.Router.Admin, routed, hosts)}
+			Why: fmt.Sprintf("%s, %d of %d hosts have a backend or slots", e.Router.Describe(), routed, hosts)}
 	case !hasRouter && hosts == 1:
 		a[LoadBalancer] = Answer{Yes: false, Source: SourcePlan,
 			Why: "one host and no router"}

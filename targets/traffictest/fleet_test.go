@@ -21,6 +21,8 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/engine/probe"
+	"flightdeck/targets/haproxy"
+	"flightdeck/targets/haproxy/haproxytest"
 	"flightdeck/targets/local"
 	"flightdeck/targets/prom"
 	"flightdeck/targets/prom/promtest"
@@ -131,9 +133,9 @@ type fleetOpts struct {
 	// otherwise each host has one backend (canary).
 	slots bool
 	// env is YAML appended to the environment (strategy, gate, ...),
-	// indented by four spaces. PROXY_URL in it is replaced by the router's
-	// public URL, PROM_URL by the address of the Prometheus server started
-	// when prometheus is set.
+	// indented by four spaces. PROXY_URL in it is replaced by the traffic
+	// layer's public URL, PROM_URL by the address of the Prometheus server
+	// started when prometheus is set.
 	env string
 	// prometheus starts a real Prometheus scraping the router's /metrics
 	// every second, and measures through it when the gate says
@@ -142,6 +144,11 @@ type fleetOpts struct {
 	// restartTakes is how long the restart command takes (a real process
 	// needs time to come up).
 	restartTakes time.Duration
+	// router is the traffic layer: "" (the built-in router, in process),
+	// "haproxy" (a real HAProxy driven through its Runtime API).
+	router string
+	// cohortHeader is the header HAProxy looks its cohort map up with.
+	cohortHeader string
 }
 
 // fleet is a whole traffic setup: router, backends, local hosts, plan, engine.
@@ -152,11 +159,15 @@ type fleet struct {
 	env      *plan.Environment
 	hosts    []*local.Host
 	backends map[string][]*backend // host → [backend] or [blue, green]
-	rt       *router.Router
+	// rtr is the traffic layer the engine drives (any kind).
+	rtr      engine.Router
+	rt       *router.Router // the built-in router, when the fleet uses it
 	rcfg     router.Config
 	addrs    [2]string // the router's proxy and admin addresses
 	proxyURL string
 	client   *router.Client
+	ha       *haproxy.Process
+	har      *haproxy.Router
 	hub      *engine.Hub
 	eng      *engine.Engine
 	rec      *recorder
@@ -170,6 +181,9 @@ var operator = engine.Actor{Name: "oncall", Role: engine.RoleOperator, Via: "tui
 
 func newFleet(t *testing.T, o fleetOpts) *fleet {
 	t.Helper()
+	if o.router == "haproxy" {
+		haproxytest.Require(t)
+	}
 	dir := t.TempDir()
 	f := &fleet{t: t, dir: dir, backends: map[string][]*backend{}, hub: engine.NewHub()}
 	runDir := filepath.Join(dir, "run")
@@ -182,7 +196,92 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 		"set -e\nsleep %.3f\nf=%q/\"$PORT\"\nprintf '%%s' \"$RELEASE_VERSION\" > \"$f.tmp\"\nmv \"$f.tmp\" \"$f\"\necho \"started $RELEASE_VERSION on port $PORT slot ${SLOT:-none}\"\n",
 		o.restartTakes.Seconds(), runDir))
 
-	// The router, in process, on loopback listeners.
+	// The hosts' application processes.
+	var names []string
+	for i := range o.hosts {
+		name := fmt.Sprintf("h%d", i+1)
+		names = append(names, name)
+		deployTo := filepath.Join(dir, "hosts", name)
+		if o.slots {
+			f.backends[name] = []*backend{startBackend(t, runDir, deployTo), startBackend(t, runDir, deployTo)}
+		} else {
+			f.backends[name] = []*backend{startBackend(t, runDir, deployTo)}
+		}
+	}
+
+	var routerYAML string
+	var stats router.StatsFunc
+	switch o.router {
+	case "haproxy":
+		routerYAML, stats = f.startHAProxy(names, o)
+	default:
+		routerYAML, stats = f.startRouter()
+	}
+
+	env := strings.ReplaceAll(o.env, "PROXY_URL", f.proxyURL)
+	if o.prometheus {
+		f.prom = promtest.Start(t, time.Second, f.addrs[1])
+		env = strings.ReplaceAll(env, "PROM_URL", f.prom.URL)
+	}
+
+	var y strings.Builder
+	fmt.Fprintf(&y, "app: shop\nsource: ./src\nkeep_releases: 5\nrestart: sh %s\n", filepath.Join(dir, "restart.sh"))
+	fmt.Fprintf(&y, "environments:\n  prod:\n    router: %s\n    hosts:\n", routerYAML)
+	for _, name := range names {
+		deployTo := filepath.Join(dir, "hosts", name)
+		if bs := f.backends[name]; o.slots {
+			fmt.Fprintf(&y, "      - {name: %s, local: %q, slots: {blue: %q, green: %q}}\n", name, deployTo, bs[0].addr, bs[1].addr)
+		} else {
+			fmt.Fprintf(&y, "      - {name: %s, local: %q, backend: %q}\n", name, deployTo, bs[0].addr)
+		}
+	}
+	y.WriteString(env)
+	pf := filepath.Join(dir, "flightdeck.yaml")
+	writeFile(t, pf, y.String())
+	var err error
+	f.plan, err = plan.Load(pf)
+	if err != nil {
+		t.Fatalf("plan:\n%s\n%v", y.String(), err)
+	}
+	f.env, err = f.plan.Env("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []engine.Host
+	for _, h := range f.env.Hosts {
+		lh := local.New(h.Name, h.Local)
+		f.hosts = append(f.hosts, lh)
+		hosts = append(hosts, lh)
+	}
+	if f.har != nil {
+		addrs := map[string]string{}
+		for name, bs := range f.backends {
+			for _, b := range bs {
+				addrs[b.addr] = "host " + name
+			}
+		}
+		if err := f.har.Check(ctxT(t), addrs); err != nil {
+			t.Fatalf("haproxy does not match the plan: %v", err)
+		}
+	}
+	f.eng = &engine.Engine{
+		Plan: f.plan, Env: f.env, Hosts: hosts, StateDir: filepath.Join(dir, "state"), Hub: f.hub,
+		Router: f.rtr, Metrics: router.NewMetrics(stats),
+	}
+	if g := f.env.Gate; g != nil && g.Source == "prometheus" {
+		src, err := prom.New(g.Prometheus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.eng.Metrics = src
+	}
+	f.rec = newRecorder(t, f.hub)
+	return f
+}
+
+// startRouter runs the built-in router in process, on loopback listeners.
+func (f *fleet) startRouter() (yaml string, stats router.StatsFunc) {
+	t, dir := f.t, f.dir
 	rcfg := router.Config{
 		StateFile: filepath.Join(dir, "router", "state.json"),
 		// Quick to notice a backend that came up; slow to give up on one,
@@ -209,60 +308,48 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 		t.Fatal(err)
 	}
 	f.client.PollInterval = 10 * time.Millisecond
+	f.rtr = f.client
+	return fmt.Sprintf("{admin: %q, token_file: %q}", adminURL, filepath.Join(dir, "router", router.DefaultTokenFileName)), f.client.Stats
+}
 
-	env := strings.ReplaceAll(o.env, "PROXY_URL", f.proxyURL)
-	if o.prometheus {
-		f.prom = promtest.Start(t, time.Second, al.Addr().String())
-		env = strings.ReplaceAll(env, "PROM_URL", f.prom.URL)
-	}
-
-	var y strings.Builder
-	fmt.Fprintf(&y, "app: shop\nsource: ./src\nkeep_releases: 5\nrestart: sh %s\n", filepath.Join(dir, "restart.sh"))
-	fmt.Fprintf(&y, "environments:\n  prod:\n    router: {admin: %q, token_file: %q}\n    hosts:\n",
-		adminURL, filepath.Join(dir, "router", router.DefaultTokenFileName))
-	for i := range o.hosts {
-		name := fmt.Sprintf("h%d", i+1)
-		deployTo := filepath.Join(dir, "hosts", name)
-		if o.slots {
-			blue, green := startBackend(t, runDir, deployTo), startBackend(t, runDir, deployTo)
-			f.backends[name] = []*backend{blue, green}
-			fmt.Fprintf(&y, "      - {name: %s, local: %q, slots: {blue: %q, green: %q}}\n", name, deployTo, blue.addr, green.addr)
-		} else {
-			b := startBackend(t, runDir, deployTo)
-			f.backends[name] = []*backend{b}
-			fmt.Fprintf(&y, "      - {name: %s, local: %q, backend: %q}\n", name, deployTo, b.addr)
+// startHAProxy runs a real HAProxy with a server per backend, and the
+// adapter driving it through its Runtime API.
+func (f *fleet) startHAProxy(names []string, o fleetOpts) (yaml string, stats router.StatsFunc) {
+	t := f.t
+	s := haproxy.Setup{Dir: filepath.Join(f.dir, "haproxy"), Listen: listenAddr(t), CohortHeader: o.cohortHeader,
+		CheckInterval: 50 * time.Millisecond}
+	for _, name := range names {
+		for i, b := range f.backends[name] {
+			sv := name
+			if o.slots {
+				sv += "_" + [2]string{"blue", "green"}[i]
+			}
+			s.Servers = append(s.Servers, haproxy.SetupServer{Name: sv, Addr: b.addr})
 		}
 	}
-	y.WriteString(env)
-	pf := filepath.Join(dir, "flightdeck.yaml")
-	writeFile(t, pf, y.String())
-	f.plan, err = plan.Load(pf)
-	if err != nil {
-		t.Fatalf("plan:\n%s\n%v", y.String(), err)
+	f.ha = haproxytest.Start(t, s)
+	f.proxyURL = "http://" + s.Listen
+	rc := fmt.Sprintf("{kind: haproxy, socket: %q, backend: app, log_ring: %s", s.Socket(), haproxy.RingName)
+	cfg := haproxy.Config{Socket: s.Socket(), Backend: "app", LogRing: haproxy.RingName,
+		StateFile: filepath.Join(f.dir, "state", "haproxy-prod.json"), PollInterval: 10 * time.Millisecond}
+	if s.Cohorts() {
+		rc += fmt.Sprintf(", cohort_backend: app_cohort, cohort_map: %q", s.Map())
+		cfg.CohortBackend, cfg.CohortMap = "app_cohort", s.Map()
 	}
-	f.env, err = f.plan.Env("prod")
+	har, err := haproxy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hosts []engine.Host
-	for _, h := range f.env.Hosts {
-		lh := local.New(h.Name, h.Local)
-		f.hosts = append(f.hosts, lh)
-		hosts = append(hosts, lh)
-	}
-	f.eng = &engine.Engine{
-		Plan: f.plan, Env: f.env, Hosts: hosts, StateDir: filepath.Join(dir, "state"), Hub: f.hub,
-		Router: f.client, Metrics: router.NewMetrics(f.client.Stats),
-	}
-	if g := f.env.Gate; g != nil && g.Source == "prometheus" {
-		src, err := prom.New(g.Prometheus)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.eng.Metrics = src
-	}
-	f.rec = newRecorder(t, f.hub)
-	return f
+	t.Cleanup(func() { har.Close() })
+	f.har, f.rtr = har, har
+	return rc + "}", har.Stats
+}
+
+// listenAddr returns a free loopback address.
+func listenAddr(t *testing.T) string {
+	ln := listen(t)
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // restartRouter stops the router and starts a new one with the same
@@ -327,16 +414,16 @@ func (f *fleet) live(id string, k knobs) {
 		b.start(f.t, id)
 		addrs = append(addrs, b.addr)
 	}
-	if err := f.client.SetPool(ctx, id, addrs); err != nil {
+	if err := f.rtr.SetPool(ctx, id, addrs); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.rtr.SetRoute(ctx, engine.Route{Stable: id}); err != nil {
 		f.t.Fatal(err)
 	}
 	for _, a := range addrs {
-		if err := f.client.WaitHealthy(ctx, a); err != nil {
+		if err := f.rtr.WaitHealthy(ctx, a); err != nil {
 			f.t.Fatal(err)
 		}
-	}
-	if err := f.client.SetRoute(ctx, engine.Route{Stable: id}); err != nil {
-		f.t.Fatal(err)
 	}
 }
 
@@ -420,7 +507,7 @@ func (f *fleet) assertHostsOn(rel string) {
 // routerState reads the router's state through its admin API.
 func (f *fleet) routerState() engine.RouterState {
 	f.t.Helper()
-	st, err := f.client.State(ctxT(f.t))
+	st, err := f.rtr.State(ctxT(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}
