@@ -14,6 +14,7 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/targets/haproxy"
+	"flightdeck/targets/nginx"
 	"flightdeck/targets/prom"
 	"flightdeck/targets/router"
 )
@@ -79,7 +80,11 @@ func routerFor(env *plan.Environment, stateDir string) (rt engine.Router, metric
 		}
 		rt, stats, stop = ha, ha.Stats, func() { ha.Close() }
 	case plan.RouterNginx:
-		return nil, nil, stop, badInput(fmt.Errorf("environment %s: nginx routers are not supported by this build", env.Name))
+		ng, err := nginxFor(env)
+		if err != nil {
+			return nil, nil, stop, err
+		}
+		rt, stats, stop = ng, ng.Stats, func() { ng.Close() }
 	default:
 		tokenFile := rc.TokenFile
 		if tokenFile == "" {
@@ -152,4 +157,23 @@ func haproxyFor(env *plan.Environment, stateDir string) (*haproxy.Router, error)
 		return nil, fmt.Errorf("environment %s: checking HAProxy: %w", env.Name, err)
 	}
 	return ha, nil
+}
+
+// nginxFor reads the environment's nginx upstream file and checks that
+// nginx runs.
+func nginxFor(env *plan.Environment) (*nginx.Router, error) {
+	rc := env.Router
+	ng, err := nginx.New(nginx.Config{UpstreamFile: rc.UpstreamFile, Upstream: rc.Upstream, MapFile: rc.MapFile,
+		TestCommand: rc.TestCommand, ReloadCommand: rc.ReloadCommand, PIDFile: rc.PIDFile, AccessLog: rc.AccessLog,
+		HealthPath: rc.HealthPath, Env: env.Name})
+	if err != nil {
+		return nil, badInput(fmt.Errorf("environment %s: %w", env.Name, err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ng.Check(ctx); err != nil {
+		ng.Close()
+		return nil, fmt.Errorf("environment %s: %w: check that nginx runs; nothing was switched", env.Name, err)
+	}
+	return ng, nil
 }

@@ -11,85 +11,23 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"flightdeck/engine"
 	"flightdeck/targets/haproxy"
+	"flightdeck/internal/testbackend"
 	"flightdeck/targets/haproxy/haproxytest"
 	"flightdeck/targets/pools"
 	"flightdeck/targets/router"
 )
-
-// backend is an HTTP server standing for one host's application: it
-// answers its name, /healthz with 200 (or 503 while not ready), and holds
-// requests to /slow until released.
-type backend struct {
-	name, addr string
-	ready      atomic.Bool
-	hits       atomic.Int64
-	delay      atomic.Int64 // ns added to every request
-	failEvery  atomic.Int64
-	inSlow     chan struct{}
-
-	mu      sync.Mutex
-	release chan struct{} // closed to let the requests held on /slow finish
-}
-
-// unblock lets the requests held on /slow finish; later ones are held again.
-func (b *backend) unblock() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.release)
-	b.release = make(chan struct{})
-}
-
-func startBackend(t *testing.T, name string) *backend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{name: name, addr: ln.Addr().String(), release: make(chan struct{}), inSlow: make(chan struct{}, 16)}
-	b.ready.Store(true)
-	srv := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return b
-}
-
-func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/healthz" {
-		if !b.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		return
-	}
-	n := b.hits.Add(1)
-	if d := b.delay.Load(); d > 0 {
-		time.Sleep(time.Duration(d))
-	}
-	if r.URL.Path == "/slow" {
-		b.mu.Lock()
-		release := b.release
-		b.mu.Unlock()
-		b.inSlow <- struct{}{}
-		<-release
-	}
-	w.Header().Set("X-Backend", b.name)
-	if f := b.failEvery.Load(); f > 0 && n%f == 0 {
-		w.WriteHeader(http.StatusInternalServerError)
-	}
-	io.WriteString(w, b.name)
-}
 
 // lab is HAProxy in front of backends, and an adapter driving it.
 type lab struct {
 	t    *testing.T
 	proc *haproxy.Process
 	rt   *haproxy.Router
-	be   map[string]*backend // by name
+	be   map[string]*testbackend.Backend // by name
 	url  string
 }
 
@@ -102,15 +40,15 @@ type labOpts struct {
 func newLab(t *testing.T, o labOpts) *lab {
 	t.Helper()
 	haproxytest.Require(t)
-	l := &lab{t: t, be: map[string]*backend{}}
+	l := &lab{t: t, be: map[string]*testbackend.Backend{}}
 	s := haproxy.Setup{Listen: freeAddr(t)}
 	if o.cohort {
 		s.CohortHeader = "X-Beta"
 	}
 	for _, n := range o.names {
-		b := startBackend(t, n)
+		b := testbackend.Start(t, n)
 		l.be[n] = b
-		s.Servers = append(s.Servers, haproxy.SetupServer{Name: n, Addr: b.addr, Disabled: slices.Contains(o.disabled, n)})
+		s.Servers = append(s.Servers, haproxy.SetupServer{Name: n, Addr: b.Addr, Disabled: slices.Contains(o.disabled, n)})
 	}
 	l.proc = haproxytest.Start(t, s)
 	l.url = "http://" + s.Listen
@@ -131,7 +69,7 @@ func newLab(t *testing.T, o labOpts) *lab {
 func (l *lab) addr(names ...string) []string {
 	var out []string
 	for _, n := range names {
-		out = append(out, l.be[n].addr)
+		out = append(out, l.be[n].Addr)
 	}
 	return out
 }
@@ -139,32 +77,7 @@ func (l *lab) addr(names ...string) []string {
 // hits sends n requests (with header h, when set) and counts who answered.
 func (l *lab) hits(n int, h http.Header) map[string]int {
 	l.t.Helper()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
-	defer hc.CloseIdleConnections()
-	out := map[string]int{}
-	for range n {
-		req, _ := http.NewRequest(http.MethodGet, l.url+"/", nil)
-		maps(req.Header, h)
-		resp, err := hc.Do(req)
-		if err != nil {
-			out["error"]++
-			continue
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			out[fmt.Sprintf("status %d", resp.StatusCode)]++
-			continue
-		}
-		out[resp.Header.Get("X-Backend")]++
-	}
-	return out
-}
-
-func maps(dst, src http.Header) {
-	for k, v := range src {
-		dst[k] = v
-	}
+	return testbackend.Hits(l.t, l.url+"/", n, h)
 }
 
 // servers reads the servers of backend be: name → (weight, admin state bits).
@@ -215,7 +128,7 @@ func TestCanaryWeights(t *testing.T) {
 	c := ctx(t)
 	addrs := map[string]string{}
 	for n, b := range l.be {
-		addrs[b.addr] = "host " + n
+		addrs[b.Addr] = "host " + n
 	}
 	must(t, l.rt.Check(c, addrs))
 	must(t, l.rt.SetPool(c, "v1", l.addr("a", "b", "c")))
@@ -233,11 +146,11 @@ func TestCanaryWeights(t *testing.T) {
 	}
 	before, err := l.rt.Stats(c)
 	must(t, err)
-	l.be["d"].delay.Store(int64(30 * time.Millisecond))
-	l.be["d"].failEvery.Store(4)
+	l.be["d"].Delay.Store(int64(30 * time.Millisecond))
+	l.be["d"].FailEvery.Store(4)
 	n := 808 // whole rounds of the weights 256+256+256+40
 	h := l.hits(n, nil)
-	if h["d"] < 30 || h["d"] > 50 || h["a"]+h["b"]+h["c"]+h["d"] != n-h["status 500"] {
+	if h["d"] < 30 || h["d"] > 50 || h["a"]+h["b"]+h["c"]+h["d"] != n-h["status Internal Server Error"] {
 		t.Errorf("%d requests split %v; want about 40 on d (5 %%)", n, h)
 	}
 	// The ring delivers the log lines a moment after the responses.
@@ -260,8 +173,8 @@ func TestCanaryWeights(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if int(m.Requests) != int(l.be["d"].hits.Load()) || int(m.Errors) != int(l.be["d"].hits.Load())/4 {
-		t.Errorf("v2 measured %+v; d served %d requests, every 4th a 500", m, l.be["d"].hits.Load())
+	if int(m.Requests) != int(l.be["d"].Hits.Load()) || int(m.Errors) != int(l.be["d"].Hits.Load())/4 {
+		t.Errorf("v2 measured %+v; d served %d requests, every 4th a 500", m, l.be["d"].Hits.Load())
 	}
 	if m.P99 < 30*time.Millisecond || m.P99 > time.Second {
 		t.Errorf("v2 p99 %s; every request took 30 ms or more", m.P99)
@@ -298,15 +211,15 @@ func TestDrainWaitsForSessions(t *testing.T) {
 			slowDone <- err
 		}()
 		select {
-		case <-l.be["a"].inSlow:
-		case <-l.be["b"].inSlow:
-			l.be["b"].unblock()
+		case <-l.be["a"].InSlow:
+		case <-l.be["b"].InSlow:
+			l.be["b"].Unblock()
 			continue
 		}
 		break
 	}
 	drained := make(chan error, 1)
-	go func() { drained <- l.rt.Drain(c, l.be["a"].addr, 10*time.Second) }()
+	go func() { drained <- l.rt.Drain(c, l.be["a"].Addr, 10*time.Second) }()
 	// While the request is in flight, a is drained: everything goes to b.
 	deadline := time.Now().Add(10 * time.Second)
 	for l.servers("app")["a"][1]&0x08 == 0 {
@@ -323,7 +236,7 @@ func TestDrainWaitsForSessions(t *testing.T) {
 	if h := l.hits(20, nil); h["b"] != 20 {
 		t.Errorf("during the drain: %v; want all 20 on b", h)
 	}
-	l.be["a"].unblock()
+	l.be["a"].Unblock()
 	select {
 	case err := <-drained:
 		must(t, err)
@@ -341,10 +254,10 @@ func TestDrainWaitsForSessions(t *testing.T) {
 		}
 	}
 	// Undrain while a's health check fails: it must stay out.
-	l.be["a"].ready.Store(false)
-	must(t, l.rt.Undrain(c, l.be["a"].addr))
+	l.be["a"].Ready.Store(false)
+	must(t, l.rt.Undrain(c, l.be["a"].Addr))
 	wctx, cancel := context.WithTimeout(c, 500*time.Millisecond)
-	err := l.rt.WaitHealthy(wctx, l.be["a"].addr)
+	err := l.rt.WaitHealthy(wctx, l.be["a"].Addr)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitHealthy of a failing server = %v, want the deadline", err)
@@ -352,8 +265,8 @@ func TestDrainWaitsForSessions(t *testing.T) {
 	if h := l.hits(20, nil); h["b"] != 20 {
 		t.Errorf("undrained but unhealthy a got traffic: %v", h)
 	}
-	l.be["a"].ready.Store(true)
-	must(t, l.rt.WaitHealthy(c, l.be["a"].addr))
+	l.be["a"].Ready.Store(true)
+	must(t, l.rt.WaitHealthy(c, l.be["a"].Addr))
 	if h := l.hits(20, nil); h["a"] == 0 || h["b"] == 0 {
 		t.Errorf("after the undrain: %v; want both", h)
 	}
@@ -368,16 +281,16 @@ func TestDrainWaitsForSessions(t *testing.T) {
 	}()
 	var busy string
 	select {
-	case <-l.be["a"].inSlow:
+	case <-l.be["a"].InSlow:
 		busy = "a"
-	case <-l.be["b"].inSlow:
+	case <-l.be["b"].InSlow:
 		busy = "b"
 	}
-	err = l.rt.Drain(c, l.be[busy].addr, 200*time.Millisecond)
+	err = l.rt.Drain(c, l.be[busy].Addr, 200*time.Millisecond)
 	if !errors.Is(err, router.ErrDrainTimeout) {
 		t.Errorf("Drain past its timeout = %v, want ErrDrainTimeout", err)
 	}
-	l.be[busy].unblock()
+	l.be[busy].Unblock()
 	<-hold
 }
 
@@ -391,11 +304,11 @@ func TestFromMaintWaitsForCheck(t *testing.T) {
 	if got := l.servers("app")["green"]; got[1]&0x01 == 0 {
 		t.Fatalf("green (in no pool) admin %#x, want maintenance", got[1])
 	}
-	l.be["green"].ready.Store(false)
+	l.be["green"].Ready.Store(false)
 	must(t, l.rt.SetPool(c, "v2", l.addr("green")))
 	must(t, l.rt.SetRoute(c, engine.Route{Stable: "v1", Candidate: "v2", Weight: 100}))
 	wctx, cancel := context.WithTimeout(c, 400*time.Millisecond)
-	err := l.rt.WaitHealthy(wctx, l.be["green"].addr)
+	err := l.rt.WaitHealthy(wctx, l.be["green"].Addr)
 	cancel()
 	if err == nil {
 		t.Fatal("green counted healthy while its check fails")
@@ -404,8 +317,8 @@ func TestFromMaintWaitsForCheck(t *testing.T) {
 	if h := l.hits(20, nil); h["blue"] != 20 {
 		t.Errorf("with green failing its check: %v; want all on blue", h)
 	}
-	l.be["green"].ready.Store(true)
-	must(t, l.rt.WaitHealthy(c, l.be["green"].addr))
+	l.be["green"].Ready.Store(true)
+	must(t, l.rt.WaitHealthy(c, l.be["green"].Addr))
 	if h := l.hits(20, nil); h["green"] != 20 {
 		t.Errorf("after green passed its check: %v; want all on green", h)
 	}
@@ -426,7 +339,7 @@ func TestReloadReapplies(t *testing.T) {
 	must(t, l.rt.SetPool(c, "v1", l.addr("a")))
 	must(t, l.rt.SetPool(c, "v2", l.addr("b")))
 	must(t, l.rt.SetRoute(c, engine.Route{Stable: "v1", Candidate: "v2", Weight: 25}))
-	must(t, l.rt.WaitHealthy(c, l.be["b"].addr))
+	must(t, l.rt.WaitHealthy(c, l.be["b"].Addr))
 	want := map[string]int{"a": 256, "b": 85}
 	if got := l.servers("app"); got["a"][0] != want["a"] || got["b"][0] != want["b"] {
 		t.Fatalf("weights %v, want %v", got, want)
@@ -496,10 +409,10 @@ func TestCohortMap(t *testing.T) {
 func TestCheckAndFaults(t *testing.T) {
 	l := newLab(t, labOpts{names: []string{"a"}})
 	c := ctx(t)
-	err := l.rt.Check(c, map[string]string{l.be["a"].addr: "host web-1", "127.0.0.1:1": "host web-2"})
+	err := l.rt.Check(c, map[string]string{l.be["a"].Addr: "host web-1", "127.0.0.1:1": "host web-2"})
 	var ce *haproxy.ConfigError
 	if !errors.As(err, &ce) || len(ce.Problems) != 1 ||
-		!strings.Contains(ce.Problems[0], "host web-2 names 127.0.0.1:1, which is not a server of HAProxy backend app (it has: a "+l.be["a"].addr+")") {
+		!strings.Contains(ce.Problems[0], "host web-2 names 127.0.0.1:1, which is not a server of HAProxy backend app (it has: a "+l.be["a"].Addr+")") {
 		t.Errorf("Check = %v; want one problem naming host web-2, its address and backend app", err)
 	}
 	stateFile := filepath.Join(t.TempDir(), "s.json")

@@ -39,8 +39,13 @@ type Setup struct {
 	Servers []SetupServer
 	// HealthPath is the servers' health check path (default /healthz).
 	HealthPath string
-	// CheckInterval is the health check interval (default 100 ms).
+	// CheckInterval is the health check interval (default 100 ms),
+	// CheckTimeout how long a check may take (default 2 s) and Fall how
+	// many failed checks take a server down (default 3): slow to give up
+	// on a server, so that a loaded machine does not flap.
 	CheckInterval time.Duration
+	CheckTimeout  time.Duration
+	Fall          int
 }
 
 // SetupServer is one server: a name and its host:port.
@@ -72,6 +77,12 @@ func (s *Setup) defaults() {
 	if s.CheckInterval <= 0 {
 		s.CheckInterval = 100 * time.Millisecond
 	}
+	if s.CheckTimeout <= 0 {
+		s.CheckTimeout = 2 * time.Second
+	}
+	if s.Fall <= 0 {
+		s.Fall = 3
+	}
 }
 
 // Cohorts reports whether the setup has a cohort backend and map.
@@ -93,7 +104,7 @@ func (s Setup) Config() string {
 	fmt.Fprintf(&b, "# flightdeck reads request latency from this ring (show events %s -w).\n", RingName)
 	fmt.Fprintf(&b, "ring %s\n    format raw\n    size 4194304\n\n", RingName)
 	fmt.Fprintf(&b, "defaults\n    mode http\n    timeout connect 2s\n    timeout client 1m\n    timeout server 1m\n    timeout http-keep-alive 10s\n")
-	fmt.Fprintf(&b, "    retries 2\n    option redispatch 1\n\n")
+	fmt.Fprintf(&b, "    timeout check %s\n    retries 2\n    option redispatch 1\n\n", ms(s.CheckTimeout))
 	fmt.Fprintf(&b, "frontend web\n    bind %s\n    log ring@%s local0\n    log-format \"%s\"\n", s.Listen, RingName, LogFormat)
 	if s.Cohorts() {
 		key := "req.hdr(" + s.CohortHeader + ")"
@@ -112,8 +123,8 @@ func (s Setup) Config() string {
 	}
 	for _, be := range backends {
 		fmt.Fprintf(&b, "\nbackend %s\n    balance roundrobin\n    option httpchk GET %s\n", be, s.HealthPath)
-		fmt.Fprintf(&b, "    default-server check inter %s fastinter %s downinter %s rise 1 fall 2\n",
-			ms(s.CheckInterval), ms(s.CheckInterval/2), ms(s.CheckInterval))
+		fmt.Fprintf(&b, "    default-server check inter %s fastinter %s downinter %s rise 1 fall %d\n",
+			ms(s.CheckInterval), ms(s.CheckInterval/2), ms(s.CheckInterval), s.Fall)
 		for _, sv := range s.Servers {
 			dis := ""
 			if sv.Disabled {

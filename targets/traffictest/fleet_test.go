@@ -24,6 +24,8 @@ import (
 	"flightdeck/targets/haproxy"
 	"flightdeck/targets/haproxy/haproxytest"
 	"flightdeck/targets/local"
+	"flightdeck/targets/nginx"
+	"flightdeck/targets/nginx/nginxtest"
 	"flightdeck/targets/prom"
 	"flightdeck/targets/prom/promtest"
 	"flightdeck/targets/router"
@@ -145,8 +147,12 @@ type fleetOpts struct {
 	// needs time to come up).
 	restartTakes time.Duration
 	// router is the traffic layer: "" (the built-in router, in process),
-	// "haproxy" (a real HAProxy driven through its Runtime API).
+	// "haproxy" (a real HAProxy driven through its Runtime API), "nginx"
+	// (a real nginx driven through its upstream file and reloads).
 	router string
+	// unresolvable adds a first host "h0" whose backend's host name does
+	// not resolve (nginx -t refuses it), running no release yet.
+	unresolvable bool
 	// cohortHeader is the header HAProxy looks its cohort map up with.
 	cohortHeader string
 }
@@ -168,6 +174,8 @@ type fleet struct {
 	client   *router.Client
 	ha       *haproxy.Process
 	har      *haproxy.Router
+	ng       *nginx.Process
+	ngr      *nginx.Router
 	hub      *engine.Hub
 	eng      *engine.Engine
 	rec      *recorder
@@ -181,8 +189,11 @@ var operator = engine.Actor{Name: "oncall", Role: engine.RoleOperator, Via: "tui
 
 func newFleet(t *testing.T, o fleetOpts) *fleet {
 	t.Helper()
-	if o.router == "haproxy" {
+	switch o.router {
+	case "haproxy":
 		haproxytest.Require(t)
+	case "nginx":
+		nginxtest.Require(t)
 	}
 	dir := t.TempDir()
 	f := &fleet{t: t, dir: dir, backends: map[string][]*backend{}, hub: engine.NewHub()}
@@ -214,6 +225,8 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	switch o.router {
 	case "haproxy":
 		routerYAML, stats = f.startHAProxy(names, o)
+	case "nginx":
+		routerYAML, stats = f.startNginx(names, o)
 	default:
 		routerYAML, stats = f.startRouter()
 	}
@@ -227,6 +240,9 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 	var y strings.Builder
 	fmt.Fprintf(&y, "app: shop\nsource: ./src\nkeep_releases: 5\nrestart: sh %s\n", filepath.Join(dir, "restart.sh"))
 	fmt.Fprintf(&y, "environments:\n  prod:\n    router: %s\n    hosts:\n", routerYAML)
+	if o.unresolvable {
+		fmt.Fprintf(&y, "      - {name: h0, local: %q, backend: \"no-such-host.invalid:8080\"}\n", filepath.Join(dir, "hosts", "h0"))
+	}
 	for _, name := range names {
 		deployTo := filepath.Join(dir, "hosts", name)
 		if bs := f.backends[name]; o.slots {
@@ -317,7 +333,7 @@ func (f *fleet) startRouter() (yaml string, stats router.StatsFunc) {
 func (f *fleet) startHAProxy(names []string, o fleetOpts) (yaml string, stats router.StatsFunc) {
 	t := f.t
 	s := haproxy.Setup{Dir: filepath.Join(f.dir, "haproxy"), Listen: listenAddr(t), CohortHeader: o.cohortHeader,
-		CheckInterval: 50 * time.Millisecond}
+		CheckInterval: 50 * time.Millisecond, CheckTimeout: 5 * time.Second, Fall: 5}
 	for _, name := range names {
 		for i, b := range f.backends[name] {
 			sv := name
@@ -343,6 +359,34 @@ func (f *fleet) startHAProxy(names []string, o fleetOpts) (yaml string, stats ro
 	t.Cleanup(func() { har.Close() })
 	f.har, f.rtr = har, har
 	return rc + "}", har.Stats
+}
+
+// startNginx runs a real nginx proxying to an upstream file the adapter
+// owns, with the access log in flightdeck's format.
+func (f *fleet) startNginx(names []string, o fleetOpts) (yaml string, stats router.StatsFunc) {
+	t := f.t
+	s := nginx.Setup{Dir: filepath.Join(f.dir, "nginx"), Listen: listenAddr(t), Cohorts: o.slots && strings.Contains(o.env, "kind: ab")}
+	for _, name := range names {
+		for _, b := range f.backends[name] {
+			s.Servers = append(s.Servers, b.addr)
+		}
+	}
+	f.ng = nginxtest.Start(t, s)
+	f.proxyURL = "http://" + s.Listen
+	cfg := f.ng.Config("prod")
+	cfg.PollInterval = 10 * time.Millisecond
+	rc := fmt.Sprintf("{kind: nginx, upstream_file: %q, upstream: %s, test_command: %q, reload_command: %q, pid_file: %q, access_log: %q",
+		cfg.UpstreamFile, cfg.Upstream, cfg.TestCommand, cfg.ReloadCommand, cfg.PIDFile, cfg.AccessLog)
+	if cfg.MapFile != "" {
+		rc += fmt.Sprintf(", map_file: %q", cfg.MapFile)
+	}
+	ngr, err := nginx.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ngr.Close() })
+	f.ngr, f.rtr = ngr, ngr
+	return rc + "}", ngr.Stats
 }
 
 // listenAddr returns a free loopback address.
@@ -404,6 +448,9 @@ func (f *fleet) live(id string, k knobs) {
 	a := f.build(id, k)
 	var addrs []string
 	for _, h := range f.hosts {
+		if len(f.backends[h.Name()]) == 0 {
+			continue // a host that joins the fleet with this deploy
+		}
 		if err := h.Prepare(ctx, a, nil); err != nil {
 			f.t.Fatal(err)
 		}
