@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"flightdeck/engine"
-	"flightdeck/targets/haproxy"
 	"flightdeck/internal/testbackend"
+	"flightdeck/targets/haproxy"
 	"flightdeck/targets/haproxy/haproxytest"
 	"flightdeck/targets/pools"
 	"flightdeck/targets/router"
