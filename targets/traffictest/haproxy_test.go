@@ -14,6 +14,12 @@ import (
 	"flightdeck/engine"
 )
 
+// lbRate is the load through HAProxy and nginx in these tests: at 5 % the
+// candidate gets about 10 requests per 1 s measurement, and the load
+// generator (in this process, under -race) leaves the machine room to
+// serve it.
+const lbRate = 200
+
 // haproxyServer is one server of the app backend as HAProxy reports it.
 type haproxyServer struct {
 	name, addr string
@@ -114,24 +120,26 @@ func TestHAProxyCanaryHitless(t *testing.T) {
 		if e.Type != engine.EvWeightSet || e.Weight == nil || e.Release != "v2" {
 			return false
 		}
-		share, desc, err := f.haproxyShare(ctx, "v2")
+		share, desc, err := f.haproxyShare(ctxT(t), "v2")
 		mu.Lock()
 		shares = append(shares, seen{*e.Weight, share, desc, err})
 		mu.Unlock()
 		return false
 	})
-	p := f.load(loadRate, 90*time.Second, nil)
+	p := f.load(lbRate, 90*time.Second, nil)
 	st := f.wait(f.deploy(f.build("v2", knobs{})))
-	stop()
 	p.Stop()
 	if st.Outcome != engine.OutcomeSucceeded {
 		t.Fatalf("outcome %s (%s), want succeeded\n%s", st.Outcome, st.Err, f.rec.dump())
 	}
+	// The watcher sees the run's events a moment after they happened.
+	want := []float64{5, 25, 100, 100}
+	pollUntil(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(shares) >= len(want) })
+	stop()
 	if st.Info.Traffic != "haproxy" || !strings.Contains(st.Info.TrafficAt, "HAProxy backend app") {
 		t.Errorf("run info names the traffic layer %q (%q), want haproxy", st.Info.Traffic, st.Info.TrafficAt)
 	}
 	// Steps 5, 25, 100, then v2 alone (weight 0 = no candidate: v2 holds it all).
-	want := []float64{5, 25, 100, 100}
 	mu.Lock()
 	if len(shares) != len(want) {
 		t.Errorf("saw %d weight changes %+v, want %d", len(shares), shares, len(want))
@@ -196,7 +204,7 @@ func TestHAProxyBadCanaryRollsBack(t *testing.T) {
 	f := newFleet(t, fleetOpts{hosts: 4, router: "haproxy", env: canaryEnv})
 	f.resumeWhenInconclusive(10)
 	f.live("v1", knobs{})
-	p := f.load(loadRate, 90*time.Second, nil)
+	p := f.load(lbRate, 90*time.Second, nil)
 	st := f.wait(f.deploy(f.build("v2", knobs{FailEvery: 20})))
 	p.Stop()
 	assertBadCanaryRolledBack(t, f, st)
@@ -215,7 +223,7 @@ func TestHAProxyBlueGreenFlipBack(t *testing.T) {
     probe: {url: "PROXY_URL/", rate: 50}
 `})
 	f.live("v1", knobs{})
-	p := f.load(300, 90*time.Second, nil)
+	p := f.load(lbRate, 90*time.Second, nil)
 	waitServed(t, p, "v1", 200)
 	st := f.wait(f.deploy(f.build("v2", knobs{})))
 	if st.Outcome != engine.OutcomeSucceeded {
