@@ -333,33 +333,38 @@ environments:
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := Parse("flightdeck.yaml", []byte(tt.src))
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("unexpected error:\n%v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("no error; want %q", tt.want)
-			}
-			if p != nil {
-				t.Errorf("a plan was returned along with the error")
-			}
-			got := problems(t, err)
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %d problems, want %d:\n%v", len(got), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(got[i].Error(), "flightdeck.yaml:") || !strings.Contains(got[i].Error(), w) {
-					t.Errorf("problem %d = %q; want it to contain %q", i, got[i].Error(), w)
-				}
-			}
-			if len(got) > 1 && err.Error() != joinErrors(got) {
-				t.Errorf("Errors.Error() does not list every problem on its own line:\n%s", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkProblems(t, tt.src, tt.want) })
+	}
+}
+
+// checkProblems parses src and wants exactly the problems want (each
+// problem containing its want, in order), or none.
+func checkProblems(t *testing.T, src string, want []string) {
+	t.Helper()
+	p, err := Parse("flightdeck.yaml", []byte(src))
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("unexpected error:\n%v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("no error; want %q", want)
+	}
+	if p != nil {
+		t.Errorf("a plan was returned along with the error")
+	}
+	got := problems(t, err)
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i].Error(), "flightdeck.yaml:") || !strings.Contains(got[i].Error(), w) {
+			t.Errorf("problem %d = %q; want it to contain %q", i, got[i].Error(), w)
+		}
+	}
+	if len(got) > 1 && err.Error() != joinErrors(got) {
+		t.Errorf("Errors.Error() does not list every problem on its own line:\n%s", err)
 	}
 }
 

@@ -45,27 +45,7 @@ func TestRouterKinds(t *testing.T) {
 			"    hosts: [{name: a, local: /a, backend: \"127.0.0.1:8081\"}]\n"), nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("flightdeck.yaml", []byte(tt.src))
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("unexpected error:\n%v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("no error; want %q", tt.want)
-			}
-			got := problems(t, err)
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %d problems, want %d:\n%v", len(got), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.Contains(got[i].Error(), w) {
-					t.Errorf("problem %d = %q; want it to contain %q", i, got[i].Error(), w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkProblems(t, tt.src, tt.want) })
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,10 +83,11 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Hits sends n GET requests to url (with header h) and counts who
-// answered: the X-Backend name, "status N" or "error".
-func Hits(t testing.TB, url string, n int, h http.Header) map[string]int {
+// answered: the value of the response header by (X-Backend for these
+// backends), "status N" for another status than 200, or "error".
+func Hits(t testing.TB, url string, n int, h http.Header, by string) map[string]int {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
 	out := map[string]int{}
 	for range n {
@@ -104,10 +106,10 @@ func Hits(t testing.TB, url string, n int, h http.Header) map[string]int {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			out["status "+http.StatusText(resp.StatusCode)]++
+			out["status "+strconv.Itoa(resp.StatusCode)]++
 			continue
 		}
-		out[resp.Header.Get("X-Backend")]++
+		out[resp.Header.Get(by)]++
 	}
 	return out
 }

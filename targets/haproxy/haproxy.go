@@ -598,45 +598,26 @@ func (r *Router) serverStats(ctx context.Context) (map[string][]ServerStat, erro
 // SetPool sets release's servers. A server that joins from maintenance
 // takes traffic only once a fresh health check passed.
 func (r *Router) SetPool(ctx context.Context, release string, addrs []string) error {
-	return r.change(ctx, func(s *pools.State) error {
-		s.SetPool(release, addrs)
-		return nil
-	})
+	return r.change(ctx, pools.PoolChange(release, addrs))
 }
 
 // SetRoute changes the traffic split (server weights).
 func (r *Router) SetRoute(ctx context.Context, rt engine.Route) error {
-	return r.change(ctx, func(s *pools.State) error {
-		s.Route = engine.Route{Stable: rt.Stable, Candidate: rt.Candidate, Weight: rt.Weight}
-		return nil
-	})
+	return r.change(ctx, pools.RouteChange(rt))
 }
 
 // SetCohorts replaces the cohort rules: the cohort map's entries and the
 // cohort backend's weights.
 func (r *Router) SetCohorts(ctx context.Context, rules []engine.CohortRule) error {
-	if err := pools.CheckCohorts(rules); err != nil {
-		return err
-	}
-	return r.change(ctx, func(s *pools.State) error {
-		s.Cohorts = slices.Clone(rules)
-		return nil
-	})
+	return r.change(ctx, pools.CohortChange(rules))
 }
 
 // Drain puts addr's servers in "drain" and waits until HAProxy reports no
 // session on them (nil) or timeout passed (an error wrapping
 // router.ErrDrainTimeout; the server stays drained).
 func (r *Router) Drain(ctx context.Context, addr string, timeout time.Duration) error {
-	err := r.change(ctx, func(s *pools.State) error {
-		if s.ReleaseOf(addr) == "" {
-			return fmt.Errorf("draining %s: %w", addr, router.ErrUnknownBackend)
-		}
-		s.SetDrained(addr, true)
-		return nil
-	})
-	if err != nil {
-		return err
+	if err := r.change(ctx, pools.DrainChange(addr, true)); err != nil {
+		return fmt.Errorf("draining %w", err)
 	}
 	if timeout <= 0 {
 		timeout = router.DefaultDrainTimeout
@@ -665,13 +646,10 @@ func (r *Router) Drain(ctx context.Context, addr string, timeout time.Duration) 
 
 // Undrain puts addr back in rotation once a fresh health check passed.
 func (r *Router) Undrain(ctx context.Context, addr string) error {
-	return r.change(ctx, func(s *pools.State) error {
-		if s.ReleaseOf(addr) == "" {
-			return fmt.Errorf("undraining %s: %w", addr, router.ErrUnknownBackend)
-		}
-		s.SetDrained(addr, false)
-		return nil
-	}, addr)
+	if err := r.change(ctx, pools.DrainChange(addr, false), addr); err != nil {
+		return fmt.Errorf("undraining %w", err)
+	}
+	return nil
 }
 
 // WaitHealthy waits until HAProxy reports addr's server up and in

@@ -77,7 +77,7 @@ func (l *lab) addr(names ...string) []string {
 // hits sends n requests (with header h, when set) and counts who answered.
 func (l *lab) hits(n int, h http.Header) map[string]int {
 	l.t.Helper()
-	return testbackend.Hits(l.t, l.url+"/", n, h)
+	return testbackend.Hits(l.t, l.url+"/", n, h, "X-Backend")
 }
 
 // servers reads the servers of backend be: name → (weight, admin state bits).
@@ -150,7 +150,7 @@ func TestCanaryWeights(t *testing.T) {
 	l.be["d"].FailEvery.Store(4)
 	n := 808 // whole rounds of the weights 256+256+256+40
 	h := l.hits(n, nil)
-	if h["d"] < 30 || h["d"] > 50 || h["a"]+h["b"]+h["c"]+h["d"] != n-h["status Internal Server Error"] {
+	if h["d"] < 30 || h["d"] > 50 || h["a"]+h["b"]+h["c"]+h["d"] != n-h["status 500"] {
 		t.Errorf("%d requests split %v; want about 40 on d (5 %%)", n, h)
 	}
 	// The ring delivers the log lines a moment after the responses.

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"flightdeck/internal/syncbuf"
+	"flightdeck/internal/child"
 )
 
 // Setup describes an HAProxy configuration in the shape this package
@@ -141,12 +141,7 @@ var ErrNotInstalled = errors.New("haproxy is not installed: install the Debian p
 
 // Binary finds the haproxy binary.
 func Binary() (string, error) {
-	for _, p := range []string{"/usr/sbin/haproxy"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("haproxy"); err == nil {
+	if p, ok := child.Find("haproxy"); ok {
 		return p, nil
 	}
 	return "", ErrNotInstalled
@@ -155,10 +150,7 @@ func Binary() (string, error) {
 // Process is an HAProxy started from a Setup, in master-worker mode.
 type Process struct {
 	Setup Setup
-	cmd   *exec.Cmd
-	log   *syncbuf.Buffer
-	done  chan struct{}
-	err   error
+	proc  *child.Proc
 }
 
 // Start writes the setup's configuration and cohort map, checks the
@@ -185,17 +177,10 @@ func Start(ctx context.Context, s Setup) (*Process, error) {
 	if out, err := exec.CommandContext(ctx, bin, "-c", "-q", "-f", cfg).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("haproxy -c %s: %w: %s", cfg, err, bytes.TrimSpace(out))
 	}
-	p := &Process{Setup: s, log: &syncbuf.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-W", "-db", "-S", p.masterSocket(), "-f", cfg)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	p := &Process{Setup: s}
+	if p.proc, err = child.Start(bin, "-W", "-db", "-S", p.masterSocket(), "-f", cfg); err != nil {
 		return nil, fmt.Errorf("starting haproxy: %w", err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
 	if err := p.waitIdentity(ctx, Identity{}); err != nil {
 		p.Stop()
 		return nil, err
@@ -223,10 +208,8 @@ func (p *Process) waitIdentity(ctx context.Context, old Identity) error {
 		} else {
 			last = err.Error()
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("haproxy exited: %v: %s", p.err, p.Log())
-		default:
+		if p.proc.Exited() {
+			return fmt.Errorf("haproxy exited: %v: %s", p.proc.Err(), p.Log())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("haproxy did not answer on %s within 20s (%s): %s", p.Setup.Socket(), last, p.Log())
@@ -275,21 +258,10 @@ func (p *Process) Reload(ctx context.Context) error {
 }
 
 // Log returns what HAProxy wrote so far.
-func (p *Process) Log() string { return p.log.String() }
+func (p *Process) Log() string { return p.proc.Log() }
 
 // Stop stops HAProxy (SIGTERM to the master, SIGKILL after 5 s).
 func (p *Process) Stop() error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.proc.Stop(syscall.SIGTERM, 5*time.Second)
 	return nil
 }

@@ -395,29 +395,17 @@ func (r *Router) waitHealth(ctx context.Context, addr string) error {
 
 // SetPool sets release's backends.
 func (r *Router) SetPool(ctx context.Context, release string, addrs []string) error {
-	return r.change(ctx, func(s *pools.State) error {
-		s.SetPool(release, addrs)
-		return nil
-	})
+	return r.change(ctx, pools.PoolChange(release, addrs))
 }
 
 // SetRoute changes the traffic split (server weights).
 func (r *Router) SetRoute(ctx context.Context, rt engine.Route) error {
-	return r.change(ctx, func(s *pools.State) error {
-		s.Route = engine.Route{Stable: rt.Stable, Candidate: rt.Candidate, Weight: rt.Weight}
-		return nil
-	})
+	return r.change(ctx, pools.RouteChange(rt))
 }
 
 // SetCohorts replaces the cohort rules (the map file).
 func (r *Router) SetCohorts(ctx context.Context, rules []engine.CohortRule) error {
-	if err := pools.CheckCohorts(rules); err != nil {
-		return err
-	}
-	return r.change(ctx, func(s *pools.State) error {
-		s.Cohorts = slices.Clone(rules)
-		return nil
-	})
+	return r.change(ctx, pools.CohortChange(rules))
 }
 
 // Drain marks addr down, reloads nginx and waits until the workers that
@@ -436,15 +424,8 @@ func (r *Router) Drain(ctx context.Context, addr string, timeout time.Duration) 
 	if err != nil {
 		return fmt.Errorf("draining %s: %w", addr, err)
 	}
-	err = r.change(ctx, func(s *pools.State) error {
-		if s.ReleaseOf(addr) == "" {
-			return fmt.Errorf("draining %s: %w", addr, router.ErrUnknownBackend)
-		}
-		s.SetDrained(addr, true)
-		return nil
-	})
-	if err != nil {
-		return err
+	if err := r.change(ctx, pools.DrainChange(addr, true)); err != nil {
+		return fmt.Errorf("draining %w", err)
 	}
 	left, err := r.waitOldWorkers(ctx, master, old, deadline)
 	if err != nil {
@@ -471,10 +452,10 @@ func (r *Router) Undrain(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("undraining %s: %w", addr, err)
 	}
-	return r.change(ctx, func(s *pools.State) error {
-		s.SetDrained(addr, false)
-		return nil
-	})
+	if err := r.change(ctx, pools.DrainChange(addr, false)); err != nil {
+		return fmt.Errorf("undraining %w", err)
+	}
+	return nil
 }
 
 // WaitHealthy waits until addr is in rotation (in a pool, not drained)

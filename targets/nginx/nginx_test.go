@@ -59,7 +59,7 @@ func (l *lab) addr(names ...string) []string {
 
 func (l *lab) hits(n int, h http.Header) map[string]int {
 	l.t.Helper()
-	return testbackend.Hits(l.t, l.url, n, h)
+	return testbackend.Hits(l.t, l.url, n, h, "X-Backend")
 }
 
 func (l *lab) upstreamFile() string {

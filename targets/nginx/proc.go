@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"flightdeck/internal/syncbuf"
+	"flightdeck/internal/child"
 	"flightdeck/targets/pools"
 )
 
@@ -102,12 +102,7 @@ var ErrNotInstalled = errors.New("nginx is not installed: install the Debian pac
 
 // Binary finds the nginx binary.
 func Binary() (string, error) {
-	for _, p := range []string{"/usr/sbin/nginx"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("nginx"); err == nil {
+	if p, ok := child.Find("nginx"); ok {
 		return p, nil
 	}
 	return "", ErrNotInstalled
@@ -117,10 +112,7 @@ func Binary() (string, error) {
 type Process struct {
 	Setup Setup
 	Bin   string
-	cmd   *exec.Cmd
-	log   *syncbuf.Buffer
-	done  chan struct{}
-	err   error
+	proc  *child.Proc
 }
 
 // Start writes the configuration and a first upstream file (and an empty
@@ -162,28 +154,19 @@ func Start(ctx context.Context, s Setup) (*Process, error) {
 	if out, err := exec.CommandContext(ctx, bin, "-q", "-t", "-c", s.ConfFile()).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("nginx -t -c %s: %w: %s", s.ConfFile(), err, bytes.TrimSpace(out))
 	}
-	p := &Process{Setup: s, Bin: bin, log: &syncbuf.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-c", s.ConfFile(), "-g", "daemon off;")
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	p := &Process{Setup: s, Bin: bin}
+	if p.proc, err = child.Start(bin, "-c", s.ConfFile(), "-g", "daemon off;"); err != nil {
 		return nil, fmt.Errorf("starting nginx: %w", err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if pid, err := masterPID(s.PIDFile()); err == nil && pid == p.cmd.Process.Pid {
+		if pid, err := masterPID(s.PIDFile()); err == nil && pid == p.proc.Pid() {
 			if ws, err := workers(pid); err == nil && len(ws) > 0 {
 				return p, nil
 			}
 		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("nginx exited: %v: %s%s", p.err, p.log.String(), readTail(s.ErrorLog()))
-		default:
+		if p.proc.Exited() {
+			return nil, fmt.Errorf("nginx exited: %v: %s%s", p.proc.Err(), p.proc.Log(), readTail(s.ErrorLog()))
 		}
 		if time.Now().After(deadline) {
 			p.Stop()
@@ -219,21 +202,10 @@ func (p *Process) mapFile() string {
 }
 
 // Log returns nginx's error log and output so far.
-func (p *Process) Log() string { return p.log.String() + readTail(p.Setup.ErrorLog()) }
+func (p *Process) Log() string { return p.proc.Log() + readTail(p.Setup.ErrorLog()) }
 
 // Stop stops nginx (SIGQUIT: graceful; SIGKILL after 5 s).
 func (p *Process) Stop() error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.proc.Stop(syscall.SIGQUIT, 5*time.Second)
 	return nil
 }

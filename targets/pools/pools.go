@@ -25,6 +25,8 @@ import (
 	"slices"
 
 	"flightdeck/engine"
+	"flightdeck/internal/atomicfile"
+	"flightdeck/targets/router"
 )
 
 // State is the routing state of one environment.
@@ -103,6 +105,52 @@ func (s *State) Addrs() []string {
 func (s *State) inRotation(rel string) []string {
 	return slices.DeleteFunc(slices.Clone(s.Pools[rel]), s.IsDrained)
 }
+
+// The changes the engine asks an adapter for, as functions of a State
+// (an adapter applies one to a copy, then makes its load balancer match).
+
+// PoolChange sets release's backends.
+func PoolChange(release string, addrs []string) func(*State) error {
+	return func(s *State) error {
+		s.SetPool(release, addrs)
+		return nil
+	}
+}
+
+// RouteChange sets the route. Sticky settings belong to the built-in
+// router and are not kept.
+func RouteChange(rt engine.Route) func(*State) error {
+	return func(s *State) error {
+		s.Route = engine.Route{Stable: rt.Stable, Candidate: rt.Candidate, Weight: rt.Weight}
+		return nil
+	}
+}
+
+// CohortChange replaces the cohort rules (see CheckCohorts).
+func CohortChange(rules []engine.CohortRule) func(*State) error {
+	return func(s *State) error {
+		if err := CheckCohorts(rules); err != nil {
+			return err
+		}
+		s.Cohorts = slices.Clone(rules)
+		return nil
+	}
+}
+
+// DrainChange drains or undrains addr, which must be in a pool.
+func DrainChange(addr string, drained bool) func(*State) error {
+	return func(s *State) error {
+		if s.ReleaseOf(addr) == "" {
+			return fmt.Errorf("%s: %w", addr, ErrUnknownBackend)
+		}
+		s.SetDrained(addr, drained)
+		return nil
+	}
+}
+
+// ErrUnknownBackend is the built-in router's error for an address in no
+// pool, so that callers test one error whatever the load balancer.
+var ErrUnknownBackend = router.ErrUnknownBackend
 
 // Placement is what one backend gets.
 type Placement int
@@ -283,45 +331,13 @@ func Load(path string) (*State, error) {
 	return s, nil
 }
 
-// WriteFile replaces path with data atomically: a temporary file in the
-// same directory, written, synced and renamed over path, then the
-// directory synced, so that a crash leaves the old or the new content,
-// never a mix. perm applies to a new file.
+// WriteFile replaces path with data atomically (see atomicfile.Write),
+// creating its directory.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, data, perm)
 }
 
 // Save writes the state to path atomically.

@@ -12,12 +12,12 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"flightdeck/engine"
+	"flightdeck/internal/atomicfile"
 )
 
 // stateVersion is the format version of the state file.
@@ -227,47 +227,10 @@ func saveState(path string, st *state) error {
 		return fmt.Errorf("encoding router state: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("saving router state: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes a temporary file in the same directory, fsyncs
-// it, renames it over path and fsyncs the directory, so that a crash
-// leaves either the old or the new content, never a mix.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // loadOrCreateToken returns the admin token stored in path, creating the

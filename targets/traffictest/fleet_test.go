@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/engine/probe"
+	"flightdeck/internal/testbackend"
 	"flightdeck/targets/haproxy"
 	"flightdeck/targets/haproxy/haproxytest"
 	"flightdeck/targets/local"
@@ -619,31 +619,11 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // "status NNN" or "error").
 func (f *fleet) hits(n int, header map[string]string) map[string]int {
 	f.t.Helper()
-	out := map[string]int{}
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}
-	defer hc.CloseIdleConnections()
-	for range n {
-		req, err := http.NewRequest(http.MethodGet, f.proxyURL+"/", nil)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		for k, v := range header {
-			req.Header.Set(k, v)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			out["error"]++
-			continue
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			out["status "+strconv.Itoa(resp.StatusCode)]++
-			continue
-		}
-		out[resp.Header.Get("X-Release")]++
+	h := http.Header{}
+	for k, v := range header {
+		h.Set(k, v)
 	}
-	return out
+	return testbackend.Hits(f.t, f.proxyURL+"/", n, h, "X-Release")
 }
 
 // recorder keeps every event the hub publishes.
