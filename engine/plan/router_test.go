@@ -62,7 +62,7 @@ func TestRouterDefaultsAndPaths(t *testing.T) {
     hosts: [{name: a, local: /a}]
 `)
 	fd, ha, ng := p.Environments["fd"].Router, p.Environments["ha"].Router, p.Environments["ng"].Router
-	if fd.Kind != RouterFlightdeck || !fd.Configured() || fd.Describe() != "flightdeck router at http://127.0.0.1:9901" {
+	if fd.Kind != RouterFlightdeck || !fd.Configured() || fd.Describe() != "router at http://127.0.0.1:9901" {
 		t.Errorf("flightdeck router: kind %q, described %q", fd.Kind, fd.Describe())
 	}
 	if ha.Socket != filepath.Join(p.Dir, "run/admin.sock") || ha.StateFile != filepath.Join(p.Dir, "st.json") {

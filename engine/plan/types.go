@@ -313,7 +313,7 @@ func (r *RouterConfig) Describe() string {
 	case RouterNginx:
 		return fmt.Sprintf("nginx upstream %s in %s", r.Upstream, r.UpstreamFile)
 	}
-	return "flightdeck router at " + r.Admin
+	return "router at " + r.Admin
 }
 
 // Gate is an SLO gate evaluated at each analysis step.
