@@ -119,10 +119,21 @@ func TestCanaryWeightsAndAccessLog(t *testing.T) {
 	if h["d"] < 20 || h["d"] > 45 {
 		t.Errorf("%d requests split %v; want about 5 %% (32) on d", n, h)
 	}
-	after, err := l.rt.Stats(c)
-	must(t, err)
-	m := router.Diff("v2", before["v2"], after["v2"])
+	// nginx logs a request just after its response: read until the log
+	// holds every request sent.
 	served := l.be["d"].Hits.Load()
+	var after map[string]engine.ReleaseStats
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		after, err = l.rt.Stats(c)
+		must(t, err)
+		if after["v1"].Requests+after["v2"].Requests-before["v1"].Requests-before["v2"].Requests >= uint64(n) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m := router.Diff("v2", before["v2"], after["v2"])
 	if int64(m.Requests) != served || int64(m.Errors) != served/4 {
 		t.Errorf("v2 measured from the access log %+v; d served %d, every 4th a 500", m, served)
 	}
