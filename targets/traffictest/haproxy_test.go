@@ -247,8 +247,8 @@ func TestHAProxyBlueGreenFlipBack(t *testing.T) {
 	if rep.Total.Failed != 0 {
 		t.Errorf("%d of %d requests failed across flip and flip back: %+v", rep.Total.Failed, rep.Total.Requests, rep.Total.Failures)
 	}
-	if rp := st.Report.Probe; rp == nil || rp.Failed != 0 || !strings.HasPrefix(st.Report.Verdict, "HITLESS") {
-		t.Errorf("deploy report %q, probe %+v; want HITLESS", st.Report.Verdict, rp)
+	if rp := st.Report.Probe; rp == nil || rp.Requests == 0 || rp.Failed != 0 {
+		t.Errorf("deploy report %q, probe %+v; want 0 failed", st.Report.Verdict, rp)
 	}
 	f.assertAllInRotation() // the old colour stays warm: ready, weight 0
 	t.Logf("haproxy blue/green: %d requests, 0 failed (v1 %d, v2 %d); rollback RTO %s",
