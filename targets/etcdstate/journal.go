@@ -127,7 +127,7 @@ func (j *Journal) commit(ctx context.Context, evs []engine.Event, val string) er
 				// An earlier attempt committed and its answer was lost.
 				return nil
 			}
-			return final(fmt.Errorf("%s: %w", what, ErrConflict))
+			return final(fmt.Errorf("%s: %w (%s)", what, ErrConflict, describeStored(kvs[0].Value, kvs[0].ModRevision, evs)))
 		}
 		if j.lock == nil {
 			return fmt.Errorf("%s: the transaction failed without a reason", what)
@@ -143,6 +143,21 @@ func (j *Journal) commit(ctx context.Context, evs []engine.Event, val string) er
 	j.evs = all
 	j.last = evs[len(evs)-1].Seq
 	return nil
+}
+
+// describeStored says how a journal key's stored batch differs from the
+// events that were to be written there, for the conflict's message.
+func describeStored(stored []byte, rev int64, ours []engine.Event) string {
+	got, err := decodeBatch(stored)
+	if err != nil || len(got) == 0 {
+		return fmt.Sprintf("the key, written at revision %d, holds %d unreadable bytes", rev, len(stored))
+	}
+	same := len(got) == len(ours)
+	for i := 0; same && i < len(got); i++ {
+		same = got[i].Seq == ours[i].Seq && got[i].Type == ours[i].Type && got[i].Host == ours[i].Host
+	}
+	return fmt.Sprintf("the key, written at revision %d, holds events %d–%d (%s first; same sequence and types as ours: %t)",
+		rev, got[0].Seq, got[len(got)-1].Seq, got[0].Type, same)
 }
 
 // summarised reports whether a batch changes the run's summary.
