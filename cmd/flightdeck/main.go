@@ -121,6 +121,7 @@ on its own when they break.`,
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 		newServeCmd(g),
 		newAdviseCmd(g),
+		newLabCmd(), newLabInitCmd(),
 	)
 	return root
 }

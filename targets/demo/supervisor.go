@@ -24,6 +24,9 @@ type StartRequest struct {
 	// Dir is the release directory (or, with Follow, the current link).
 	Dir    string `json:"dir"`
 	Follow bool   `json:"follow,omitempty"`
+	// StopAll, instead of a start, stops every service of the supervisor
+	// and forgets them (a lab host handed to the next demo).
+	StopAll bool `json:"stop_all,omitempty"`
 }
 
 // StartReply is the supervisor's answer.
@@ -40,6 +43,8 @@ type StartReply struct {
 type Supervisor struct {
 	bin    string
 	logDir string
+	host   string
+	record func(StartRequest)
 	ln     net.Listener
 
 	mu    sync.Mutex
@@ -53,18 +58,45 @@ type proc struct {
 	done chan struct{}
 }
 
-// NewSupervisor listens on sock and starts services with bin.
+// NewSupervisor listens on sock and starts services with bin; they
+// listen on 127.0.0.1.
 func NewSupervisor(bin, sock, logDir string) (*Supervisor, error) {
-	_ = os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	return NewSupervisorWith(SupervisorOptions{Binary: bin, Sock: sock, LogDir: logDir})
+}
+
+// SupervisorOptions configure a supervisor.
+type SupervisorOptions struct {
+	// Binary is the flightdeck executable run in demo-service mode.
+	Binary string
+	// Sock is the unix socket `flightdeck demo-ctl` reaches it on.
+	Sock string
+	// LogDir receives one log file per host slot.
+	LogDir string
+	// ListenHost is the address services listen on (default 127.0.0.1;
+	// a lab host's services listen on every address).
+	ListenHost string
+	// Record, when set, is called with every request that came over the
+	// socket and succeeded, so that a host can start the same services
+	// again after a reboot.
+	Record func(StartRequest)
+}
+
+// NewSupervisorWith starts a supervisor with options.
+func NewSupervisorWith(o SupervisorOptions) (*Supervisor, error) {
+	_ = os.Remove(o.Sock)
+	ln, err := net.Listen("unix", o.Sock)
 	if err != nil {
 		return nil, fmt.Errorf("supervisor socket: %w", err)
 	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	s := &Supervisor{bin: bin, logDir: logDir, ln: ln, procs: map[string]*proc{}, dead: map[string]bool{}}
+	if o.ListenHost == "" {
+		o.ListenHost = "127.0.0.1"
+	}
+	s := &Supervisor{bin: o.Binary, logDir: o.LogDir, host: o.ListenHost, record: o.Record, ln: ln,
+		procs: map[string]*proc{}, dead: map[string]bool{}}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -87,10 +119,18 @@ func (s *Supervisor) serve() {
 				_ = json.NewEncoder(c).Encode(StartReply{Error: "bad request: " + err.Error()})
 				return
 			}
-			pid, err := s.Start(req)
+			var pid int
+			var err error
+			if req.StopAll {
+				s.StopAll(30 * time.Second)
+			} else {
+				pid, err = s.Start(req)
+			}
 			rep := StartReply{PID: pid}
 			if err != nil {
 				rep.Error = err.Error()
+			} else if s.record != nil {
+				s.record(req)
 			}
 			_ = json.NewEncoder(c).Encode(rep)
 		}()
@@ -120,7 +160,7 @@ func (s *Supervisor) Start(req StartRequest) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	args := []string{"demo-service", "--listen", "127.0.0.1:" + req.Port, "--release-dir", req.Dir, "--name", k}
+	args := []string{"demo-service", "--listen", net.JoinHostPort(s.host, req.Port), "--release-dir", req.Dir, "--name", k}
 	if req.Follow {
 		args = append(args, "--follow")
 	}
@@ -193,11 +233,19 @@ func (s *Supervisor) PIDs() []int {
 // Close stops every service (SIGTERM, then SIGKILL after grace) and the socket.
 func (s *Supervisor) Close(grace time.Duration) {
 	s.ln.Close()
+	s.StopAll(grace)
+	s.wg.Wait()
+}
+
+// StopAll stops every service (SIGTERM, then SIGKILL after grace) and
+// forgets them; hosts marked dead stay dead.
+func (s *Supervisor) StopAll(grace time.Duration) {
 	s.mu.Lock()
 	procs := make([]*proc, 0, len(s.procs))
 	for _, p := range s.procs {
 		procs = append(procs, p)
 	}
+	s.procs = map[string]*proc{}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range procs {
@@ -205,7 +253,6 @@ func (s *Supervisor) Close(grace time.Duration) {
 		go func() { defer wg.Done(); stop(p, grace) }()
 	}
 	wg.Wait()
-	s.wg.Wait()
 }
 
 // Ctl sends a start request to the supervisor at sock (used by the hidden
