@@ -45,6 +45,16 @@ func decideCommand(st *State, c Command) ([]Event, error) {
 	if c.Kind == CmdDeploy {
 		return nil, fmt.Errorf("cannot deploy: %w (run %s is %s)", ErrRunActive, st.Run, st.Status)
 	}
+	if c.Kind == CmdNote {
+		// A note changes nothing, so it is journaled while the run settles too.
+		if c.Reason == "" {
+			return nil, errors.New("a note needs a text")
+		}
+		return []Event{
+			{Type: EvCommand, Command: string(c.Kind), Message: c.Reason, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint},
+			{Type: EvNotice, Message: c.Reason, Actor: c.Actor.Name, Fingerprint: c.Actor.Fingerprint},
+		}, nil
+	}
 	if err := settling(st, c); err != nil {
 		return nil, err
 	}

@@ -67,6 +67,9 @@ const (
 	// starts one); Check answers it, so that a cockpit knows whether a
 	// deploy can start.
 	CmdDeploy CommandKind = "deploy"
+	// CmdNote journals what happened outside the engine during the run
+	// (Reason), e.g. a fault a training lab put a host in.
+	CmdNote CommandKind = "note"
 )
 
 // Command is an operator's instruction to a run.

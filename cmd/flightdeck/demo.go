@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"flightdeck/engine/plan"
 	"flightdeck/targets/demo"
 	"flightdeck/targets/demo/service"
+	"flightdeck/targets/lab"
 )
 
 type demoFlags struct {
@@ -25,6 +28,8 @@ type demoFlags struct {
 	rate     int
 	dir      string
 	list     bool
+	lab      bool
+	labName  string
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -59,6 +64,31 @@ on a terminal it opens the cockpit.`,
 				return badInput(fmt.Errorf("--rate %d: choose 1 to 20000 requests/s", df.rate))
 			}
 			opts := demo.Options{Hosts: df.hosts, Strategy: kind, Scenario: sc, Rate: df.rate, Dir: df.dir}
+			if df.labName != "" {
+				df.lab = true
+			}
+			if sc.LabOnly && !df.lab {
+				return badInput(fmt.Errorf("scenario %s needs real hosts: add --lab (a lab of containers; see `flightdeck lab --help`)", sc.Name))
+			}
+			if df.lab {
+				if df.labName != "" {
+					if err := lab.ValidateName(df.labName); err != nil {
+						return badInput(err)
+					}
+				} else if df.hosts > lab.MaxHosts {
+					return badInput(fmt.Errorf("--hosts %d: a lab has at most %d hosts", df.hosts, lab.MaxHosts))
+				}
+				l, release, err := demoLab(c.Context(), c.ErrOrStderr(), df)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					if err := release(); err != nil {
+						fmt.Fprintln(c.ErrOrStderr(), "flightdeck: removing the demo's lab:", err)
+					}
+				}()
+				opts.Lab, opts.KeepLab, opts.Hosts = l, df.labName != "", len(l.Hosts)
+			}
 			if !g.headless && interactive(c) {
 				opts.Interactive = true
 				return runDemoCockpit(c, g, opts)
@@ -73,8 +103,53 @@ on a terminal it opens the cockpit.`,
 	f.IntVar(&df.rate, "rate", 200, "probe traffic, requests per second")
 	f.StringVar(&df.dir, "dir", "", "keep the fleet in this directory (default: a temporary one, removed at exit)")
 	f.BoolVar(&df.list, "list", false, "list the scenarios")
+	f.BoolVar(&df.lab, "lab", false, "run on a lab of containers reached over SSH (a new one of --hosts hosts, removed at exit)")
+	f.StringVar(&df.labName, "lab-name", "", "run on this running lab (`flightdeck lab up --name NAME`), left running at exit")
 	addOutputFlags(c, g)
 	return c
+}
+
+// demoLab starts the lab of a `demo --lab` run (or opens the named one).
+// release removes a lab it started, whatever happened (Ctrl-C included),
+// and leaves a named one running.
+func demoLab(ctx context.Context, log io.Writer, df demoFlags) (*lab.Lab, func() error, error) {
+	d, err := lab.Connect(ctx)
+	if err != nil {
+		return nil, nil, labError(err)
+	}
+	if df.labName != "" {
+		l, err := lab.Open(ctx, d, df.labName, "")
+		if err != nil {
+			d.Close()
+			return nil, nil, labError(err)
+		}
+		for _, h := range l.Hosts {
+			if c := h.Condition(); c != "up" {
+				d.Close()
+				return nil, nil, badInput(fmt.Errorf("lab %s: %s is %s: `flightdeck lab heal %s --name %s` first", l.Name, h.Name, c, h.Name, l.Name))
+			}
+		}
+		return l, d.Close, nil
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := "demo-" + hex.EncodeToString(b)
+	l, rep, err := lab.Up(ctx, d, lab.Options{Name: name, Hosts: df.hosts, Log: log})
+	if err != nil {
+		d.Close()
+		if ctx.Err() != nil {
+			return nil, nil, &exitError{code: exitFailed, err: fmt.Errorf("demo interrupted while its lab was starting; everything it had created is removed: %w", err)}
+		}
+		return nil, nil, labError(err)
+	}
+	fmt.Fprintf(log, "lab %s: %d hosts answer SSH after %s (image %s)\n", l.Name, len(l.Hosts), rep.Ready.Round(time.Millisecond), rep.Image.Ref)
+	return l, func() error {
+		defer d.Close()
+		// Removal is finished even after Ctrl-C: the demo leaves nothing behind.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return l.Down(rctx)
+	}, nil
 }
 
 func listScenarios(w io.Writer) error {
@@ -193,6 +268,7 @@ func newDemoServiceCmd() *cobra.Command {
 // supervisor to (re)start this host slot's service on the new release.
 func newDemoCtlCmd() *cobra.Command {
 	var sock string
+	var follow, stopAll bool
 	c := &cobra.Command{
 		Use:    "demo-ctl",
 		Short:  "Restart a demo service (run by the demo plan's restart hook)",
@@ -201,7 +277,16 @@ func newDemoCtlCmd() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			req := demo.StartRequest{
 				Host: os.Getenv("HOST"), Slot: os.Getenv("SLOT"), Port: os.Getenv("PORT"),
-				Release: os.Getenv("RELEASE_VERSION"), Dir: os.Getenv("RELEASE_PATH"),
+				Release: os.Getenv("RELEASE_VERSION"), Dir: os.Getenv("RELEASE_PATH"), Follow: follow,
+			}
+			if stopAll {
+				ctx, cancel := context.WithTimeout(c.Context(), 45*time.Second)
+				defer cancel()
+				if _, err := demo.Ctl(ctx, sock, demo.StartRequest{StopAll: true}); err != nil {
+					return err
+				}
+				fmt.Fprintln(c.OutOrStdout(), "stopped every service")
+				return nil
 			}
 			if req.Host == "" || req.Port == "" || req.Dir == "" {
 				return badInput(errors.New("demo-ctl needs HOST, PORT and RELEASE_PATH in its environment"))
@@ -221,5 +306,7 @@ func newDemoCtlCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&sock, "sock", "", "demo supervisor socket")
+	c.Flags().BoolVar(&follow, "follow", false, "RELEASE_PATH is the current link, read on every request (no restart at a switch)")
+	c.Flags().BoolVar(&stopAll, "stop-all", false, "stop every service of the supervisor instead")
 	return c
 }

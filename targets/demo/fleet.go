@@ -20,6 +20,7 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/targets/demo/service"
+	"flightdeck/targets/lab"
 	"flightdeck/targets/local"
 	"flightdeck/targets/router"
 )
@@ -39,6 +40,15 @@ type Options struct {
 	Interactive bool
 	// Log receives progress lines of the fleet itself (not the engine's events).
 	Log io.Writer
+	// Lab, when set, is a running lab whose containers are the hosts:
+	// releases go over SSH (host keys verified), each host's services run
+	// in its container, and fault scenarios use real faults. Hosts is then
+	// the lab's size.
+	Lab *lab.Lab
+	// KeepLab says the lab outlives the fleet: Close heals the faults the
+	// fleet caused, stops its services and removes its deploy directory,
+	// so that the next demo finds the lab as it was.
+	KeepLab bool
 }
 
 // Fleet is a running demo fleet.
@@ -58,6 +68,7 @@ type Fleet struct {
 	client *router.Client
 	sup    *Supervisor
 	src    string
+	onLab  *onLab // nil unless the fleet runs on a lab
 
 	mu   sync.Mutex
 	next int
@@ -83,6 +94,12 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 			return nil, fmt.Errorf("find the flightdeck binary: %w", err)
 		}
 	}
+	if opts.Lab != nil {
+		opts.Hosts = len(opts.Lab.Hosts)
+	}
+	if err := checkScenario(opts); err != nil {
+		return nil, err
+	}
 	f := &Fleet{opts: opts, Hub: engine.NewHub(), next: 1}
 	if opts.Dir == "" {
 		if f.Dir, err = os.MkdirTemp("", "flightdeck-demo-"); err != nil {
@@ -107,14 +124,22 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	if err := f.startRouter(); err != nil {
 		return nil, err
 	}
-	if f.sup, err = NewSupervisor(opts.Binary, filepath.Join(f.Dir, "ctl.sock"), filepath.Join(f.Dir, "logs")); err != nil {
+	if opts.Lab != nil {
+		f.onLab = newOnLab(opts.Lab, opts.KeepLab)
+	} else if f.sup, err = NewSupervisor(opts.Binary, filepath.Join(f.Dir, "ctl.sock"), filepath.Join(f.Dir, "logs")); err != nil {
 		return nil, err
 	}
 	if err := f.writePlan(); err != nil {
 		return nil, err
 	}
-	for _, h := range f.Env.Hosts {
-		f.Hosts = append(f.Hosts, local.New(h.Name, h.Local))
+	if f.onLab != nil {
+		if f.Hosts, err = f.onLab.hosts(f.Env); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, h := range f.Env.Hosts {
+			f.Hosts = append(f.Hosts, local.New(h.Name, h.Local))
+		}
 	}
 	token, err := router.ReadToken(f.Env.Router.TokenFile)
 	if err != nil {
@@ -133,7 +158,11 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	if opts.Interactive {
 		f.Engine.MinHold = 10 * time.Second
 	}
-	fmt.Fprintf(opts.Log, "demo fleet: %d hosts in %s, router on %s, strategy %s\n", opts.Hosts, f.Dir, f.ProxyURL, opts.Strategy)
+	where := "in " + f.Dir
+	if f.onLab != nil {
+		where = fmt.Sprintf("on lab %s (%s, over SSH, deploy_to %s)", opts.Lab.Name, opts.Lab.Subnet, f.onLab.deployTo)
+	}
+	fmt.Fprintf(opts.Log, "demo fleet: %d hosts %s, router on %s, strategy %s\n", opts.Hosts, where, f.ProxyURL, opts.Strategy)
 	if err := f.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("start the fleet on v1: %w", err)
 	}
@@ -194,13 +223,24 @@ func (f *Fleet) writePlan() error {
 	fmt.Fprintf(&b, "smoke:\n  - {name: home page, url: 'http://{backend}/', status: 200, body: release}\n  - {name: version, url: 'http://{backend}/version', status: 200}\n")
 	if f.opts.Strategy != plan.Symlink {
 		restart := fmt.Sprintf("%s demo-ctl --sock %s", shellQuote(f.opts.Binary), shellQuote(filepath.Join(f.Dir, "ctl.sock")))
+		if f.onLab != nil {
+			restart = lab.BinaryPath + " demo-ctl --sock " + lab.CtlSock
+		}
 		fmt.Fprintf(&b, "restart: %s\n", q(restart))
 	} else {
 		fmt.Fprintf(&b, "health:\n  url: 'http://{backend}/healthz'\n  timeout: 30s\n")
 	}
-	fmt.Fprintf(&b, "environments:\n  demo:\n    hosts:\n")
+	fmt.Fprintf(&b, "environments:\n  demo:\n")
+	if f.onLab != nil {
+		f.onLab.writeSSH(&b, q)
+	}
+	fmt.Fprintf(&b, "    hosts:\n")
 	for i := range f.opts.Hosts {
 		name := fmt.Sprintf("web-%d", i+1)
+		if f.onLab != nil {
+			f.onLab.writeHost(&b, i, f.slots())
+			continue
+		}
 		fmt.Fprintf(&b, "      - name: %s\n        local: %s\n", name, q(filepath.Join(f.Dir, "hosts", name)))
 		if f.slots() {
 			blue, err := freePort()
@@ -309,9 +349,13 @@ func (f *Fleet) bootstrap(ctx context.Context) error {
 	// Symlink: each host's service reads through current (like an app served
 	// from Capistrano's current), so a switch needs no restart.
 	var addrs []string
-	for _, h := range f.Env.Hosts {
+	for i, h := range f.Env.Hosts {
 		_, port, _ := net.SplitHostPort(h.Backend)
-		if _, err := f.sup.Start(StartRequest{Host: h.Name, Port: port, Dir: filepath.Join(h.Local, engine.CurrentLink), Follow: true}); err != nil {
+		if f.onLab != nil {
+			if err := f.onLab.serveCurrent(ctx, f.Hosts[i], port); err != nil {
+				return err
+			}
+		} else if _, err := f.sup.Start(StartRequest{Host: h.Name, Port: port, Dir: filepath.Join(h.Local, engine.CurrentLink), Follow: true}); err != nil {
 			return err
 		}
 		addrs = append(addrs, h.Backend)
@@ -358,8 +402,8 @@ func (f *Fleet) Deploy(ctx context.Context, actor engine.Actor, bad bool) (*engi
 	if err != nil {
 		return nil, err
 	}
-	if bad && sc.KillHost != "" {
-		stop := f.killMidRelease(ctx, sc.KillHost)
+	if bad && sc.FaultHost != "" {
+		stop := f.faultMidRelease(ctx, id, sc.FaultHost, sc.Fault)
 		defer stop()
 	}
 	return f.Engine.Deploy(ctx, actor, art, "flightdeck demo")
@@ -370,11 +414,23 @@ func (f *Fleet) Rollback(ctx context.Context, actor engine.Actor, to string) (*e
 	return f.Engine.Rollback(ctx, actor, to, "flightdeck demo rollback")
 }
 
-// killMidRelease kills host's services once another host has taken the
-// new release.
-func (f *Fleet) killMidRelease(ctx context.Context, host string) (stop func()) {
-	return f.Hub.Watch(ctx, func(_ context.Context, e engine.Event) bool {
-		if e.Type == engine.EvHostPhase && e.Host != host && (e.Phase == engine.PhaseLive || e.Phase == engine.PhaseStandby) {
+// faultMidRelease puts host into fault once another host has taken
+// release: on local hosts a kill (its services are killed and refuse
+// restarts); on a lab the real fault, journaled in the run. Events before
+// the release's run started (the hub's tail: an earlier run's hosts going
+// live) do not count.
+func (f *Fleet) faultMidRelease(ctx context.Context, release, host, fault string) (stop func()) {
+	started := false
+	return f.Hub.Watch(ctx, func(ctx context.Context, e engine.Event) bool {
+		if e.Type == engine.EvRunStarted && e.Release == release {
+			started = true
+		}
+		if started && e.Type == engine.EvHostPhase && e.Host != host && e.Release == release &&
+			(e.Phase == engine.PhaseLive || e.Phase == engine.PhaseStandby) {
+			if f.onLab != nil {
+				f.onLab.fault(ctx, f, host, fault)
+				return true
+			}
 			fmt.Fprintf(f.opts.Log, "demo: host %s dies now (its service is killed and it refuses restarts)\n", host)
 			f.sup.KillHost(host)
 			return true
@@ -396,6 +452,9 @@ func (f *Fleet) Close() error {
 	var errs []error
 	if f.sup != nil {
 		f.sup.Close(5 * time.Second)
+	}
+	if f.onLab != nil {
+		errs = append(errs, f.onLab.close())
 	}
 	if f.router != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -16,8 +16,15 @@ type Scenario struct {
 	Briefing string
 	// Knobs are the new release's faults.
 	Knobs service.Knobs
-	// KillHost, when set, is the host whose service dies mid-release.
-	KillHost string
+	// FaultHost, when set, is the host that Fault hits mid-release (once
+	// another host has taken the new release).
+	FaultHost string
+	// Fault is what happens to FaultHost: FaultKill (on local hosts its
+	// services are killed and refuse restarts; on a lab the container is
+	// killed), FaultPartition or FaultPause (a lab only).
+	Fault string
+	// LabOnly scenarios need real hosts: `demo --lab`.
+	LabOnly bool
 	// FailureLimit overrides the gate's failure limit.
 	FailureLimit int
 	// ExpectHitless is true when the scenario should end HITLESS.
@@ -56,10 +63,26 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name: "host-dies", Summary: "one host's service dies mid-release",
-			KillHost: "web-3",
-			Briefing: "Half way through the release, host web-3 dies: its service is killed and it refuses restarts. The router " +
-				"takes it out of rotation after failed health checks; the run fails on web-3, rolls back the hosts it already " +
-				"switched, and the report names the dead host. Every host ends on one complete release.",
+			FaultHost: "web-3", Fault: FaultKill,
+			Briefing: "Half way through the release, host web-3 dies: its service is killed and it refuses restarts (with --lab, " +
+				"its container is killed). The router takes it out of rotation after failed health checks; the run fails on web-3, " +
+				"rolls back the hosts it already switched, and the report names the dead host. Every host ends on one complete release.",
+		},
+		{
+			Name: "partition", Summary: "a host drops off the network mid-release (--lab)",
+			FaultHost: "web-3", Fault: FaultPartition, LabOnly: true,
+			Briefing: "Half way through the release, host web-3 drops off the network: its container is disconnected from the " +
+				"lab network, so SSH and health checks get no answer. Every SSH operation gives up after the plan's " +
+				"command_timeout (10 s; a new connection after connect_timeout, 5 s); the run halts, reverts the hosts it can " +
+				"reach, and names web-3 as the host it could not reach. `flightdeck lab heal web-3` brings it back.",
+		},
+		{
+			Name: "hung-host", Summary: "a host hangs mid-release: TCP open, nothing answers (--lab)",
+			FaultHost: "web-3", Fault: FaultPause, LabOnly: true,
+			Briefing: "Half way through the release, host web-3 hangs: every process of its container is frozen, but its TCP " +
+				"connections stay open, so nothing fails fast. Every SSH operation times out after the plan's command_timeout " +
+				"(10 s) with a message naming the host, never hanging the run; the run halts, reverts what it can reach, and " +
+				"names web-3. Watch for the timeout in the events.",
 		},
 		{
 			Name: "flapping", Summary: "errors come and go",
@@ -72,6 +95,13 @@ func Scenarios() []Scenario {
 	}
 	return list
 }
+
+// Faults a scenario can inject (the names of the lab's faults).
+const (
+	FaultKill      = "kill"
+	FaultPartition = "partition"
+	FaultPause     = "pause"
+)
 
 // FindScenario looks a scenario up by name.
 func FindScenario(name string) (Scenario, error) {

@@ -59,6 +59,21 @@ func ParseFault(s string) (Fault, error) {
 	return "", fmt.Errorf("unknown fault %q: choose %s", s, strings.Join(names, ", "))
 }
 
+// Condition is the host condition the fault leaves (see Host.Condition).
+func (f Fault) Condition() string {
+	switch f {
+	case FaultKill:
+		return "killed"
+	case FaultPause:
+		return "paused"
+	case FaultPartition:
+		return "offline"
+	case FaultSlowNet:
+		return "slow-net"
+	}
+	return "up"
+}
+
 // StateError refuses a fault the host's state does not allow.
 type StateError struct{ Msg string }
 
@@ -159,7 +174,8 @@ func (l *Lab) Fault(ctx context.Context, host string, f Fault, actor string) (st
 		return "", fmt.Errorf("unknown fault %q", f)
 	}
 	l.logFault(FaultRecord{Host: h.Name, Action: string(f), Actor: actor, Detail: detail})
-	return detail, l.Refresh(ctx)
+	// The fault is done: its outcome does not depend on ctx any more.
+	return detail, l.Refresh(cctx)
 }
 
 // slowNetScript slows every interface but lo: netem delay where the
@@ -250,7 +266,7 @@ func (l *Lab) Heal(ctx context.Context, host, actor string) (string, error) {
 	if err := l.WaitSSH(ctx, 30*time.Second, h.Name); err != nil {
 		return detail, err
 	}
-	return detail, l.Refresh(ctx)
+	return detail, l.Refresh(cctx)
 }
 
 // Faults reads the lab's fault log.

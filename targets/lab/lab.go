@@ -159,6 +159,14 @@ func (l *Lab) FaultLog() string { return filepath.Join(l.Dir, "faults.log") }
 func (l *Lab) binaryCopy() string { return filepath.Join(l.Dir, "bin", "flightdeck") }
 func (l *Lab) metaFile() string   { return filepath.Join(l.Dir, "lab.json") }
 
+// Clone returns a copy of the lab handle (its own host list), for a
+// goroutine that refreshes states while another acts on the lab.
+func (l *Lab) Clone() *Lab {
+	c := *l
+	c.Hosts = slices.Clone(l.Hosts)
+	return &c
+}
+
 // Host returns the named host.
 func (l *Lab) Host(name string) (*Host, error) {
 	for i := range l.Hosts {
