@@ -17,12 +17,12 @@ var libDirs = []string{
 	"/lib64", "/usr/lib64", "/lib", "/usr/lib",
 }
 
-// elfDeps returns the files a dynamically linked executable needs to run:
+// ELFDeps returns the files a dynamically linked executable needs to run:
 // its interpreter (the dynamic loader) and every shared library named by
 // DT_NEEDED, recursively, as absolute paths on this machine. A static
 // executable needs nothing. It reads ELF headers only (no ldd, which
 // would run the loader on the file).
-func elfDeps(exe string) ([]string, error) {
+func ELFDeps(exe string) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	var walk func(file string, rpath []string) error

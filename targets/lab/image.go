@@ -175,7 +175,7 @@ func rootfs(ctx context.Context, src Sources) ([]entry, error) {
 		exes = append(exes, src.TC)
 	}
 	for _, exe := range exes {
-		deps, err := elfDeps(exe)
+		deps, err := ELFDeps(exe)
 		if err != nil {
 			return nil, fmt.Errorf("lab image: %w", err)
 		}
@@ -274,6 +274,16 @@ func writeTar(w io.Writer, entries []entry) error {
 		}
 	}
 	return tw.Close()
+}
+
+// ImageHash is the hash of the inputs of the image made from src (the
+// image's tag is its first 16 hex digits).
+func ImageHash(ctx context.Context, src Sources) (string, error) {
+	entries, err := rootfs(ctx, src)
+	if err != nil {
+		return "", err
+	}
+	return hashEntries(entries)
 }
 
 // ImageResult says which image a lab uses and whether it was built now.

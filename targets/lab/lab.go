@@ -234,8 +234,8 @@ func apiCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 }
 
-// countObjects counts the containers, volumes and networks of a lab.
-func (d *Docker) countObjects(ctx context.Context, name string) (int, error) {
+// Objects counts the containers, volumes and networks labelled for a lab.
+func (d *Docker) Objects(ctx context.Context, name string) (int, error) {
 	cs, err := d.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: labFilter(name)})
 	if err != nil {
 		return 0, fmt.Errorf("list containers: %w", err)
@@ -337,7 +337,7 @@ func Up(ctx context.Context, d *Docker, opts Options) (_ *Lab, rep UpReport, err
 			return nil, rep, err
 		}
 	}
-	n, err := d.countObjects(ctx, opts.Name)
+	n, err := d.Objects(ctx, opts.Name)
 	if err != nil {
 		return nil, rep, err
 	}
@@ -395,6 +395,9 @@ func Up(ctx context.Context, d *Docker, opts Options) (_ *Lab, rep UpReport, err
 		g.Go(func() error {
 			kp, err := l.startHost(gctx, i, userKey, opts.Memory)
 			hostKeys[i] = kp
+			if err == nil {
+				fmt.Fprintf(opts.Log, "lab %s: %s started (%s)\n", l.Name, l.Hosts[i].Name, l.Hosts[i].Addr)
+			}
 			return err
 		})
 	}
