@@ -46,8 +46,8 @@ type Options struct {
 	// the lab's size.
 	Lab *lab.Lab
 	// KeepLab says the lab outlives the fleet: Close heals the faults the
-	// fleet caused, stops its services and removes its deploy directory,
-	// so that the next demo finds the lab as it was.
+	// fleet caused and stops its services, so that the next demo finds the
+	// lab as it was (each fleet deploys to a directory of its own).
 	KeepLab bool
 }
 
@@ -69,6 +69,7 @@ type Fleet struct {
 	sup    *Supervisor
 	src    string
 	onLab  *onLab // nil unless the fleet runs on a lab
+	faulty *faultHost
 
 	mu   sync.Mutex
 	next int
@@ -141,6 +142,7 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 			f.Hosts = append(f.Hosts, local.New(h.Name, h.Local))
 		}
 	}
+	f.wrapFaultHost()
 	token, err := router.ReadToken(f.Env.Router.TokenFile)
 	if err != nil {
 		return nil, err
@@ -402,9 +404,9 @@ func (f *Fleet) Deploy(ctx context.Context, actor engine.Actor, bad bool) (*engi
 	if err != nil {
 		return nil, err
 	}
-	if bad && sc.FaultHost != "" {
-		stop := f.faultMidRelease(ctx, id, sc.FaultHost, sc.Fault)
-		defer stop()
+	if bad && f.faulty != nil {
+		f.faulty.arm()
+		defer f.faulty.disarm()
 	}
 	return f.Engine.Deploy(ctx, actor, art, "flightdeck demo")
 }
@@ -412,31 +414,6 @@ func (f *Fleet) Deploy(ctx context.Context, actor engine.Actor, bad bool) (*engi
 // Rollback puts the fleet back on a release ("" = the one before the last deploy).
 func (f *Fleet) Rollback(ctx context.Context, actor engine.Actor, to string) (*engine.State, error) {
 	return f.Engine.Rollback(ctx, actor, to, "flightdeck demo rollback")
-}
-
-// faultMidRelease puts host into fault once another host has taken
-// release: on local hosts a kill (its services are killed and refuse
-// restarts); on a lab the real fault, journaled in the run. Events before
-// the release's run started (the hub's tail: an earlier run's hosts going
-// live) do not count.
-func (f *Fleet) faultMidRelease(ctx context.Context, release, host, fault string) (stop func()) {
-	started := false
-	return f.Hub.Watch(ctx, func(ctx context.Context, e engine.Event) bool {
-		if e.Type == engine.EvRunStarted && e.Release == release {
-			started = true
-		}
-		if started && e.Type == engine.EvHostPhase && e.Host != host && e.Release == release &&
-			(e.Phase == engine.PhaseLive || e.Phase == engine.PhaseStandby) {
-			if f.onLab != nil {
-				f.onLab.fault(ctx, f, host, fault)
-				return true
-			}
-			fmt.Fprintf(f.opts.Log, "demo: host %s dies now (its service is killed and it refuses restarts)\n", host)
-			f.sup.KillHost(host)
-			return true
-		}
-		return false
-	})
 }
 
 // ServicePIDs returns the pids of the running service processes.

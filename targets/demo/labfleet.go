@@ -160,17 +160,13 @@ func (o *onLab) fault(ctx context.Context, f *Fleet, host, fault string) {
 		o.conditions[host] = lab.Fault(fault).Condition()
 		o.mu.Unlock()
 	}
-	fmt.Fprintln(f.opts.Log, "demo: "+msg)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := f.Engine.Send(sctx, engine.Command{Kind: engine.CmdNote, Actor: LabActor, Reason: msg}); err != nil {
-		fmt.Fprintf(f.opts.Log, "demo: the run did not journal the fault: %v\n", err)
-	}
+	f.note(ctx, LabActor, msg)
 }
 
 // close closes the SSH connections and, when the lab is kept, heals the
-// faults the fleet caused and clears its services and releases (through
-// the engine, not SSH, so that it works whatever state the host is in).
+// faults the fleet caused and stops its services (through the engine, not
+// SSH, so that it works whatever state the host is in). Its releases stay
+// under deploy_to (/srv/demo/<id>) until the lab is removed.
 func (o *onLab) close() error {
 	o.stopWatch()
 	if o.pool != nil {
@@ -191,9 +187,8 @@ func (o *onLab) close() error {
 			errs = append(errs, err)
 		}
 	}
-	reset := lab.BinaryPath + " demo-ctl --stop-all --sock " + lab.CtlSock + " && rm -rf " + o.deployTo
 	for _, h := range o.lab.Hosts {
-		if out, code, err := o.lab.Exec(ctx, h.Name, []string{"/bin/sh", "-c", reset}); err != nil || code != 0 {
+		if out, code, err := o.lab.Exec(ctx, h.Name, []string{lab.BinaryPath, "demo-ctl", "--stop-all", "--sock", lab.CtlSock}); err != nil || code != 0 {
 			errs = append(errs, fmt.Errorf("reset %s: exit %d %v: %s", h.Name, code, err, strings.TrimSpace(out)))
 		}
 	}

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+
+	"flightdeck/engine"
+	"flightdeck/engine/plan"
+	"flightdeck/targets/lab"
+	"flightdeck/targets/lab/labtest"
+)
+
+// runIn runs flightdeck in dir with FLIGHTDECK_LABS=labs and returns its
+// combined output and exit code (bounded: a hang fails the test).
+func runIn(t *testing.T, dir, labs string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "FLIGHTDECK_LABS="+labs, "FLIGHTDECK_ACTOR=trainee")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("flightdeck %s did not finish within 5 minutes:\n%s", strings.Join(args, " "), out)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// TestLabAcceptance (acceptance 1): `lab up --hosts 4`, then deploy with
+// the printed plan snippet over SSH with host keys verified, releases and
+// rollback, bad input, and `lab down` leaving no labelled object.
+func TestLabAcceptance(t *testing.T) {
+	d := labtest.Require(t)
+	labs, dir := t.TempDir(), t.TempDir()
+	name := labtest.Name("acc")
+	labtest.Down(t, d, name, labs)
+
+	out, code := runIn(t, dir, labs, "lab", "up", "--hosts", "4", "--name", name)
+	if code != 0 {
+		t.Fatalf("lab up: exit %d:\n%s", code, out)
+	}
+	i := strings.Index(out, "# flightdeck lab "+name)
+	if i < 0 {
+		t.Fatalf("lab up printed no plan snippet:\n%s", out)
+	}
+	snippet := out[i:]
+	if saved, _ := os.ReadFile(filepath.Join(labs, name, "plan.yaml")); string(saved) != snippet {
+		t.Errorf("the snippet written to plan.yaml differs from the one printed:\n%s\n---\n%s", saved, snippet)
+	}
+	addrs := regexp.MustCompile(`ssh: root@([0-9.]+), backend: '([0-9.:]+)'`).FindAllStringSubmatch(snippet, -1)
+	if len(addrs) != 4 {
+		t.Fatalf("snippet names %d hosts, want 4:\n%s", len(addrs), snippet)
+	}
+
+	src := filepath.Join(dir, "build")
+	os.MkdirAll(src, 0o755)
+	writeFile(t, filepath.Join(src, "index.html"), "r1\n")
+	writeFile(t, filepath.Join(dir, "flightdeck.yaml"), "app: shop\nsource: ./build\nkeep_releases: 5\n"+snippet)
+	if out, code := runIn(t, dir, labs, "deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1: exit %d:\n%s", code, out)
+	}
+	writeFile(t, filepath.Join(src, "index.html"), "r2\n")
+	if out, code := runIn(t, dir, labs, "deploy", "--headless", "--release", "r2"); code != 0 {
+		t.Fatalf("deploy r2: exit %d:\n%s", code, out)
+	}
+	assertReleases := func(want string) {
+		t.Helper()
+		out, code := runIn(t, dir, labs, "releases", "--json")
+		if code != 0 {
+			t.Fatalf("releases: exit %d:\n%s", code, out)
+		}
+		var hs []hostReleases
+		if err := json.Unmarshal([]byte(out), &hs); err != nil {
+			t.Fatalf("releases --json: %v\n%s", err, out)
+		}
+		if len(hs) != 4 {
+			t.Fatalf("releases lists %d hosts, want 4", len(hs))
+		}
+		for _, h := range hs {
+			if h.Current != want || !slices.Contains(h.Releases, "r1") || !slices.Contains(h.Releases, "r2") {
+				t.Errorf("%s: current %s, releases %v; want current %s with r1 and r2 kept", h.Host, h.Current, h.Releases, want)
+			}
+		}
+		// Each host serves the release current points to.
+		for _, a := range addrs {
+			resp, err := http.Get("http://" + a[2] + "/")
+			if err != nil {
+				t.Errorf("GET %s: %v", a[2], err)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), `"release":"`+want+`"`) {
+				t.Errorf("%s serves %s, want release %s", a[2], body, want)
+			}
+		}
+	}
+	assertReleases("r2")
+	if out, code := runIn(t, dir, labs, "rollback", "--headless"); code != 0 {
+		t.Fatalf("rollback: exit %d:\n%s", code, out)
+	}
+	assertReleases("r1")
+
+	// Host keys are verified: with a known_hosts that does not list the
+	// lab's hosts, nothing is sent.
+	empty := filepath.Join(dir, "empty_known_hosts")
+	writeFile(t, empty, "")
+	writeFile(t, filepath.Join(dir, "other.yaml"), "app: shop\nsource: ./build\n"+
+		strings.Replace(snippet, filepath.Join(labs, name, "known_hosts"), empty, 1))
+	out, code = runIn(t, dir, labs, "deploy", "-f", "other.yaml", "--headless", "--release", "r3")
+	if code == 0 || !strings.Contains(out, "is unknown") {
+		t.Errorf("deploy with an empty known_hosts: exit %d, want a refusal naming the unknown host key:\n%s", code, out)
+	}
+
+	out, code = runIn(t, dir, labs, "lab", "status", "--name", name)
+	if code != 0 || strings.Count(out, " up ") != 4 {
+		t.Errorf("lab status: exit %d, want 4 hosts up:\n%s", code, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab", "up", "--hosts", "1", "--name", name}, "already exists"},
+		{[]string{"lab", "fault", "web-9", "kill", "--name", name}, "web-1, web-2, web-3, web-4"},
+		{[]string{"lab", "fault", "web-1", "explode", "--name", name}, "unknown fault"},
+		{[]string{"lab", "status", "--name", labtest.Name("none")}, "no lab named"},
+		{[]string{"lab", "up", "--name", "Bad_Name"}, "lab name"},
+	} {
+		before := labtest.Objects(t, d, name)
+		out, code := runIn(t, dir, labs, tc.args...)
+		if code != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, out)
+		}
+		if after := labtest.Objects(t, d, name); after != before {
+			t.Errorf("%v changed the lab's objects: %d, then %d", tc.args, before, after)
+		}
+	}
+
+	if out, code := runIn(t, dir, labs, "lab", "down", "--name", name); code != 0 {
+		t.Fatalf("lab down: exit %d:\n%s", code, out)
+	}
+	if n := labtest.Objects(t, d, name); n != 0 {
+		t.Errorf("%d containers, volumes or networks labelled %s=%s left after lab down", n, lab.LabelLab, name)
+	}
+	if _, err := os.Stat(filepath.Join(labs, name)); !os.IsNotExist(err) {
+		t.Errorf("the lab's directory (its key) is left after lab down: %v", err)
+	}
+}
+
+// TestNoDaemonIsBadInput: without an engine, lab up exits 2 naming what
+// it tried and how to start one.
+func TestNoDaemonIsBadInput(t *testing.T) {
+	labs := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+	for _, args := range [][]string{{"lab", "up"}, {"demo", "--lab", "--headless"}} {
+		out, code := runIn(t, t.TempDir(), labs, args...)
+		if code != 2 || !strings.Contains(out, "DOCKER_HOST=unix://"+sock) || !strings.Contains(out, "systemctl start docker") {
+			t.Errorf("%v without an engine: exit %d, want 2 naming DOCKER_HOST and how to start one:\n%s", args, code, out)
+		}
+	}
+	if entries, _ := os.ReadDir(labs); len(entries) != 0 {
+		t.Errorf("lab up without an engine created %v", entries)
+	}
+}
+
+// sharedLab starts one lab for the demo tests on a lab, removed when the
+// test ends.
+func sharedLab(t *testing.T, d *lab.Docker, hosts int) *lab.Lab {
+	t.Helper()
+	name, root := labtest.Name("demo"), t.TempDir()
+	labtest.Down(t, d, name, root)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l, _, err := lab.Up(ctx, d, lab.Options{Name: name, Hosts: hosts, Root: root, Binary: binary})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	return l
+}
+
+// labCurrents reads each lab host's current release of the demo fleet in
+// dir, through the engine's exec (the host may be off the network).
+func labCurrents(t *testing.T, l *lab.Lab, dir string) map[string]string {
+	t.Helper()
+	p, err := plan.Load(filepath.Join(dir, "flightdeck.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := p.Env("demo")
+	out := map[string]string{}
+	for _, h := range env.Hosts {
+		cur := filepath.Join(h.DeployTo, engine.CurrentLink)
+		s, code, err := l.Exec(context.Background(), h.Name, []string{"/bin/sh", "-c",
+			"t=$(readlink " + cur + ") && test -f " + filepath.Dir(cur) + "/$t/.flightdeck-manifest.json && basename $t"})
+		if err != nil || code != 0 {
+			t.Errorf("%s: read %s: exit %d %v: %s", h.Name, cur, code, err, s)
+			continue
+		}
+		out[h.Name] = strings.TrimSpace(s)
+	}
+	return out
+}
+
+// TestDemoOnLab runs `demo --lab-name` on one shared lab: acceptance 2
+// (good is HITLESS for each strategy), 3 (partition and hung-host end in
+// bounded time naming the host, every reachable host on one release) and
+// 4 (host-dies really kills the container).
+func TestDemoOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo runs skipped in -short mode")
+	}
+	d := labtest.Require(t)
+	l := sharedLab(t, d, 4)
+
+	t.Run("good", func(t *testing.T) {
+		for _, strategy := range []string{"symlink", "rolling", "canary", "bluegreen", "ab"} {
+			t.Run(strategy, func(t *testing.T) {
+				r := runDemo(t, "--lab-name", l.Name, "--strategy", strategy, "--scenario", "good")
+				if r.code != 0 || !strings.Contains(r.out, "verdict: HITLESS") {
+					t.Fatalf("exit %d, want 0 and HITLESS:\n%s", r.code, r.out)
+				}
+				if p := r.report.Probe; p.Failed != 0 || p.Requests < 100 {
+					t.Errorf("%d of %d probe requests failed; want 0 of many", p.Failed, p.Requests)
+				}
+				if !strings.Contains(r.out, "on lab "+l.Name) || !strings.Contains(r.out, "over SSH") {
+					t.Errorf("the demo did not say it runs on lab %s over SSH:\n%s", l.Name, r.out)
+				}
+				for h, cur := range labCurrents(t, l, r.dir) {
+					if cur != "v2" {
+						t.Errorf("%s is on %q, want v2", h, cur)
+					}
+				}
+			})
+		}
+	})
+
+	// The bound: an operation on the unreachable host gives up after the
+	// plan's command_timeout (10 s), a new connection after connect_timeout
+	// (5 s); reverting the rest is quick. The whole release run stays well
+	// within a minute even on a loaded machine; 120 s is the limit here.
+	const bound = 120 * time.Second
+	for _, tc := range []struct{ scenario, fault, says string }{
+		{"partition", "partition", ""},
+		{"hung-host", "pause", "no answer from the host within 10s (command_timeout)"},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			// Rolling waves of 2: web-3 is in the second wave, so the fault
+			// (when the first host is live) hits it before it switches.
+			r := runDemo(t, "--lab-name", l.Name, "--strategy", "rolling", "--scenario", tc.scenario)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", r.code, r.out)
+			}
+			if r.report.Duration > bound {
+				t.Errorf("the run took %s, more than %s", r.report.Duration, bound)
+			}
+			t.Logf("%s: the release run took %s", tc.scenario, r.report.Duration.Round(time.Millisecond))
+			if !slices.Contains(r.report.Failed, "web-3") || !strings.Contains(r.out, "failed hosts: web-3") {
+				t.Errorf("the report names %v, want web-3:\n%s", r.report.Failed, r.out)
+			}
+			if tc.says != "" && !strings.Contains(r.out, tc.says) {
+				t.Errorf("the output does not say %q:\n%s", tc.says, r.out)
+			}
+			assertJournaled(t, r.events, "lab: "+tc.fault+" web-3")
+			named := false
+			for _, e := range r.events {
+				if e.Host == "web-3" && e.Phase == engine.PhaseFailed && e.Error != "" {
+					named = true
+				}
+			}
+			if !named {
+				t.Error("the journal has no failure of web-3 with its error")
+			}
+			// Every host it could reach is on one complete release.
+			curs := labCurrents(t, l, r.dir)
+			delete(curs, "web-3")
+			var rels []string
+			for _, c := range curs {
+				rels = append(rels, c)
+			}
+			slices.Sort(rels)
+			if len(curs) != 3 || len(slices.Compact(rels)) != 1 {
+				t.Errorf("reachable hosts are on %v, want one release", curs)
+			}
+			assertHealed(t, l)
+		})
+	}
+
+	t.Run("host-dies", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		dies := watchDies(ctx, d, l.Name)
+		r := runDemo(t, "--lab-name", l.Name, "--strategy", "rolling", "--scenario", "host-dies")
+		cancel()
+		if r.code != 1 || !slices.Contains(r.report.Failed, "web-3") {
+			t.Fatalf("exit %d, report names %v; want 1 and web-3:\n%s", r.code, r.report.Failed, r.out)
+		}
+		// The engine's API says the container died of SIGKILL.
+		if got := dies(); !slices.Contains(got, "fdlab-"+l.Name+"-web-3 137") {
+			t.Errorf("container deaths seen: %v, want web-3's with exit code 137", got)
+		}
+		assertJournaled(t, r.events, "lab: kill web-3: container killed")
+		assertHealed(t, l)
+	})
+}
+
+func assertJournaled(t *testing.T, evs []engine.Event, prefix string) {
+	t.Helper()
+	for _, e := range evs {
+		if e.Type == engine.EvNotice && strings.HasPrefix(e.Message, prefix) && e.Actor == "lab" {
+			return
+		}
+	}
+	t.Errorf("the journal has no notice %q by actor lab", prefix)
+}
+
+// assertHealed: a demo on a kept lab heals what it broke.
+func assertHealed(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	c := l.Clone()
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Hosts {
+		if h.Condition() != "up" {
+			t.Errorf("after the demo %s is %s, want up (the demo heals the faults it caused)", h.Name, h.Condition())
+		}
+	}
+}
+
+// watchDies records the lab's container deaths (name and exit code) from
+// the engine's event stream until ctx ends; the returned func waits for
+// the stream to end and lists them.
+func watchDies(ctx context.Context, d *lab.Docker, name string) func() []string {
+	res := d.Client().Events(ctx, client.EventsListOptions{Filters: make(client.Filters).
+		Add("label", lab.LabelLab+"="+name).Add("type", string(events.ContainerEventType)).Add("event", "die")})
+	var mu sync.Mutex
+	var dies []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-res.Messages:
+				mu.Lock()
+				dies = append(dies, m.Actor.Attributes["name"]+" "+m.Actor.Attributes["exitCode"])
+				mu.Unlock()
+			case <-res.Err:
+				return
+			}
+		}
+	}()
+	return func() []string {
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return dies
+	}
+}
+
+// TestDemoLabCtrlCLeavesNothing (acceptance 5): Ctrl-C while the lab
+// starts, mid-release, and while a host hangs leaves no container,
+// volume, network or process of the demo's lab.
+func TestDemoLabCtrlCLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo runs skipped in -short mode")
+	}
+	d := labtest.Require(t)
+	for _, tc := range []struct{ when, scenario string }{
+		{" started (", "good"},            // lab up: a host has started, others are being created
+		{"preparing v2", "good"},          // the release is on its way
+		{"lab: pause web-3", "hung-host"}, // SSH operations hang on a paused host
+	} {
+		t.Run(tc.scenario+"/"+strings.TrimSpace(tc.when), func(t *testing.T) {
+			labs := t.TempDir()
+			cmd := exec.Command(binary, "demo", "--lab", "--headless", "--hosts", "3", "--scenario", tc.scenario)
+			cmd.Env = append(os.Environ(), "FLIGHTDECK_LABS="+labs)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = cmd.Stdout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(stdout)
+			name, seen := "", false
+			var lines []string
+			for sc.Scan() {
+				line := sc.Text()
+				lines = append(lines, line)
+				if m := regexp.MustCompile(`lab (demo-[0-9a-f]+)`).FindStringSubmatch(line); m != nil && name == "" {
+					name = m[1]
+				}
+				if strings.Contains(line, tc.when) {
+					seen = true
+					break
+				}
+			}
+			if !seen || name == "" {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the demo never printed %q (lab %q):\n%s", tc.when, name, strings.Join(lines, "\n"))
+			}
+			labtest.Down(t, d, name, labs) // in case the test fails
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for sc.Scan() {
+					lines = append(lines, sc.Text())
+				}
+			}()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Minute):
+				cmd.Process.Kill()
+				t.Fatal("the demo did not stop within 2 minutes of Ctrl-C")
+			}
+			if n := labtest.Objects(t, d, name); n != 0 {
+				t.Errorf("%d containers, volumes or networks of lab %s left after Ctrl-C", n, name)
+			}
+			if p := labtest.Processes(name); len(p) > 0 {
+				t.Errorf("processes of lab %s left after Ctrl-C: %v", name, p)
+			}
+			if entries, _ := os.ReadDir(labs); len(entries) != 0 {
+				t.Errorf("files of the lab left after Ctrl-C: %v", entries)
+			}
+		})
+	}
+}
