@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"flightdeck/engine/plan"
+	"flightdeck/internal/fsutil"
 )
 
 // BuildError is a failed build: nothing was touched on any host.
@@ -166,27 +167,10 @@ func copyTree(src, dst string) error {
 			}
 			return os.Symlink(l, target)
 		case info.Mode().IsRegular():
-			return copyFile(p, target, info.Mode().Perm())
+			return fsutil.CopyFile(p, target, info.Mode().Perm()|0o200)
 		}
 		return nil
 	})
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode|0o200)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // removeAll removes a tree even where files or dirs were made read-only.

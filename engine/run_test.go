@@ -187,31 +187,15 @@ func TestFailedWaveRevertsSwitchedHosts(t *testing.T) {
 
 func TestPauseHoldsTheNextWave(t *testing.T) {
 	f := newFleet(t, 4, "")
-	f.deploy("r1")
-	gate := filepath.Join(f.dir, "gate")
 	// Wave 1's restart blocks until the test opens the gate.
-	f.plan.Restart = `while [ ! -e ` + gate + ` ]; do sleep 0.01; done`
-	eng := f.engine()
-	sub := f.hub.Subscribe(4096)
-	defer sub.Close()
-	done := make(chan *engine.State, 1)
-	go func() {
-		st, err := eng.Deploy(context.Background(), owner, f.build("r2"), "test")
-		if err != nil {
-			t.Error(err)
-		}
-		done <- st
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitEvent(ctx, t, sub, func(e engine.Event) bool { return e.Type == engine.EvHostPhase && e.Phase == engine.PhaseRestart })
+	ctx, eng, sub, open, done := deployHeldAtRestart(t, f)
 	if err := eng.Send(ctx, engine.Command{Kind: engine.CmdPause, Actor: viewer}); !errors.Is(err, engine.ErrNotAllowed) {
 		t.Fatalf("viewer pause: %v, want ErrNotAllowed", err)
 	}
 	if err := eng.Send(ctx, engine.Command{Kind: engine.CmdPause, Actor: op}); err != nil {
 		t.Fatalf("pause: %v", err)
 	}
-	writeFile(t, gate, "")
+	open()
 	live := 0
 	waitEvent(ctx, t, sub, func(e engine.Event) bool {
 		if e.Type == engine.EvHostPhase && e.Phase == engine.PhaseLive {

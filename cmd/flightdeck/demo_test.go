@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"flightdeck/engine"
 	"flightdeck/targets/local"
@@ -210,44 +207,11 @@ func TestDemoCtrlCLeavesNoProcess(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "fleet")
 			defer chmodWritable(dir)
 			cmd := exec.Command(binary, "demo", "--headless", "--dir", dir, "--strategy", "canary", "--hosts", "4")
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = cmd.Stdout
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(stdout)
-			seen := false
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), when) {
-					seen = true
-					break
+			interruptAt(t, cmd, when, nil, func() {
+				if n := len(demoChildren(t, dir)); n == 0 {
+					t.Fatal("no demo service processes found while the demo runs")
 				}
-			}
-			if !seen {
-				cmd.Process.Kill()
-				t.Fatalf("the demo never printed %q", when)
-			}
-			if n := len(demoChildren(t, dir)); n == 0 {
-				t.Fatal("no demo service processes found while the demo runs")
-			}
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
-				t.Fatal("the demo did not stop within 60s of Ctrl-C")
-			}
+			})
 			if left := demoChildren(t, dir); len(left) > 0 {
 				t.Fatalf("processes left after Ctrl-C: %v", left)
 			}

@@ -186,21 +186,6 @@ func TestNoDaemonIsBadInput(t *testing.T) {
 	}
 }
 
-// sharedLab starts one lab for the demo tests on a lab, removed when the
-// test ends.
-func sharedLab(t *testing.T, d *lab.Docker, hosts int) *lab.Lab {
-	t.Helper()
-	name, root := labtest.Name("demo"), t.TempDir()
-	labtest.Down(t, d, name, root)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l, _, err := lab.Up(ctx, d, lab.Options{Name: name, Hosts: hosts, Root: root, Binary: binary})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	return l
-}
-
 // labCurrents reads each lab host's current release of the demo fleet in
 // dir, through the engine's exec (the host may be off the network).
 func labCurrents(t *testing.T, l *lab.Lab, dir string) map[string]string {
@@ -233,7 +218,7 @@ func TestDemoOnLab(t *testing.T) {
 		t.Skip("demo runs skipped in -short mode")
 	}
 	d := labtest.Require(t)
-	l := sharedLab(t, d, 4)
+	l := labtest.Up(t, d, 4, binary)
 
 	t.Run("good", func(t *testing.T) {
 		for _, strategy := range []string{"symlink", "rolling", "canary", "bluegreen", "ab"} {
@@ -380,6 +365,65 @@ func watchDies(ctx context.Context, d *lab.Docker, name string) func() []string 
 	}
 }
 
+// interruptAt starts cmd (stdout and stderr together), reads its output
+// (each line to onLine) until a line contains marker, calls beforeSignal,
+// sends SIGINT (Ctrl-C) and waits at most 2 minutes for it to exit. It
+// returns the output lines.
+func interruptAt(t *testing.T, cmd *exec.Cmd, marker string, onLine func(string), beforeSignal func()) []string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	defer func() { // a failed test must not leave the command running
+		if !exited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	seen := false
+	for !seen && sc.Scan() {
+		lines = append(lines, sc.Text())
+		if onLine != nil {
+			onLine(sc.Text())
+		}
+		seen = strings.Contains(sc.Text(), marker)
+	}
+	if !seen {
+		t.Fatalf("the command never printed %q:\n%s", marker, strings.Join(lines, "\n"))
+	}
+	if beforeSignal != nil {
+		beforeSignal()
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	rest := make(chan []string, 1)
+	go func() {
+		var more []string
+		for sc.Scan() {
+			more = append(more, sc.Text())
+		}
+		rest <- more
+	}()
+	select {
+	case more := <-rest: // the output ends when the command exits
+		lines = append(lines, more...)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the command did not stop within 2 minutes of Ctrl-C")
+	}
+	cmd.Wait()
+	exited = true
+	return lines
+}
+
 // TestDemoLabCtrlCLeavesNothing (acceptance 5): Ctrl-C while the lab
 // starts, mid-release, and while a host hangs leaves no container,
 // volume, network or process of the demo's lab.
@@ -397,49 +441,19 @@ func TestDemoLabCtrlCLeavesNothing(t *testing.T) {
 			labs := t.TempDir()
 			cmd := exec.Command(binary, "demo", "--lab", "--headless", "--hosts", "3", "--scenario", tc.scenario)
 			cmd.Env = append(os.Environ(), "FLIGHTDECK_LABS="+labs)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = cmd.Stdout
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(stdout)
-			name, seen := "", false
-			var lines []string
-			for sc.Scan() {
-				line := sc.Text()
-				lines = append(lines, line)
+			name := ""
+			lines := interruptAt(t, cmd, tc.when, func(line string) {
 				if m := regexp.MustCompile(`lab (demo-[0-9a-f]+)`).FindStringSubmatch(line); m != nil && name == "" {
 					name = m[1]
 				}
-				if strings.Contains(line, tc.when) {
-					seen = true
-					break
+			}, func() {
+				if name == "" {
+					t.Fatal("the demo did not name its lab")
 				}
-			}
-			if !seen || name == "" {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("the demo never printed %q (lab %q):\n%s", tc.when, name, strings.Join(lines, "\n"))
-			}
-			labtest.Down(t, d, name, labs) // in case the test fails
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				for sc.Scan() {
-					lines = append(lines, sc.Text())
-				}
-			}()
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(2 * time.Minute):
-				cmd.Process.Kill()
-				t.Fatal("the demo did not stop within 2 minutes of Ctrl-C")
+				labtest.Down(t, d, name, labs) // in case the test fails
+			})
+			if name == "" {
+				t.Fatalf("the demo did not name its lab:\n%s", strings.Join(lines, "\n"))
 			}
 			if n := labtest.Objects(t, d, name); n != 0 {
 				t.Errorf("%d containers, volumes or networks of lab %s left after Ctrl-C", n, name)

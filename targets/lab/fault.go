@@ -99,13 +99,18 @@ func (l *Lab) logFault(r FaultRecord) {
 	_, _ = f.Write(append(b, '\n'))
 }
 
+// hostNow is host as the engine reports it now.
+func (l *Lab) hostNow(ctx context.Context, host string) (*Host, error) {
+	if err := l.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return l.Host(host)
+}
+
 // Fault puts host into fault f and records it in the fault log with
 // actor. It returns what was done, in words.
 func (l *Lab) Fault(ctx context.Context, host string, f Fault, actor string) (string, error) {
-	if err := l.Refresh(ctx); err != nil {
-		return "", err
-	}
-	h, err := l.Host(host)
+	h, err := l.hostNow(ctx, host)
 	if err != nil {
 		return "", err
 	}
@@ -218,10 +223,7 @@ func (l *Lab) slowNets() map[string]string {
 // address, remove the slow-net queue), records it, and waits until the
 // host answers SSH again. It returns what was done.
 func (l *Lab) Heal(ctx context.Context, host, actor string) (string, error) {
-	if err := l.Refresh(ctx); err != nil {
-		return "", err
-	}
-	h, err := l.Host(host)
+	h, err := l.hostNow(ctx, host)
 	if err != nil {
 		return "", err
 	}

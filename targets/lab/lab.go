@@ -25,6 +25,8 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
+
+	"flightdeck/internal/fsutil"
 )
 
 // Labels every lab object carries.
@@ -442,28 +444,11 @@ func (l *Lab) prepareDir(binary string) error {
 	// A copy, not the original: a rebuilt or deleted binary must not
 	// change what a running lab's hosts run (a hard link when possible).
 	if err := os.Link(binary, l.binaryCopy()); err != nil {
-		if err := copyFile(binary, l.binaryCopy(), 0o755); err != nil {
+		if err := fsutil.CopyFile(binary, l.binaryCopy(), 0o755); err != nil {
 			return fmt.Errorf("copy the flightdeck binary into the lab: %w", err)
 		}
 	}
 	return nil
-}
-
-func copyFile(from, to string, mode os.FileMode) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // meta is what lab.json records.

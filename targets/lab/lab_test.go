@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,20 +54,6 @@ func TestNoDaemonNamesWhatWasTried(t *testing.T) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
 	}
-}
-
-// upLab starts a lab of n hosts for the test, removed when it ends.
-func upLab(t *testing.T, d *lab.Docker, n int) *lab.Lab {
-	t.Helper()
-	name, root := labtest.Name("t"), t.TempDir()
-	labtest.Down(t, d, name, root)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l, _, err := lab.Up(ctx, d, lab.Options{Name: name, Hosts: n, Root: root, Binary: binary})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	return l
 }
 
 func inspect(t *testing.T, d *lab.Docker, id string) client.ContainerInspectResult {
@@ -130,7 +117,7 @@ func login(l *lab.Lab, host string, timeout time.Duration) error {
 // the lab's objects and nothing else.
 func TestLab(t *testing.T) {
 	d := labtest.Require(t)
-	l := upLab(t, d, 2)
+	l := labtest.Up(t, d, 2, binary)
 	ctx := context.Background()
 
 	t.Run("found again after a restart", func(t *testing.T) {
@@ -217,6 +204,15 @@ func TestLab(t *testing.T) {
 	})
 
 	h := l.Hosts[1]
+	t.Run("serves current", func(t *testing.T) {
+		// An operator's deploy creates current: the host's init serves it.
+		out, code, err := l.Exec(ctx, h.Name, []string{"/bin/sh", "-c",
+			"mkdir -p /srv/app/releases/r7 && ln -s releases/r7 /srv/app/current"})
+		if err != nil || code != 0 {
+			t.Fatalf("make a release: exit %d %v: %s", code, err, out)
+		}
+		waitRelease(t, h.Backend(lab.ServicePort), "r7")
+	})
 	started := inspect(t, d, h.ID).Container.State.StartedAt
 	for _, tc := range []struct {
 		fault lab.Fault
@@ -259,6 +255,8 @@ func TestLab(t *testing.T) {
 			if err := l.WaitSSH(ctx, 30*time.Second, h.Name); err != nil {
 				t.Error(err)
 			}
+			// The rebooted host serves its release again.
+			waitRelease(t, h.Backend(lab.ServicePort), "r7")
 		}},
 	} {
 		t.Run(string(tc.fault), func(t *testing.T) {
@@ -330,6 +328,30 @@ func TestLab(t *testing.T) {
 			t.Errorf("processes of the lab left: %v", p)
 		}
 	})
+}
+
+// waitRelease waits (at most 30 s) until the service at addr answers
+// with release.
+func waitRelease(t *testing.T, addr, release string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	c := http.Client{Timeout: 2 * time.Second}
+	last := ""
+	for time.Now().Before(deadline) {
+		resp, err := c.Get("http://" + addr + "/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), `"release":"`+release+`"`) {
+				return
+			}
+			last = string(b)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond) // polling for readiness, bounded by the deadline
+	}
+	t.Fatalf("%s does not serve release %s within 30s (last: %s)", addr, release, last)
 }
 
 func hostCondition(t *testing.T, l *lab.Lab, name string) string {

@@ -67,6 +67,21 @@ func Down(t testing.TB, d *lab.Docker, name, root string) {
 	})
 }
 
+// Up starts a lab of n hosts running binary, under a temporary root,
+// removed when the test ends.
+func Up(t *testing.T, d *lab.Docker, n int, binary string) *lab.Lab {
+	t.Helper()
+	name, root := Name("t"), t.TempDir()
+	Down(t, d, name, root)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l, _, err := lab.Up(ctx, d, lab.Options{Name: name, Hosts: n, Root: root, Binary: binary})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	return l
+}
+
 // BuildBinary builds the flightdeck command into dir and returns its path.
 func BuildBinary(dir string) (string, error) {
 	bin := filepath.Join(dir, "flightdeck")
