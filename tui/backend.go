@@ -28,6 +28,14 @@ type Backend interface {
 	Presence() []Presence
 }
 
+// HostStater is a Backend whose hosts have a state outside any run, such
+// as a lab's containers (up, paused, killed, offline, slow-net). The
+// cockpit asks it once a second (it must answer at once, from memory) and
+// shows the state in the host's row.
+type HostStater interface {
+	HostStates() map[string]string
+}
+
 // Presence is one connected operator.
 type Presence struct {
 	Name string

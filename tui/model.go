@@ -10,6 +10,7 @@
 package tui
 
 import (
+	"maps"
 	"context"
 	"slices"
 	"strings"
@@ -117,6 +118,7 @@ type Model struct {
 	hostLog  map[string][]engine.Event
 	lastLog  map[string]engine.Phase
 	presence []Presence
+	hostSt   map[string]string // from a HostStater backend; nil otherwise
 	lastFeed time.Time
 
 	w, h    int
@@ -218,6 +220,9 @@ func New(backend Backend, opts Options) *Model {
 	m.sub = m.hub.Subscribe(subBuffer)
 	m.snap = m.hub.Snapshot()
 	m.presence = backend.Presence()
+	if hs, ok := backend.(HostStater); ok {
+		m.hostSt = hs.HostStates()
+	}
 	return m
 }
 
@@ -280,6 +285,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if p := m.b.Presence(); !slices.Equal(p, m.presence) {
 			m.presence = p
 			m.stateVer++
+		}
+		if hs, ok := m.b.(HostStater); ok {
+			if st := hs.HostStates(); !maps.Equal(st, m.hostSt) {
+				m.hostSt = st
+				m.stateVer++
+			}
 		}
 		return m, m.tick()
 	case resultMsg:

@@ -368,13 +368,17 @@ func (m *Model) renderFleet(w, h int) []string {
 }
 
 type fleetCols struct {
-	name, rel, phase, health, age, prog int
+	name, rel, phase, health, host, age, prog int
 }
 
 func (m *Model) fleetCols(w int) fleetCols {
 	relW := max(len(m.snap.Info.Release), len(m.snap.Info.Previous), 7)
 	c := fleetCols{name: m.nameW, rel: min(relW, 16), phase: 12, health: 6, age: 6}
 	fixed := 2 + c.name + 1 + c.rel + 1 + c.phase + 1 + c.health + 1 + c.age + 1
+	if m.hostSt != nil {
+		c.host = 9 // the host's own state (a lab container: up, paused, killed, offline, slow-net)
+		fixed += c.host + 1
+	}
 	c.prog = w - fixed
 	if c.prog < 8 {
 		c.prog = 0
@@ -384,7 +388,11 @@ func (m *Model) fleetCols(w int) fleetCols {
 
 func (m *Model) fleetHeader(c fleetCols) string {
 	s := "  " + m.g.fit("HOST", c.name) + " " + m.g.fit("RELEASE", c.rel) + " " + m.g.fit("PHASE", c.phase) + " " +
-		m.g.fit("HEALTH", c.health) + " " + m.g.fit("TIME", c.age) + " "
+		m.g.fit("HEALTH", c.health) + " "
+	if c.host > 0 {
+		s += m.g.fit("CONTAINER", c.host) + " "
+	}
+	s += m.g.fit("TIME", c.age) + " "
 	if c.prog > 0 {
 		s += "PROGRESS"
 	}
@@ -402,9 +410,14 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	hw, hl := m.health(hs)
 	age := fmtAge(now.Sub(hs.Since))
 	prog, pl := m.progress(hs, c.prog)
+	hostSt, hostLv := m.hostState(hs.Name)
 	if selected && m.focus == paneFleet {
 		row := cursor + m.g.fit(hs.Name, c.name) + " " + m.g.fit(rel, c.rel) + " " +
-			m.g.fit(glyph+" "+string(hs.Phase), c.phase) + " " + m.g.fit(hw, c.health) + " " + m.g.fit(age, c.age) + " " + ansi.Strip(prog)
+			m.g.fit(glyph+" "+string(hs.Phase), c.phase) + " " + m.g.fit(hw, c.health) + " "
+		if c.host > 0 {
+			row += m.g.fit(hostSt, c.host) + " "
+		}
+		row += m.g.fit(age, c.age) + " " + ansi.Strip(prog)
 		return m.st.sel.Render(m.g.fit(row, w))
 	}
 	relSt := m.st.text
@@ -421,6 +434,10 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	b.WriteByte(' ')
 	b.WriteString(m.st.of(hl).Render(m.g.fit(hw, c.health)))
 	b.WriteByte(' ')
+	if c.host > 0 {
+		b.WriteString(m.st.of(hostLv).Render(m.g.fit(hostSt, c.host)))
+		b.WriteByte(' ')
+	}
 	b.WriteString(m.st.muted.Render(m.g.fit(age, c.age)))
 	b.WriteByte(' ')
 	if pl != lvNone {
@@ -428,6 +445,21 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	}
 	b.WriteString(prog)
 	return m.g.fit(b.String(), w)
+}
+
+// hostState is the host's own state from a HostStater backend: "up" is
+// fine, anything else (paused, killed, offline, slow-net …) a fault.
+func (m *Model) hostState(name string) (string, level) {
+	st, ok := m.hostSt[name]
+	switch {
+	case !ok:
+		return "", lvNone
+	case st == "up":
+		return st, lvOK
+	case st == "slow-net":
+		return st, lvWarn
+	}
+	return st, lvBreach
 }
 
 // health is a host's health as a glyph and word.

@@ -76,6 +76,10 @@ type demoBackend struct {
 	fleet *demo.Fleet
 }
 
+// HostStates is each host's container state when the demo runs on a lab
+// (nil for local hosts: the cockpit then shows no such column).
+func (d *demoBackend) HostStates() map[string]string { return d.fleet.HostConditions() }
+
 // Deploy releases the demo's next version (bad: with the scenario's faults).
 func (d *demoBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
 	if err := engine.AuthorizeOwner(a, "start a deploy"); err != nil {
