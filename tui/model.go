@@ -10,8 +10,8 @@
 package tui
 
 import (
-	"maps"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
