@@ -14,11 +14,14 @@
 # process plus the services. Then it runs the real `flightdeck demo
 # --headless` with HOSTS hosts and reports the peak memory of its whole
 # process tree (goal <= 150 MB with 8 hosts), as RSS sum and PSS sum.
+# With MODES=local,lab (the default) the cycles run on the local fleet and
+# then, in the same run, on a lab of HOSTS containers reached over SSH
+# (needs a Docker Engine); MODES=local skips the lab.
 #
 # Usage: bench/hitless.sh [N]     (default 50 cycles per strategy)
 # To keep each fleet and its journal for inspection, run the Go program
 # directly with -keep DIR (see bench/hitless/main.go).
-# Environment: RATE (2000), HOSTS (8), STEADY (5s),
+# Environment: RATE (2000), HOSTS (8), STEADY (5s), MODES (local,lab),
 #              STRATEGIES (canary,canary-abort,bluegreen,ab,rolling,symlink)
 set -euo pipefail
 
@@ -28,6 +31,7 @@ RATE=${RATE:-2000}
 HOSTS=${HOSTS:-8}
 STEADY=${STEADY:-5s}
 STRATEGIES=${STRATEGIES:-canary,canary-abort,bluegreen,ab,rolling,symlink}
+MODES=${MODES:-local,lab}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hitless-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -36,7 +40,7 @@ go build -o "$WORK/hitless" ./bench/hitless
 
 echo "# $(date -u +%FT%TZ) · $(nproc) cores · load $(cut -d' ' -f1-3 /proc/loadavg) · N=$N rate=$RATE hosts=$HOSTS"
 "$WORK/hitless" cycles -flightdeck "$WORK/flightdeck" -n "$N" -rate "$RATE" -hosts "$HOSTS" \
-	-steady "$STEADY" -strategies "$STRATEGIES"
+	-steady "$STEADY" -strategies "$STRATEGIES" -modes "$MODES"
 echo
 for s in canary bluegreen; do
 	"$WORK/hitless" mem -flightdeck "$WORK/flightdeck" -hosts "$HOSTS" -rate "$RATE" -strategy "$s"

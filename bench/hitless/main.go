@@ -10,6 +10,10 @@
 //	    gap, p99 during deploys against steady state, rollback RTO, and the
 //	    peak memory of this process (engine, router, probe) plus the
 //	    fleet's service processes.
+//	    With -modes local,lab the same cycles run on the local fleet and
+//	    then on a lab of -hosts containers reached over SSH (one lab for
+//	    every strategy, removed at the end), and the table has both; the
+//	    lab rows add the peak memory of its containers.
 //	hitless mem -flightdeck BIN [-hosts 8] [-rate 2000] [-strategy canary]
 //	    runs `BIN demo --headless` and samples the RSS (and PSS) of it and
 //	    all its descendants every 100 ms; prints the peak sums.
@@ -35,6 +39,7 @@ import (
 	"flightdeck/engine/plan"
 	"flightdeck/engine/probe"
 	"flightdeck/targets/demo"
+	"flightdeck/targets/lab"
 )
 
 func main() {
@@ -76,6 +81,7 @@ type result struct {
 	peakPSS        int64 // sum over the processes (shared pages split between them)
 	peakSelf       int64 // this process: engine, router and probe
 	peakProcs      int
+	peakLab        uint64 // lab mode: the containers' memory, summed
 	firstFailedRun string
 }
 
@@ -90,6 +96,7 @@ func cycles(ctx context.Context, args []string) error {
 	list := fs.String("strategies", "canary,canary-abort,bluegreen,ab,rolling,symlink", "strategies to run, comma separated")
 	steady := fs.Duration("steady", 5*time.Second, "probe-only window before the cycles (steady-state p99)")
 	keep := fs.String("keep", "", "keep each strategy's fleet (and its journal) in this directory instead of a temporary one")
+	modes := fs.String("modes", "local", "where the fleet runs: local, lab (containers over SSH), or local,lab")
 	_ = fs.Parse(args)
 	if *bin == "" {
 		return fmt.Errorf("-flightdeck is required (go build -o BIN ./cmd/flightdeck)")
@@ -102,21 +109,38 @@ func cycles(ctx context.Context, args []string) error {
 		return err
 	}
 	var results []*result
-	for _, name := range strings.Split(*list, ",") {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
+	for _, mode := range strings.Split(*modes, ",") {
+		var l *lab.Lab
+		switch mode = strings.TrimSpace(mode); mode {
+		case "local":
+		case "lab":
+			var done func()
+			if l, done, err = startLab(ctx, *bin, *hosts); err != nil {
+				return err
+			}
+			defer done()
+		default:
+			return fmt.Errorf("-modes: unknown mode %q (local, lab)", mode)
 		}
-		opts := demo.Options{Hosts: *hosts, Scenario: sc, Rate: *rate, Binary: *bin}
-		if *keep != "" {
-			opts.Dir = filepath.Join(*keep, name)
+		for _, name := range strings.Split(*list, ",") {
+			name = strings.TrimSpace(name)
+			if name == "" {
+				continue
+			}
+			opts := demo.Options{Hosts: *hosts, Scenario: sc, Rate: *rate, Binary: *bin, Lab: l, KeepLab: l != nil}
+			if *keep != "" {
+				opts.Dir = filepath.Join(*keep, mode, name)
+			}
+			r, err := runStrategy(ctx, name, opts, *n, *steady)
+			if err != nil {
+				return fmt.Errorf("%s (%s): %w", name, mode, err)
+			}
+			if l != nil {
+				r.strategy += " (lab)"
+			}
+			results = append(results, r)
+			printResults(results[len(results)-1:], *rate, *hosts, false)
 		}
-		r, err := runStrategy(ctx, name, opts, *n, *steady)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		results = append(results, r)
-		printResults(results[len(results)-1:], *rate, *hosts, false)
 	}
 	fmt.Println()
 	printResults(results, *rate, *hosts, true)
@@ -144,6 +168,13 @@ func runStrategy(ctx context.Context, name string, opts demo.Options, n int, ste
 		defer memWG.Done()
 		sampleMemory(memCtx, func() []int { return append([]int{os.Getpid()}, fleet.ServicePIDs()...) }, r)
 	}()
+	if l := fleet.Lab(); l != nil {
+		memWG.Add(1)
+		go func() {
+			defer memWG.Done()
+			sampleLabMemory(memCtx, l.Clone(), r)
+		}()
+	}
 	defer func() { stopMem(); memWG.Wait() }()
 
 	stopOp := resumeInconclusive(ctx, fleet, &r.inconclusive)
@@ -336,6 +367,56 @@ func sampleMemory(ctx context.Context, pids func() []int, r *result) {
 	}
 }
 
+// startLab starts the lab the lab mode's fleets run on; done removes it.
+func startLab(ctx context.Context, bin string, hosts int) (*lab.Lab, func(), error) {
+	d, err := lab.Connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := os.MkdirTemp("", "hitless-lab-")
+	if err != nil {
+		return nil, nil, err
+	}
+	name := fmt.Sprintf("hitless-%d", os.Getpid())
+	fmt.Fprintf(os.Stderr, "── lab mode: starting lab %s of %d hosts\n", name, hosts)
+	l, _, err := lab.Up(ctx, d, lab.Options{Name: name, Hosts: hosts, Root: root, Binary: bin})
+	if err != nil {
+		d.Close()
+		os.RemoveAll(root)
+		return nil, nil, fmt.Errorf("lab up: %w", err)
+	}
+	return l, func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if err := l.Down(dctx); err != nil {
+			fmt.Fprintln(os.Stderr, "hitless: lab down:", err)
+		}
+		d.Close()
+		os.RemoveAll(root)
+	}, nil
+}
+
+// sampleLabMemory records in r the peak sum of the lab containers'
+// memory (as `docker stats` counts it) every second until ctx ends.
+func sampleLabMemory(ctx context.Context, l *lab.Lab, r *result) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if m, err := l.Memory(ctx); err == nil {
+			var sum uint64
+			for _, v := range m {
+				sum += v
+			}
+			r.peakLab = max(r.peakLab, sum)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // memOf returns a process's RSS and PSS in bytes (from /proc).
 func memOf(pid int) (rss, pss int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
@@ -381,7 +462,7 @@ func printResults(rs []*result, rate, hosts int, header bool) {
 	if header {
 		fmt.Fprintf(tw, "hitless bench: %d hosts, probe %d req/s\n", hosts, rate)
 	}
-	fmt.Fprintln(tw, "STRATEGY\tCYCLES\tOUTCOMES\tREQUESTS\tFAILED\tLONGEST GAP\tSTEADY P99\tDEPLOY P99 p50/max\tRATIO p50/max\tRTO p50/max\tGATE RETRIES\tPEAK RSS sum (procs)\tPEAK PSS sum\tBENCH PROC RSS")
+	fmt.Fprintln(tw, "STRATEGY\tCYCLES\tOUTCOMES\tREQUESTS\tFAILED\tLONGEST GAP\tSTEADY P99\tDEPLOY P99 p50/max\tRATIO p50/max\tRTO p50/max\tGATE RETRIES\tPEAK RSS sum (procs)\tPEAK PSS sum\tBENCH PROC RSS\tLAB CONTAINERS peak")
 	for _, r := range rs {
 		var outs []string
 		for _, o := range []engine.Outcome{engine.OutcomeSucceeded, engine.OutcomeRolledBack, engine.OutcomeFailed, engine.OutcomeAborted} {
@@ -407,8 +488,12 @@ func printResults(rs []*result, rate, hosts int, header bool) {
 		if r.firstFailedRun != "" {
 			failed += " (first: " + r.firstFailedRun + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f MB (%d)\t%.1f MB\t%.1f MB\n", r.strategy, r.cycles, strings.Join(outs, ", "),
-			r.requests, failed, ms(r.longestGap), ms(steady), dep, ratio, rto, r.inconclusive, float64(r.peakRSS)/(1<<20), r.peakProcs, float64(r.peakPSS)/(1<<20), float64(r.peakSelf)/(1<<20))
+		labMem := "-"
+		if r.peakLab > 0 {
+			labMem = fmt.Sprintf("%.1f MB", float64(r.peakLab)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f MB (%d)\t%.1f MB\t%.1f MB\t%s\n", r.strategy, r.cycles, strings.Join(outs, ", "),
+			r.requests, failed, ms(r.longestGap), ms(steady), dep, ratio, rto, r.inconclusive, float64(r.peakRSS)/(1<<20), r.peakProcs, float64(r.peakPSS)/(1<<20), float64(r.peakSelf)/(1<<20), labMem)
 	}
 	tw.Flush()
 }

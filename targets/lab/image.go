@@ -44,9 +44,15 @@ const (
 	// ServicePort is the demo service's port; blue and green slots use
 	// the next two.
 	ServicePort = 8080
-	sshdPath    = "/usr/sbin/sshd"
-	sshdConfig  = "/etc/ssh/sshd_config"
-	hostKeyPath = "/etc/ssh/ssh_host_ed25519_key"
+	// KeysMount is where a host's keys and sshd configuration are mounted
+	// (read-only) for its init to install: HostKeyFile (and .pub),
+	// SSHDConfigFile and AuthorizedKeysFile.
+	KeysMount          = "/run/flightdeck-lab"
+	HostKeyFile        = "ssh_host_ed25519_key"
+	SSHDConfigFile     = "sshd_config"
+	AuthorizedKeysFile = "authorized_keys"
+	sshdPath           = "/usr/sbin/sshd"
+	hostKeyPath        = "/etc/ssh/" + HostKeyFile
 )
 
 // Sources are the files of this machine a lab image is made from.

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -395,10 +394,11 @@ func Up(ctx context.Context, d *Docker, opts Options) (_ *Lab, rep UpReport, err
 	g.SetLimit(8)
 	for i := range opts.Hosts {
 		g.Go(func() error {
+			t0 := time.Now()
 			kp, err := l.startHost(gctx, i, userKey, opts.Memory)
 			hostKeys[i] = kp
 			if err == nil {
-				fmt.Fprintf(opts.Log, "lab %s: %s started (%s)\n", l.Name, l.Hosts[i].Name, l.Hosts[i].Addr)
+				fmt.Fprintf(opts.Log, "lab %s: %s started (%s) in %s\n", l.Name, l.Hosts[i].Name, l.Hosts[i].Addr, time.Since(t0).Round(time.Millisecond))
 			}
 			return err
 		})
@@ -606,6 +606,10 @@ func (l *Lab) startHost(ctx context.Context, i int, user keyPair, memory int64) 
 		}
 		return nil
 	}
+	keys := filepath.Join(l.Dir, "hosts", name)
+	if err := writeHostFiles(keys, hk, user); err != nil {
+		return hk, fmt.Errorf("%s: %w", name, err)
+	}
 	vol := h.Container
 	if err := step("create volume", func(c context.Context) error {
 		_, err := l.d.c.VolumeCreate(c, client.VolumeCreateOptions{Name: vol, Labels: labels})
@@ -627,6 +631,7 @@ func (l *Lab) startHost(ctx context.Context, i int, user keyPair, memory int64) 
 				CapAdd: []string{"NET_ADMIN"}, // tc, for slow-net
 				Mounts: []mount.Mount{
 					{Type: mount.TypeBind, Source: l.binaryCopy(), Target: BinaryPath, ReadOnly: true},
+					{Type: mount.TypeBind, Source: keys, Target: KeysMount, ReadOnly: true},
 					{Type: mount.TypeVolume, Source: vol, Target: "/srv"},
 				},
 				Resources: container.Resources{Memory: memory},
@@ -636,16 +641,6 @@ func (l *Lab) startHost(ctx context.Context, i int, user keyPair, memory int64) 
 			}},
 		})
 		h.ID = res.ID
-		return err
-	}); err != nil {
-		return hk, err
-	}
-	var files bytes.Buffer
-	if err := hostFiles(&files, hk, user); err != nil {
-		return hk, err
-	}
-	if err := step("copy its keys", func(c context.Context) error {
-		_, err := l.d.c.CopyToContainer(c, h.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: &files})
 		return err
 	}); err != nil {
 		return hk, err
@@ -661,29 +656,31 @@ func (l *Lab) startHost(ctx context.Context, i int, user keyPair, memory int64) 
 	return hk, nil
 }
 
-// hostFiles is the tar copied into a host before it starts: its host key,
-// sshd's configuration and the lab key authorized for root.
-func hostFiles(w io.Writer, hostKey, user keyPair) error {
-	tw := tar.NewWriter(w)
-	now := time.Now()
+// writeHostFiles writes what a host's init installs at every boot (the
+// directory is mounted read-only at KeysMount): its host key, sshd's
+// configuration and the lab key authorized for root. They stay in the
+// lab's directory (0700) until the lab is removed. Mounting them instead
+// of copying them into the container before it starts saves the engine a
+// mount and unmount of the container's file system per host.
+func writeHostFiles(dir string, hostKey, user keyPair) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name string
-		mode int64
+		mode os.FileMode
 		data []byte
 	}{
-		{strings.TrimPrefix(hostKeyPath, "/"), 0o600, hostKey.private},
-		{strings.TrimPrefix(hostKeyPath, "/") + ".pub", 0o644, hostKey.authorizedLine("")},
-		{strings.TrimPrefix(sshdConfig, "/"), 0o644, []byte(sshdConfigText)},
-		{"root/.ssh/authorized_keys", 0o600, user.authorizedLine("flightdeck-lab")},
+		{HostKeyFile, 0o600, hostKey.private},
+		{HostKeyFile + ".pub", 0o644, hostKey.authorizedLine("")},
+		{SSHDConfigFile, 0o644, []byte(sshdConfigText)},
+		{AuthorizedKeysFile, 0o644, user.authorizedLine("flightdeck-lab")},
 	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return err
 		}
 	}
-	return tw.Close()
+	return nil
 }
 
 // Open finds a lab that exists (after a restart of flightdeck too): its
@@ -747,6 +744,9 @@ func (l *Lab) Refresh(ctx context.Context) error {
 		}
 		if l.Dir == "" {
 			l.Dir = c.Labels[LabelDir]
+		}
+		if l.Image == "" {
+			l.Image = c.Image
 		}
 		hosts = append(hosts, h)
 	}

@@ -130,8 +130,8 @@ func TestLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Dir != l.Dir || got.Subnet != l.Subnet || len(got.Hosts) != 2 {
-			t.Fatalf("Open: dir %s subnet %s %d hosts; want %s %s 2", got.Dir, got.Subnet, len(got.Hosts), l.Dir, l.Subnet)
+		if got.Dir != l.Dir || got.Subnet != l.Subnet || got.Image != l.Image || len(got.Hosts) != 2 {
+			t.Fatalf("Open: dir %s subnet %s image %s, %d hosts; want %s %s %s 2", got.Dir, got.Subnet, got.Image, len(got.Hosts), l.Dir, l.Subnet, l.Image)
 		}
 		for i, h := range got.Hosts {
 			if h.Name != l.Hosts[i].Name || h.Addr != l.Hosts[i].Addr || h.Condition() != "up" {

@@ -24,6 +24,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/targets/demo"
+	"flightdeck/targets/lab"
 )
 
 // Config configures the init. Zero values mean the lab's defaults.
@@ -45,6 +46,12 @@ type Config struct {
 	Port int
 	// Host is this host's name (default $FLIGHTDECK_LAB_HOST, else the hostname).
 	Host string
+	// Keys is the read-only directory with the host key, sshd's
+	// configuration and the authorized key, installed at every boot
+	// (default /run/flightdeck-lab).
+	Keys string
+	// Root is prefixed to the paths they are installed to (tests; default "").
+	Root string
 	// PollEvery is how often DeployTo/current is looked for (default 500ms).
 	PollEvery time.Duration
 	// Log receives the init's and sshd's messages (default stderr).
@@ -65,16 +72,17 @@ func (c *Config) fill() error {
 		}
 	}
 	def(&c.SSHD, "/usr/sbin/sshd")
-	def(&c.Sock, "/run/flightdeck/ctl.sock")
+	def(&c.Sock, lab.CtlSock)
 	def(&c.StateDir, "/var/lib/flightdeck")
 	def(&c.LogDir, "/var/log/flightdeck")
-	def(&c.DeployTo, "/srv/app")
+	def(&c.DeployTo, lab.DeployTo)
+	def(&c.Keys, lab.KeysMount)
 	def(&c.Host, os.Getenv("FLIGHTDECK_LAB_HOST"))
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
 	}
 	if c.Port == 0 {
-		c.Port = 8080
+		c.Port = lab.ServicePort
 	}
 	if c.PollEvery == 0 {
 		c.PollEvery = 500 * time.Millisecond
@@ -132,6 +140,41 @@ func (r *records) load() []demo.StartRequest {
 	return out
 }
 
+// installKeys copies the host key, sshd's configuration and the
+// authorized key from the mounted directory to where sshd reads them,
+// owned by this user (root) with the modes sshd demands.
+func installKeys(from, root string) error {
+	for _, f := range []struct {
+		src, dst string
+		mode     os.FileMode
+	}{
+		{lab.HostKeyFile, "/etc/ssh/" + lab.HostKeyFile, 0o600},
+		{lab.HostKeyFile + ".pub", "/etc/ssh/" + lab.HostKeyFile + ".pub", 0o644},
+		{lab.SSHDConfigFile, "/etc/ssh/sshd_config", 0o644},
+		{lab.AuthorizedKeysFile, "/root/.ssh/authorized_keys", 0o600},
+	} {
+		b, err := os.ReadFile(filepath.Join(from, f.src))
+		if err != nil {
+			return fmt.Errorf("install the host's keys: %w", err)
+		}
+		dst := filepath.Join(root, f.dst)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		tmp := dst + ".tmp"
+		if err := os.WriteFile(tmp, b, f.mode); err != nil {
+			return fmt.Errorf("install %s: %w", dst, err)
+		}
+		if err := os.Chmod(tmp, f.mode); err != nil { // whatever the umask
+			return err
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			return fmt.Errorf("install %s: %w", dst, err)
+		}
+	}
+	return nil
+}
+
 // Run runs sshd and the services until ctx ends (the container is
 // stopped) or sshd exits.
 func Run(ctx context.Context, cfg Config) error {
@@ -145,6 +188,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("lab-init: %w", err)
 		}
+	}
+	if err := installKeys(cfg.Keys, cfg.Root); err != nil {
+		return fmt.Errorf("lab-init: %w", err)
 	}
 	recs := &records{dir: filepath.Join(cfg.StateDir, "services")}
 	sup, err := demo.NewSupervisorWith(demo.SupervisorOptions{
