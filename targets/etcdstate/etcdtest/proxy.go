@@ -18,8 +18,11 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu    sync.Mutex
-	cut   bool
+	mu  sync.Mutex
+	cut bool
+	// epoch counts cuts: a connection forwards only in the epoch it was
+	// opened in, so a stream that lost bytes never carries more.
+	epoch int
 	conns map[net.Conn]struct{}
 	held  []net.Conn
 	wg    sync.WaitGroup
@@ -62,6 +65,9 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) serve(c net.Conn) {
 	defer p.wg.Done()
+	p.mu.Lock()
+	epoch := p.epoch
+	p.mu.Unlock()
 	defer p.forget(c)
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -74,7 +80,7 @@ func (p *Proxy) serve(c net.Conn) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
-			if n > 0 && !p.isCut() {
+			if n > 0 && p.forwards(epoch) {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					break
 				}
@@ -99,16 +105,17 @@ func (p *Proxy) forget(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) isCut() bool {
+func (p *Proxy) forwards(epoch int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cut
+	return !p.cut && p.epoch == epoch
 }
 
 // Cut stops all traffic through the proxy (bytes are read and dropped).
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.cut = true
+	p.epoch++
 	p.mu.Unlock()
 }
 
