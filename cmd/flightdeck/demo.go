@@ -30,6 +30,7 @@ type demoFlags struct {
 	list     bool
 	lab      bool
 	labName  string
+	router   string
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -38,7 +39,8 @@ func newDemoCmd(g *globals) *cobra.Command {
 		Use:   "demo",
 		Short: "Run a real release exercise on a demo fleet on this machine",
 		Long: `Run a real release exercise on this machine: N local hosts, one service
-process per host slot, the built-in router in front of them, probe traffic,
+process per host slot, a traffic layer in front of them (the built-in
+router, or with --router a real HAProxy or nginx), probe traffic,
 and a release of the chosen strategy through the real engine. Scenarios
 inject faults into the new release; --list shows them. Without --headless
 on a terminal it opens the cockpit.`,
@@ -63,7 +65,12 @@ on a terminal it opens the cockpit.`,
 			if df.rate < 1 || df.rate > 20000 {
 				return badInput(fmt.Errorf("--rate %d: choose 1 to 20000 requests/s", df.rate))
 			}
-			opts := demo.Options{Hosts: df.hosts, Strategy: kind, Scenario: sc, Rate: df.rate, Dir: df.dir}
+			switch df.router {
+			case plan.RouterFlightdeck, plan.RouterHAProxy, plan.RouterNginx:
+			default:
+				return badInput(fmt.Errorf("--router %q: choose flightdeck, haproxy or nginx", df.router))
+			}
+			opts := demo.Options{Hosts: df.hosts, Strategy: kind, Scenario: sc, Rate: df.rate, Dir: df.dir, Router: df.router}
 			if df.labName != "" {
 				df.lab = true
 			}
@@ -105,6 +112,7 @@ on a terminal it opens the cockpit.`,
 	f.BoolVar(&df.list, "list", false, "list the scenarios")
 	f.BoolVar(&df.lab, "lab", false, "run on a lab of containers reached over SSH (a new one of --hosts hosts, removed at exit)")
 	f.StringVar(&df.labName, "lab-name", "", "run on this running lab (`flightdeck lab up --name NAME`), left running at exit")
+	f.StringVar(&df.router, "router", plan.RouterFlightdeck, "traffic layer: flightdeck (the built-in router) | haproxy | nginx (a real one, installed on this machine)")
 	addOutputFlags(c, g)
 	return c
 }
@@ -162,7 +170,11 @@ func listScenarios(w io.Writer) error {
 }
 
 func briefing(w io.Writer, opts demo.Options) {
-	fmt.Fprintf(w, "── scenario %s · strategy %s · %d hosts · probe %d req/s ──\n", opts.Scenario.Name, opts.Strategy, opts.Hosts, opts.Rate)
+	via := ""
+	if opts.Router != "" && opts.Router != plan.RouterFlightdeck {
+		via = " · through " + opts.Router
+	}
+	fmt.Fprintf(w, "── scenario %s · strategy %s · %d hosts · probe %d req/s%s ──\n", opts.Scenario.Name, opts.Strategy, opts.Hosts, opts.Rate, via)
 	fmt.Fprintln(w, wrap(opts.Scenario.Briefing, 78))
 	fmt.Fprintln(w)
 }

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"flightdeck/engine"
 	"flightdeck/targets/haproxy"
 	"flightdeck/targets/haproxy/haproxytest"
+	"flightdeck/targets/nginx/nginxtest"
 )
 
 func freeTCPAddr(t *testing.T) string {
@@ -82,5 +84,42 @@ func TestHAProxySocketMissingStopsBeforeAnySwitch(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(p.host(1), "current")); err == nil {
 		t.Error("web-1 was switched")
+	}
+}
+
+// TestDemoThroughHAProxyAndNginx is acceptance 5: `flightdeck demo
+// --router haproxy` and `--router nginx` run a canary through a real
+// HAProxy or nginx: the run says which traffic layer it used, the release
+// goes out and no probe request fails.
+func TestDemoThroughHAProxyAndNginx(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo runs skipped in -short mode")
+	}
+	for _, lb := range []struct {
+		kind    string
+		require func(testing.TB)
+		names   string
+	}{
+		{"haproxy", haproxytest.Require, "HAProxy backend app at "},
+		{"nginx", nginxtest.Require, "nginx upstream app in "},
+	} {
+		t.Run(lb.kind, func(t *testing.T) {
+			lb.require(t)
+			r := runDemo(t, "--router", lb.kind, "--strategy", "canary", "--hosts", "4", "--rate", "100")
+			if r.report.Outcome != engine.OutcomeSucceeded || r.report.Probe.Failed != 0 || r.report.Probe.Requests < 20 {
+				t.Fatalf("outcome %s, %d of %d probe requests failed; want succeeded, 0 of many:\n%s",
+					r.report.Outcome, r.report.Probe.Failed, r.report.Probe.Requests, r.out)
+			}
+			info := r.events[0].Start
+			if info == nil || info.Traffic != lb.kind || !strings.HasPrefix(info.TrafficAt, lb.names) {
+				t.Errorf("run info %+v; want the traffic layer %s", info, lb.kind)
+			}
+			if !strings.Contains(r.out, "through "+lb.kind) || !strings.Contains(r.out, "demo fleet: 4 hosts") {
+				t.Errorf("the briefing does not name the traffic layer:\n%s", r.out)
+			}
+			if r.code != 0 && !strings.HasPrefix(r.report.Verdict, "NOT HITLESS: probe p99") {
+				t.Errorf("exit %d, verdict %q", r.code, r.report.Verdict)
+			}
+		})
 	}
 }

@@ -1,7 +1,8 @@
 // Package demo is the self-contained demo fleet: N local hosts, one service
 // process per host slot (the flightdeck binary in its hidden demo-service
-// mode), the built-in router in front of them, probe traffic, and releases
-// of a small web service run through the real engine. Nothing is simulated.
+// mode), a traffic layer in front of them (the built-in router, or a real
+// HAProxy or nginx), probe traffic, and releases of a small web service
+// run through the real engine. Nothing is simulated.
 package demo
 
 import (
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -49,6 +49,9 @@ type Options struct {
 	// fleet caused and stops its services, so that the next demo finds the
 	// lab as it was (each fleet deploys to a directory of its own).
 	KeepLab bool
+	// Router is the traffic layer: flightdeck (the built-in router, the
+	// default), haproxy or nginx (a real one, started for the demo).
+	Router string
 }
 
 // Fleet is a running demo fleet.
@@ -64,12 +67,11 @@ type Fleet struct {
 	Engine   *engine.Engine
 	ProxyURL string
 
-	router *router.Router
-	client *router.Client
-	sup    *Supervisor
-	src    string
-	onLab  *onLab // nil unless the fleet runs on a lab
-	faulty *faultHost
+	traffic *traffic
+	sup     *Supervisor
+	src     string
+	onLab   *onLab // nil unless the fleet runs on a lab
+	faulty  *faultHost
 
 	mu   sync.Mutex
 	next int
@@ -122,7 +124,7 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	if err := os.MkdirAll(f.src, 0o755); err != nil {
 		return nil, err
 	}
-	if err := f.startRouter(); err != nil {
+	if err := f.prepareTraffic(); err != nil {
 		return nil, err
 	}
 	if opts.Lab != nil {
@@ -143,16 +145,13 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 		}
 	}
 	f.wrapFaultHost()
-	token, err := router.ReadToken(f.Env.Router.TokenFile)
-	if err != nil {
-		return nil, err
-	}
-	if f.client, err = router.NewClient(f.Env.Router.Admin, token); err != nil {
-		return nil, err
+	stateDir := filepath.Join(f.Dir, ".flightdeck")
+	if err := f.traffic.start(ctx, f.Env, stateDir); err != nil {
+		return nil, fmt.Errorf("start %s: %w", f.traffic.describe(), err)
 	}
 	f.Engine = &engine.Engine{
-		Plan: f.Plan, Env: f.Env, Hosts: f.Hosts, StateDir: filepath.Join(f.Dir, ".flightdeck"), Hub: f.Hub,
-		Router: f.client, Metrics: router.NewMetrics(f.router.StatsFunc()),
+		Plan: f.Plan, Env: f.Env, Hosts: f.Hosts, StateDir: stateDir, Hub: f.Hub,
+		Router: f.traffic.rtr, Metrics: router.NewMetrics(f.traffic.stats),
 	}
 	if f.opts.Strategy == plan.Symlink {
 		f.Engine.Router = nil
@@ -164,7 +163,7 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	if f.onLab != nil {
 		where = fmt.Sprintf("on lab %s (%s, over SSH, deploy_to %s)", opts.Lab.Name, opts.Lab.Subnet, f.onLab.deployTo)
 	}
-	fmt.Fprintf(opts.Log, "demo fleet: %d hosts %s, router on %s, strategy %s\n", opts.Hosts, where, f.ProxyURL, opts.Strategy)
+	fmt.Fprintf(opts.Log, "demo fleet: %d hosts %s, %s on %s, strategy %s\n", opts.Hosts, where, f.traffic.describe(), f.ProxyURL, opts.Strategy)
 	if err := f.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("start the fleet on v1: %w", err)
 	}
@@ -179,38 +178,6 @@ func freePort() (string, error) {
 	defer ln.Close()
 	_, port, err := net.SplitHostPort(ln.Addr().String())
 	return port, err
-}
-
-func (f *Fleet) startRouter() error {
-	rdir := filepath.Join(f.Dir, "router")
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
-		return err
-	}
-	rt, err := router.New(router.Config{
-		StateFile: filepath.Join(rdir, "state.json"), HealthInterval: 100 * time.Millisecond,
-		HealthFailures: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		return fmt.Errorf("router: %w", err)
-	}
-	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		proxyLn.Close()
-		return err
-	}
-	rt.Start(proxyLn, adminLn)
-	f.router = rt
-	f.ProxyURL = "http://" + proxyLn.Addr().String() + "/"
-	writeLines(filepath.Join(rdir, "admin.addr"), adminLn.Addr().String())
-	return nil
-}
-
-func writeLines(p string, lines ...string) {
-	_ = os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 // slots reports whether the strategy runs two colours per host.
@@ -275,8 +242,7 @@ func (f *Fleet) writePlan() error {
 	case plan.AB:
 		fmt.Fprintf(&b, "      cohort: {header: X-User, percent: 50}\n")
 	}
-	admin, _ := os.ReadFile(filepath.Join(f.Dir, "router", "admin.addr"))
-	fmt.Fprintf(&b, "    router:\n      admin: 'http://%s'\n      token_file: %s\n", strings.TrimSpace(string(admin)), q(filepath.Join(f.Dir, "router", "router.token")))
+	b.WriteString(f.traffic.planYAML(f.opts.Strategy == plan.AB))
 	interval := "2s"
 	if f.opts.Interactive {
 		interval = "3s"
@@ -362,15 +328,16 @@ func (f *Fleet) bootstrap(ctx context.Context) error {
 		}
 		addrs = append(addrs, h.Backend)
 	}
-	if err := f.router.SetPool("fleet", addrs); err != nil {
+	rt := f.traffic.rtr
+	if err := rt.SetPool(ctx, "fleet", addrs); err != nil {
 		return err
 	}
-	if err := f.router.SetRoute(engine.Route{Stable: "fleet"}); err != nil {
+	if err := rt.SetRoute(ctx, engine.Route{Stable: "fleet"}); err != nil {
 		return err
 	}
 	for _, a := range addrs {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := f.client.WaitHealthy(wctx, a)
+		err := rt.WaitHealthy(wctx, a)
 		cancel()
 		if err != nil {
 			return err
@@ -433,10 +400,8 @@ func (f *Fleet) Close() error {
 	if f.onLab != nil {
 		errs = append(errs, f.onLab.close())
 	}
-	if f.router != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, f.router.Shutdown(ctx))
-		cancel()
+	if f.traffic != nil {
+		errs = append(errs, f.traffic.close())
 	}
 	if f.ownDir {
 		errs = append(errs, removeTree(f.Dir))
