@@ -157,9 +157,15 @@ func copyTree(src, dst string) error {
 		if err != nil {
 			return err
 		}
+		// Modes are set exactly (the umask does not apply), special bits
+		// included: a sticky tmp/ or a setgid directory keeps its bits.
+		mode := info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		switch {
 		case d.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return err
+			}
+			return os.Chmod(target, mode|0o700)
 		case info.Mode()&fs.ModeSymlink != 0:
 			l, err := os.Readlink(p)
 			if err != nil {
@@ -167,7 +173,10 @@ func copyTree(src, dst string) error {
 			}
 			return os.Symlink(l, target)
 		case info.Mode().IsRegular():
-			return fsutil.CopyFile(p, target, info.Mode().Perm()|0o200)
+			if err := fsutil.CopyFile(p, target, 0o600); err != nil {
+				return err
+			}
+			return os.Chmod(target, mode|0o200)
 		}
 		return nil
 	})

@@ -33,6 +33,9 @@ type executor struct {
 	report func(input)
 	// fence returns nil while the environment's lock is surely ours.
 	fence func(context.Context) error
+	// targetChecked: the rollback target was checked complete on every host
+	// just before the run started (a switch to it need not list it again).
+	targetChecked bool
 }
 
 // SwitchKind says why a host's current link is switched.
@@ -177,7 +180,8 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 	if !deploy {
 		phase = PhaseReverting
 	}
-	info := SwitchInfo{Release: a.Release, Previous: rh.Current, Actor: x.switchActor(kind), Action: kind}
+	info := SwitchInfo{Release: a.Release, Previous: rh.Current, Actor: x.switchActor(kind), Action: kind,
+		Checked: !deploy && x.targetChecked && x.info.Kind == KindRollback && a.Release == x.info.Release}
 	if !deploy && x.info.Kind == KindDeploy {
 		info.Previous = x.info.Release // the release this run is taking back
 	}

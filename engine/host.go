@@ -38,6 +38,9 @@ type SwitchInfo struct {
 	Previous string
 	Actor    string
 	Action   SwitchKind // "" means deploy
+	// Checked says the caller checked the release complete (Host.Check)
+	// just before, on this host: Switch does not list it again.
+	Checked bool
 }
 
 // ExecRequest is a command run on (or for) a host: a hook or a restart.
@@ -56,19 +59,30 @@ type ExecRequest struct {
 type Host interface {
 	// Name is the host's display name from the plan.
 	Name() string
-	// Inspect reports the current release and the complete releases. It also
-	// removes leftovers of interrupted work (temporary release directories,
-	// stray current.* links) so that they can never become current.
+	// Inspect reports the current release and the releases present. It
+	// changes nothing on the host: read-only commands call it without the
+	// lock.
 	Inspect(ctx context.Context) (HostStatus, error)
+	// Clean removes leftovers of interrupted work (temporary release
+	// directories, stray current.* links) so that they can never become
+	// current. Only the holder of the environment's lock may call it: a
+	// running Prepare writes under such a temporary name.
+	Clean(ctx context.Context) error
 	// Prepare makes releases/<a.ID> complete on the host. Files whose hash
 	// equals a previous release's are hard-linked; the release is written
 	// under a temporary name and renamed into place when complete; its files
 	// are read-only. Idempotent: an already complete release is left alone.
 	Prepare(ctx context.Context, a *Artifact, progress func(Progress)) error
-	// Verify checks that releases/<id> is present and matches its manifest.
+	// Check reports whether releases/<id> is complete: its manifest and every
+	// entry of it present with its kind, size and read-only mode (no
+	// hashing: cheap enough to run on every host before a rollback).
+	Check(ctx context.Context, id string) error
+	// Verify checks that releases/<id> is complete and its content matches
+	// its manifest's hashes.
 	Verify(ctx context.Context, id string) error
 	// Switch points current at releases/<info.Release> atomically (a fresh
-	// link renamed over current) and appends a line to revisions.log.
+	// link renamed over current) and appends a line to revisions.log. It
+	// refuses a release that is not complete.
 	Switch(ctx context.Context, info SwitchInfo) error
 	// Prune removes the oldest releases beyond keep, never the current one
 	// nor any in protect. It returns the removed ids.

@@ -17,7 +17,7 @@ const (
 	RevisionsLog = "revisions.log" // one line per switch or rollback
 	// TempPrefix starts the name of anything being written that is not yet
 	// complete: releases/.tmp-<id>-<rand> and current.tmp-<rand>. Such names
-	// are never a release and are removed by Host.Inspect.
+	// are never a release and are removed by Host.Clean (under the lock).
 	TempPrefix = ".tmp-"
 )
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,11 @@ import (
 // release's files with their content hashes. It lets a host receive only
 // changed files and lets flightdeck verify that a release is intact.
 const ManifestName = ".flightdeck-manifest.json"
+
+// ErrNoManifest is wrapped by host errors about a release that has no
+// manifest: one made by another tool (Capistrano) that `flightdeck adopt`
+// can hash into one.
+var ErrNoManifest = errors.New("the release has no manifest (made by another tool? `flightdeck adopt` hashes it into one)")
 
 // FileKind is the kind of a manifest entry.
 type FileKind string
@@ -31,7 +37,7 @@ const (
 type ManifestEntry struct {
 	Path string   `json:"path"` // slash-separated, relative to the release root
 	Kind FileKind `json:"kind"`
-	Mode uint32   `json:"mode"` // permission bits as built (before read-only)
+	Mode uint32   `json:"mode"` // Unix mode bits as built (permissions, setuid 04000, setgid 02000, sticky 01000), before read-only
 	Size int64    `json:"size,omitempty"`
 	Hash string   `json:"sha256,omitempty"` // files only
 	Link string   `json:"link,omitempty"`   // symlinks only
@@ -90,7 +96,7 @@ func BuildManifest(dir, release string) (*Manifest, error) {
 		if err != nil {
 			return err
 		}
-		e := ManifestEntry{Path: rel, Mode: uint32(info.Mode().Perm())}
+		e := ManifestEntry{Path: rel, Mode: UnixMode(info.Mode())}
 		switch {
 		case d.IsDir():
 			e.Kind = KindDir
@@ -116,6 +122,23 @@ func BuildManifest(dir, release string) (*Manifest, error) {
 	}
 	sort.SliceStable(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
 	return m, nil
+}
+
+// UnixMode returns the permission bits of m with its setuid, setgid and
+// sticky bits as Unix mode bits (04000, 02000, 01000), as a manifest stores
+// them: a sticky tmp/ or a setgid shared directory keeps its bits.
+func UnixMode(m fs.FileMode) uint32 {
+	out := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		out |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		out |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		out |= 0o1000
+	}
+	return out
 }
 
 // HashFile returns the hex SHA-256 of a file's content.

@@ -93,6 +93,9 @@ type Run struct {
 	wakeAt    time.Time
 	fatal     error
 	dirty     bool
+	// targetChecked: this process checked the rollback target complete on
+	// every host before the first switch (checkRollbackTarget).
+	targetChecked bool
 }
 
 type cmdReq struct {

@@ -19,6 +19,11 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 	if err != nil {
 		return r.m.st, err
 	}
+	if r.cfg.Kind == KindRollback {
+		if err := r.checkRollbackTarget(ctx, statuses); err != nil {
+			return r.m.st, err
+		}
+	}
 	traffic, err := r.initTraffic(ctx)
 	if err != nil {
 		return r.m.st, err
@@ -111,7 +116,7 @@ func (r *Run) newExecutor(info RunInfo, traffic *trafficCtl) *executor {
 	return &executor{
 		plan: r.cfg.Plan, env: r.cfg.Env, artifact: r.cfg.Artifact, hosts: r.hosts, order: r.cfg.Hosts,
 		backends: r.cfg.Backends, router: r.cfg.Router, metrics: r.cfg.Metrics, traffic: traffic,
-		info: info, actor: r.cfg.Actor, sem: r.sem,
+		info: info, actor: r.cfg.Actor, sem: r.sem, targetChecked: r.targetChecked,
 		report: func(in input) { r.inputs <- in },
 		fence:  r.fence,
 	}
@@ -146,7 +151,13 @@ func (r *Run) inspectAll(ctx context.Context) (map[string]HostStatus, error) {
 			defer wg.Done()
 			r.sem <- struct{}{}
 			defer func() { <-r.sem }()
-			st, err := h.Inspect(ctx)
+			// The run holds the lock: it may remove leftovers of
+			// interrupted work before looking.
+			err := h.Clean(ctx)
+			var st HostStatus
+			if err == nil {
+				st, err = h.Inspect(ctx)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -240,7 +240,10 @@ func TestPauseHoldsTheNextWave(t *testing.T) {
 	}
 }
 
-func TestRollbackReportsHostMissingRelease(t *testing.T) {
+// TestRollbackToReleaseMissingOnAHostTouchesNothing: the target is
+// checked on every host before the first switch, so a rollback never
+// splits the fleet between releases.
+func TestRollbackToReleaseMissingOnAHostTouchesNothing(t *testing.T) {
 	f := newFleet(t, 3, "")
 	f.deploy("r1")
 	f.deploy("r2")
@@ -253,16 +256,18 @@ func TestRollbackReportsHostMissingRelease(t *testing.T) {
 	if err := os.RemoveAll(p); err != nil {
 		t.Fatal(err)
 	}
-	st, err := f.engine().Rollback(context.Background(), op, "r1", "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Outcome != engine.OutcomeFailed || !strings.Contains(st.Err, "host b") || !strings.Contains(st.Err, "r1 is not on this host") {
-		t.Fatalf("outcome %s %q: want failed naming host b", st.Outcome, st.Err)
+	runs, _ := engine.ListRuns(f.stateDir)
+	_, err := f.engine().Rollback(context.Background(), op, "r1", "test")
+	var tm *engine.TargetMissingError
+	if !errors.As(err, &tm) || len(tm.Hosts) != 1 || !strings.HasPrefix(tm.Hosts[0], "b: ") {
+		t.Fatalf("err = %v, want a TargetMissingError naming only host b", err)
 	}
 	cur := f.currents()
-	if cur["a"] != "r1" || cur["c"] != "r1" || cur["b"] != "r2" {
-		t.Fatalf("currents %v: a and c rolled back, b stays on its complete release", cur)
+	if cur["a"] != "r2" || cur["c"] != "r2" || cur["b"] != "r2" {
+		t.Fatalf("currents %v: want every host left on r2", cur)
+	}
+	if after, _ := engine.ListRuns(f.stateDir); len(after) != len(runs) {
+		t.Errorf("a refused rollback started a run (%d runs, was %d)", len(after), len(runs))
 	}
 }
 

@@ -369,6 +369,13 @@ func (m *machine) resume(now time.Time, in resumeInput, out *output) {
 		m.emit(out, now, Event{Type: EvHostObserved, Host: o.Name, Release: o.Current, Releases: o.Releases})
 	}
 	st := m.st
+	if st.Info.Kind == KindAdopt {
+		// Adopting switches nothing; a release whose manifest was not
+		// renamed into place is simply not adopted yet.
+		m.emit(out, now, Event{Type: EvRunFinished, Outcome: OutcomeFailed, Release: st.Info.Release,
+			Error: "adopt was interrupted; nothing was switched (run adopt again)"})
+		return
+	}
 	if st.Info.Kind != KindDeploy || st.Status == StatusRollingBack {
 		return
 	}

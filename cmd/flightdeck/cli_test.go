@@ -19,6 +19,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// FLIGHTDECK_TEST_BINARY runs the tests against a build of another
+	// version (to show which tests fail on it) instead of this source.
+	if b := os.Getenv("FLIGHTDECK_TEST_BINARY"); b != "" {
+		binary = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "flightdeck-bin-")
 	if err != nil {
 		panic(err)

@@ -261,6 +261,45 @@ A host that lacks the release is reported and fails the rollback.`,
 	return c
 }
 
+func newAdoptCmd(g *globals) *cobra.Command {
+	var ids []string
+	c := &cobra.Command{
+		Use:   "adopt",
+		Short: "Adopt releases made by Capistrano: hash them into manifests, make their files read-only",
+		Long: `Make releases that another tool (Capistrano) put under releases/ into
+flightdeck releases, on every host of the environment, under its lock: each
+release's files lose their write bits (release files are read-only: they
+are shared by hard links), are hashed on the host into the release's
+manifest, and the manifest is written into the release. Nothing is
+switched. Afterwards the release can be verified, rolled back to, and its
+unchanged files are hard-linked by the next deploy. The run is journaled.
+Releases that have a manifest already are left alone.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if err := engine.ValidateReleaseID(id); err != nil {
+					return badInput(fmt.Errorf("--release: %w", err))
+				}
+			}
+			r, err := l.open(c, g)
+			if err != nil {
+				return err
+			}
+			defer r.close()
+			return r.run(c, g, false, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
+				return r.eng.Adopt(ctx, a, ids, commandLine())
+			})
+		},
+	}
+	c.Flags().StringSliceVar(&ids, "release", nil, "release id to adopt (repeatable; default: every release on every host)")
+	addOutputFlags(c, g)
+	return c
+}
+
 func newResumeCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "resume",

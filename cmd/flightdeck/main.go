@@ -61,6 +61,7 @@ func exitCode(err error) int {
 	var pes plan.Errors
 	var lh *engine.LockHeldError
 	var be *engine.BlockedError
+	var tm *engine.TargetMissingError
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
@@ -68,6 +69,8 @@ func exitCode(err error) int {
 		return exitLocked
 	case errors.As(err, &be):
 		return exitFailed
+	case errors.As(err, &tm):
+		return exitBadInput // checked before the first switch: nothing was touched
 	case errors.As(err, &pe), errors.As(err, &pes):
 		return exitBadInput
 	case errors.Is(err, engine.ErrNotAllowed):
@@ -116,7 +119,7 @@ on its own when they break.`,
 	pf.BoolVar(&g.readOnly, "read-only", false, "cockpit that shows everything and changes nothing")
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "trust SSH host keys seen for the first time and record them (a changed key is always refused)")
 	root.AddCommand(
-		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newCheckCmd(g),
+		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newAdoptCmd(g), newCheckCmd(g),
 		newJournalCmd(g), newUnlockCmd(g), newStateCmd(g), newWatchCmd(g), newVersionCmd(), newRouterCmd(),
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 		newServeCmd(g),

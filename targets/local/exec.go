@@ -25,7 +25,7 @@ const execWaitDelay = 2 * time.Second
 // is an error carrying the exit status.
 func (h *Host) Exec(ctx context.Context, req engine.ExecRequest) error {
 	if req.Command == "" {
-		return fmt.Errorf("exec on %s: empty command", h.name)
+		return fmt.Errorf("exec on %s: empty command", h.Name())
 	}
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -35,7 +35,7 @@ func (h *Host) Exec(ctx context.Context, req engine.ExecRequest) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", req.Command)
 	cmd.Dir = req.Dir
 	if cmd.Dir == "" {
-		cmd.Dir = h.deployTo
+		cmd.Dir = h.DeployTo()
 		if v := req.Env["RELEASE_VERSION"]; v != "" {
 			cmd.Dir = h.ReleasePath(v)
 		}
@@ -66,9 +66,9 @@ func (h *Host) Exec(ctx context.Context, req engine.ExecRequest) error {
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		if errors.Is(cerr, context.DeadlineExceeded) && req.Timeout > 0 {
-			return fmt.Errorf("exec on %s: timed out after %v: %w", h.name, req.Timeout, err)
+			return fmt.Errorf("exec on %s: timed out after %v: %w", h.Name(), req.Timeout, err)
 		}
-		return fmt.Errorf("exec on %s: %w (%w)", h.name, err, cerr)
+		return fmt.Errorf("exec on %s: %w (%w)", h.Name(), err, cerr)
 	}
-	return fmt.Errorf("exec on %s: %w", h.name, err)
+	return fmt.Errorf("exec on %s: %w", h.Name(), err)
 }

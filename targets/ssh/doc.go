@@ -11,8 +11,8 @@
 // refused unless the operator trusts new keys explicitly; a changed key is
 // refused always. Agent forwarding is never requested.
 //
-// The on-host layout is the one described by package engine: releases are
-// written under releases/.tmp-<id>-<rand> and renamed into place with
-// posix-rename@openssh.com; current is switched by renaming a fresh symlink
-// over it. See README.md for the transfer modes and measured figures.
+// The on-host layout and its rules are package layout's; this package
+// implements the layout's file system over SFTP (and exec sessions for
+// hashing, tar streams and syncfs). See README.md for the transfer modes
+// and measured figures.
 package ssh

@@ -7,10 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -134,118 +133,39 @@ func (r *remote) output(cmd string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// Verify checks that releases/<id> matches its manifest: every entry
-// exists with the right kind, files with the right size and read-only
-// mode, symlinks with the right target, and (unless VerifySizesOnly)
-// every file's content hashes to the manifest's sha256, computed on the
-// host by `sha256sum` in batches.
-func (h *Host) Verify(ctx context.Context, id string) error {
-	if err := engine.ValidateReleaseID(id); err != nil {
-		return h.errorf("verify", err)
-	}
-	return h.run(ctx, "verify "+id, func(ctx context.Context, r *remote) error {
-		m, err := r.readManifest(id)
-		if err != nil {
-			return fmt.Errorf("read manifest: %w", err)
-		}
-		if m.Release != "" && m.Release != id {
-			return fmt.Errorf("manifest names release %s", m.Release)
-		}
-		if err := checkManifestPaths(m); err != nil {
-			return err
-		}
-		if err := r.statEntries(ctx, id, m); err != nil {
-			return err
-		}
-		if h.t.VerifySizesOnly {
-			return nil
-		}
-		return r.hashFiles(ctx, id, m)
-	})
-}
-
-func (r *remote) statEntries(ctx context.Context, id string, m *engine.Manifest) error {
-	root := r.h.ReleasePath(id)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.h.pool.opts.Workers)
-	for _, e := range m.Entries {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			p := path.Join(root, e.Path)
-			st, err := r.sftp.Lstat(p)
-			if err != nil {
-				return fmt.Errorf("%s: %w", e.Path, err)
-			}
-			r.kick()
-			switch e.Kind {
-			case engine.KindDir:
-				if !st.IsDir() {
-					return fmt.Errorf("%s: not a directory", e.Path)
-				}
-			case engine.KindSymlink:
-				if st.Mode()&os.ModeSymlink == 0 {
-					return fmt.Errorf("%s: not a symlink", e.Path)
-				}
-				target, err := r.sftp.ReadLink(p)
-				if err != nil {
-					return fmt.Errorf("%s: %w", e.Path, err)
-				}
-				if target != e.Link {
-					return fmt.Errorf("%s: links to %s, manifest says %s", e.Path, target, e.Link)
-				}
-			case engine.KindFile:
-				if !st.Mode().IsRegular() {
-					return fmt.Errorf("%s: not a regular file", e.Path)
-				}
-				if st.Size() != e.Size {
-					return fmt.Errorf("%s: size %d, manifest says %d", e.Path, st.Size(), e.Size)
-				}
-				if st.Mode().Perm()&0o222 != 0 {
-					return fmt.Errorf("%s: is writable (mode %s), release files must be read-only", e.Path, st.Mode().Perm())
-				}
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
 // maxCommand bounds the length of one sha256sum command line.
 const maxCommand = 64 << 10
 
-// hashFiles hashes the release's files on the host in batches.
-func (r *remote) hashFiles(ctx context.Context, id string, m *engine.Manifest) error {
-	root := r.h.ReleasePath(id)
-	want := map[string]string{}
+// Hash hashes files on the host with `sha256sum -- NAME...` in batches of
+// at most 64 KiB of command line, at most 4 sessions at once (sshd's
+// default MaxSessions is 10). Every name is quoted with Quote; names with a
+// newline or backslash are read back from sha256sum's escaped form.
+func (f remoteFS) Hash(ctx context.Context, names []string) ([]string, error) {
 	var batches [][]string
 	var cur []string
 	size := 0
-	for _, e := range m.Entries {
-		if e.Kind != engine.KindFile {
-			continue
-		}
-		want[e.Path] = e.Hash
-		q := len(Quote(e.Path)) + 1
+	for _, n := range names {
+		q := len(Quote(n)) + 1
 		if len(cur) > 0 && size+q > maxCommand {
 			batches = append(batches, cur)
 			cur, size = nil, 0
 		}
-		cur = append(cur, e.Path)
+		cur = append(cur, n)
 		size += q
 	}
 	if len(cur) > 0 {
 		batches = append(batches, cur)
 	}
+	sums := map[string]string{}
+	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4) // sshd's MaxSessions is 10 by default
+	g.SetLimit(4)
 	for _, b := range batches {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			out, err := r.output("cd " + Quote(root) + " && sha256sum -- " + QuoteArgs(b...))
+			out, err := f.r.output("sha256sum -- " + QuoteArgs(b...))
 			if err != nil {
 				return fmt.Errorf("sha256sum: %w", err)
 			}
@@ -253,19 +173,26 @@ func (r *remote) hashFiles(ctx context.Context, id string, m *engine.Manifest) e
 			if err != nil {
 				return err
 			}
-			for _, p := range b {
-				h, ok := got[p]
-				if !ok {
-					return fmt.Errorf("%s: sha256sum printed no hash", p)
-				}
-				if h != want[p] {
-					return fmt.Errorf("%s: content changed: sha256 %s, manifest says %s", p, h, want[p])
-				}
+			mu.Lock()
+			defer mu.Unlock()
+			for k, v := range got {
+				sums[k] = v
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		h, ok := sums[n]
+		if !ok {
+			return nil, fmt.Errorf("%s: sha256sum printed no hash", n)
+		}
+		out[i] = h
+	}
+	return out, nil
 }
 
 // parseSHA256Sum reads sha256sum output: "HASH  NAME" per line, or

@@ -80,8 +80,11 @@ func TestDroppedConnectionDuringUploadLeavesHostIntact(t *testing.T) {
 			if st.Current != "r1" || strings.Join(st.Releases, ",") != "r1" {
 				t.Errorf("Inspect after reconnect = %+v", st)
 			}
+			if err := h.Clean(ctx); err != nil {
+				t.Fatal(err)
+			}
 			if _, temp := releaseDirs(t, s.DeployTo); len(temp) != 0 {
-				t.Errorf("temporary dirs left after Inspect: %v", temp)
+				t.Errorf("temporary dirs left after Clean: %v", temp)
 			}
 			// And the release can be prepared once the host is back.
 			if err := h.Prepare(ctx, r2, nil); err != nil {
@@ -128,8 +131,11 @@ func TestLostConnectionIsRedialledOnce(t *testing.T) {
 	if strings.Join(st.Releases, ",") != "r1" {
 		t.Errorf("Inspect = %+v", st)
 	}
+	if err := h.Clean(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, temp := releaseDirs(t, s.DeployTo); len(temp) != 0 {
-		t.Errorf("temp dirs after Inspect: %v", temp)
+		t.Errorf("temp dirs after Clean: %v", temp)
 	}
 }
 

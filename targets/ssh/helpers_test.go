@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
+	"flightdeck/targets/layout/layouttest"
 	"flightdeck/targets/ssh/sshtest"
 )
 
@@ -50,35 +50,11 @@ func newFleet(t *testing.T, n int, opts PoolOptions) *fleet {
 	return f
 }
 
-// release writes files (path -> content) under a temp dir and builds its
-// manifest.
+// release writes files (path -> content; "->target" is a symlink, *.sh
+// is executable) under a temp dir and builds its manifest.
 func release(t testing.TB, id string, files map[string]string) *engine.Artifact {
 	t.Helper()
-	dir := t.TempDir()
-	for p, content := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(content, "->") {
-			if err := os.Symlink(content[2:], full); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(p, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(full, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m, err := engine.BuildManifest(dir, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &engine.Artifact{ID: id, Dir: dir, Manifest: m}
+	return layouttest.Artifact(t, id, layouttest.Tree{Files: files})
 }
 
 func ctxT(t testing.TB) context.Context {

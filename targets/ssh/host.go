@@ -6,18 +6,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
-	"golang.org/x/sync/errgroup"
 
 	"flightdeck/engine"
+	"flightdeck/targets/layout"
 )
 
 // Host is a server reached over SSH. It implements engine.Host.
@@ -26,6 +23,7 @@ type Host struct {
 	t    Target
 	pool *Pool
 	conn *conn
+	lay  *layout.Layout
 }
 
 var _ engine.Host = (*Host)(nil)
@@ -37,9 +35,7 @@ func (h *Host) Name() string { return h.name }
 func (h *Host) Target() Target { return h.t }
 
 // ReleasePath is the absolute path of releases/<id> on the host.
-func (h *Host) ReleasePath(id string) string {
-	return path.Join(h.t.DeployTo, engine.ReleasesDir, id)
-}
+func (h *Host) ReleasePath(id string) string { return h.lay.ReleasePath(id) }
 
 // Close closes the host's connection (a later call dials again).
 func (h *Host) Close() error {
@@ -99,7 +95,7 @@ func (h *Host) run(ctx context.Context, op string, fn func(ctx context.Context, 
 			h.conn.drop(l)
 			return h.errorf(op, ctx.Err())
 		case !l.lost():
-			return h.errorf(op, err)
+			return err // the layout's errors name the host and the operation
 		}
 		h.conn.drop(l)
 		lost = err
@@ -186,297 +182,90 @@ func (w *watchdog) stop() bool {
 	return w.fired.Load()
 }
 
-// Inspect reports current and the complete releases (sorted by name, as
-// targets/local does: release ids default to UTC timestamps, which sort
-// oldest first; rollback always names an explicit id) and removes leftovers of interrupted work:
-// releases/.tmp-* directories and current.tmp-* links.
+// The layout's operations run over the host's connection: each is one
+// attempt of h.run (redialled and run again once when the connection is
+// lost; every one is idempotent).
+
+// Inspect reports current and the releases present; it changes nothing
+// (see layout.Layout.Inspect).
 func (h *Host) Inspect(ctx context.Context) (engine.HostStatus, error) {
 	var st engine.HostStatus
 	err := h.run(ctx, "inspect", func(ctx context.Context, r *remote) error {
 		var err error
-		st = engine.HostStatus{}
-		if st.Current, err = r.current(); err != nil {
-			return err
-		}
-		if err := r.removeLeftovers(ctx); err != nil {
-			return err
-		}
-		st.Releases, err = r.releases()
+		st, err = h.lay.Inspect(ctx, r.fs())
 		return err
 	})
 	return st, err
 }
 
-// current returns the release id current points to, "" when there is none.
-func (r *remote) current() (string, error) {
-	dt := r.h.t.DeployTo
-	target, err := r.sftp.ReadLink(path.Join(dt, engine.CurrentLink))
-	r.kick()
-	if isNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read %s link: %w", engine.CurrentLink, err)
-	}
-	if !path.IsAbs(target) {
-		target = path.Join(dt, target)
-	}
-	target = path.Clean(target)
-	dir, id := path.Split(target)
-	if path.Clean(dir) != r.h.releasesDir() || engine.ValidateReleaseID(id) != nil {
-		return "", fmt.Errorf("%s points to %s, which is not a release under %s", engine.CurrentLink, target, r.h.releasesDir())
-	}
-	return id, nil
-}
-
-// releaseInfo is a complete release seen on the host.
-type releaseInfo struct {
-	id string
-}
-
-// listReleases returns the complete releases (any directory under
-// releases/ named like a release id), sorted by name.
-func (r *remote) listReleases() ([]releaseInfo, error) {
-	entries, err := r.sftp.ReadDir(r.h.releasesDir())
-	r.kick()
-	if isNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list releases: %w", err)
-	}
-	var out []releaseInfo
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || engine.ValidateReleaseID(e.Name()) != nil {
-			continue
-		}
-		out = append(out, releaseInfo{id: e.Name()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out, nil
-}
-
-func (r *remote) releases() ([]string, error) {
-	infos, err := r.listReleases()
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(infos))
-	for i, in := range infos {
-		ids[i] = in.id
-	}
-	return ids, nil
-}
-
-// removeLeftovers removes temporary release directories and links.
-func (r *remote) removeLeftovers(ctx context.Context) error {
-	entries, err := r.sftp.ReadDir(r.h.releasesDir())
-	r.kick()
-	if err != nil && !isNotExist(err) {
-		return fmt.Errorf("list releases: %w", err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), engine.TempPrefix) {
-			if err := r.removeAll(ctx, path.Join(r.h.releasesDir(), e.Name())); err != nil {
-				return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
-			}
-		}
-	}
-	top, err := r.sftp.ReadDir(r.h.t.DeployTo)
-	r.kick()
-	if err != nil && !isNotExist(err) {
-		return fmt.Errorf("list %s: %w", r.h.t.DeployTo, err)
-	}
-	for _, e := range top {
-		if strings.HasPrefix(e.Name(), engine.CurrentLink+engine.TempPrefix) && e.Mode()&fs.ModeSymlink != 0 {
-			if err := r.sftp.Remove(path.Join(r.h.t.DeployTo, e.Name())); err != nil && !isNotExist(err) {
-				return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
-			}
-			r.kick()
-		}
-	}
-	return nil
-}
-
-// removeAll removes a tree over SFTP without following symlinks, making
-// directories writable first (release files and directories may be
-// read-only). Files are removed concurrently.
-func (r *remote) removeAll(ctx context.Context, root string) error {
-	st, err := r.sftp.Lstat(root)
-	r.kick()
-	if isNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return r.sftp.Remove(root)
-	}
-	var files []string
-	dirs := []string{root}
-	for i := 0; i < len(dirs); i++ {
-		d := dirs[i]
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := r.sftp.Chmod(d, 0o700); err != nil && !isNotExist(err) {
-			return fmt.Errorf("make %s writable: %w", d, err)
-		}
-		entries, err := r.sftp.ReadDir(d)
-		r.kick()
-		if err != nil && !isNotExist(err) {
-			return fmt.Errorf("list %s: %w", d, err)
-		}
-		for _, e := range entries {
-			p := path.Join(d, e.Name())
-			if e.IsDir() {
-				dirs = append(dirs, p)
-			} else {
-				files = append(files, p)
-			}
-		}
-	}
-	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(r.h.pool.opts.Workers)
-	for _, f := range files {
-		g.Go(func() error {
-			if err := r.sftp.Remove(f); err != nil && !isNotExist(err) {
-				return fmt.Errorf("remove %s: %w", f, err)
-			}
-			r.kick()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := r.sftp.RemoveDirectory(dirs[i]); err != nil && !isNotExist(err) {
-			return fmt.Errorf("remove %s: %w", dirs[i], err)
-		}
-		r.kick()
-	}
-	return nil
-}
-
-// Switch points current at releases/<info.Release> by renaming a fresh
-// symlink (current.tmp-<rand>) over it with posix-rename@openssh.com, then
-// appends a line to revisions.log. No shell is used.
-func (h *Host) Switch(ctx context.Context, info engine.SwitchInfo) error {
-	if err := engine.ValidateReleaseID(info.Release); err != nil {
-		return h.errorf("switch", err)
-	}
-	prevKnown := info.Previous != ""
-	return h.run(ctx, "switch to "+info.Release, func(ctx context.Context, r *remote) error {
-		dt := h.t.DeployTo
-		st, err := r.sftp.Lstat(h.ReleasePath(info.Release))
-		r.kick()
-		if isNotExist(err) {
-			return fmt.Errorf("release %s is not on the host", info.Release)
-		}
-		if err != nil {
-			return fmt.Errorf("stat release: %w", err)
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("%s is not a directory", h.ReleasePath(info.Release))
-		}
-		if !prevKnown {
-			if info.Previous, err = r.current(); err != nil {
-				return err
-			}
-			prevKnown = true
-		}
-		tmp := path.Join(dt, engine.CurrentLink+engine.TempPrefix+engine.RandomSuffix(6))
-		if err := r.sftp.Symlink(path.Join(engine.ReleasesDir, info.Release), tmp); err != nil {
-			return fmt.Errorf("create link %s: %w", tmp, err)
-		}
-		r.kick()
-		if err := r.sftp.PosixRename(tmp, path.Join(dt, engine.CurrentLink)); err != nil {
-			_ = r.sftp.Remove(tmp)
-			return fmt.Errorf("rename %s over %s: %w", tmp, engine.CurrentLink, err)
-		}
-		r.kick()
-		return r.appendRevision(info)
+// Clean removes leftovers of interrupted work (see layout.Layout.Clean).
+func (h *Host) Clean(ctx context.Context) error {
+	return h.run(ctx, "clean", func(ctx context.Context, r *remote) error {
+		return h.lay.Clean(ctx, r.fs())
 	})
 }
 
-func (r *remote) appendRevision(info engine.SwitchInfo) error {
-	p := path.Join(r.h.t.DeployTo, engine.RevisionsLog)
-	f, err := r.sftp.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", engine.RevisionsLog, err)
+// Prepare makes releases/<a.ID> complete (see layout.Layout.Prepare):
+// changed files are sent over SFTP or as a tar stream (PoolOptions.Transfer),
+// unchanged ones hard-linked with hardlink@openssh.com.
+func (h *Host) Prepare(ctx context.Context, a *engine.Artifact, progress func(engine.Progress)) error {
+	op := "prepare"
+	if a != nil {
+		op += " " + a.ID
 	}
-	line := engine.RevisionLine(time.Now(), info) + "\n"
-	if _, err := f.Write([]byte(line)); err != nil {
-		f.Close()
-		return fmt.Errorf("append to %s: %w", engine.RevisionsLog, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("append to %s: %w", engine.RevisionsLog, err)
-	}
-	r.kick()
-	return nil
+	return h.run(ctx, op, func(ctx context.Context, r *remote) error {
+		return h.lay.Prepare(ctx, r.fs(), a, progress)
+	})
 }
 
-// Prune removes releases older than the newest keep (by name, as Inspect
-// lists them), never the current one nor any in protect (as targets/local
-// does). Each is first renamed to a temporary name, so an
-// interrupted prune never leaves a partial release that looks complete.
+// Check reports whether releases/<id> is complete (see layout.Layout.Check).
+func (h *Host) Check(ctx context.Context, id string) error {
+	return h.run(ctx, "check "+id, func(ctx context.Context, r *remote) error {
+		return h.lay.Check(ctx, r.fs(), id)
+	})
+}
+
+// Verify checks releases/<id> against its manifest, hashing every file on
+// the host with sha256sum (Check only, when Target.VerifySizesOnly).
+func (h *Host) Verify(ctx context.Context, id string) error {
+	return h.run(ctx, "verify "+id, func(ctx context.Context, r *remote) error {
+		if h.t.VerifySizesOnly {
+			return h.lay.Check(ctx, r.fs(), id)
+		}
+		return h.lay.Verify(ctx, r.fs(), id)
+	})
+}
+
+// Switch points current at a complete release with SFTP symlink and
+// posix-rename@openssh.com, no shell (see layout.Layout.Switch).
+func (h *Host) Switch(ctx context.Context, info engine.SwitchInfo) error {
+	return h.run(ctx, "switch to "+info.Release, func(ctx context.Context, r *remote) error {
+		return h.lay.Switch(ctx, r.fs(), info)
+	})
+}
+
+// Adopt makes a release made by another tool (Capistrano) one of
+// flightdeck's (see layout.Layout.Adopt): files hashed on the host with
+// sha256sum, write bits removed over SFTP.
+func (h *Host) Adopt(ctx context.Context, id string) (engine.AdoptResult, error) {
+	var a engine.AdoptResult
+	err := h.run(ctx, "adopt "+id, func(ctx context.Context, r *remote) error {
+		var err error
+		a, err = h.lay.Adopt(ctx, r.fs(), id)
+		return err
+	})
+	return a, err
+}
+
+// Prune removes old releases (see layout.Layout.Prune).
 func (h *Host) Prune(ctx context.Context, keep int, protect []string) ([]string, error) {
-	if keep < 0 {
-		return nil, h.errorf("prune", fmt.Errorf("keep must be >= 0, got %d", keep))
-	}
 	var removed []string
 	err := h.run(ctx, "prune", func(ctx context.Context, r *remote) error {
-		removed = nil
-		cur, err := r.current()
-		if err != nil {
-			return err
-		}
-		ids, err := r.releases()
-		if err != nil {
-			return err
-		}
-		if len(ids) <= keep {
-			return nil
-		}
-		keepSet := map[string]bool{cur: true}
-		for _, p := range protect {
-			keepSet[p] = true
-		}
-		for _, id := range ids[:len(ids)-keep] {
-			if keepSet[id] {
-				continue
-			}
-			tmp := path.Join(h.releasesDir(), engine.TempPrefix+id+"-"+engine.RandomSuffix(4))
-			if err := r.sftp.PosixRename(h.ReleasePath(id), tmp); err != nil {
-				return fmt.Errorf("retire release %s: %w", id, err)
-			}
-			r.kick()
-			removed = append(removed, id)
-			if err := r.removeAll(ctx, tmp); err != nil {
-				return fmt.Errorf("remove release %s: %w", id, err)
-			}
-		}
-		return nil
+		var err error
+		removed, err = h.lay.Prune(ctx, r.fs(), keep, protect)
+		return err
 	})
 	return removed, err
-}
-
-// readManifest reads releases/<id>/<engine.ManifestName>.
-func (r *remote) readManifest(id string) (*engine.Manifest, error) {
-	f, err := r.sftp.Open(path.Join(r.h.ReleasePath(id), engine.ManifestName))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 256<<20))
-	if err != nil {
-		return nil, err
-	}
-	r.kick()
-	return engine.ParseManifest(b)
 }
 
 func isNotExist(err error) bool {

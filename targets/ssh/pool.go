@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine/plan"
+	"flightdeck/targets/layout"
 )
 
 // PoolOptions configure a Pool. Zero values mean the defaults.
@@ -84,7 +85,7 @@ func NewPool(opts PoolOptions) *Pool {
 // Host returns the engine.Host for target t, displayed as name. Hosts with
 // the same user and address share one connection.
 func (p *Pool) Host(name string, t Target) *Host {
-	return &Host{name: name, t: t, pool: p, conn: p.conn(t)}
+	return &Host{name: name, t: t, pool: p, conn: p.conn(t), lay: layout.New(name, t.DeployTo, layout.Options{})}
 }
 
 // Close closes every connection of the pool.

@@ -94,6 +94,12 @@ func Format(e engine.Event) string {
 		}
 		if s.Kind == engine.KindRollback {
 			msg = fmt.Sprintf("rollback of %s/%s to %s started%s (%d hosts)", s.App, s.Env, s.Release, who, len(s.Hosts))
+		} else if s.Kind == engine.KindAdopt {
+			what := s.Release
+			if what == "" {
+				what = "every release"
+			}
+			msg = fmt.Sprintf("adopt of %s in %s/%s started%s (%d hosts)", what, s.App, s.Env, who, len(s.Hosts))
 		} else {
 			prev := s.Previous
 			if prev == "" {

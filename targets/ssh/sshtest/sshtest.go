@@ -189,6 +189,10 @@ func newServer(dir, authKeys string, opts Options) (*Server, error) {
 		s.Port = port
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.config = filepath.Join(dir, "sshd_config")
+		// SetEnv SHLVL=1: bash sources ~/.bashrc for a command run by sshd
+		// when SHLVL < 2, and a developer machine's rc (pyenv init...) can
+		// cost seconds per exec, which would be measured instead of the
+		// tools under test.
 		cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
@@ -204,6 +208,7 @@ MaxStartups 100
 MaxSessions 100
 Subsystem sftp internal-sftp
 LogLevel ERROR
+SetEnv SHLVL=1
 `, port, hostKey, filepath.Join(dir, "sshd.pid"), authKeys)
 		if len(opts.AcceptEnv) > 0 {
 			cfg += "AcceptEnv " + strings.Join(opts.AcceptEnv, " ") + "\n"
@@ -332,6 +337,17 @@ func (s *Server) signalConnections(sig syscall.Signal) {
 	for _, k := range descendants(s.cmd.Process.Pid) {
 		_ = syscall.Kill(k, sig)
 	}
+}
+
+// PID is the process id of the server's listening sshd (0 when it is not
+// running); the processes serving connections are its children.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Log returns what sshd printed.

@@ -1,0 +1,419 @@
+// Package layout owns flightdeck's on-host release layout and its rules,
+// written once for every kind of host over a small file-system interface
+// (FS):
+//
+//	<deploy_to>/releases/<id>/   immutable once prepared, read-only files
+//	<deploy_to>/shared/          linked files and dirs
+//	<deploy_to>/current          -> releases/<id>, switched by rename(2)
+//	<deploy_to>/revisions.log    one line per switch or rollback
+//
+// The rules:
+//
+//   - A directory named releases/<id> is always complete: a release is
+//     written under releases/.tmp-<id>-<rand>, checked against its manifest
+//     (every entry present with its kind, size and mode), made durable, and
+//     only then renamed into place without replacing anything.
+//   - Release files are read-only (the built mode minus every write bit),
+//     because unchanged files are hard links shared with older releases;
+//     a file is linked only from a release's file that still has the
+//     manifest's size and read-only mode. Directories keep their built mode
+//     (setuid, setgid and sticky bits included) plus owner rwx.
+//   - current is only ever replaced by renaming a fresh current.tmp-<rand>
+//     link over it, and only to a release checked complete.
+//   - revisions.log gets one line per switch, fsynced, everywhere.
+//   - Prune never removes current nor a protected release (the rollback
+//     target); a pruned release is first renamed to a temporary name.
+//   - Reading (Inspect, Check, Verify) never changes anything; only Clean
+//     removes leftovers of interrupted work, and it must run under the
+//     engine's lock.
+//   - releases/, shared/, revisions.log and everything under them are
+//     untrusted: a symlink where a directory or file is expected is refused
+//     with a SymlinkError naming it, never followed.
+package layout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"flightdeck/engine"
+)
+
+// maxManifest bounds the size of a stored manifest that is read back.
+const maxManifest = 256 << 20
+
+// Layout applies the release layout to one host's deploy_to. The FS is
+// passed to every method, so that a host kind can bind it to a connection
+// per operation. A Layout is safe for concurrent use.
+type Layout struct {
+	name  string
+	root  string
+	now   func() time.Time
+	bases int
+}
+
+// Options configure a Layout. Zero values mean the defaults.
+type Options struct {
+	// Now is the clock for revisions.log lines (default time.Now).
+	Now func() time.Time
+	// LinkBases is how many complete releases besides current Prepare
+	// reads manifests from to find files it can hard-link (default 2, the
+	// newest by name); negative means none.
+	LinkBases int
+}
+
+// New returns the layout of the host name whose deploy_to is the absolute
+// slash-separated path deployTo.
+func New(name, deployTo string, opts Options) *Layout {
+	l := &Layout{name: name, root: path.Clean(deployTo), now: opts.Now, bases: opts.LinkBases}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	switch {
+	case l.bases == 0:
+		l.bases = 2
+	case l.bases < 0:
+		l.bases = 0
+	}
+	return l
+}
+
+// Name is the host's display name.
+func (l *Layout) Name() string { return l.name }
+
+// DeployTo is the deploy_to directory.
+func (l *Layout) DeployTo() string { return l.root }
+
+// ReleasePath is the path of releases/<id>.
+func (l *Layout) ReleasePath(id string) string { return path.Join(l.root, engine.ReleasesDir, id) }
+
+func (l *Layout) releasesDir() string { return path.Join(l.root, engine.ReleasesDir) }
+
+// SymlinkError reports a symlink found where the layout expects a
+// directory or a regular file: flightdeck never follows it (it could lead
+// a prune or a write outside deploy_to).
+type SymlinkError struct {
+	Path string
+	Want string // "directory" or "file"
+}
+
+func (e *SymlinkError) Error() string {
+	return fmt.Sprintf("%s is a symbolic link where a %s is expected; refusing to follow it (remove it and check who made it)", e.Path, e.Want)
+}
+
+// KindError reports an entry of the wrong kind where the layout expects a
+// directory or a regular file.
+type KindError struct {
+	Path string
+	Want string
+	Got  fs.FileMode
+}
+
+func (e *KindError) Error() string {
+	return fmt.Sprintf("%s is %s where a %s is expected", e.Path, kindName(e.Got), e.Want)
+}
+
+func kindName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "a " + m.Type().String() + " file"
+}
+
+// expect checks that name is missing (exists false) or of the wanted kind
+// ("directory" or "file"), never a symlink.
+func expect(ctx context.Context, fsys FS, name, want string) (exists bool, err error) {
+	fi, err := fsys.Lstat(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, expectInfo(name, fi, want)
+}
+
+func expectInfo(name string, fi fs.FileInfo, want string) error {
+	m := fi.Mode()
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return &SymlinkError{Path: name, Want: want}
+	case want == "directory" && !m.IsDir(), want == "file" && !m.IsRegular():
+		return &KindError{Path: name, Want: want, Got: m}
+	}
+	return nil
+}
+
+// Status is what Inspect reports, with the entries it saw.
+//
+// Inspect reports the release current points to and the releases present
+// (every directory under releases/ named like a release id, so releases
+// made by Capistrano are listed too), sorted by name: release ids default
+// to UTC timestamps, which sort oldest first; rollback always names an
+// explicit id. It changes nothing: a missing deploy_to is an empty status,
+// leftovers of interrupted work are left for Clean. Current is reported as
+// the link says, even when that release is missing.
+func (l *Layout) Inspect(ctx context.Context, fsys FS) (engine.HostStatus, error) {
+	var st engine.HostStatus
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	if _, err := fsys.Lstat(ctx, l.root); errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	} else if err != nil {
+		return st, fmt.Errorf("inspect %s: %w", l.name, err)
+	}
+	cur, err := l.current(ctx, fsys)
+	if err != nil {
+		return st, fmt.Errorf("inspect %s: %w", l.name, err)
+	}
+	rels, err := l.releases(ctx, fsys)
+	if err != nil {
+		return st, fmt.Errorf("inspect %s: %w", l.name, err)
+	}
+	st.Current, st.Releases = cur, rels
+	return st, nil
+}
+
+// current returns the release id the current link names, "" when there is
+// no current link.
+func (l *Layout) current(ctx context.Context, fsys FS) (string, error) {
+	link := path.Join(l.root, engine.CurrentLink)
+	fi, err := fsys.Lstat(ctx, link)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", engine.CurrentLink, err)
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return "", fmt.Errorf("%s is not a symlink", link)
+	}
+	target, err := fsys.ReadLink(ctx, link)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", engine.CurrentLink, err)
+	}
+	abs := target
+	if !path.IsAbs(abs) {
+		abs = path.Join(l.root, abs)
+	}
+	abs = path.Clean(abs)
+	dir, id := path.Split(abs)
+	if path.Clean(dir) != l.releasesDir() {
+		return "", fmt.Errorf("%s points outside %s: %s", engine.CurrentLink, l.releasesDir(), target)
+	}
+	if err := engine.ValidateReleaseID(id); err != nil {
+		return "", fmt.Errorf("%s points at %s: %w", engine.CurrentLink, target, err)
+	}
+	return id, nil
+}
+
+// releases lists the release directories by name. releases/ itself must
+// be a directory (or missing), never a symlink.
+func (l *Layout) releases(ctx context.Context, fsys FS) ([]string, error) {
+	ents, err := l.listReleasesDir(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && engine.ValidateReleaseID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (l *Layout) listReleasesDir(ctx context.Context, fsys FS) ([]fs.FileInfo, error) {
+	exists, err := expect(ctx, fsys, l.releasesDir(), "directory")
+	if err != nil || !exists {
+		return nil, err
+	}
+	ents, err := fsys.ReadDir(ctx, l.releasesDir())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", engine.ReleasesDir, err)
+	}
+	return ents, nil
+}
+
+// Clean removes leftovers of interrupted work, so that they can never
+// become current: releases/.tmp-* (half-prepared or half-pruned releases)
+// and current.tmp-* or .tmp-* links in deploy_to. It must only be called by
+// the holder of the engine's lock: another process's Prepare writes under
+// such a name. A missing deploy_to is fine.
+func (l *Layout) Clean(ctx context.Context, fsys FS) error {
+	if err := l.clean(ctx, fsys); err != nil {
+		return fmt.Errorf("clean %s: %w", l.name, err)
+	}
+	return nil
+}
+
+func (l *Layout) clean(ctx context.Context, fsys FS) error {
+	if _, err := fsys.Lstat(ctx, l.root); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	ents, err := l.listReleasesDir(ctx, fsys)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), engine.TempPrefix) {
+			continue
+		}
+		if err := fsys.RemoveAll(ctx, path.Join(l.releasesDir(), e.Name())); err != nil {
+			return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
+		}
+	}
+	// "/." lists deploy_to itself even when it is a symlink (trusted: the
+	// plan names it); only what is under it is untrusted.
+	top, err := fsys.ReadDir(ctx, l.root+"/.")
+	if err != nil {
+		return fmt.Errorf("list %s: %w", l.root, err)
+	}
+	for _, e := range top {
+		n := e.Name()
+		if e.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		if strings.HasPrefix(n, engine.CurrentLink+engine.TempPrefix) || strings.HasPrefix(n, engine.TempPrefix) {
+			if err := fsys.RemoveAll(ctx, path.Join(l.root, n)); err != nil {
+				return fmt.Errorf("remove leftover link %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Switch points current at releases/<info.Release>: the release must be a
+// directory that is complete (Check; skipped when info.Checked says the
+// caller checked it just before); then current.tmp-<rand> -> releases/<id> (relative, like
+// Capistrano) is created and renamed over current, deploy_to is fsynced,
+// and a line is appended to revisions.log and fsynced. An empty
+// info.Previous is filled from the link being replaced.
+func (l *Layout) Switch(ctx context.Context, fsys FS, info engine.SwitchInfo) error {
+	if err := l.doSwitch(ctx, fsys, info); err != nil {
+		return fmt.Errorf("switch %s to %s: %w", l.name, info.Release, err)
+	}
+	return nil
+}
+
+func (l *Layout) doSwitch(ctx context.Context, fsys FS, info engine.SwitchInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := engine.ValidateReleaseID(info.Release); err != nil {
+		return err
+	}
+	if _, err := expect(ctx, fsys, l.releasesDir(), "directory"); err != nil {
+		return err
+	}
+	rp := l.ReleasePath(info.Release)
+	exists, err := expect(ctx, fsys, rp, "directory")
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("release %s is not on the host", info.Release)
+	}
+	if !info.Checked {
+		if _, err := l.check(ctx, fsys, info.Release); err != nil {
+			return fmt.Errorf("release is not complete: %w", err)
+		}
+	}
+	if info.Previous == "" {
+		prev, err := l.current(ctx, fsys)
+		if err != nil {
+			return err
+		}
+		info.Previous = prev
+	}
+	if _, err := expect(ctx, fsys, path.Join(l.root, engine.RevisionsLog), "file"); err != nil {
+		return err // refused before current changes
+	}
+	tmp := path.Join(l.root, engine.CurrentLink+engine.TempPrefix+engine.RandomSuffix(8))
+	if err := fsys.Symlink(ctx, engine.ReleasesDir+"/"+info.Release, tmp); err != nil {
+		return fmt.Errorf("create link: %w", err)
+	}
+	if err := fsys.Replace(ctx, tmp, path.Join(l.root, engine.CurrentLink)); err != nil {
+		_ = fsys.RemoveAll(context.WithoutCancel(ctx), tmp)
+		return fmt.Errorf("rename link over %s: %w", engine.CurrentLink, err)
+	}
+	if err := fsys.SyncDir(ctx, l.root); err != nil {
+		return err
+	}
+	line := engine.RevisionLine(l.now(), info) + "\n"
+	if err := fsys.Append(ctx, path.Join(l.root, engine.RevisionsLog), []byte(line)); err != nil {
+		return fmt.Errorf("current now points at %s but %s was not written: %w", info.Release, engine.RevisionsLog, err)
+	}
+	return nil
+}
+
+// Prune removes the oldest releases (by name) so that the newest keep
+// remain; the release current points to and those in protect are never
+// removed (they are kept in addition). Each removed release is first
+// renamed to releases/.tmp-<id>-<rand>, so that a crash mid-removal leaves
+// a leftover Clean deletes, never a half-deleted directory that looks like
+// a release. It returns the removed ids, oldest first.
+func (l *Layout) Prune(ctx context.Context, fsys FS, keep int, protect []string) ([]string, error) {
+	removed, err := l.prune(ctx, fsys, keep, protect)
+	if err != nil {
+		return removed, fmt.Errorf("prune %s: %w", l.name, err)
+	}
+	return removed, nil
+}
+
+func (l *Layout) prune(ctx context.Context, fsys FS, keep int, protect []string) ([]string, error) {
+	if keep < 0 {
+		return nil, fmt.Errorf("keep must be >= 0, got %d", keep)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cur, err := l.current(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	rels, err := l.releases(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	if len(rels) <= keep {
+		return nil, nil
+	}
+	var removed []string
+	for _, id := range rels[:len(rels)-keep] {
+		if id == cur || slices.Contains(protect, id) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		tmp := path.Join(l.releasesDir(), engine.TempPrefix+id+"-"+engine.RandomSuffix(6))
+		if err := fsys.Rename(ctx, l.ReleasePath(id), tmp); err != nil {
+			return removed, fmt.Errorf("retire release %s: %w", id, err)
+		}
+		removed = append(removed, id)
+		if err := fsys.RemoveAll(ctx, tmp); err != nil {
+			return removed, fmt.Errorf("remove release %s: %w", id, err)
+		}
+	}
+	if len(removed) > 0 {
+		if err := fsys.SyncDir(ctx, l.releasesDir()); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}

@@ -1,0 +1,312 @@
+package layout
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"flightdeck/engine"
+)
+
+// listParallel bounds the directories listed at once by Check and Prepare:
+// enough to keep a remote host's pipe full, few enough to stay polite.
+const listParallel = 16
+
+// CheckManifest rejects a manifest that could write outside the release:
+// every path must be relative, clean, without "..", not the manifest file
+// itself, listed after its parent, and its parent must be a directory entry
+// (so that no entry is ever written through a symlink of the release).
+func CheckManifest(m *engine.Manifest) error {
+	if m == nil {
+		return errors.New("manifest is missing")
+	}
+	kinds := make(map[string]engine.FileKind, len(m.Entries))
+	for _, e := range m.Entries {
+		p := e.Path
+		switch {
+		case p == "" || p == "." || path.IsAbs(p) || path.Clean(p) != p:
+			return fmt.Errorf("manifest entry %q: path must be relative and clean", p)
+		case p == ".." || strings.HasPrefix(p, "../"): // a clean relative path has ".." only in front
+			return fmt.Errorf("manifest entry %q: path must not contain '..'", p)
+		case p == engine.ManifestName:
+			return fmt.Errorf("manifest entry %q: reserved name", p)
+		}
+		if dir := path.Dir(p); dir != "." && kinds[dir] != engine.KindDir {
+			return fmt.Errorf("manifest entry %q: parent %q is not a directory listed before it", p, dir)
+		}
+		if _, dup := kinds[p]; dup {
+			return fmt.Errorf("manifest entry %q: listed twice", p)
+		}
+		switch e.Kind {
+		case engine.KindDir, engine.KindSymlink:
+		case engine.KindFile:
+			if len(e.Hash) != sha256.Size*2 {
+				return fmt.Errorf("manifest entry %q: bad sha256 %q", p, e.Hash)
+			}
+			if e.Size < 0 {
+				return fmt.Errorf("manifest entry %q: negative size", p)
+			}
+		default:
+			return fmt.Errorf("manifest entry %q: unknown kind %q", p, e.Kind)
+		}
+		if e.Mode&^0o7777 != 0 {
+			return fmt.Errorf("manifest entry %q: bad mode %o", p, e.Mode)
+		}
+		kinds[p] = e.Kind
+	}
+	return nil
+}
+
+// GoMode converts Unix mode bits (permissions, setuid as 04000, setgid as
+// 02000, sticky as 01000) to an fs.FileMode.
+func GoMode(m uint32) fs.FileMode {
+	out := fs.FileMode(m) & fs.ModePerm
+	if m&syscall.S_ISUID != 0 {
+		out |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		out |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		out |= fs.ModeSticky
+	}
+	return out
+}
+
+// modeBits are the bits of a mode the layout sets and checks.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// FileMode is the on-host mode of a release file: as built, without any
+// write bit (a hard link shares its mode with every release that has it).
+func FileMode(e engine.ManifestEntry) fs.FileMode { return GoMode(e.Mode) &^ 0o222 }
+
+// DirMode is the on-host mode of a release directory: as built (special
+// bits included) plus owner rwx, so that the release can be removed.
+func DirMode(e engine.ManifestEntry) fs.FileMode { return GoMode(e.Mode) | 0o700 }
+
+// readManifest reads and checks the manifest stored in the release dir root.
+func readManifest(ctx context.Context, fsys FS, root string) (*engine.Manifest, error) {
+	name := path.Join(root, engine.ManifestName)
+	b, err := fsys.ReadFile(ctx, name, maxManifest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read manifest: %w: %w", engine.ErrNoManifest, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	m, err := engine.ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := CheckManifest(m); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+// Check reports whether releases/<id> is complete: a directory (not a
+// symlink) holding a manifest that names the release, and every entry of
+// the manifest present with its kind, its size and read-only mode (files)
+// or its target (symlinks). It reads directory listings only, one per
+// directory of the release; Verify hashes the content too. Entries added
+// after the release was prepared (by hooks) are not reported.
+func (l *Layout) Check(ctx context.Context, fsys FS, id string) error {
+	if err := engine.ValidateReleaseID(id); err != nil {
+		return fmt.Errorf("check %s: %w", l.name, err)
+	}
+	if _, err := l.check(ctx, fsys, id); err != nil {
+		return fmt.Errorf("check %s release %s: %w", l.name, id, err)
+	}
+	return nil
+}
+
+// Verify checks releases/<id> as Check does and hashes every file against
+// the manifest. The error names the first bad path.
+func (l *Layout) Verify(ctx context.Context, fsys FS, id string) error {
+	if err := engine.ValidateReleaseID(id); err != nil {
+		return fmt.Errorf("verify %s: %w", l.name, err)
+	}
+	if _, err := l.verify(ctx, fsys, id); err != nil {
+		return fmt.Errorf("verify %s release %s: %w", l.name, id, err)
+	}
+	return nil
+}
+
+func (l *Layout) check(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+	if _, err := expect(ctx, fsys, l.releasesDir(), "directory"); err != nil {
+		return nil, err
+	}
+	root := l.ReleasePath(id)
+	if exists, err := expect(ctx, fsys, root, "directory"); err != nil {
+		return nil, err
+	} else if !exists {
+		return nil, fmt.Errorf("%s: %w", root, fs.ErrNotExist)
+	}
+	m, err := readManifest(ctx, fsys, root)
+	if err != nil {
+		return nil, err
+	}
+	if m.Release != id {
+		return nil, fmt.Errorf("manifest names release %q", m.Release)
+	}
+	if err := checkTree(ctx, fsys, root, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+	m, err := l.check(ctx, fsys, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := hashTree(ctx, fsys, l.ReleasePath(id), m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkTree checks that every entry of m is present under root with its
+// kind, size and mode (files) or target (symlinks), from the listings of
+// root and of each directory of m, level by level: a directory is listed
+// only once its parent's listing showed it is a directory, so no listing
+// goes through a symlink.
+func checkTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) error {
+	children := map[string][]engine.ManifestEntry{}
+	for _, e := range m.Entries {
+		d := path.Dir(e.Path)
+		children[d] = append(children[d], e)
+	}
+	level := []string{"."}
+	for len(level) > 0 {
+		lists, err := listLevel(ctx, fsys, root, level)
+		if err != nil {
+			return err
+		}
+		var next []string
+		var links []engine.ManifestEntry
+		for i, d := range level {
+			seen := make(map[string]fs.FileInfo, len(lists[i]))
+			for _, fi := range lists[i] {
+				seen[fi.Name()] = fi
+			}
+			for _, e := range children[d] {
+				fi, ok := seen[path.Base(e.Path)]
+				if !ok {
+					return fmt.Errorf("%s: missing", e.Path)
+				}
+				if err := checkEntry(e, fi); err != nil {
+					return fmt.Errorf("%s: %w", e.Path, err)
+				}
+				switch e.Kind {
+				case engine.KindDir:
+					next = append(next, e.Path)
+				case engine.KindSymlink:
+					links = append(links, e)
+				}
+			}
+		}
+		if err := checkLinks(ctx, fsys, root, links); err != nil {
+			return err
+		}
+		level = next
+	}
+	return nil
+}
+
+// listLevel lists the directories dirs (relative to root) at once.
+func listLevel(ctx context.Context, fsys FS, root string, dirs []string) ([][]fs.FileInfo, error) {
+	lists := make([][]fs.FileInfo, len(dirs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(listParallel)
+	for i, d := range dirs {
+		g.Go(func() error {
+			ents, err := fsys.ReadDir(gctx, path.Join(root, d))
+			if err != nil {
+				return fmt.Errorf("list %s: %w", d, err)
+			}
+			lists[i] = ents
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return lists, nil
+}
+
+func checkEntry(e engine.ManifestEntry, fi fs.FileInfo) error {
+	m := fi.Mode()
+	switch e.Kind {
+	case engine.KindDir:
+		if !m.IsDir() {
+			return fmt.Errorf("is %s, want a directory", kindName(m))
+		}
+	case engine.KindSymlink:
+		if m&fs.ModeSymlink == 0 {
+			return fmt.Errorf("is %s, want a symlink", kindName(m))
+		}
+	case engine.KindFile:
+		if !m.IsRegular() {
+			return fmt.Errorf("is %s, want a regular file", kindName(m))
+		}
+		if got, want := m&modeBits, FileMode(e); got != want {
+			return fmt.Errorf("mode %v, want %v (release files are read-only)", got, want)
+		}
+		if fi.Size() != e.Size {
+			return fmt.Errorf("size %d, want %d", fi.Size(), e.Size)
+		}
+	}
+	return nil
+}
+
+func checkLinks(ctx context.Context, fsys FS, root string, links []engine.ManifestEntry) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(listParallel)
+	for _, e := range links {
+		g.Go(func() error {
+			t, err := fsys.ReadLink(gctx, path.Join(root, e.Path))
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
+			}
+			if t != e.Link {
+				return fmt.Errorf("%s: links to %q, want %q", e.Path, t, e.Link)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// hashTree hashes every file of m under root (already checked by
+// checkTree) and compares with the manifest.
+func hashTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) error {
+	var names []string
+	var files []engine.ManifestEntry
+	for _, e := range m.Entries {
+		if e.Kind == engine.KindFile {
+			names = append(names, path.Join(root, e.Path))
+			files = append(files, e)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sums, err := fsys.Hash(ctx, names)
+	if err != nil {
+		return err
+	}
+	for i, e := range files {
+		if sums[i] != e.Hash {
+			return fmt.Errorf("%s: content changed: sha256 %s, want %s", e.Path, sums[i], e.Hash)
+		}
+	}
+	return nil
+}
