@@ -32,7 +32,7 @@ func TestReleasesDuringDeploysNeverMakeAHalfReleaseCurrent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
 	}
-	const files = 1000
+	const files = 800
 	p := newProject(t, 2, files, rolling2, "")
 	if out, code := p.run("deploy", "--headless", "--release", "base"); code != 0 {
 		t.Fatalf("base deploy exit %d:\n%s", code, out)
@@ -41,7 +41,7 @@ func TestReleasesDuringDeploysNeverMakeAHalfReleaseCurrent(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 7))
 	t.Logf("seed %d", seed)
-	for i := range 6 {
+	for i := range 4 {
 		rel := fmt.Sprintf("q%02d", i)
 		t.Run(rel, func(t *testing.T) {
 			// Every file changes: each release is written in full, so the

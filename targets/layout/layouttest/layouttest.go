@@ -997,6 +997,7 @@ func Strace(t *testing.T, pid int, fn func()) []string {
 	pending := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		pid, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+		rest = strings.TrimSpace(rest) // strace pads the pid column
 		ok := strings.HasSuffix(rest, "= 0")
 		switch {
 		case strings.HasPrefix(rest, "<... fsync resumed>"), strings.HasPrefix(rest, "<... fdatasync resumed>"):
@@ -1016,6 +1017,9 @@ func Strace(t *testing.T, pid int, fn func()) []string {
 				names = append(names, name)
 			}
 		}
+	}
+	if len(names) == 0 {
+		t.Logf("strace saw no fsync; its output begins:\n%.2000s", b)
 	}
 	return names
 }
