@@ -21,7 +21,11 @@
 # Usage: bench/hitless.sh [N]     (default 50 cycles per strategy)
 # To keep each fleet and its journal for inspection, run the Go program
 # directly with -keep DIR (see bench/hitless/main.go).
+# With ROUTERS=flightdeck,haproxy,nginx the cycles run through the built-in
+# router, then a real HAProxy, then a real nginx (each started per fleet),
+# on the same machine in the same run.
 # Environment: RATE (2000), HOSTS (8), STEADY (5s), MODES (local,lab),
+#              ROUTERS (flightdeck),
 #              STRATEGIES (canary,canary-abort,bluegreen,ab,rolling,symlink)
 set -euo pipefail
 
@@ -32,6 +36,7 @@ HOSTS=${HOSTS:-8}
 STEADY=${STEADY:-5s}
 STRATEGIES=${STRATEGIES:-canary,canary-abort,bluegreen,ab,rolling,symlink}
 MODES=${MODES:-local,lab}
+ROUTERS=${ROUTERS:-flightdeck}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hitless-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -40,7 +45,7 @@ go build -o "$WORK/hitless" ./bench/hitless
 
 echo "# $(date -u +%FT%TZ) · $(nproc) cores · load $(cut -d' ' -f1-3 /proc/loadavg) · N=$N rate=$RATE hosts=$HOSTS"
 "$WORK/hitless" cycles -flightdeck "$WORK/flightdeck" -n "$N" -rate "$RATE" -hosts "$HOSTS" \
-	-steady "$STEADY" -strategies "$STRATEGIES" -modes "$MODES"
+	-steady "$STEADY" -strategies "$STRATEGIES" -modes "$MODES" -routers "$ROUTERS"
 echo
 for s in canary bluegreen; do
 	"$WORK/hitless" mem -flightdeck "$WORK/flightdeck" -hosts "$HOSTS" -rate "$RATE" -strategy "$s"

@@ -14,6 +14,10 @@
 //	    then on a lab of -hosts containers reached over SSH (one lab for
 //	    every strategy, removed at the end), and the table has both; the
 //	    lab rows add the peak memory of its containers.
+//	    With -routers flightdeck,haproxy,nginx each strategy runs through
+//	    the built-in router, a real HAProxy and a real nginx in turn (rows
+//	    "STRATEGY via haproxy"); HAProxy's and nginx's own memory is not in
+//	    the sums.
 //	hitless mem -flightdeck BIN [-hosts 8] [-rate 2000] [-strategy canary]
 //	    runs `BIN demo --headless` and samples the RSS (and PSS) of it and
 //	    all its descendants every 100 ms; prints the peak sums.
@@ -97,6 +101,7 @@ func cycles(ctx context.Context, args []string) error {
 	steady := fs.Duration("steady", 5*time.Second, "probe-only window before the cycles (steady-state p99)")
 	keep := fs.String("keep", "", "keep each strategy's fleet (and its journal) in this directory instead of a temporary one")
 	modes := fs.String("modes", "local", "where the fleet runs: local, lab (containers over SSH), or local,lab")
+	routers := fs.String("routers", "flightdeck", "traffic layers, comma separated: flightdeck (the built-in router), haproxy, nginx (real ones, started for each fleet)")
 	_ = fs.Parse(args)
 	if *bin == "" {
 		return fmt.Errorf("-flightdeck is required (go build -o BIN ./cmd/flightdeck)")
@@ -122,24 +127,30 @@ func cycles(ctx context.Context, args []string) error {
 		default:
 			return fmt.Errorf("-modes: unknown mode %q (local, lab)", mode)
 		}
-		for _, name := range strings.Split(*list, ",") {
-			name = strings.TrimSpace(name)
-			if name == "" {
-				continue
+		for _, rt := range strings.Split(*routers, ",") {
+			rt = strings.TrimSpace(rt)
+			for _, name := range strings.Split(*list, ",") {
+				name = strings.TrimSpace(name)
+				if name == "" {
+					continue
+				}
+				opts := demo.Options{Hosts: *hosts, Scenario: sc, Rate: *rate, Binary: *bin, Lab: l, KeepLab: l != nil, Router: rt}
+				if *keep != "" {
+					opts.Dir = filepath.Join(*keep, mode, rt, name)
+				}
+				r, err := runStrategy(ctx, name, opts, *n, *steady)
+				if err != nil {
+					return fmt.Errorf("%s (%s, %s): %w", name, mode, rt, err)
+				}
+				if rt != "flightdeck" {
+					r.strategy += " via " + rt
+				}
+				if l != nil {
+					r.strategy += " (lab)"
+				}
+				results = append(results, r)
+				printResults(results[len(results)-1:], *rate, *hosts, false)
 			}
-			opts := demo.Options{Hosts: *hosts, Scenario: sc, Rate: *rate, Binary: *bin, Lab: l, KeepLab: l != nil}
-			if *keep != "" {
-				opts.Dir = filepath.Join(*keep, mode, name)
-			}
-			r, err := runStrategy(ctx, name, opts, *n, *steady)
-			if err != nil {
-				return fmt.Errorf("%s (%s): %w", name, mode, err)
-			}
-			if l != nil {
-				r.strategy += " (lab)"
-			}
-			results = append(results, r)
-			printResults(results[len(results)-1:], *rate, *hosts, false)
 		}
 	}
 	fmt.Println()

@@ -13,6 +13,11 @@ import (
 	"time"
 
 	"flightdeck/engine"
+	"flightdeck/engine/probe"
+	"flightdeck/targets/haproxy"
+	"flightdeck/targets/haproxy/haproxytest"
+	"flightdeck/targets/nginx"
+	"flightdeck/targets/nginx/nginxtest"
 	"flightdeck/targets/router"
 )
 
@@ -86,55 +91,120 @@ func BenchmarkWeightChangeTakesEffect(b *testing.B) {
 		b.Fatal(err)
 	}
 	client.PollInterval = 5 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	sides := map[string]*sideBackend{"a": startSide(b), "b": startSide(b)}
-	for rel, s := range sides {
-		if err := client.SetPool(ctx, rel, []string{s.addr}); err != nil {
-			b.Fatal(err)
-		}
-		if err := client.WaitHealthy(ctx, s.addr); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := client.SetRoute(ctx, engine.Route{Stable: "a", Candidate: "b", Weight: 0}); err != nil {
+	flipWeights(b, client, "http://"+pl.Addr().String()+"/", sides, 0)
+}
+
+// BenchmarkWeightChangeHAProxy is the same flip through a real HAProxy
+// driven by its Runtime API (the adapter's SetRoute: read the process and
+// its servers, then one batch of "set server ... weight").
+//
+//	go test -run '^$' -bench WeightChangeHAProxy -benchtime 300x ./targets/traffictest/
+func BenchmarkWeightChangeHAProxy(b *testing.B) {
+	sides := map[string]*sideBackend{"a": startSide(b), "b": startSide(b)}
+	s := haproxy.Setup{Listen: listenAddrB(b), CheckTimeout: 5 * time.Second, Fall: 5,
+		Servers: []haproxy.SetupServer{{Name: "a", Addr: sides["a"].addr}, {Name: "b", Addr: sides["b"].addr}}}
+	proc := haproxytest.Start(b, s)
+	rt, err := haproxy.New(haproxy.Config{Socket: proc.Setup.Socket(), Backend: "app", StateFile: b.TempDir() + "/state.json",
+		PollInterval: 5 * time.Millisecond})
+	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { rt.Close() })
+	flipWeights(b, rt, "http://"+s.Listen+"/", sides, 0)
+}
 
-	// Closed-loop load: a few workers, each sending its next request when
-	// the previous one is answered, until the benchmark ends (at most 5 min).
-	const workers = 4
-	var sent, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers}, Timeout: 5 * time.Second}
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-ctx.Done():
-					return
-				default:
-				}
-				resp, err := hc.Get("http://" + pl.Addr().String() + "/")
-				sent.Add(1)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-				}
-			}
-		}()
+// BenchmarkWeightChangeNginx is the same flip through a real nginx: each
+// change writes the upstream file, runs nginx -t and reloads, under
+// open-loop load at 2,000 requests/s (the reload must lose none).
+//
+//	go test -run '^$' -bench WeightChangeNginx -benchtime 30x ./targets/traffictest/
+func BenchmarkWeightChangeNginx(b *testing.B) {
+	sides := map[string]*sideBackend{"a": startSide(b), "b": startSide(b)}
+	s := nginx.Setup{Listen: listenAddrB(b), Servers: []string{sides["a"].addr, sides["b"].addr}}
+	proc := nginxtest.Start(b, s)
+	cfg := proc.Config("bench")
+	cfg.PollInterval = 5 * time.Millisecond
+	rt, err := nginx.New(cfg)
+	if err != nil {
+		b.Fatal(err)
 	}
-	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	b.Cleanup(func() { rt.Close() })
+	flipWeights(b, rt, "http://"+s.Listen+"/", sides, 2000)
+}
+
+// flipWeights puts side a and side b in pools of their own behind rt,
+// loads url — closed loop with a few workers when rate is 0, open loop at
+// rate requests/s otherwise — and flips all traffic from one side to the
+// other at each iteration, reporting how soon the other side saw its first
+// request, and any failed request.
+func flipWeights(b *testing.B, rt engine.Router, url string, sides map[string]*sideBackend, rate float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for rel, s := range sides {
+		if err := rt.SetPool(ctx, rel, []string{s.addr}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := rt.SetRoute(ctx, engine.Route{Stable: "a", Candidate: "b", Weight: 0}); err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range sides {
+		if err := rt.WaitHealthy(ctx, s.addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	var sent, failed func() int64
+	var stopLoad func()
+	if rate > 0 {
+		p, err := probe.New(probe.Config{URL: url, Rate: rate, Duration: 10 * time.Minute, Timeout: 5 * time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		stopLoad = sync.OnceFunc(p.Stop)
+		sent = func() int64 { return int64(p.Snapshot().Total.Requests) }
+		failed = func() int64 { return int64(p.Snapshot().Total.Failed) }
+	} else {
+		// Closed-loop load: a few workers, each sending its next request
+		// when the previous one is answered, until the benchmark ends.
+		const workers = 4
+		var nSent, nFailed atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		hc := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers}, Timeout: 5 * time.Second}
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-ctx.Done():
+						return
+					default:
+					}
+					resp, err := hc.Get(url)
+					nSent.Add(1)
+					if err != nil {
+						nFailed.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						nFailed.Add(1)
+					}
+				}
+			}()
+		}
+		stopLoad = sync.OnceFunc(func() { close(stop); wg.Wait() })
+		sent, failed = nSent.Load, nFailed.Load
+	}
 	b.Cleanup(stopLoad)
 
 	var sinceReturn, sinceCall []time.Duration
@@ -150,7 +220,7 @@ func BenchmarkWeightChangeTakesEffect(b *testing.B) {
 		}
 		to.arm()
 		called := time.Now()
-		if err := client.SetRoute(ctx, engine.Route{Stable: "a", Candidate: "b", Weight: weight}); err != nil {
+		if err := rt.SetRoute(ctx, engine.Route{Stable: "a", Candidate: "b", Weight: weight}); err != nil {
 			b.Fatal(err)
 		}
 		returned := time.Now()
@@ -162,8 +232,8 @@ func BenchmarkWeightChangeTakesEffect(b *testing.B) {
 	elapsed := time.Since(start)
 	stopLoad()
 
-	if n := failed.Load(); n > 0 {
-		b.Errorf("%d of %d requests failed while the weight flipped", n, sent.Load())
+	if n := failed(); n > 0 {
+		b.Errorf("%d of %d requests failed while the weight flipped", n, sent())
 	}
 	q := func(ds []time.Duration, p float64) float64 {
 		s := slices.Clone(ds)
@@ -175,8 +245,15 @@ func BenchmarkWeightChangeTakesEffect(b *testing.B) {
 	b.ReportMetric(q(sinceReturn, 1), "ms-after-return-max")
 	b.ReportMetric(q(sinceCall, 0.5), "ms-after-call-p50")
 	b.ReportMetric(q(sinceCall, 0.99), "ms-after-call-p99")
-	b.ReportMetric(float64(sent.Load())/elapsed.Seconds(), "load-req/s")
-	b.ReportMetric(float64(failed.Load()), "failed")
+	b.ReportMetric(q(sinceCall, 1), "ms-after-call-max")
+	b.ReportMetric(float64(sent())/elapsed.Seconds(), "load-req/s")
+	b.ReportMetric(float64(failed()), "failed")
+}
+
+func listenAddrB(b *testing.B) string {
+	ln := listenB(b)
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func listenB(b *testing.B) net.Listener {
