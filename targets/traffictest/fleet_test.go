@@ -50,6 +50,11 @@ type backend struct {
 	mu       sync.Mutex
 	knobs    map[string]knobs
 	counters map[string]*atomic.Uint64
+
+	// held counts requests to /hold in progress; they finish when
+	// unhold is closed.
+	held   atomic.Int64
+	unhold chan struct{}
 }
 
 func startBackend(t *testing.T, runDir, deployTo string) *backend {
@@ -62,7 +67,7 @@ func startBackend(t *testing.T, runDir, deployTo string) *backend {
 	_, port, _ := net.SplitHostPort(addr)
 	b := &backend{
 		addr: addr, port: port, deployTo: deployTo, runFile: filepath.Join(runDir, port),
-		knobs: map[string]knobs{}, counters: map[string]*atomic.Uint64{},
+		knobs: map[string]knobs{}, counters: map[string]*atomic.Uint64{}, unhold: make(chan struct{}),
 	}
 	b.srv = &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
 	go b.srv.Serve(ln)
@@ -118,6 +123,11 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Release", rel)
+	if r.URL.Path == "/hold" {
+		b.held.Add(1)
+		<-b.unhold
+		b.held.Add(-1)
+	}
 	if r.URL.Path == router.DefaultHealthPath {
 		return
 	}
@@ -150,6 +160,8 @@ type fleetOpts struct {
 	// "haproxy" (a real HAProxy driven through its Runtime API), "nginx"
 	// (a real nginx driven through its upstream file and reloads).
 	router string
+	// routerExtra is added to the plan's router mapping (", drain: 1s").
+	routerExtra string
 	// unresolvable adds a first host "h0" whose backend's host name does
 	// not resolve (nginx -t refuses it), running no release yet.
 	unresolvable bool
@@ -239,6 +251,9 @@ func newFleet(t *testing.T, o fleetOpts) *fleet {
 
 	var y strings.Builder
 	fmt.Fprintf(&y, "app: shop\nsource: ./src\nkeep_releases: 5\nrestart: sh %s\n", filepath.Join(dir, "restart.sh"))
+	if o.routerExtra != "" {
+		routerYAML = strings.TrimSuffix(routerYAML, "}") + o.routerExtra + "}"
+	}
 	fmt.Fprintf(&y, "environments:\n  prod:\n    router: %s\n    hosts:\n", routerYAML)
 	if o.unresolvable {
 		fmt.Fprintf(&y, "      - {name: h0, local: %q, backend: \"no-such-host.invalid:8080\"}\n", filepath.Join(dir, "hosts", "h0"))

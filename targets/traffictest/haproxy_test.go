@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,5 +302,45 @@ func TestHAProxyABCohort(t *testing.T) {
 		t.Errorf("cohort load: %d of %d failed, %d answered by v2; want none failed and some on v2",
 			rep.Total.Failed, rep.Total.Requests, rep.Releases["v2"].Requests)
 	}
+	f.assertAllInRotation()
+}
+
+// TestHAProxyDrainTimeoutLeavesNoServerDrained: a host whose drain times
+// out (a request held longer than the plan's drain) fails before its
+// switch; the rollback finds it still on the old release, so nothing in
+// the host's own steps puts its server back. The run's end does: no
+// server is left in drain, and the journal says so.
+func TestHAProxyDrainTimeoutLeavesNoServerDrained(t *testing.T) {
+	f := newFleet(t, fleetOpts{hosts: 2, router: "haproxy", routerExtra: ", drain: 500ms",
+		env: "    strategy: {kind: canary, steps: [50, 100]}\n    gate: {error_rate: 1%, p99: 10s, interval: 500ms, count: 1, min_requests: 1}\n"})
+	f.live("v1", knobs{})
+	h1 := f.backends["h1"][0]
+	defer close(h1.unhold)
+	// Hold one request on h1 (the first host the canary switches).
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	if err := pollUntil(20*time.Second, func() bool {
+		go func() {
+			if resp, err := hc.Get(f.proxyURL + "/hold"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return pollUntil(200*time.Millisecond, func() bool { return h1.held.Load() > 0 }) == nil
+	}); err != nil {
+		t.Fatal("no request held on h1")
+	}
+	st := f.wait(f.deploy(f.build("v2", knobs{})))
+	if st.Outcome == engine.OutcomeSucceeded {
+		t.Fatalf("the run succeeded although h1's drain timed out\n%s", f.rec.dump())
+	}
+	failed := false
+	back := false
+	for _, e := range ofType(f.rec.events(), st.Run, engine.EvHostPhase, engine.EvNotice) {
+		failed = failed || (e.Host == "h1" && e.Phase == engine.PhaseFailed && strings.Contains(e.Error, "drain timed out"))
+		back = back || strings.Contains(e.Message, "drained by this run and not put back by its host, returns to rotation")
+	}
+	if !failed || !back {
+		t.Errorf("journal: h1 failed its drain %v, its server put back at the end %v\n%s", failed, back, f.rec.dump())
+	}
+	f.assertHostsOn("v1")
 	f.assertAllInRotation()
 }
