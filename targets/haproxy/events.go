@@ -103,11 +103,11 @@ func (r *Router) serverAddrs(ctx context.Context) (map[string][]string, error) {
 	names := r.names
 	r.mu.Unlock()
 	if names == nil {
-		_, byAddr, _, err := r.snapshot(ctx)
+		sn, err := r.snapshot(ctx)
 		if err != nil {
 			return nil, err
 		}
-		names = namesOf(byAddr)
+		names = namesOf(sn.servers)
 	}
 	out := map[string][]string{}
 	for a, byBackend := range names {

@@ -217,46 +217,59 @@ type server struct {
 	ServerState
 }
 
-// snapshot reads the process identity, the servers of every backend and
-// which addresses fail their health check in the main backend.
-func (r *Router) snapshot(ctx context.Context) (Identity, map[string][]server, map[string]bool, error) {
+// snap is what HAProxy reports before a change: the process, the
+// servers of every backend (by address), the addresses failing their
+// health check in the main backend, and the cohort map's entries.
+type snap struct {
+	id      Identity
+	servers map[string][]server
+	down    map[string]bool
+	cohorts string // "show map" of the cohort map ("" without one)
+}
+
+// snapshot reads, in one connection, what a change is decided on.
+func (r *Router) snapshot(ctx context.Context) (snap, error) {
 	cmds := []string{"show info", "show stat " + Quote(r.cfg.Backend) + " 4 -1"}
 	for _, b := range r.backends() {
 		cmds = append(cmds, "show servers state "+Quote(b))
 	}
+	if r.cfg.CohortMap != "" {
+		cmds = append(cmds, "show map "+Quote(r.cfg.CohortMap))
+	}
 	answers, err := r.rt.Do(ctx, cmds...)
 	if err != nil {
-		return Identity{}, nil, nil, err
+		return snap{}, err
 	}
-	id, err := parseInfo(answers[0])
-	if err != nil {
-		return id, nil, nil, err
+	sn := snap{servers: map[string][]server{}, down: map[string]bool{}}
+	if sn.id, err = parseInfo(answers[0]); err != nil {
+		return sn, err
 	}
 	stats, _, err := parseStat(answers[1])
 	if err != nil {
-		return id, nil, nil, fmt.Errorf("backend %s: %w", r.cfg.Backend, err)
+		return sn, fmt.Errorf("backend %s: %w", r.cfg.Backend, err)
 	}
 	upByName := map[string]bool{}
 	for _, st := range stats {
 		upByName[st.Name] = st.Up()
 	}
-	byAddr := map[string][]server{}
-	down := map[string]bool{}
 	for i, b := range r.backends() {
 		ss, err := parseServersState(answers[2+i])
 		if err != nil {
-			return id, nil, nil, fmt.Errorf("backend %s: %w", b, err)
+			return sn, fmt.Errorf("backend %s: %w", b, err)
 		}
 		for _, s := range ss {
 			for _, a := range s.Addrs() {
-				byAddr[a] = append(byAddr[a], server{backend: b, ServerState: s})
+				sn.servers[a] = append(sn.servers[a], server{backend: b, ServerState: s})
 				if b == r.cfg.Backend && !upByName[s.Name] {
-					down[a] = true
+					sn.down[a] = true
 				}
 			}
 		}
 	}
-	return id, byAddr, down, nil
+	if r.cfg.CohortMap != "" {
+		sn.cohorts = answers[len(answers)-1]
+	}
+	return sn, nil
 }
 
 // namesOf maps each address to its server's name in each backend.
@@ -278,10 +291,11 @@ func (r *Router) apply(ctx context.Context, recheck ...string) error {
 	if err := r.save(); err != nil {
 		return err
 	}
-	id, cur, down, err := r.snapshot(ctx)
+	sn, err := r.snapshot(ctx)
 	if err != nil {
 		return err
 	}
+	id, cur, down := sn.id, sn.servers, sn.down
 	r.names = namesOf(cur)
 	// A server forced down for a fresh check is down once the batch ran.
 	for _, a := range recheck {
@@ -311,7 +325,7 @@ func (r *Router) apply(ctx context.Context, recheck ...string) error {
 			}
 		}
 	}
-	mapCmds, err := r.mapCommands(ctx)
+	mapCmds, err := r.mapCommands(sn.cohorts)
 	if err != nil {
 		return err
 	}
@@ -420,7 +434,7 @@ func transition(b string, s ServerState, p pools.Placement, w int, recheck bool)
 
 // mapCommands returns the map changes that make the cohort map hold the
 // cohort rules' entries (add and set before del).
-func (r *Router) mapCommands(ctx context.Context) ([]string, error) {
+func (r *Router) mapCommands(answer string) ([]string, error) {
 	if r.cfg.CohortMap == "" {
 		if len(r.st.Cohorts) > 0 {
 			return nil, errors.New("cohort rules need cohort_backend and cohort_map in the plan's router")
@@ -437,17 +451,13 @@ func (r *Router) mapCommands(ctx context.Context) ([]string, error) {
 			want[strconv.Itoa(i)] = r.cfg.CohortBackend
 		}
 	}
-	a, err := r.rt.Do(ctx, "show map "+Quote(r.cfg.CohortMap))
-	if err != nil {
-		return nil, err
-	}
 	have := map[string]string{}
-	for _, l := range strings.Split(a[0], "\n") {
+	for _, l := range strings.Split(answer, "\n") {
 		f := strings.Fields(l)
 		if len(f) == 3 && strings.HasPrefix(f[0], "0x") {
 			have[f[1]] = f[2]
 		} else if strings.TrimSpace(l) != "" {
-			return nil, fmt.Errorf("cohort map %s: %s", r.cfg.CohortMap, strings.TrimSpace(a[0]))
+			return nil, fmt.Errorf("cohort map %s: %s", r.cfg.CohortMap, strings.TrimSpace(answer))
 		}
 	}
 	m := Quote(r.cfg.CohortMap)
@@ -745,11 +755,11 @@ func (r *Router) refresh(ctx context.Context) error {
 	if r.applied == (Identity{}) {
 		return nil // nothing applied yet
 	}
-	id, _, down, err := r.snapshot(ctx)
+	sn, err := r.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	if id == r.applied && slices.Equal(r.st.Unusable(down), r.unusable) {
+	if sn.id == r.applied && slices.Equal(r.st.Unusable(sn.down), r.unusable) {
 		return nil
 	}
 	return r.apply(ctx)
