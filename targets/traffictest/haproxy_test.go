@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,4 +344,53 @@ func TestHAProxyDrainTimeoutLeavesNoServerDrained(t *testing.T) {
 	}
 	f.assertHostsOn("v1")
 	f.assertAllInRotation()
+}
+
+// TestHAProxyReloadMidCanary reloads HAProxy while a canary waits at 50 %:
+// HAProxy forgets the weights; the run's watcher puts them back and the
+// journal says so; the canary then finishes.
+func TestHAProxyReloadMidCanary(t *testing.T) {
+	f := newFleet(t, fleetOpts{hosts: 2, router: "haproxy", env: `    strategy: {kind: canary, steps: [50, 100], auto_promote: false}
+    gate: {error_rate: 1%, p99: 10s, interval: 500ms, count: 1, min_requests: 1}
+`})
+	f.resumeWhenInconclusive(10)
+	f.live("v1", knobs{})
+	p := f.load(100, 90*time.Second, nil)
+	done := f.deploy(f.build("v2", knobs{}))
+	f.rec.waitFor(t, "the wait for an operator", func(e engine.Event) bool {
+		return e.Type == engine.EvNotice && strings.Contains(e.Message, "waiting for an operator to promote")
+	})
+	if share, desc, err := f.haproxyShare(ctxT(t), "v2"); err != nil || math.Abs(share-50) > 0.5 {
+		t.Fatalf("before the reload v2 has %.1f%% (%s, %v), want 50%%", share, desc, err)
+	}
+	if err := f.ha.Reload(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	note := f.rec.waitFor(t, "the re-applied route", func(e engine.Event) bool {
+		return e.Type == engine.EvNotice && strings.Contains(e.Message, "restarted or reloaded")
+	})
+	if !strings.Contains(note.Message, "re-applied route v1 + v2 at 50%") {
+		t.Errorf("notice %q does not say what was re-applied", note.Message)
+	}
+	if share, desc, err := f.haproxyShare(ctxT(t), "v2"); err != nil || math.Abs(share-50) > 0.5 {
+		t.Errorf("after the reload v2 has %.1f%% (%s, %v), want 50%% again", share, desc, err)
+	}
+	evs, err := engine.ReadJournal(f.eng.StateDir, note.Run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(e engine.Event) bool { return e.Type == engine.EvNotice && e.Message == note.Message }) {
+		t.Error("the re-application is not in the run's journal")
+	}
+	f.send(engine.Command{Kind: engine.CmdPromote, Actor: owner, Reason: "after the reload"})
+	st := f.wait(done)
+	p.Stop()
+	if st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("outcome %s (%s)\n%s", st.Outcome, st.Err, f.rec.dump())
+	}
+	f.assertHostsOn("v2")
+	f.assertAllInRotation()
+	if rep := p.Snapshot(); rep.Total.Failed != 0 {
+		t.Errorf("%d of %d requests failed across the reload", rep.Total.Failed, rep.Total.Requests)
+	}
 }
