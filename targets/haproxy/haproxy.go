@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -166,7 +167,7 @@ func (r *Router) Check(ctx context.Context, addrs map[string]string) error {
 			}
 			have = append(have, s.Name+" "+s.Addrs()[0])
 		}
-		for _, a := range slices.Sorted(mapKeys(addrs)) {
+		for _, a := range slices.Sorted(maps.Keys(addrs)) {
 			s, ok := byAddr[a]
 			switch {
 			case !ok:
@@ -192,16 +193,6 @@ func (r *Router) Check(ctx context.Context, addrs map[string]string) error {
 		return &ConfigError{Problems: problems}
 	}
 	return nil
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func orNone(s []string) string {
@@ -311,7 +302,7 @@ func (r *Router) apply(ctx context.Context, recheck ...string) error {
 	for _, b := range r.backends() {
 		targets := r.st.Targets(nil, b == r.cfg.CohortBackend, down)
 		weights := pools.Scale(targets, MaxWeight)
-		for _, a := range slices.Sorted(mapKeys(cur)) {
+		for _, a := range slices.Sorted(maps.Keys(cur)) {
 			for _, s := range cur[a] {
 				if s.backend != b {
 					continue
@@ -364,7 +355,7 @@ func (r *Router) describe() string {
 	if rt.Candidate != "" {
 		fmt.Fprintf(&b, " + %s at %g%%", rt.Candidate, rt.Weight)
 	}
-	for _, rel := range slices.Sorted(mapKeys(r.st.Pools)) {
+	for _, rel := range slices.Sorted(maps.Keys(r.st.Pools)) {
 		fmt.Fprintf(&b, "; %s: %d servers", rel, len(r.st.Pools[rel]))
 	}
 	if len(r.st.Drained) > 0 {
@@ -462,7 +453,7 @@ func (r *Router) mapCommands(answer string) ([]string, error) {
 	}
 	m := Quote(r.cfg.CohortMap)
 	var add, del []string
-	for _, k := range slices.Sorted(mapKeys(want)) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		switch v, ok := have[k]; {
 		case !ok:
 			add = append(add, fmt.Sprintf("add map %s %s %s", m, Quote(k), Quote(want[k])))
@@ -470,7 +461,7 @@ func (r *Router) mapCommands(answer string) ([]string, error) {
 			add = append(add, fmt.Sprintf("set map %s %s %s", m, Quote(k), Quote(want[k])))
 		}
 	}
-	for _, k := range slices.Sorted(mapKeys(have)) {
+	for _, k := range slices.Sorted(maps.Keys(have)) {
 		if _, ok := want[k]; !ok {
 			del = append(del, fmt.Sprintf("del map %s %s", m, Quote(k)))
 		}
@@ -526,7 +517,7 @@ func (r *Router) State(ctx context.Context) (engine.RouterState, error) {
 		return engine.RouterState{}, err
 	}
 	out := engine.RouterState{Route: st.Route, Cohorts: slices.Clone(st.Cohorts)}
-	for _, rel := range slices.Sorted(mapKeys(st.Pools)) {
+	for _, rel := range slices.Sorted(maps.Keys(st.Pools)) {
 		for _, a := range st.Pools[rel] {
 			b := engine.BackendStatus{Addr: a, Release: rel, Draining: st.IsDrained(a)}
 			for _, s := range stats[a] {

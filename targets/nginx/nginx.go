@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -345,13 +346,7 @@ func (r *Router) State(ctx context.Context) (engine.RouterState, error) {
 		ok bool
 	}
 	var bs []engine.BackendStatus
-	for _, rel := range slices.Sorted(func(yield func(string) bool) {
-		for k := range st.Pools {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, rel := range slices.Sorted(maps.Keys(st.Pools)) {
 		for _, a := range st.Pools[rel] {
 			bs = append(bs, engine.BackendStatus{Addr: a, Release: rel, Draining: st.IsDrained(a)})
 		}
