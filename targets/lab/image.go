@@ -357,14 +357,16 @@ func (d *Docker) EnsureImage(ctx context.Context, src Sources) (ImageResult, err
 }
 
 // removeOldImages removes lab images other than keep that no container
-// uses (the engine refuses to remove an image in use; that is fine).
+// uses (the engine refuses to remove an image in use; that is fine) and
+// that were made more than an hour ago (another lab up may be about to
+// create its containers from a newer one).
 func (d *Docker) removeOldImages(ctx context.Context, keep string) {
 	list, err := d.c.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("label", LabelImage)})
 	if err != nil {
 		return
 	}
 	for _, img := range list.Items {
-		if slices.Contains(img.RepoTags, keep) {
+		if slices.Contains(img.RepoTags, keep) || time.Since(time.Unix(img.Created, 0)) < time.Hour {
 			continue
 		}
 		_, _ = d.c.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{PruneChildren: true})
