@@ -63,11 +63,9 @@ func (s *Server) cockpit(sess ssh.Session, me *member, log *slog.Logger) string 
 	out := &stallWriter{w: sess}
 	sm := &sessionModel{m: m, srv: s, me: me, km: km}
 	profile := colorprofile.Env(env)
-	p := tea.NewProgram(sm,
-		tea.WithInput(sess), tea.WithOutput(out), tea.WithoutSignalHandler(),
-		tea.WithEnvironment(env), tea.WithColorProfile(profile),
-		tea.WithWindowSize(pty.Window.Width, pty.Window.Height),
-		tea.WithContext(ctx), tea.WithFPS(tui.FrameRate),
+	p := tui.NewProgram(sm, sess, out, tui.ProgramOptions{
+		Width: pty.Window.Width, Height: pty.Window.Height, Profile: profile, Env: env, Context: ctx,
+	},
 		// A client cannot suspend the server's program.
 		tea.WithFilter(func(_ tea.Model, msg tea.Msg) tea.Msg {
 			if _, ok := msg.(tea.SuspendMsg); ok {

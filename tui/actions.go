@@ -24,7 +24,7 @@ type avail struct {
 
 func (m *Model) avail(a Action) avail {
 	info := infoOf(a)
-	if info.mutates && m.o.ReadOnly {
+	if info.mutates && m.opts.ReadOnly {
 		return avail{hidden: true, why: "read-only"}
 	}
 	v := avail{ok: true, label: shortLabel(a)}
@@ -32,7 +32,7 @@ func (m *Model) avail(a Action) avail {
 	st := m.snap
 	strategy := st.Info.Strategy
 	stepped := strategy == "canary" || strategy == "bluegreen" || strategy == "ab"
-	if info.mutates && m.o.Actor.Role == engine.RoleViewer {
+	if info.mutates && m.opts.Actor.Role == engine.RoleViewer {
 		return no("viewer")
 	}
 	switch a {
@@ -80,7 +80,7 @@ func (m *Model) avail(a Action) avail {
 		switch p := st.Proposal; {
 		case !m.active() || p == nil:
 			return no("no proposal")
-		case p.By == m.o.Actor.Name && p.Fingerprint == m.o.Actor.Fingerprint:
+		case p.By == m.opts.Actor.Name && p.Fingerprint == m.opts.Actor.Fingerprint:
 			return no("yours: a second operator approves")
 		}
 	case ActAck:
@@ -127,7 +127,7 @@ func (m *Model) selectedItem() *engine.ChecklistItem {
 	if len(cl) == 0 {
 		return nil
 	}
-	return &cl[clampInt(m.ckCursor, 0, len(cl)-1)]
+	return &cl[clampInt(m.checkCursor, 0, len(cl)-1)]
 }
 
 // key handles a key press.
@@ -143,11 +143,11 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 	switch m.overlay {
 	case overlayConfirm:
 		switch {
-		case m.km.is(ActConfirm, s):
+		case m.keys.is(ActConfirm, s):
 			c := m.confirm
 			m.overlay, m.confirm = overlayNone, nil
 			return c.run()
-		case m.km.is(ActCancel, s) || m.km.is(ActQuit, s):
+		case m.keys.is(ActCancel, s) || m.keys.is(ActQuit, s):
 			m.overlay, m.confirm = overlayNone, nil
 			m.setStatus("cancelled", false)
 		}
@@ -159,20 +159,20 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 			opener = ActDetails
 		}
 		switch {
-		case m.km.is(opener, s) || m.km.is(ActCancel, s) || m.km.is(ActQuit, s):
+		case m.keys.is(opener, s) || m.keys.is(ActCancel, s) || m.keys.is(ActQuit, s):
 			m.overlay = overlayNone
-		case m.km.is(ActDown, s):
-			m.detOff++
-		case m.km.is(ActUp, s):
-			m.detOff = max(m.detOff-1, 0)
+		case m.keys.is(ActDown, s):
+			m.overlayScroll++
+		case m.keys.is(ActUp, s):
+			m.overlayScroll = max(m.overlayScroll-1, 0)
 		}
 		return nil
 	}
-	if m.km.is(ActCancel, s) && m.filter != "" {
+	if m.keys.is(ActCancel, s) && m.filter != "" {
 		m.setFilter("")
 		return nil
 	}
-	a, ok := m.km.matchAction(s)
+	a, ok := m.keys.matchAction(s)
 	if !ok {
 		return nil
 	}
@@ -195,27 +195,27 @@ func (m *Model) do(a Action) tea.Cmd {
 	case ActDown:
 		m.move(1)
 	case ActPageUp:
-		m.move(-max(m.fleetH-1, 1))
+		m.move(-max(m.fleetRows-1, 1))
 	case ActPageDown:
-		m.move(max(m.fleetH-1, 1))
+		m.move(max(m.fleetRows-1, 1))
 	case ActNextPane:
 		m.focus = (m.focus + 1) % paneCount
 	case ActHelp:
 		m.overlay = overlayHelp
-		m.detOff = 0
+		m.overlayScroll = 0
 	case ActFilter:
 		m.focus = paneFleet
 		m.filterOn = true
 	case ActDetails:
 		m.details = m.hostAt(m.cursor).Name
-		m.detOff = 0
+		m.overlayScroll = 0
 		m.overlay = overlayDetails
 	case ActQuit:
 		if !m.active() {
 			return m.quit()
 		}
 		note := "The run continues without the cockpit; reattach to follow it."
-		if m.o.QuitStopsRun {
+		if m.opts.QuitStopsRun {
 			note = "Quitting interrupts the run: work in flight finishes, nothing new starts; `flightdeck resume` finishes it."
 		}
 		m.ask(confirmDialog{title: "Quit the cockpit?", lines: []string{
@@ -254,12 +254,12 @@ func (m *Model) do(a Action) tea.Cmd {
 			return m.send(engine.Command{Kind: engine.CmdAbort}, "abort")
 		}})
 	case ActDeploy:
-		return m.between("deploy", func(ctx context.Context) error { return m.b.Deploy(ctx, m.o.Actor, false) })
+		return m.between("deploy", func(ctx context.Context) error { return m.backend.Deploy(ctx, m.opts.Actor, false) })
 	case ActDeployBad:
 		m.ask(confirmDialog{title: "Deploy a bad release?", lines: []string{
 			"A deliberately broken release goes out, to show the gates and the rollback.",
 		}, yes: "deploy", danger: true, run: func() tea.Cmd {
-			return m.between("bad deploy", func(ctx context.Context) error { return m.b.Deploy(ctx, m.o.Actor, true) })
+			return m.between("bad deploy", func(ctx context.Context) error { return m.backend.Deploy(ctx, m.opts.Actor, true) })
 		}})
 	}
 	return nil
@@ -276,19 +276,19 @@ func (m *Model) move(d int) {
 		n := m.fleetLen()
 		m.cursor = clampInt(m.cursor+d, 0, max(n-1, 0))
 		if h := m.hostAt(m.cursor); h != nil {
-			m.selHost = h.Name
+			m.selectedHost = h.Name
 		}
 	case paneChecklist:
-		m.ckCursor = clampInt(m.ckCursor+d, 0, max(len(m.snap.Checklist)-1, 0))
+		m.checkCursor = clampInt(m.checkCursor+d, 0, max(len(m.snap.Checklist)-1, 0))
 	case paneEvents:
-		m.evOff = clampInt(m.evOff-d, 0, max(len(m.log)-1, 0))
+		m.eventScroll = clampInt(m.eventScroll-d, 0, max(len(m.eventLog)-1, 0))
 	}
 }
 
 // send runs an engine command in a tea.Cmd.
 func (m *Model) send(c engine.Command, what string) tea.Cmd {
-	c.Actor = m.o.Actor
-	b, parent := m.b, m.o.Context
+	c.Actor = m.opts.Actor
+	b, parent := m.backend, m.opts.Context
 	m.setStatus(what+" sent", false)
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(parent, sendTimeout)
@@ -301,7 +301,7 @@ func (m *Model) send(c engine.Command, what string) tea.Cmd {
 func (m *Model) between(what string, fn func(ctx context.Context) error) tea.Cmd {
 	m.busy = what + " starting"
 	m.setStatus(what+" started", false)
-	ctx := m.o.Context
+	ctx := m.opts.Context
 	return func() tea.Msg {
 		return resultMsg{what: what, err: fn(ctx), between: true}
 	}
@@ -323,7 +323,7 @@ func (m *Model) rollbackTarget() string {
 func (m *Model) askRollback() {
 	st := m.snap
 	target := m.rollbackTarget()
-	app := orNone(st.Info.App, m.o.App) + "/" + orNone(st.Info.Env, m.o.Env)
+	app := orNone(st.Info.App, m.opts.App) + "/" + orNone(st.Info.Env, m.opts.Env)
 	if m.active() {
 		m.ask(confirmDialog{title: "Roll back " + app + "?", lines: []string{
 			"Target: " + orNone(target, "each host's previous release") + " (the release live before this run).",
@@ -348,7 +348,7 @@ func (m *Model) askRollback() {
 	}
 	m.ask(confirmDialog{title: "Roll back " + app + "?", lines: lines, yes: "roll back", danger: true,
 		run: func() tea.Cmd {
-			return m.between("rollback", func(ctx context.Context) error { return m.b.Rollback(ctx, m.o.Actor, target) })
+			return m.between("rollback", func(ctx context.Context) error { return m.backend.Rollback(ctx, m.opts.Actor, target) })
 		}})
 }
 
@@ -408,6 +408,6 @@ func (m *Model) filterKey(k tea.KeyPressMsg) {
 func (m *Model) setFilter(f string) {
 	m.filter = f
 	m.cursor, m.offset = 0, 0
-	m.selHost = ""
+	m.selectedHost = ""
 	m.refilter()
 }

@@ -156,7 +156,7 @@ func loaded(evs []engine.Event, w, h int, mod func(*Options)) (*Model, *recorder
 		mod(&o)
 	}
 	m := New(rec, o)
-	m.w, m.h = w, h
+	m.width, m.height = w, h
 	evs2, lost := m.sub.Drain()
 	m.apply(feedMsg{snap: rec.hub.Snapshot(), evs: evs2, lost: lost, at: time.Now()})
 	return m, rec

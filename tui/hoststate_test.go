@@ -38,7 +38,7 @@ func TestHostStatesShowInFleetRows(t *testing.T) {
 	rec.hub.SetSnapshot(engine.Fold(evs))
 	m := New(rec, Options{Actor: alice, Theme: themes.NoColor(), Now: func() time.Time { return evs[len(evs)-1].Time },
 		Location: time.UTC, TickEvery: -1})
-	m.w, m.h = 120, 30
+	m.width, m.height = 120, 30
 	got, lost := m.sub.Drain()
 	m.apply(feedMsg{snap: rec.hub.Snapshot(), evs: got, lost: lost, at: time.Now()})
 	row := func(screen, host string) string {

@@ -102,44 +102,44 @@ const (
 
 // Model is the cockpit's root model.
 type Model struct {
-	b    Backend
-	o    Options
-	km   KeyMap
-	st   styles
-	g    glyphs
-	hub  *engine.Hub
-	sub  *engine.Sub
-	stop chan struct{}
-	once sync.Once
+	backend Backend
+	opts    Options
+	keys    KeyMap
+	style   styles
+	glyphs  glyphs
+	hub     *engine.Hub
+	sub     *engine.Sub
+	stop    chan struct{}
+	once    sync.Once
 
-	snap     *engine.State
-	log      []engine.Event // ring of the event pane, oldest first
-	lost     int
-	hostLog  map[string][]engine.Event
-	lastLog  map[string]engine.Phase
-	presence []Presence
-	hostSt   map[string]string // from a HostStater backend; nil otherwise
-	lastFeed time.Time
+	snap       *engine.State
+	eventLog   []engine.Event // ring of the event pane, oldest first
+	eventsLost int            // events the subscription dropped (the cockpit fell behind)
+	hostLog    map[string][]engine.Event
+	lastPhase  map[string]engine.Phase // last phase logged per host (progress within a phase is not logged)
+	presence   []Presence
+	hostStates map[string]string // from a HostStater backend; nil otherwise
+	lastFeed   time.Time
 
-	w, h    int
-	focus   pane
-	overlay overlay
-	confirm *confirmDialog
-	details string // host shown in the details overlay
-	detOff  int
+	width, height int
+	focus         pane
+	overlay       overlay
+	confirm       *confirmDialog
+	details       string // host shown in the details overlay
+	overlayScroll int    // first line shown of the help or details overlay
 
-	cursor   int    // fleet cursor in the filtered list
-	offset   int    // first fleet row shown
-	selHost  string // name of the host under the cursor
-	filter   string
-	filterOn bool
-	visible  []int // indices of hosts matching the filter (nil: all)
-	fleetH   int   // fleet rows shown in the last render
-	nameW    int
-	nameN    int
+	cursor       int    // fleet cursor in the filtered list
+	offset       int    // first fleet row shown
+	selectedHost string // name of the host under the cursor
+	filter       string
+	filterOn     bool
+	visible      []int // indices of hosts matching the filter (nil: all)
+	fleetRows    int   // fleet rows shown in the last render
+	nameWidth    int   // width of the HOST column
+	nameCount    int   // hosts nameWidth was measured over
 
-	ckCursor int
-	evOff    int // event pane scroll from the newest (0 = follow)
+	checkCursor int
+	eventScroll int // event pane scroll from the newest (0 = follow)
 
 	status    string
 	statusErr bool
@@ -201,27 +201,27 @@ func New(backend Backend, opts Options) *Model {
 		opts.Theme = themes.Default()
 	}
 	m := &Model{
-		b:       backend,
-		o:       opts,
-		hub:     backend.Hub(),
-		stop:    make(chan struct{}),
-		hostLog: map[string][]engine.Event{},
-		lastLog: map[string]engine.Phase{},
-		w:       80,
-		h:       24,
+		backend:   backend,
+		opts:      opts,
+		hub:       backend.Hub(),
+		stop:      make(chan struct{}),
+		hostLog:   map[string][]engine.Event{},
+		lastPhase: map[string]engine.Phase{},
+		width:     80,
+		height:    24,
 	}
 	if opts.KeyMap != nil {
-		m.km = *opts.KeyMap
+		m.keys = *opts.KeyMap
 	} else {
-		m.km = DefaultKeyMap()
+		m.keys = DefaultKeyMap()
 	}
-	m.st = newStyles(opts.Theme)
-	m.g = newGlyphs(opts.ASCII)
+	m.style = newStyles(opts.Theme)
+	m.glyphs = newGlyphs(opts.ASCII)
 	m.sub = m.hub.Subscribe(subBuffer)
 	m.snap = m.hub.Snapshot()
 	m.presence = backend.Presence()
 	if hs, ok := backend.(HostStater); ok {
-		m.hostSt = hs.HostStates()
+		m.hostStates = hs.HostStates()
 	}
 	return m
 }
@@ -264,17 +264,17 @@ func (m *Model) listen() tea.Cmd {
 }
 
 func (m *Model) tick() tea.Cmd {
-	if m.o.TickEvery < 0 {
+	if m.opts.TickEvery < 0 {
 		return nil
 	}
-	return tea.Tick(m.o.TickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
+	return tea.Tick(m.opts.TickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
 
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
-		m.w, m.h = msg.Width, msg.Height
+		m.width, m.height = msg.Width, msg.Height
 		m.uiVer++
 		return m, nil
 	case feedMsg:
@@ -282,13 +282,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.listen()
 	case tickMsg:
 		// Clocks move; who is connected may change without any run event.
-		if p := m.b.Presence(); !slices.Equal(p, m.presence) {
+		if p := m.backend.Presence(); !slices.Equal(p, m.presence) {
 			m.presence = p
 			m.stateVer++
 		}
-		if hs, ok := m.b.(HostStater); ok {
-			if st := hs.HostStates(); !maps.Equal(st, m.hostSt) {
-				m.hostSt = st
+		if hs, ok := m.backend.(HostStater); ok {
+			if st := hs.HostStates(); !maps.Equal(st, m.hostStates) {
+				m.hostStates = st
 				m.stateVer++
 			}
 		}
@@ -316,7 +316,7 @@ func (m *Model) apply(f feedMsg) {
 	m.lastFeed = f.at
 	if f.snap != nil {
 		if m.snap == nil || f.snap.Run != m.snap.Run {
-			m.lastLog = map[string]engine.Phase{}
+			m.lastPhase = map[string]engine.Phase{}
 		}
 		m.snap = f.snap
 		if m.snap.Active() {
@@ -324,16 +324,16 @@ func (m *Model) apply(f feedMsg) {
 			m.busy = ""
 		}
 	}
-	m.lost += f.lost
+	m.eventsLost += f.lost
 	for _, e := range f.evs {
 		m.ingest(e)
 	}
-	if len(m.log) > logSize {
-		n := copy(m.log, m.log[len(m.log)-logSize:])
-		clear(m.log[n:])
-		m.log = m.log[:n]
+	if len(m.eventLog) > logSize {
+		n := copy(m.eventLog, m.eventLog[len(m.eventLog)-logSize:])
+		clear(m.eventLog[n:])
+		m.eventLog = m.eventLog[:n]
 	}
-	m.presence = m.b.Presence()
+	m.presence = m.backend.Presence()
 	m.refilter()
 	m.stateVer++
 }
@@ -341,7 +341,7 @@ func (m *Model) apply(f feedMsg) {
 func (m *Model) ingest(e engine.Event) {
 	if e.Host != "" {
 		hl := m.hostLog[e.Host]
-		if e.Type != engine.EvHostPhase || m.lastLog[e.Host] != e.Phase || e.Error != "" {
+		if e.Type != engine.EvHostPhase || m.lastPhase[e.Host] != e.Phase || e.Error != "" {
 			hl = append(hl, e)
 			if len(hl) > hostLogSize {
 				hl = hl[len(hl)-hostLogSize:]
@@ -352,21 +352,21 @@ func (m *Model) ingest(e engine.Event) {
 	switch e.Type {
 	case engine.EvHostPhase:
 		// Progress updates within a phase are shown by the fleet, not logged.
-		if m.lastLog[e.Host] == e.Phase && e.Error == "" {
+		if m.lastPhase[e.Host] == e.Phase && e.Error == "" {
 			return
 		}
-		m.lastLog[e.Host] = e.Phase
+		m.lastPhase[e.Host] = e.Phase
 	case engine.EvMetricSample:
 		return // drawn by the SLO pane
 	}
-	m.log = append(m.log, e)
+	m.eventLog = append(m.eventLog, e)
 }
 
 func (m *Model) setStatus(s string, isErr bool) {
 	m.status, m.statusErr = s, isErr
 }
 
-func (m *Model) now() time.Time { return m.o.Now() }
+func (m *Model) now() time.Time { return m.opts.Now() }
 
 // active reports whether a run is in progress.
 func (m *Model) active() bool { return m.snap != nil && m.snap.Active() }
@@ -375,13 +375,13 @@ func (m *Model) active() bool { return m.snap != nil && m.snap.Active() }
 // on the same host.
 func (m *Model) refilter() {
 	hosts := m.snap.Hosts
-	if len(hosts) != m.nameN {
-		m.nameN = len(hosts)
-		m.nameW = 4
+	if len(hosts) != m.nameCount {
+		m.nameCount = len(hosts)
+		m.nameWidth = 4
 		for _, h := range hosts {
-			m.nameW = max(m.nameW, len(h.Name))
+			m.nameWidth = max(m.nameWidth, len(h.Name))
 		}
-		m.nameW = min(m.nameW, 24)
+		m.nameWidth = min(m.nameWidth, 24)
 	}
 	if m.filter == "" {
 		m.visible = nil
@@ -395,11 +395,11 @@ func (m *Model) refilter() {
 		}
 	}
 	n := m.fleetLen()
-	if m.selHost != "" {
+	if m.selectedHost != "" {
 		// Keep the selection on the same host when the list changes.
-		if i := m.hostAt(m.cursor); i == nil || i.Name != m.selHost {
+		if i := m.hostAt(m.cursor); i == nil || i.Name != m.selectedHost {
 			for j := range n {
-				if m.hostAt(j).Name == m.selHost {
+				if m.hostAt(j).Name == m.selectedHost {
 					m.cursor = j
 					break
 				}
@@ -408,7 +408,7 @@ func (m *Model) refilter() {
 	}
 	m.cursor = clampInt(m.cursor, 0, max(n-1, 0))
 	if h := m.hostAt(m.cursor); h != nil {
-		m.selHost = h.Name
+		m.selectedHost = h.Name
 	}
 }
 

@@ -32,11 +32,13 @@ type ProgramOptions struct {
 // 60.
 const FrameRate = 30
 
-// NewProgram builds a tea.Program for m on arbitrary input and output,
-// e.g. an SSH session's channel. Nothing is probed on this process's own
-// terminal: size, colour profile and environment come from po. Window
-// changes are delivered by sending tea.WindowSizeMsg to the program.
-func NewProgram(m *Model, in io.Reader, out io.Writer, po ProgramOptions) *tea.Program {
+// NewProgram builds a tea.Program for m (a cockpit, or a model wrapping
+// one) on arbitrary input and output, e.g. an SSH session's channel (serve
+// runs every session's cockpit so). Nothing is probed on this process's
+// own terminal: size, colour profile and environment come from po. Window
+// changes are delivered by sending tea.WindowSizeMsg to the program. extra
+// options (e.g. a message filter) are applied last.
+func NewProgram(m tea.Model, in io.Reader, out io.Writer, po ProgramOptions, extra ...tea.ProgramOption) *tea.Program {
 	opts := []tea.ProgramOption{tea.WithInput(in), tea.WithOutput(out), tea.WithoutSignalHandler(), tea.WithFPS(FrameRate)}
 	if po.Env != nil {
 		opts = append(opts, tea.WithEnvironment(po.Env))
@@ -50,7 +52,7 @@ func NewProgram(m *Model, in io.Reader, out io.Writer, po ProgramOptions) *tea.P
 	if po.Context != nil {
 		opts = append(opts, tea.WithContext(po.Context))
 	}
-	return tea.NewProgram(m, opts...)
+	return tea.NewProgram(m, append(opts, extra...)...)
 }
 
 // Run runs a cockpit on this process's terminal (alternate screen) until

@@ -17,14 +17,14 @@ func (m *Model) sparkline(vals []float64, top float64, width int, classify func(
 	var b strings.Builder
 	// Empty cells on the left when there are fewer samples than cells.
 	if pad := width - len(vals); pad > 0 {
-		b.WriteString(m.st.muted.Render(strings.Repeat(" ", pad)))
+		b.WriteString(m.style.muted.Render(strings.Repeat(" ", pad)))
 	}
-	levels := m.g.spark
+	levels := m.glyphs.spark
 	run := strings.Builder{}
 	cur := lvNone
 	flush := func() {
 		if run.Len() > 0 {
-			b.WriteString(m.st.of(cur).Render(run.String()))
+			b.WriteString(m.style.of(cur).Render(run.String()))
 			run.Reset()
 		}
 	}

@@ -260,8 +260,8 @@ func TestPaneCyclingAndMovement(t *testing.T) {
 	m, _ := loaded(rollingRun(12), 100, 30, nil)
 	defer m.Close()
 	press(t, m, "j", "j", "down")
-	if m.cursor != 3 || m.selHost != "web-04" {
-		t.Fatalf("cursor %d (%s), want 3 (web-04)", m.cursor, m.selHost)
+	if m.cursor != 3 || m.selectedHost != "web-04" {
+		t.Fatalf("cursor %d (%s), want 3 (web-04)", m.cursor, m.selectedHost)
 	}
 	want := []pane{paneSLO, paneChecklist, paneEvents, paneFleet}
 	for _, p := range want {
@@ -271,8 +271,8 @@ func TestPaneCyclingAndMovement(t *testing.T) {
 		}
 	}
 	press(t, m, "tab", "tab", "j", "j", "j", "j", "j")
-	if m.ckCursor != 3 {
-		t.Errorf("checklist cursor %d, want 3 (clamped at the last item)", m.ckCursor)
+	if m.checkCursor != 3 {
+		t.Errorf("checklist cursor %d, want 3 (clamped at the last item)", m.checkCursor)
 	}
 	if m.cursor != 3 {
 		t.Errorf("moving in the checklist moved the fleet cursor to %d", m.cursor)
@@ -300,11 +300,11 @@ func TestFleetScrollsWithThousandsOfHosts(t *testing.T) {
 	}
 	m.Update(keyMsg("pgdown"))
 	s := screen(m)
-	if !strings.Contains(s, "▸ web-"+fmt.Sprint(1501+m.fleetH-1)) && m.cursor <= 1500 {
+	if !strings.Contains(s, "▸ web-"+fmt.Sprint(1501+m.fleetRows-1)) && m.cursor <= 1500 {
 		t.Errorf("cursor %d after 1500 j and a page down", m.cursor)
 	}
-	if !strings.Contains(s, "▸ "+m.selHost) {
-		t.Errorf("selected host %s not on screen:\n%s", m.selHost, s)
+	if !strings.Contains(s, "▸ "+m.selectedHost) {
+		t.Errorf("selected host %s not on screen:\n%s", m.selectedHost, s)
 	}
 }
 

@@ -1,0 +1,224 @@
+package tui
+
+// The fleet pane: one row per host with its release, phase, health, time
+// in phase and progress.
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"flightdeck/engine"
+)
+
+func (m *Model) fleetPane(w, h int) []string {
+	k := cacheKey{state: m.stateVer, ui: m.uiVer, w: w, h: h, sec: m.clock().Unix()}
+	return m.cache.fleet.get(k, func() []string { return m.renderFleet(w, h) })
+}
+
+func (m *Model) renderFleet(w, h int) []string {
+	n := m.fleetLen()
+	extra := fmt.Sprintf("%d hosts", len(m.snap.Hosts))
+	if m.filter != "" || m.filterOn {
+		extra = fmt.Sprintf("%d of %d hosts%sfilter /%s", n, len(m.snap.Hosts), m.glyphs.sep, m.filter)
+	}
+	if m.fleetLen() > 0 {
+		extra += fmt.Sprintf("%s%d/%d", m.glyphs.sep, m.cursor+1, n)
+	}
+	lines := []string{m.titleLine(paneFleet, "Fleet", extra, w)}
+	rows := h - 1
+	cols := m.fleetCols(w)
+	if rows >= 8 {
+		lines = append(lines, m.style.muted.Render(m.glyphs.fit(m.fleetHeader(cols), w)))
+		rows--
+	}
+	m.fleetRows = rows
+	if n == 0 {
+		msg := "no hosts yet: waiting for a run"
+		if m.filter != "" {
+			msg = "no host matches /" + m.filter
+		}
+		lines = append(lines, m.style.muted.Render("  "+msg))
+		return m.glyphs.block(lines, w, h)
+	}
+	// Keep the cursor in view; render only the visible rows.
+	if m.cursor < m.offset {
+		m.offset = m.cursor
+	}
+	if m.cursor >= m.offset+rows {
+		m.offset = m.cursor - rows + 1
+	}
+	m.offset = clampInt(m.offset, 0, max(n-rows, 0))
+	now := m.clock()
+	for i := m.offset; i < min(n, m.offset+rows); i++ {
+		lines = append(lines, m.fleetRow(m.hostAt(i), cols, w, now, i == m.cursor))
+	}
+	return m.glyphs.block(lines, w, h)
+}
+
+type fleetCols struct {
+	name, rel, phase, health, host, age, prog int
+}
+
+func (m *Model) fleetCols(w int) fleetCols {
+	relW := max(len(m.snap.Info.Release), len(m.snap.Info.Previous), 7)
+	c := fleetCols{name: m.nameWidth, rel: min(relW, 16), phase: 12, health: 6, age: 6}
+	fixed := 2 + c.name + 1 + c.rel + 1 + c.phase + 1 + c.health + 1 + c.age + 1
+	if m.hostStates != nil {
+		c.host = 9 // the host's own state (a lab container: up, paused, killed, offline, slow-net)
+		fixed += c.host + 1
+	}
+	c.prog = w - fixed
+	if c.prog < 8 {
+		c.prog = 0
+	}
+	return c
+}
+
+func (m *Model) fleetHeader(c fleetCols) string {
+	s := "  " + m.glyphs.fit("HOST", c.name) + " " + m.glyphs.fit("RELEASE", c.rel) + " " + m.glyphs.fit("PHASE", c.phase) + " " +
+		m.glyphs.fit("HEALTH", c.health) + " "
+	if c.host > 0 {
+		s += m.glyphs.fit("CONTAINER", c.host) + " "
+	}
+	s += m.glyphs.fit("TIME", c.age) + " "
+	if c.prog > 0 {
+		s += "PROGRESS"
+	}
+	return s
+}
+
+func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time, selected bool) string {
+	g := &m.glyphs
+	glyph, lv := g.phase(hs.Phase)
+	cursor := "  "
+	if selected {
+		cursor = g.cursor + " "
+	}
+	rel := orNone(hs.Current, "-")
+	hw, hl := m.health(hs)
+	age := fmtAge(now.Sub(hs.Since))
+	prog, pl := m.progress(hs, c.prog)
+	hostSt, hostLv := m.hostState(hs.Name)
+	if selected && m.focus == paneFleet {
+		row := cursor + m.glyphs.fit(hs.Name, c.name) + " " + m.glyphs.fit(rel, c.rel) + " " +
+			m.glyphs.fit(glyph+" "+string(hs.Phase), c.phase) + " " + m.glyphs.fit(hw, c.health) + " "
+		if c.host > 0 {
+			row += m.glyphs.fit(hostSt, c.host) + " "
+		}
+		row += m.glyphs.fit(age, c.age) + " " + ansi.Strip(prog)
+		return m.style.sel.Render(m.glyphs.fit(row, w))
+	}
+	relSt := m.style.text
+	if hs.Current != "" && hs.Current == m.snap.Info.Release {
+		relSt = m.style.accent
+	}
+	var b strings.Builder
+	b.WriteString(cursor)
+	b.WriteString(m.glyphs.fit(hs.Name, c.name))
+	b.WriteByte(' ')
+	b.WriteString(relSt.Render(m.glyphs.fit(rel, c.rel)))
+	b.WriteByte(' ')
+	b.WriteString(m.style.of(lv).Render(m.glyphs.fit(glyph+" "+string(hs.Phase), c.phase)))
+	b.WriteByte(' ')
+	b.WriteString(m.style.of(hl).Render(m.glyphs.fit(hw, c.health)))
+	b.WriteByte(' ')
+	if c.host > 0 {
+		b.WriteString(m.style.of(hostLv).Render(m.glyphs.fit(hostSt, c.host)))
+		b.WriteByte(' ')
+	}
+	b.WriteString(m.style.muted.Render(m.glyphs.fit(age, c.age)))
+	b.WriteByte(' ')
+	if pl != lvNone {
+		prog = m.style.of(pl).Render(prog)
+	}
+	b.WriteString(prog)
+	return m.glyphs.fit(b.String(), w)
+}
+
+// hostState is the host's own state from a HostStater backend: "up" is
+// fine, anything else (paused, killed, offline, slow-net …) a fault.
+func (m *Model) hostState(name string) (string, level) {
+	st, ok := m.hostStates[name]
+	switch {
+	case !ok:
+		return "", lvNone
+	case st == "up":
+		return st, lvOK
+	case st == "slow-net":
+		return st, lvWarn
+	}
+	return st, lvBreach
+}
+
+// health is a host's health as a glyph and word.
+func (m *Model) health(hs *engine.HostState) (string, level) {
+	g := &m.glyphs
+	switch hs.Phase {
+	case engine.PhaseLive:
+		return g.ok + " up", lvOK
+	case engine.PhaseHealth, engine.PhaseRestart:
+		return g.warn + " wait", lvWarn
+	case engine.PhaseFailed:
+		return g.breach + " fail", lvBreach
+	case engine.PhaseReverted:
+		return g.ok + " rev", lvWarn
+	}
+	return "", lvNone
+}
+
+// progress is the prepare progress bar with files and bytes, or the
+// host's error.
+func (m *Model) progress(hs *engine.HostState, w int) (string, level) {
+	if w <= 0 {
+		return "", lvNone
+	}
+	if hs.Err != "" {
+		return m.glyphs.cut(hs.Err, w), lvBreach
+	}
+	p := hs.Progress
+	if hs.Phase != engine.PhasePreparing || p.FilesTotal == 0 {
+		return "", lvNone
+	}
+	text := fmt.Sprintf(" %d/%d files %s/%s", p.FilesDone, p.FilesTotal, fmtBytes(p.BytesDone), fmtBytes(p.BytesTotal))
+	barW := min(16, w-ansi.StringWidth(text))
+	if barW < 4 {
+		return m.glyphs.cut(strings.TrimSpace(text), w), lvInfo
+	}
+	frac := 0.0
+	if p.BytesTotal > 0 {
+		frac = float64(p.BytesDone) / float64(p.BytesTotal)
+	} else {
+		frac = float64(p.FilesDone) / float64(p.FilesTotal)
+	}
+	full := clampInt(int(frac*float64(barW)+0.5), 0, barW)
+	return strings.Repeat(m.glyphs.barFull, full) + strings.Repeat(m.glyphs.barEmpty, barW-full) + text, lvInfo
+}
+
+func fmtAge(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+func fmtBytes(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%dB", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
+}
