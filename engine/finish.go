@@ -20,11 +20,16 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 	}
 	st := m.st
 	if a.Outcome == OutcomeSucceeded {
-		measure := m.rules.gate != nil && st.Info.Kind == KindDeploy
-		if m.rules.settle > 0 || measure {
+		deploy := st.Info.Kind == KindDeploy
+		measure := m.rules.gate != nil && deploy
+		watch := m.rules.trigger != nil && deploy && !m.stopped
+		if m.rules.settle > 0 || measure || watch {
 			msg := "outcome decided: succeeded; finishing"
-			if m.rules.settle > 0 {
+			switch {
+			case m.rules.settle > 0:
 				msg = fmt.Sprintf("probing %s more with the release in service", m.rules.settle)
+			case watch && !measure:
+				msg = fmt.Sprintf("watching %s with all its traffic for %s (auto-rollback trigger)", st.Info.Release, m.rules.trigger.For)
 			}
 			m.emit(out, now, Event{Type: EvSettling, Outcome: a.Outcome, Until: now.Add(m.rules.settle), Message: msg})
 			if measure {
@@ -32,6 +37,13 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 				// step's measurement in flight no longer counts.
 				m.cancel(out, gateWork)
 				m.measure(now, out, st.Step, fmt.Sprintf("measuring %s with all its traffic for %s", st.Info.Release, m.rules.gate.Interval))
+			}
+			if watch {
+				// The trigger, too, watches one whole window with all the
+				// traffic on the release before the run may succeed.
+				m.cancel(out, triggerWork)
+				m.startTrigger(out, 0)
+				m.lastWatch = m.work[triggerWork].Serial
 			}
 			return true
 		}
@@ -44,16 +56,21 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 // gate's last word; it reports whether the state changed.
 func (m *machine) settle(now time.Time, out *output) bool {
 	st := m.st
-	if st.Status == StatusRunning && !m.cut && m.rules.gate != nil && st.Info.Kind == KindDeploy {
-		if m.busy(gateWork) {
-			return false
+	if st.Status == StatusRunning && !m.cut && st.Info.Kind == KindDeploy {
+		if m.rules.gate != nil {
+			if m.busy(gateWork) {
+				return false
+			}
+			if i := len(st.Gates) - 1; i >= st.SettleGateFrom && st.Gates[i].Verdict == VerdictFail {
+				// A release whose last measurement broke the SLO does not
+				// succeed: it is rolled back like any failing step.
+				m.emit(out, now, Event{Type: EvRollbackStart, Actor: AutoActor.Name, Command: string(CmdRollback), Target: st.RevertTo,
+					Message: fmt.Sprintf("SLO gate failed with all traffic on %s: %s", st.Info.Release, st.Gates[i].Reason)})
+				return true
+			}
 		}
-		if i := len(st.Gates) - 1; i >= st.SettleGateFrom && st.Gates[i].Verdict == VerdictFail {
-			// A release whose last measurement broke the SLO does not
-			// succeed: it is rolled back like any failing step.
-			m.emit(out, now, Event{Type: EvRollbackStart, Actor: AutoActor.Name, Command: string(CmdRollback), Target: st.RevertTo,
-				Message: fmt.Sprintf("SLO gate failed with all traffic on %s: %s", st.Info.Release, st.Gates[i].Reason)})
-			return true
+		if m.watching() {
+			return false // the trigger's last window with all the traffic
 		}
 	}
 	if !m.cut && now.Before(st.SettleUntil) {
@@ -62,6 +79,13 @@ func (m *machine) settle(now time.Time, out *output) bool {
 	}
 	m.finalize(now, st.Settling, "", out)
 	return true
+}
+
+// watching reports whether the trigger's window that began when the
+// outcome was decided is still being measured.
+func (m *machine) watching() bool {
+	a, ok := m.work[triggerWork]
+	return ok && m.lastWatch != 0 && a.Serial == m.lastWatch
 }
 
 // finalize asks the run loop to end the run: routes, pruning, probe.

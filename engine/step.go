@@ -212,6 +212,9 @@ type machine struct {
 	// serial numbers the work begun, so that a late result of cancelled
 	// work is never taken for newer work of the same key.
 	serial uint64
+	// lastWatch is the serial of the trigger's measurement begun when a
+	// deploy's success was decided: the run settles only once it is back.
+	lastWatch uint64
 }
 
 func newMachine(st *State, p Planner, rules runRules) *machine {
@@ -619,13 +622,20 @@ func (m *machine) triggerMeasured(now time.Time, in measureInput, out *output) {
 		return
 	}
 	tr := m.rules.trigger
+	last := st.Settling != "" // the window with all the traffic, once success was decided
 	if in.err != nil {
+		if last {
+			m.emit(out, now, Event{Type: EvNotice, Error: fmt.Sprintf("auto-rollback trigger could not measure %s with all its traffic: %v", in.action.Release, in.err)})
+			return
+		}
 		m.startTrigger(out, tr.For) // a failing source is asked again after a window, not in a loop
 		return
 	}
 	why := tr.Breach(in.m)
 	if why == "" {
-		m.startTrigger(out, 0)
+		if !last {
+			m.startTrigger(out, 0)
+		}
 		return
 	}
 	meas := in.m

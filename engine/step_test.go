@@ -384,3 +384,163 @@ func TestStepJournalsEveryCommand(t *testing.T) {
 }
 
 var op = Actor{Name: "alice", Role: RoleOperator}
+
+// TestStepTriggerWatchesTheReleaseWithAllItsTraffic: with an auto-rollback
+// trigger (and no gate, no probe), a deploy whose success is decided is
+// watched for one whole trigger window with all its traffic before it
+// ends: a breach in that window rolls it back (actor auto), a clean window
+// ends it, and a source that cannot measure says so.
+func TestStepTriggerWatchesTheReleaseWithAllItsTraffic(t *testing.T) {
+	tr := &TriggerSpec{ErrorRate: 1, ErrorRateSet: true, For: 3 * time.Second}
+	rules := runRules{trigger: tr, routed: true}
+	tests := []struct {
+		name    string
+		m       Measurement
+		err     error
+		status  Status
+		outcome Outcome
+		reason  string
+	}{
+		{"a breach in the last window rolls back", Measurement{Requests: 400, ErrorRate: 0.05}, nil, StatusRollingBack, "",
+			"auto-rollback trigger: error rate 5.00% > 1% for 3s"},
+		{"a clean last window succeeds", Measurement{Requests: 400, ErrorRate: 0.001}, nil, StatusRunning, OutcomeSucceeded, ""},
+		{"a source that fails is journaled, the run succeeds", Measurement{}, errors.New("refused"), StatusRunning, OutcomeSucceeded,
+			"could not measure r2 with all its traffic: refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := canaryStepper(t, rules).m.work[triggerWork].Serial
+			s := liveCanary(t, rules)
+			w := s.m.work[triggerWork]
+			if s.m.st.Settling != OutcomeSucceeded || w.Kind != ActTrigger || w.Serial == before || w.Delay != 0 {
+				t.Fatalf("settling %q, trigger %+v: the trigger does not start a fresh window with all the traffic", s.m.st.Settling, w)
+			}
+			s.now = t0.Add(time.Hour)
+			if out := s.step(tickInput{}); s.m.busy(finalizeWork) || len(out.actions) != 0 {
+				t.Fatalf("finished before the trigger's window ended: %v", actionStrings(out.actions))
+			}
+			out := s.step(measureInput{key: triggerWork, action: w, m: tt.m, err: tt.err})
+			if s.m.st.Status != tt.status {
+				t.Fatalf("status %s, want %s (%v)", s.m.st.Status, tt.status, types(out.events))
+			}
+			if s.m.busy(triggerWork) {
+				t.Fatal("the trigger measures again after its last window")
+			}
+			if tt.status == StatusRollingBack {
+				if s.m.st.RollbackBy != "auto" || !strings.Contains(s.m.st.Reason, tt.reason) {
+					t.Fatalf("rollback by %s: %s", s.m.st.RollbackBy, s.m.st.Reason)
+				}
+				return
+			}
+			if fin := s.mustFind(out, ActFinalize, ""); fin.Outcome != tt.outcome {
+				t.Fatalf("finalize %+v", fin)
+			}
+			if tt.reason != "" && !slices.ContainsFunc(out.events, func(e Event) bool { return strings.Contains(e.Error, tt.reason) }) {
+				t.Fatalf("no notice %q in %v", tt.reason, out.events)
+			}
+		})
+	}
+}
+
+// pausedCanary is a canary of hosts a-d over steps 25, 50, 100 holding
+// each step 10 s, at step 1 with host a live and 25 % of the traffic, then
+// paused by an operator.
+func pausedCanary(t *testing.T) *stepper {
+	t.Helper()
+	env := &plan.Environment{Name: "prod", Strategy: plan.Strategy{Kind: plan.Canary, Steps: []int{25, 50, 100}}}
+	info := RunInfo{Kind: KindDeploy, App: "shop", Env: "prod", Strategy: "canary", Release: "r2", Previous: "r1", Steps: []int{25, 50, 100}}
+	for _, h := range []string{"a", "b", "c", "d"} {
+		info.Hosts = append(info.Hosts, RunHost{Name: h, Current: "r1"})
+	}
+	s := &stepper{t: t, m: newMachine(NewState(), PlannerFor(env, nil, 10*time.Second), runRules{routed: true}), now: t0}
+	s.start(info)
+	s.done(s.m.work[verifyWork], nil)
+	s.step(workInput{results: []workResult{{events: cat(prepared("a", "b", "c", "d"), []Event{step(1, 25)}, live("a"), []Event{weight(25)})}}})
+	s.now = t0.Add(2 * time.Second)
+	if out := s.step(commandInput{cmd: Command{Kind: CmdPause, Actor: op}}); out.reply != nil {
+		t.Fatal(out.reply)
+	}
+	return s
+}
+
+// carryOut reports the work the step asked for as done (host work live,
+// routes applied) until nothing is asked any more.
+func (s *stepper) carryOut() {
+	s.t.Helper()
+	for range 20 {
+		var res []workResult
+		for k, a := range s.m.work {
+			switch k.Kind {
+			case WorkHost:
+				res = append(res, workResult{key: k, action: a, done: true, events: live(a.Host)})
+			case WorkRoute:
+				res = append(res, workResult{key: k, action: a, done: true, events: []Event{weight(a.Weight)}})
+			}
+		}
+		if len(res) == 0 {
+			return
+		}
+		slices.SortFunc(res, func(a, b workResult) int { return strings.Compare(a.key.String(), b.key.String()) })
+		s.step(workInput{results: res})
+	}
+	s.t.Fatal("the work never ended")
+}
+
+// TestStepSteppingWhilePausedStaysPaused: after a pause, +, - and P move
+// the canary once, the step is carried out (hosts, then traffic), and the
+// run stays paused: no countdown runs, and long after nothing has moved.
+func TestStepSteppingWhilePausedStaysPaused(t *testing.T) {
+	tests := []struct {
+		name   string
+		cmds   []CommandKind
+		step   int
+		weight float64
+		// left is the hold left once resumed: a step started while paused
+		// holds its whole 10 s; step 1 ran 2 s before the pause.
+		left time.Duration
+	}{
+		{"+ steps once", []CommandKind{CmdStepUp}, 2, 50, 10 * time.Second},
+		{"+ then - undoes it", []CommandKind{CmdStepUp, CmdStepDown}, 1, 25, 10 * time.Second},
+		{"P goes to the last step", []CommandKind{CmdPromoteAll}, 3, 100, 0},
+		{"- at the first step is refused, nothing moves", []CommandKind{CmdStepDown}, 1, 25, 8 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := pausedCanary(t)
+			for _, k := range tt.cmds {
+				s.now = s.now.Add(time.Second)
+				s.step(commandInput{cmd: Command{Kind: k, Actor: op}})
+				s.carryOut()
+			}
+			st := s.m.st
+			if st.Status != StatusPaused || st.PausedBy != op.Name {
+				t.Fatalf("status %s by %q after %v, want paused by %s", st.Status, st.PausedBy, tt.cmds, op.Name)
+			}
+			if st.Step != tt.step || st.Weight != tt.weight {
+				t.Fatalf("step %d at %g%%, want step %d at %g%% carried out", st.Step, st.Weight, tt.step, tt.weight)
+			}
+			if _, _, running, ok := st.Countdown(s.now); ok && running {
+				t.Fatal("a countdown runs while paused")
+			}
+			seq := st.Seq
+			s.now = s.now.Add(15 * time.Second)
+			out := s.step(tickInput{})
+			if len(out.events) != 0 || len(out.actions) != 0 || st.Seq != seq {
+				t.Fatalf("15 s later something moved: %v %v", types(out.events), actionStrings(out.actions))
+			}
+			for _, e := range s.evs {
+				if e.Type == EvResumed {
+					t.Fatalf("the run was resumed: %+v", e)
+				}
+			}
+			// Resumed, the hold goes on from where it stood.
+			s.step(commandInput{cmd: Command{Kind: CmdResume, Actor: op}})
+			if st.Step < len(st.Info.Steps) {
+				what, left, running, ok := st.Countdown(s.now)
+				if !ok || !running || left != tt.left || !strings.Contains(what, fmt.Sprintf("step %d", st.Step+1)) {
+					t.Fatalf("after resume: countdown %q %s running %v ok %v", what, left, running, ok)
+				}
+			}
+		})
+	}
+}

@@ -154,7 +154,10 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 		Router: f.traffic.rtr, Metrics: router.NewMetrics(f.traffic.stats),
 	}
 	if f.opts.Strategy == plan.Symlink {
+		// The engine switches links and moves no traffic; the router keeps
+		// one pool whose hosts serve whatever their current link holds.
 		f.Engine.Router = nil
+		f.Engine.Metrics = poolMetrics{pool: symlinkPool, m: router.NewMetrics(f.traffic.stats)}
 	}
 	if opts.Interactive {
 		f.Engine.MinHold = 10 * time.Second
@@ -168,6 +171,27 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 		return nil, fmt.Errorf("start the fleet on v1: %w", err)
 	}
 	return f, nil
+}
+
+// symlinkPool is the router's one pool in a symlink demo.
+const symlinkPool = "fleet"
+
+// poolMetrics measures a release by the traffic of one router pool: in a
+// symlink demo every host serves its current release from one pool, so
+// once the hosts are switched (the gate's and the trigger's last window,
+// with all the traffic) that pool's traffic is the release's. Without it
+// the gate and the trigger measured a pool named after the release, which
+// no request ever reached, and a bad release ended SUCCEEDED on "no data".
+type poolMetrics struct {
+	pool string
+	m    engine.MetricsSource
+}
+
+// Measure implements engine.MetricsSource.
+func (p poolMetrics) Measure(ctx context.Context, release string, window time.Duration) (engine.Measurement, error) {
+	m, err := p.m.Measure(ctx, p.pool, window)
+	m.Release = release
+	return m, err
 }
 
 func freePort() (string, error) {
@@ -329,10 +353,10 @@ func (f *Fleet) bootstrap(ctx context.Context) error {
 		addrs = append(addrs, h.Backend)
 	}
 	rt := f.traffic.rtr
-	if err := rt.SetPool(ctx, "fleet", addrs); err != nil {
+	if err := rt.SetPool(ctx, symlinkPool, addrs); err != nil {
 		return err
 	}
-	if err := rt.SetRoute(ctx, engine.Route{Stable: "fleet"}); err != nil {
+	if err := rt.SetRoute(ctx, engine.Route{Stable: symlinkPool}); err != nil {
 		return err
 	}
 	for _, a := range addrs {
