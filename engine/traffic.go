@@ -89,6 +89,13 @@ type Router interface {
 	Stats(ctx context.Context) (map[string]ReleaseStats, error)
 }
 
+// BackendStatser is a Router that also counts per backend: cumulative
+// counters by backend address, so that the cockpit can show each host's
+// request rate and error rate.
+type BackendStatser interface {
+	BackendStats(ctx context.Context) (map[string]ReleaseStats, error)
+}
+
 // RouterWatcher is implemented by routers whose load balancer can lose
 // the routing state the engine set (HAProxy forgets runtime changes when
 // it reloads). While a run is active the engine calls Watch; it puts the

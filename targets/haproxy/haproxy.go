@@ -691,19 +691,43 @@ func (r *Router) WaitHealthy(ctx context.Context, addr string) error {
 // connection errors from HAProxy's own counters (show stat, summed over
 // the release's servers in every backend), latency from the log ring.
 func (r *Router) Stats(ctx context.Context) (map[string]engine.ReleaseStats, error) {
+	byAddr, pools, err := r.addrStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]engine.ReleaseStats{}
+	for rel, addrs := range pools {
+		rs := r.tally.Sum(nil)
+		for _, a := range addrs {
+			engine.AddStats(&rs, byAddr[a])
+		}
+		out[rel] = rs
+	}
+	return out, nil
+}
+
+// BackendStats returns the same counters per server address.
+func (r *Router) BackendStats(ctx context.Context) (map[string]engine.ReleaseStats, error) {
+	byAddr, _, err := r.addrStats(ctx)
+	return byAddr, err
+}
+
+// addrStats reads show stat and the log ring's latencies per address of
+// every pool.
+func (r *Router) addrStats(ctx context.Context) (map[string]engine.ReleaseStats, map[string][]string, error) {
 	r.startRing()
 	stats, err := r.serverStats(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.mu.Lock()
 	st := r.st.Clone()
 	r.mu.Unlock()
 	out := map[string]engine.ReleaseStats{}
-	for rel, addrs := range st.Pools {
-		rs := r.tally.Sum(addrs)
-		rs.Requests, rs.Status2xx, rs.Status3xx, rs.Status4xx, rs.Status5xx, rs.ConnErrors = 0, 0, 0, 0, 0, 0
+	for _, addrs := range st.Pools {
 		for _, a := range addrs {
+			rs := r.tally.Sum([]string{a})
+			rs.Requests, rs.Status2xx, rs.Status3xx, rs.Status4xx, rs.Status5xx, rs.ConnErrors = 0, 0, 0, 0, 0, 0
 			for _, s := range stats[a] {
 				rs.Requests += s.Requests()
 				rs.Status2xx += s.Responses[2]
@@ -712,10 +736,10 @@ func (r *Router) Stats(ctx context.Context) (map[string]engine.ReleaseStats, err
 				rs.Status5xx += s.Responses[5]
 				rs.ConnErrors += s.ConnErrors + s.RespErrors
 			}
+			out[a] = rs
 		}
-		out[rel] = rs
 	}
-	return out, nil
+	return out, st.Pools, nil
 }
 
 // Watch re-applies the routing state whenever HAProxy was reloaded or

@@ -179,6 +179,18 @@ func TestCanaryWeights(t *testing.T) {
 	if m.P99 < 30*time.Millisecond || m.P99 > time.Second {
 		t.Errorf("v2 p99 %s; every request took 30 ms or more", m.P99)
 	}
+	// Per server: the same counters by address (the cockpit's per-host figures).
+	byAddr, err := l.rt.BackendStats(c)
+	must(t, err)
+	for _, n := range []string{"a", "d"} {
+		got := byAddr[l.be[n].Addr]
+		if int64(got.Requests) < l.be[n].Hits.Load() || got.Requests == 0 {
+			t.Errorf("server %s: %d requests counted, it served %d", n, got.Requests, l.be[n].Hits.Load())
+		}
+	}
+	if d := byAddr[l.be["d"].Addr]; int64(d.Status5xx) < l.be["d"].Hits.Load()/4 || byAddr[l.be["a"].Addr].Status5xx != 0 {
+		t.Errorf("5xx by server: a %d, d %d; want 0 and every 4th of d's", byAddr[l.be["a"].Addr].Status5xx, d.Status5xx)
+	}
 }
 
 // TestDrainWaitsForSessions drains a server with a request in flight:

@@ -471,6 +471,32 @@ func (r *Router) WaitHealthy(ctx context.Context, addr string) error {
 // Stats reads the access log written since the last call and returns
 // cumulative per-release counters (since the adapter's first call).
 func (r *Router) Stats(ctx context.Context) (map[string]engine.ReleaseStats, error) {
+	pools, err := r.readLog()
+	if err != nil {
+		return nil, err
+	}
+	return r.tally.ByRelease(pools), nil
+}
+
+// BackendStats reads the access log like Stats and returns the counters
+// per upstream address of every pool.
+func (r *Router) BackendStats(ctx context.Context) (map[string]engine.ReleaseStats, error) {
+	pools, err := r.readLog()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]engine.ReleaseStats{}
+	for _, addrs := range pools {
+		for _, a := range addrs {
+			out[a] = r.tally.Sum([]string{a})
+		}
+	}
+	return out, nil
+}
+
+// readLog tallies the access log written since the last read and returns
+// the pools.
+func (r *Router) readLog() (map[string][]string, error) {
 	if r.cfg.AccessLog == "" {
 		return nil, errors.New("nginx: no access_log in the plan's router to measure with")
 	}
@@ -483,7 +509,7 @@ func (r *Router) Stats(ctx context.Context) (map[string]engine.ReleaseStats, err
 	r.mu.Lock()
 	st := r.st.Clone()
 	r.mu.Unlock()
-	return r.tally.ByRelease(st.Pools), nil
+	return st.Pools, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

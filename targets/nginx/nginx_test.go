@@ -143,6 +143,15 @@ func TestCanaryWeightsAndAccessLog(t *testing.T) {
 	if v1 := router.Diff("v1", before["v1"], after["v1"]); int(v1.Requests) != h["a"]+h["b"]+h["c"] || v1.Errors != 0 {
 		t.Errorf("v1 measured %+v; want %d requests, no error", v1, h["a"]+h["b"]+h["c"])
 	}
+	// Per server: the same counters by address (the cockpit's per-host figures).
+	byAddr, err := l.rt.BackendStats(c)
+	must(t, err)
+	if d := byAddr[l.be["d"].Addr]; int64(d.Requests-before["v2"].Requests) != served || int64(d.Status5xx) < served/4 {
+		t.Errorf("server d counted %+v; it served %d, every 4th a 500", d, served)
+	}
+	if a := byAddr[l.be["a"].Addr]; int(a.Requests) < h["a"] || a.Status5xx != 0 {
+		t.Errorf("server a counted %d requests (%d 5xx); it served %d, no error", a.Requests, a.Status5xx, h["a"])
+	}
 	// A new adapter reads the routing state back from the file.
 	again, err := nginx.New(l.proc.Config("test"))
 	must(t, err)

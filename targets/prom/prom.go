@@ -200,7 +200,21 @@ func (s *Source) Measure(ctx context.Context, release string, window time.Durati
 		return m, fmt.Errorf("measuring %s through %s: %w", release, s.url, ctx.Err())
 	case <-t.C:
 	}
-	at := time.Now()
+	return s.measureAt(ctx, m, texts, time.Now())
+}
+
+// MeasureNow queries the release's request count, error rate and p99 over
+// the window ending now, without waiting (the cockpit's live sampler).
+func (s *Source) MeasureNow(ctx context.Context, release string, window time.Duration) (engine.Measurement, error) {
+	m := engine.Measurement{Release: release}
+	texts, err := s.Queries(release, window)
+	if err != nil {
+		return m, err
+	}
+	return s.measureAt(ctx, m, texts, time.Now())
+}
+
+func (s *Source) measureAt(ctx context.Context, m engine.Measurement, texts [3]string, at time.Time) (engine.Measurement, error) {
 	var vals [3]float64
 	var have [3]bool
 	for i, text := range texts {

@@ -162,6 +162,12 @@ func TestMeasureAgainstPrometheus(t *testing.T) {
 	if !absent.noData {
 		t.Errorf("absent release: %+v, want NoData", absent)
 	}
+	// MeasureNow (the cockpit's live sampler) answers the same for the
+	// window just past, without waiting.
+	now, err := s.MeasureNow(ctx, "bad", window)
+	if err != nil || now.NoData || now.Requests < 100 || math.Abs(now.ErrorRate-0.05) > 0.02 {
+		t.Errorf("MeasureNow(bad): %+v, %v; want about 200 requests, 5 %% errors", now, err)
+	}
 }
 
 type measurementOrErr struct {

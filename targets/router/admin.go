@@ -43,6 +43,7 @@ type errorBody struct {
 //	POST   /v1/backends/{addr}/drain?timeout=30s  → DrainResult
 //	POST   /v1/backends/{addr}/undrain
 //	GET    /v1/stats                       map[release]engine.ReleaseStats
+//	GET    /v1/backend-stats               map[addr]engine.ReleaseStats
 //	GET    /metrics                        Prometheus text format
 //
 // Every endpoint requires "Authorization: Bearer <token>" except /metrics
@@ -55,6 +56,9 @@ func (r *Router) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, r.Stats())
+	})
+	mux.HandleFunc("GET /v1/backend-stats", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, r.BackendStats())
 	})
 	mux.HandleFunc("PUT /v1/pools/{release}", func(w http.ResponseWriter, req *http.Request) {
 		var body PoolRequest

@@ -24,6 +24,9 @@ type backend struct {
 	// recently.
 	lastHealthy atomic.Int64
 	inflight    atomic.Int64
+	// stats count the requests this backend answered (no histogram
+	// observer: the Prometheus series are per release).
+	stats releaseStats
 
 	conns      *connPool              // the request path's keep-alive connections
 	health     *connPool              // the health checks' own connection

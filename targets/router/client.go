@@ -15,7 +15,10 @@ import (
 	"flightdeck/engine"
 )
 
-var _ engine.Router = (*Client)(nil)
+var (
+	_ engine.Router         = (*Client)(nil)
+	_ engine.BackendStatser = (*Client)(nil)
+)
 
 // ErrDrainTimeout is returned (wrapped) by Client.Drain when requests
 // were still in flight when the timeout passed; the backend stays drained.
@@ -191,5 +194,12 @@ func (c *Client) WaitHealthy(ctx context.Context, addr string) error {
 func (c *Client) Stats(ctx context.Context) (map[string]engine.ReleaseStats, error) {
 	var out map[string]engine.ReleaseStats
 	err := c.do(ctx, http.MethodGet, "/v1/stats", nil, &out)
+	return out, err
+}
+
+// BackendStats returns cumulative counters per backend address.
+func (c *Client) BackendStats(ctx context.Context) (map[string]engine.ReleaseStats, error) {
+	var out map[string]engine.ReleaseStats
+	err := c.do(ctx, http.MethodGet, "/v1/backend-stats", nil, &out)
 	return out, err
 }

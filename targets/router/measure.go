@@ -52,68 +52,12 @@ func (m *Metrics) Measure(ctx context.Context, release string, window time.Durat
 }
 
 // Diff computes the measurement between two cumulative snapshots of one
-// release. A counter that went backwards (router restarted, pool deleted)
-// is treated as starting from zero.
+// release (engine.DiffStats).
 func Diff(release string, before, after engine.ReleaseStats) engine.Measurement {
-	if after.Requests < before.Requests || len(before.Latency.Counts) != len(after.Latency.Counts) {
-		before = engine.ReleaseStats{}
-	}
-	sub := func(a, b uint64) uint64 {
-		if a < b {
-			return 0
-		}
-		return a - b
-	}
-	m := engine.Measurement{Release: release}
-	reqs := sub(after.Requests, before.Requests)
-	if reqs == 0 {
-		m.NoData = true
-		return m
-	}
-	errs := sub(after.Status5xx, before.Status5xx) + sub(after.ConnErrors, before.ConnErrors)
-	m.Requests = float64(reqs)
-	m.Errors = float64(errs)
-	m.ErrorRate = m.Errors / m.Requests
-	counts := make([]uint64, len(after.Latency.Counts))
-	for i := range counts {
-		var b uint64
-		if i < len(before.Latency.Counts) {
-			b = before.Latency.Counts[i]
-		}
-		counts[i] = sub(after.Latency.Counts[i], b)
-	}
-	m.P99 = time.Duration(Quantile(0.99, after.Latency.Bounds, counts) * float64(time.Second))
-	return m
+	return engine.DiffStats(release, before, after)
 }
 
-// Quantile estimates the q-quantile (0..1) of a histogram (counts per
-// bucket, the last one +Inf) by linear interpolation within the bucket
-// holding the rank, as Prometheus' histogram_quantile does. A rank in the
-// overflow bucket returns the highest finite bound. Empty: 0.
+// Quantile estimates the q-quantile of a histogram (engine.Quantile).
 func Quantile(q float64, bounds []float64, counts []uint64) float64 {
-	var total uint64
-	for _, c := range counts {
-		total += c
-	}
-	if total == 0 || len(bounds) == 0 {
-		return 0
-	}
-	rank := q * float64(total)
-	var cum uint64
-	for i, c := range counts {
-		prev := cum
-		cum += c
-		if float64(cum) < rank || c == 0 {
-			continue
-		}
-		if i >= len(bounds) {
-			return bounds[len(bounds)-1]
-		}
-		lo := 0.0
-		if i > 0 {
-			lo = bounds[i-1]
-		}
-		return lo + (bounds[i]-lo)*(rank-float64(prev))/float64(c)
-	}
-	return bounds[len(bounds)-1]
+	return engine.Quantile(q, bounds, counts)
 }

@@ -194,6 +194,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		p.stats.record(outcomeCanceled, 0, d)
 	case pw.outcome == outcomeConnErr:
 		p.stats.record(outcomeConnErr, 0, d)
+		pw.backend.stats.record(outcomeConnErr, 0, d)
 		pw.backend.codes[5].Inc()
 	default:
 		code := pw.status
@@ -201,6 +202,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			code = http.StatusOK
 		}
 		p.stats.record(outcomeStatus, code, d)
+		pw.backend.stats.record(outcomeStatus, code, d)
 		c := code / 100
 		if c < 1 || c > 5 {
 			c = 0

@@ -250,6 +250,18 @@ func (r *Router) Stats() map[string]engine.ReleaseStats {
 	return out
 }
 
+// BackendStats returns cumulative counters per backend address since the
+// backend joined a pool (a backend removed and added again starts from 0).
+func (r *Router) BackendStats() map[string]engine.ReleaseStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]engine.ReleaseStats, len(r.backends))
+	for a, b := range r.backends {
+		out[a] = b.stats.snapshot()
+	}
+	return out
+}
+
 // SetPool replaces the backends of a release (creating the pool). New
 // backends join rotation after their first passing health check.
 func (r *Router) SetPool(release string, addrs []string) error {
