@@ -29,8 +29,15 @@
 # checked (current -> releases/r1, every file byte-identical) and the
 # deploy_to removed, untimed. No warm-up: every run opens its connections.
 #
+# End to end (COMPARE contains "cli"): the flightdeck binary as an operator
+# runs it (`fleet cli`): a git repository with the same 500-file release, a
+# plan listing every host (symlink strategy, parallel = hosts), one cold
+# full deploy, RUNS one-file deploys (one file changed and committed before
+# each) and RUNS rollbacks, each one CLI process, with its peak RSS and
+# where its time went (from the run's events).
+#
 # Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5;
-#        COMPARE="rollback deploy" by default, either word alone to run one)
+#        COMPARE="cli rollback deploy" by default, any subset of the words)
 # Needs: openssh-server (/usr/sbin/sshd), GNU time (/usr/bin/time), root or
 # a user sshd lets in. Work files go to $TMPDIR (default /dev/shm when it
 # exists, so that the disk is not what is measured).
@@ -40,10 +47,11 @@ cd "$(dirname "$0")/.."
 SIZES=("${@:-20 100}")
 read -r -a SIZES <<<"${SIZES[*]}"
 RUNS=${RUNS:-5}
-COMPARE=${COMPARE:-rollback deploy}
+COMPARE=${COMPARE:-cli rollback deploy}
 if [[ -z "${TMPDIR:-}" && -d /dev/shm ]]; then export TMPDIR=/dev/shm; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleet-bench.XXXXXX")
 BIN=$WORK/fleet
+FD=$WORK/flightdeck
 SERVE_PID=""
 
 cleanup() {
@@ -53,6 +61,7 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$BIN" ./bench/fleet
+go build -o "$FD" ./cmd/flightdeck
 [[ -x /usr/sbin/sshd ]] || { echo "sshd not found: apt-get install openssh-server" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time not found: apt-get install time" >&2; exit 1; }
 
@@ -324,6 +333,11 @@ for n in "${SIZES[@]}"; do
 	for _ in $(seq 600); do [[ -f "$dir/cluster.json" ]] && break; kill -0 "$SERVE_PID" || { cat "$dir/serve.log"; exit 1; }; sleep 0.1; done
 	[[ -f "$dir/cluster.json" ]] || { echo "servers did not start" >&2; exit 1; }
 
+	if [[ " $COMPARE " == *" cli "* ]]; then
+		uptime
+		"$BIN" cli -cluster "$dir/cluster.json" -bin "$FD" -runs "$RUNS" -parallel "$n"
+		uptime
+	fi
 	if [[ " $COMPARE " == *" rollback "* ]]; then
 		/usr/bin/time -v "$BIN" deploy -cluster "$dir/cluster.json" -runs "$RUNS" 2>"$dir/time.txt"
 		echo "driver peak RSS (time -v): $(awk -F': ' '/Maximum resident/ {printf "%.1f MB", $2/1024}' "$dir/time.txt")"

@@ -17,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -40,7 +41,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy|release|push|verify [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy|release|push|verify|cli [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -55,6 +56,8 @@ func main() {
 		err = push(os.Args[2:])
 	case "verify":
 		err = verify(os.Args[2:])
+	case "cli":
+		err = cli(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -123,6 +126,7 @@ func deploy(args []string) error {
 	parallel := fs.Int("parallel", 16, "hosts prepared at once")
 	transfer := fs.String("transfer", "auto", "auto | sftp | tar")
 	subdir := fs.String("subdir", "app", "deploy_to below each server's deploy directory (a new one deploys cold)")
+	dials := fs.Int("dials", 0, "connections set up at once (0: the pool's default)")
 	_ = fs.Parse(args)
 	b, err := os.ReadFile(*cluster)
 	if err != nil {
@@ -148,7 +152,7 @@ func deploy(args []string) error {
 		return err
 	}
 
-	pool := fdssh.NewPool(fdssh.PoolOptions{Transfer: mode})
+	pool := fdssh.NewPool(fdssh.PoolOptions{Transfer: mode, MaxParallelDials: *dials})
 	defer pool.Close()
 	hosts := make([]*fdssh.Host, len(cf.Addrs))
 	for i, a := range cf.Addrs {
@@ -166,7 +170,7 @@ func deploy(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("connect (cold, %d dials at once): %d ms\n", fdssh.DefaultMaxParallelDials, d.Milliseconds())
+	fmt.Printf("connect (cold, %d dials at once): %d ms\n", cmp.Or(*dials, fdssh.DefaultMaxParallelDials), d.Milliseconds())
 
 	for _, a := range []*engine.Artifact{r1, r2} {
 		var sent int64

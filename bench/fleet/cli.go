@@ -1,0 +1,267 @@
+package main
+
+// The end-to-end benchmark of fleet.sh: the flightdeck binary itself, as an
+// operator runs it, against the cluster's servers. A git repository holds
+// the release (files × bytes); a plan lists every server (symlink strategy,
+// the plan's defaults otherwise). It times, each as one CLI process:
+//
+//   - a cold full deploy (r1: every file sent),
+//   - RUNS one-file deploys (one file changed and committed before each),
+//   - RUNS rollbacks to the release before,
+//
+// and reports each process's peak RSS (getrusage of the child) and, from
+// the run's JSON events, where the time went (build before the run starts,
+// inspect, prepare, switch, finish).
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"flightdeck/engine"
+)
+
+func cli(args []string) error {
+	fs := flag.NewFlagSet("cli", flag.ExitOnError)
+	cluster := fs.String("cluster", "", "cluster.json written by fleet serve")
+	bin := fs.String("bin", "", "the flightdeck binary")
+	runs := fs.Int("runs", 5, "one-file deploys and rollbacks to time")
+	files := fs.Int("files", 500, "files in the release")
+	total := fs.Int("bytes", 20<<20, "total release size")
+	subdir := fs.String("subdir", "cli", "deploy_to below each server's deploy directory (must not exist)")
+	parallel := fs.Int("parallel", 0, "the plan's parallel (0: its default)")
+	keep := fs.Bool("keep", false, "leave the project and the deploy directories")
+	_ = fs.Parse(args)
+	if *bin == "" {
+		return fmt.Errorf("-bin is required")
+	}
+	cf, err := readCluster(*cluster)
+	if err != nil {
+		return err
+	}
+	proj, err := os.MkdirTemp(filepath.Dir(*cluster), "cli-project-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer func() {
+			os.RemoveAll(proj)
+			for _, d := range cf.DeployTo {
+				removeTree(filepath.Join(d, *subdir))
+			}
+		}()
+	}
+	repo := filepath.Join(proj, "repo")
+	if err := writeTree(repo, "r1", *files, *total, 0); err != nil {
+		return err
+	}
+	if err := git(repo, "init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	if err := commitAll(repo, "r1"); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "app: fleet\nsource: {git: {repo: ./repo, ref: main}}\nkeep_releases: 5\nenvironments:\n  production:\n")
+	if *parallel > 0 {
+		fmt.Fprintf(&b, "    parallel: %d\n", *parallel)
+	}
+	fmt.Fprintf(&b, "    strategy: {kind: symlink}\n    ssh:\n      identity_file: '%s'\n      known_hosts: '%s'\n      connect_timeout: 30s\n      command_timeout: 2m\n    hosts:\n",
+		cf.ClientKey, cf.KnownHosts)
+	for i, a := range cf.Addrs {
+		fmt.Fprintf(&b, "      - {name: h%03d, ssh: '%s@%s', deploy_to: '%s'}\n", i, cf.User, a, filepath.Join(cf.DeployTo[i], *subdir))
+	}
+	planFile := filepath.Join(proj, "flightdeck.yaml")
+	if err := os.WriteFile(planFile, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	n := len(cf.Addrs)
+	fmt.Printf("cli: %d hosts, release %d files / %d bytes from git, strategy symlink\n", n, *files, *total)
+
+	run := func(what string, args ...string) (*cliRun, error) {
+		r, err := runCLI(*bin, planFile, args...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		fmt.Printf("%s: %.0f ms, peak RSS %.1f MB | %s\n", what, ms(r.wall), r.rssMB, r.breakdown())
+		return r, nil
+	}
+	cold, err := run("cold deploy r1", "deploy", "--headless", "--json", "--release", "r1")
+	if err != nil {
+		return err
+	}
+	var deploys, rollbacks []*cliRun
+	for i := range *runs {
+		id := fmt.Sprintf("r%d", i+2)
+		// One file changed: the first asset gets the release id in front.
+		p := filepath.Join(repo, "assets/00/file0000.bin")
+		old, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		copy(old, fmt.Sprintf("%-8s", id))
+		if err := os.WriteFile(p, old, 0o644); err != nil {
+			return err
+		}
+		if err := commitAll(repo, id); err != nil {
+			return err
+		}
+		r, err := run("one-file deploy "+id, "deploy", "--headless", "--json", "--release", id)
+		if err != nil {
+			return err
+		}
+		deploys = append(deploys, r)
+	}
+	last := fmt.Sprintf("r%d", *runs+1)
+	for i := range *runs {
+		to := fmt.Sprintf("r%d", *runs)
+		if i%2 == 1 {
+			to = last
+		}
+		r, err := run("rollback to "+to, "rollback", "--headless", "--json", "--to", to)
+		if err != nil {
+			return err
+		}
+		rollbacks = append(rollbacks, r)
+	}
+	med := func(rs []*cliRun, f func(*cliRun) float64) float64 {
+		var v []float64
+		for _, r := range rs {
+			v = append(v, f(r))
+		}
+		return median(v)
+	}
+	wall := func(r *cliRun) float64 { return ms(r.wall) }
+	rss := func(r *cliRun) float64 { return r.rssMB }
+	all := append(append([]*cliRun{cold}, deploys...), rollbacks...)
+	fmt.Printf("RESULT cli hosts=%d cold_deploy_ms=%.0f one_file_deploy_median_ms=%.0f rollback_median_ms=%.0f peak_rss_mb=%.1f\n",
+		n, ms(cold.wall), med(deploys, wall), med(rollbacks, wall), slices.Max(func() []float64 {
+			var v []float64
+			for _, r := range all {
+				v = append(v, rss(r))
+			}
+			return v
+		}()))
+	return nil
+}
+
+// cliRun is one flightdeck process: its wall time, peak RSS and events.
+type cliRun struct {
+	start time.Time
+	wall  time.Duration
+	rssMB float64
+	evs   []engine.Event
+}
+
+func runCLI(bin, planFile string, args ...string) (*cliRun, error) {
+	cmd := exec.Command(bin, append([]string{"-f", planFile}, args...)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	r := &cliRun{start: time.Now()}
+	err := cmd.Run()
+	r.wall = time.Since(r.start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.rssMB = float64(ru.Maxrss) / 1024
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w\n%s%s", bin, strings.Join(args, " "), err, tail(out.String(), 20), tail(stderr.String(), 20))
+	}
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e engine.Event
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type != "" {
+			r.evs = append(r.evs, e)
+		}
+	}
+	return r, nil
+}
+
+// breakdown says where a run's time went, from its events: before the
+// run started (plan, build, connect and inspect every host), prepare
+// (first preparing to last prepared), switch (first switching to last
+// live/reverted) and the rest to the process's exit.
+func (r *cliRun) breakdown() string {
+	var started, prepFirst, prepLast, swFirst, swLast, finished time.Time
+	first := func(t *time.Time, v time.Time) {
+		if t.IsZero() || v.Before(*t) {
+			*t = v
+		}
+	}
+	latest := func(t *time.Time, v time.Time) {
+		if v.After(*t) {
+			*t = v
+		}
+	}
+	for _, e := range r.evs {
+		switch {
+		case e.Type == engine.EvRunStarted:
+			started = e.Time
+		case e.Type == engine.EvRunFinished:
+			finished = e.Time
+		case e.Phase == engine.PhasePreparing:
+			first(&prepFirst, e.Time)
+		case e.Phase == engine.PhasePrepared:
+			latest(&prepLast, e.Time)
+		case e.Phase == engine.PhaseSwitching || e.Phase == engine.PhaseReverting:
+			first(&swFirst, e.Time)
+		case e.Phase == engine.PhaseLive || e.Phase == engine.PhaseReverted:
+			latest(&swLast, e.Time)
+		}
+	}
+	d := func(a, b time.Time) string {
+		if a.IsZero() || b.IsZero() {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", ms(b.Sub(a)))
+	}
+	end := r.start.Add(r.wall)
+	return fmt.Sprintf("to run start %s, run start to prepare %s, prepare %s, prepared to switch %s, switch %s, switched to finish %s, finish to exit %s (ms)",
+		d(r.start, started), d(started, prepFirst), d(prepFirst, prepLast), d(prepLast, swFirst), d(swFirst, swLast), d(swLast, finished), d(finished, end))
+}
+
+func git(dir string, args ...string) error {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@localhost",
+		"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@localhost")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func commitAll(repo, msg string) error {
+	if err := git(repo, "add", "-A"); err != nil {
+		return err
+	}
+	return git(repo, "commit", "-q", "-m", msg)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// removeTree removes a deploy directory whose releases are read-only.
+func removeTree(p string) {
+	_ = filepath.Walk(p, func(q string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			_ = os.Chmod(q, 0o755)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(p)
+}
