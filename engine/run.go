@@ -370,17 +370,24 @@ func (r *Run) record(workCtx context.Context, out output) {
 				"hosts keep what they have; `flightdeck resume` finishes it once the journal can be written", ErrJournal, err)
 			last := out.events[len(out.events)-1]
 			r.cfg.Hub.Publish(Event{Seq: last.Seq, Time: last.Time, Run: r.id, Type: EvNotice, Error: r.fatal.Error()})
-			r.record(workCtx, r.m.step(r.cfg.Now(), haltInput{}))
-			return
+		} else {
+			r.cfg.Hub.Publish(out.events...)
+			r.dirty = true
 		}
-		r.cfg.Hub.Publish(out.events...)
-		r.dirty = true
 	}
+	var unstarted []Action
 	for _, a := range out.actions {
 		if r.fatal != nil && a.Kind != ActCancel {
+			unstarted = append(unstarted, a)
 			continue
 		}
 		r.perform(workCtx, a)
+	}
+	if r.fatal != nil && (!r.m.halted || len(unstarted) > 0) {
+		// The step is told which of its work never started (a halted
+		// step starts none), or the loop would wait for it forever.
+		r.record(workCtx, r.m.step(r.cfg.Now(), haltInput{unstarted: unstarted}))
+		return
 	}
 	if !out.wake.IsZero() && (r.wakeAt.IsZero() || out.wake.Before(r.wakeAt)) {
 		if r.wake != nil {

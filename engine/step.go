@@ -141,7 +141,10 @@ type tickInput struct{}
 type stopInput struct{}
 
 // haltInput: the journal cannot be written; nothing more is done.
-type haltInput struct{}
+// Unstarted are the actions the run loop did not perform because their
+// step's events could not be journaled: no result of theirs will come, so
+// they are not in flight.
+type haltInput struct{ unstarted []Action }
 
 func (startInput) isInput()   {}
 func (resumeInput) isInput()  {}
@@ -260,6 +263,13 @@ func (m *machine) step(now time.Time, in input) output {
 		m.cancel(&out, gateWork, triggerWork)
 	case haltInput:
 		m.halted, m.stopped = true, true
+		for _, a := range in.unstarted {
+			for k, w := range m.work {
+				if a.Serial != 0 && w.Serial == a.Serial {
+					delete(m.work, k)
+				}
+			}
+		}
 		m.cancel(&out, gateWork, triggerWork)
 	}
 	m.advance(now, &out)

@@ -346,6 +346,18 @@ func TestStepStopAndHalt(t *testing.T) {
 	if out := h.done(h.m.work[verifyWork], nil); len(out.actions) != 0 {
 		t.Fatalf("halted run acts: %v", actionStrings(out.actions))
 	}
+
+	// The journal write of a step that began work failed: the loop never
+	// performed that work, and the halted run must not wait for it.
+	u := rollingMachine(t, runRules{}, "a", "b")
+	began := u.done(u.m.work[verifyWork], nil)
+	if _, ok := find(began, ActPrepare, "a"); !ok {
+		t.Fatalf("verified run began %v", actionStrings(began.actions))
+	}
+	u.step(haltInput{unstarted: began.actions})
+	if !u.m.done() || len(u.m.work) != 0 {
+		t.Fatalf("halted run waits for work that never started: %v", u.m.work)
+	}
 }
 
 // TestStepJournalsEveryCommand: in every status the step answers a command

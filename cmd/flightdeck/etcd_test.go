@@ -128,6 +128,10 @@ func (pr *proc) wait(t *testing.T) int {
 	case <-pr.done:
 		return pr.code
 	case <-time.After(60 * time.Second):
+		// SIGQUIT makes the Go runtime print every goroutine's stack:
+		// the failure shows where the process hung.
+		pr.cmd.Process.Signal(syscall.SIGQUIT)
+		<-pr.done
 		pr.cmd.Process.Kill()
 		t.Fatalf("flightdeck %v did not exit:\n%s", pr.cmd.Args[1:], pr.out.String())
 		return -1

@@ -107,35 +107,43 @@ func (j *Journal) commit(ctx context.Context, evs []engine.Event, val string) er
 		ops = append(ops, clientv3.OpPut(s.runKey(j.run), string(sum)))
 	}
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+	elses := []clientv3.Op{clientv3.OpGet(key)}
 	if j.lock != nil {
 		if err := j.lock.Lost(); err != nil {
 			return err
 		}
 		cmps = append(cmps, j.lock.cmp())
+		elses = append(elses, clientv3.OpGet(j.lock.key))
 	}
 	what := fmt.Sprintf("journal write of run %s (events %d–%d)", j.run, evs[0].Seq, evs[len(evs)-1].Seq)
 	err := s.retry(ctx, what, func(ctx context.Context) error {
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(key)).Commit()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 		if err != nil {
 			return err
 		}
 		if resp.Succeeded {
 			return nil
 		}
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			if string(kvs[0].Value) == val {
-				// An earlier attempt committed and its answer was lost.
-				return nil
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) > 0 && string(kvs[0].Value) == val {
+			// An earlier attempt committed and its answer was lost.
+			return nil
+		}
+		// The lock is asked first: a controller that lost it finds the
+		// events of whoever took over at its next sequence number, and
+		// what it must learn is that it lost the lock, not a conflict.
+		if j.lock != nil {
+			if lk := resp.Responses[1].GetResponseRange().Kvs; len(lk) == 0 || lk[0].CreateRevision != j.lock.rev {
+				lost := fmt.Errorf("%w: the lock key of %s was deleted or taken over (lease expired or lock broken); %s was not committed",
+					ErrLockLost, j.lock.env, what)
+				j.lock.markLost(lost)
+				return final(lost)
 			}
+		}
+		if len(kvs) > 0 {
 			return final(fmt.Errorf("%s: %w (%s)", what, ErrConflict, describeStored(kvs[0].Value, kvs[0].ModRevision, evs)))
 		}
-		if j.lock == nil {
-			return fmt.Errorf("%s: the transaction failed without a reason", what)
-		}
-		lost := fmt.Errorf("%w: the lock key of %s was deleted or taken over (lease expired or lock broken); %s was not committed",
-			ErrLockLost, j.lock.env, what)
-		j.lock.markLost(lost)
-		return final(lost)
+		return fmt.Errorf("%s: the transaction failed without a reason", what)
 	})
 	if err != nil {
 		return err

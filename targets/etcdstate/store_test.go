@@ -248,6 +248,41 @@ func TestStore(t *testing.T) {
 		lb.Release(ctx)
 	})
 
+	t.Run("a holder whose lock was taken over learns it lost the lock, not of a conflict", func(t *testing.T) {
+		a, b := open(t, eps), open(t, eps)
+		ctx := ctxT(t, 20*time.Second)
+		la, err := a.AcquireLock(ctx, "staging", info("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := "staging-20260501T120000-fff"
+		evs := runEvents(run, 4, true)
+		ja, _ := a.OpenJournal(ctx, run, la)
+		if err := ja.Append(ctx, evs[:2]...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.BreakLock(ctx, "staging", engine.Actor{Name: "carol"}, "controller unreachable"); err != nil {
+			t.Fatal(err)
+		}
+		lb, err := b.AcquireLock(ctx, "staging", info("bob"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lb.Release(ctx)
+		jb, err := b.OpenJournal(ctx, run, lb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resumed := evs[2]
+		resumed.Message = "resumed by bob"
+		if err := jb.Append(ctx, resumed); err != nil {
+			t.Fatal(err)
+		}
+		if err := ja.Append(ctx, evs[2:]...); !errors.Is(err, ErrLockLost) || errors.Is(err, ErrConflict) {
+			t.Fatalf("the old holder's next write: %v, want ErrLockLost", err)
+		}
+	})
+
 	t.Run("follow delivers each event once, live, and ends with the run", func(t *testing.T) {
 		s, f := open(t, eps), open(t, eps)
 		ctx := ctxT(t, 30*time.Second)
