@@ -296,11 +296,23 @@ type ProbeSummary struct {
 	LongestGap time.Duration `json:"longest_gap"`
 	// Releases splits the probe's requests by the release that answered.
 	Releases map[string]ReleaseProbe `json:"releases,omitempty"`
+	// ReleaseErrors are the failed requests a release answered itself
+	// with an error status (its own 500s): they count against the
+	// release, not as connections lost while services restarted.
+	ReleaseErrors int64 `json:"release_errors,omitempty"`
 }
+
+// Lost is how many probe requests failed without an answer from a
+// release: refused, reset, timed out, dropped, or answered by the traffic
+// layer itself (no backend to take them). Restarts that shut down
+// gracefully lose none.
+func (p *ProbeSummary) Lost() int64 { return p.Failed - p.ReleaseErrors }
 
 // ReleaseProbe is the probe traffic one release answered.
 type ReleaseProbe struct {
 	Requests int64         `json:"requests"`
 	Failed   int64         `json:"failed"`
 	P99      time.Duration `json:"p99"`
+	// Errors are the failed requests it answered with an error status.
+	Errors int64 `json:"errors,omitempty"`
 }

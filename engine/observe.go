@@ -50,16 +50,22 @@ func (m *machine) itemFor(o Observation) []Event {
 }
 
 // finalChecklist settles what the whole run showed: graceful shutdown,
-// judged by the probe traffic sent while services restarted.
+// judged by the probe requests lost while services restarted. Errors a
+// release answered itself (its own 500s) are not lost connections: they
+// are the gate's business, and the evidence counts them apart.
 func finalChecklist(st *State, rep *Report) []Event {
+	p := rep.Probe
 	for _, it := range st.Checklist {
-		if it.ID != ItemGraceful || it.State != ItemUnknown || rep.Probe == nil || st.Observed.Restarts == 0 {
+		if it.ID != ItemGraceful || it.State != ItemUnknown || p == nil || st.Observed.Restarts == 0 {
 			continue
 		}
 		it.State = ItemVerified
-		it.Evidence = fmt.Sprintf("%d services restarted under %g req/s of probe traffic; %d of %d probe requests failed",
-			st.Observed.Restarts, rep.Probe.Rate, rep.Probe.Failed, rep.Probe.Requests)
-		if rep.Probe.Failed > 0 {
+		it.Evidence = fmt.Sprintf("%d services restarted under %g req/s of probe traffic; %d of %d probe requests were lost (refused, reset, timed out or unanswered)",
+			st.Observed.Restarts, p.Rate, p.Lost(), p.Requests)
+		if p.ReleaseErrors > 0 {
+			it.Evidence += fmt.Sprintf("; %d more were errors the releases answered themselves (not a shutdown failure)", p.ReleaseErrors)
+		}
+		if p.Lost() > 0 {
 			it.State = ItemFailed
 		}
 		return []Event{{Type: EvChecklistItem, Item: &it}}

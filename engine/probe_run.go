@@ -42,7 +42,16 @@ func SummariseProbe(r probe.Report) *ProbeSummary {
 		s.LongestGap = r.SinceLastSuccess
 	}
 	for rel, st := range r.Releases {
-		s.Releases[rel] = ReleaseProbe{Requests: int64(st.Requests), Failed: int64(st.Failed), P99: st.P99}
+		rp := ReleaseProbe{Requests: int64(st.Requests), Failed: int64(st.Failed), P99: st.P99}
+		if rel != probe.UnknownRelease {
+			// A response that names its release was answered by it: its
+			// error statuses are the release's own errors. (Without a name,
+			// the traffic layer answered, or nothing did.)
+			f := st.Failures
+			rp.Errors = int64(f.Status5xx + f.Status4xx + f.StatusOther)
+			s.ReleaseErrors += rp.Errors
+		}
+		s.Releases[rel] = rp
 	}
 	return s
 }

@@ -143,6 +143,15 @@ func TestDemoBadReleaseNeverSucceeds(t *testing.T) {
 			if bad.Requests == 0 || bad.Failed == 0 {
 				t.Fatalf("probe requests answered by the bad release are not counted: %+v", r.report.Probe.Releases)
 			}
+			if strategy != "symlink" {
+				// The release's own 500s are not connections lost while
+				// services restarted (symlink restarts nothing).
+				for _, it := range r.report.Checklist {
+					if it.ID == engine.ItemGraceful && it.State != engine.ItemVerified {
+						t.Errorf("graceful shutdown is %s: %s", it.State, it.Evidence)
+					}
+				}
+			}
 			assertDemoFleetOn(t, r.dir, "v1")
 		})
 	}
