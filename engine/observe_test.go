@@ -12,8 +12,8 @@ import (
 // reset, the traffic layer's own 502) is lost.
 func TestSummariseProbeCountsReleaseErrorsApart(t *testing.T) {
 	r := probe.Report{Rate: 200, Total: probe.Stats{Requests: 1000, Failed: 31}, Releases: map[string]probe.Stats{
-		"v1": {Requests: 500, Failed: 1, Failures: probe.Failures{Reset: 1}},
-		"v2": {Requests: 480, Failed: 24, Failures: probe.Failures{Status5xx: 22, Status4xx: 1, Reset: 1}},
+		"v1":                 {Requests: 500, Failed: 1, Failures: probe.Failures{Reset: 1}},
+		"v2":                 {Requests: 480, Failed: 24, Failures: probe.Failures{Status5xx: 22, Status4xx: 1, Reset: 1}},
 		probe.UnknownRelease: {Requests: 20, Failed: 6, Failures: probe.Failures{Status5xx: 2, Refused: 3, Timeout: 1}},
 	}}
 	s := SummariseProbe(r)
