@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,6 +109,16 @@ func BenchmarkDeploy20Hosts(b *testing.B) {
 	b.ReportMetric(float64(tf.Milliseconds())/float64(b.N), "file-ms")
 	b.ReportMetric(float64(te.Milliseconds())/float64(b.N), "etcd-ms")
 	b.ReportMetric(float64(te)/float64(tf), "etcd/file")
+	for _, f := range []*benchFleet{file, etcd} {
+		kind := "file"
+		if f.store != nil {
+			kind = "etcd"
+		}
+		for what, d := range f.timed.sum {
+			b.ReportMetric(float64(d.Microseconds())/1000/float64(b.N+1), kind+"-"+what+"-ms")
+			b.ReportMetric(float64(f.timed.n[what])/float64(b.N+1), kind+"-"+what+"-calls")
+		}
+	}
 	runs, err := etcd.store.ListRuns(context.Background())
 	if err == nil && len(runs) > 0 {
 		keys, err := etcd.store.cli.Get(context.Background(), etcd.store.journalPrefix(runs[len(runs)-1].Run), clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -123,6 +134,7 @@ type benchFleet struct {
 	plan  *plan.Plan
 	eng   *engine.Engine
 	store *Store
+	timed *timedState
 }
 
 func newBenchFleet(b *testing.B, c *etcdtest.Cluster) *benchFleet {
@@ -166,6 +178,8 @@ func newBenchFleet(b *testing.B, c *etcdtest.Cluster) *benchFleet {
 		f.store = s
 		f.eng.State = Backend{Store: s}
 	}
+	f.timed = newTimedState(f.eng.StateBackend())
+	f.eng.State = f.timed
 	return f
 }
 
@@ -187,4 +201,78 @@ func (f *benchFleet) deploy(i int) time.Duration {
 		b.Fatalf("deploy: %v %+v", err, st)
 	}
 	return d
+}
+
+// timedState wraps a state backend and adds up the time spent in each of
+// its calls, so that the deploy benchmark can say where the etcd
+// backend's added time goes.
+type timedState struct {
+	engine.StateBackend
+	mu  sync.Mutex
+	sum map[string]time.Duration
+	n   map[string]int
+}
+
+func newTimedState(s engine.StateBackend) *timedState {
+	return &timedState{StateBackend: s, sum: map[string]time.Duration{}, n: map[string]int{}}
+}
+
+func (t *timedState) add(what string, since time.Time) {
+	t.mu.Lock()
+	t.sum[what] += time.Since(since)
+	t.n[what]++
+	t.mu.Unlock()
+}
+
+func (t *timedState) ListRuns(ctx context.Context) ([]engine.RunSummary, error) {
+	defer t.add("list", time.Now())
+	return t.StateBackend.ListRuns(ctx)
+}
+
+func (t *timedState) ReadJournal(ctx context.Context, run string) ([]engine.Event, error) {
+	defer t.add("read", time.Now())
+	return t.StateBackend.ReadJournal(ctx, run)
+}
+
+func (t *timedState) AcquireLock(ctx context.Context, env string, info engine.LockInfo) (engine.HeldLock, error) {
+	defer t.add("lock", time.Now())
+	l, err := t.StateBackend.AcquireLock(ctx, env, info)
+	if err != nil {
+		return nil, err
+	}
+	return timedLock{l, t}, nil
+}
+
+type timedLock struct {
+	engine.HeldLock
+	t *timedState
+}
+
+func (l timedLock) OpenJournal(ctx context.Context, run string) (engine.RunJournal, error) {
+	defer l.t.add("open", time.Now())
+	j, err := l.HeldLock.OpenJournal(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	return timedJournal{j, l.t}, nil
+}
+
+func (l timedLock) Fence(ctx context.Context) error {
+	defer l.t.add("fence", time.Now())
+	return l.HeldLock.Fence(ctx)
+}
+
+func (l timedLock) Release() error {
+	defer l.t.add("release", time.Now())
+	return l.HeldLock.Release()
+}
+
+type timedJournal struct {
+	engine.RunJournal
+	t *timedState
+}
+
+func (j timedJournal) Append(ctx context.Context, evs ...engine.Event) error {
+	defer j.t.add("append", time.Now())
+	return j.RunJournal.Append(ctx, evs...)
 }
