@@ -96,7 +96,8 @@ func (m *machine) finalize(now time.Time, outcome Outcome, reason string, out *o
 	succeeded := outcome == OutcomeSucceeded
 	m.begin(out, finalizeWork, Action{Kind: ActFinalize, Outcome: outcome, Reason: reason, Release: st.Info.Release,
 		SettleRoute: succeeded && m.rules.routed, CohortOn: st.Cohort > 0,
-		Prune: succeeded && st.Info.Kind == KindDeploy && m.rules.keep > 0})
+		Prune:       succeeded && st.Info.Kind == KindDeploy && m.rules.keep > 0,
+		KeepDrained: outcome == OutcomeFailed && m.rules.halt})
 }
 
 // finished writes the end of the run once ActFinalize is done: the

@@ -194,6 +194,8 @@ type runRules struct {
 	routed bool
 	// keep is keep_releases (0: no pruning).
 	keep int
+	// halt: the plan's on_failure is halt (a failed run stops where it is).
+	halt bool
 }
 
 // machine is one run's decision-maker. Its state is the fold of the

@@ -556,3 +556,44 @@ func TestStepSteppingWhilePausedStaysPaused(t *testing.T) {
 		})
 	}
 }
+
+// TestStepKeepsDrainedOnlyWhenHalted: the end of a failed run puts the
+// backends it drained back into rotation, unless on_failure is halt (the
+// plan asks to stop where it is); a successful run always does.
+func TestStepKeepsDrainedOnlyWhenHalted(t *testing.T) {
+	tests := []struct {
+		name string
+		halt bool
+		fail bool
+		keep bool
+	}{
+		{"failed, on_failure rollback", false, true, false},
+		{"failed, on_failure halt", true, true, true},
+		{"succeeded, on_failure halt", true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := rollingMachine(t, runRules{halt: tt.halt}, "a")
+			s.done(s.m.work[verifyWork], nil)
+			var err error
+			evs := []Event{phase("a", PhasePrepared, "r2")}
+			if tt.fail {
+				err, evs = errors.New("disk full"), nil
+			}
+			out := s.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, err, evs...)
+			for range 5 {
+				if _, ok := find(out, ActFinalize, ""); ok {
+					break
+				}
+				a, ok := find(out, ActSwitch, "a")
+				if !ok {
+					t.Fatalf("neither a switch nor the end: %v", actionStrings(out.actions))
+				}
+				out = s.done(a, nil, live("a")...)
+			}
+			if fin := s.mustFind(out, ActFinalize, ""); fin.KeepDrained != tt.keep || (fin.Outcome == OutcomeFailed) != tt.fail {
+				t.Fatalf("finalize %+v, want keep drained %v", fin, tt.keep)
+			}
+		})
+	}
+}

@@ -116,8 +116,10 @@ type Action struct {
 	// Work names the work an ActCancel stops.
 	Work WorkKey
 	// SettleRoute (finalize) makes Release the router's only stable
-	// release; Prune removes releases beyond keep_releases.
-	SettleRoute, Prune bool
+	// release; Prune removes releases beyond keep_releases; KeepDrained
+	// leaves the backends the run drained and did not put back out of
+	// rotation (a failed run under on_failure: halt stops where it is).
+	SettleRoute, Prune, KeepDrained bool
 	// Serial tells apart the pieces of work the step began.
 	Serial uint64
 }

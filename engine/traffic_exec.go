@@ -156,10 +156,10 @@ func (t *trafficCtl) stillDrained() []string {
 // undrainLeftovers runs as a run ends: a backend this run drained and did
 // not put back (its host failed between drain and undrain) goes back into
 // rotation, where it takes traffic only once its health check passes, so
-// that no load balancer is left with a server drained. A run that failed
-// under on_failure: halt keeps them out, as the plan asks to stop where
-// it is; the events say so either way.
-func (x *executor) undrainLeftovers(ctx context.Context, outcome Outcome) []Event {
+// that no load balancer is left with a server drained. When the step says
+// keep (a run that failed under on_failure: halt, which asks to stop where
+// it is) they stay out; the events say so either way.
+func (x *executor) undrainLeftovers(ctx context.Context, keep bool) []Event {
 	if x.traffic == nil {
 		return nil
 	}
@@ -168,7 +168,7 @@ func (x *executor) undrainLeftovers(ctx context.Context, outcome Outcome) []Even
 		return nil
 	}
 	now := time.Now()
-	if outcome == OutcomeFailed && x.env.Strategy.OnFailure == "halt" {
+	if keep {
 		return []Event{{Type: EvNotice, Time: now, Message: fmt.Sprintf("%s stay drained: the run failed with on_failure: halt (undrain by hand once the host is fixed)", strings.Join(left, ", "))}}
 	}
 	var evs []Event
