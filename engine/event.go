@@ -250,6 +250,9 @@ type GateResult struct {
 	Verdict  Verdict `json:"verdict"`
 	Reason   string  `json:"reason"`
 	Failures int     `json:"failures"`
+	// At is when the result was journaled (set by State.Apply from the
+	// event's time, so that the cockpit marks it on the SLO time axis).
+	At time.Time `json:"-"`
 }
 
 // Verdict of an SLO gate measurement.

@@ -396,7 +396,9 @@ func (s *State) Apply(e Event) {
 		s.TrafficErr = ""
 	case EvGateResult:
 		if e.Gate != nil {
-			s.Gates = append(s.Gates, *e.Gate)
+			g := *e.Gate
+			g.At = e.Time
+			s.Gates = append(s.Gates, g)
 		}
 	case EvMetricSample:
 		if e.Sample != nil {

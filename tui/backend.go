@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"flightdeck/engine"
+	"flightdeck/engine/sampler"
 )
 
 // Backend is what the cockpit drives. The cockpit only reads the hub's
@@ -36,6 +37,14 @@ type HostStater interface {
 	HostStates() map[string]string
 }
 
+// LiveSource is a Backend that samples the environment's traffic source
+// every second (engine/sampler). The cockpit reads the latest snapshot on
+// its clock tick and redraws the SLO pane and the fleet's per-host
+// figures when it changed. A nil snapshot means no traffic source.
+type LiveSource interface {
+	LiveSLO() *sampler.Snapshot
+}
+
 // Presence is one connected operator.
 type Presence struct {
 	Name string
@@ -56,6 +65,9 @@ type EngineBackend struct {
 	Build BuildFunc
 	// Command is recorded in the environment's lock (e.g. "flightdeck demo").
 	Command string
+	// Sampler samples the traffic source for the SLO pane (nil: the plan
+	// has none). Its owner runs it.
+	Sampler *sampler.Sampler
 
 	mu       sync.Mutex
 	presence []Presence
@@ -104,6 +116,14 @@ func (b *EngineBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) er
 		return fmt.Errorf("deploy %s: %s", st.Outcome, st.Err)
 	}
 	return nil
+}
+
+// LiveSLO returns the sampler's latest snapshot, or nil without a sampler.
+func (b *EngineBackend) LiveSLO() *sampler.Snapshot {
+	if b.Sampler == nil {
+		return nil
+	}
+	return b.Sampler.Snapshot()
 }
 
 // SetPresence replaces the list of connected operators.

@@ -14,7 +14,7 @@ import (
 )
 
 func (m *Model) fleetPane(w, h int) []string {
-	k := cacheKey{state: m.stateVer, ui: m.uiVer, w: w, h: h, sec: m.clock().Unix()}
+	k := cacheKey{state: m.stateVer, ui: m.uiVer, live: m.liveVer(), w: w, h: h, sec: m.clock().Unix()}
 	return m.cache.fleet.get(k, func() []string { return m.renderFleet(w, h) })
 }
 
@@ -60,6 +60,8 @@ func (m *Model) renderFleet(w, h int) []string {
 
 type fleetCols struct {
 	name, rel, phase, health, host, age, prog int
+	// traffic is the width of REQ/S and ERR% (0: the source has no per-host figures).
+	traffic int
 }
 
 func (m *Model) fleetCols(w int) fleetCols {
@@ -69,6 +71,10 @@ func (m *Model) fleetCols(w int) fleetCols {
 	if m.hostStates != nil {
 		c.host = 9 // the host's own state (a lab container: up, paused, killed, offline, slow-net)
 		fixed += c.host + 1
+	}
+	if m.live != nil && len(m.live.Hosts) > 0 {
+		c.traffic = 6
+		fixed += 2 * (c.traffic + 1)
 	}
 	c.prog = w - fixed
 	if c.prog < 8 {
@@ -82,6 +88,9 @@ func (m *Model) fleetHeader(c fleetCols) string {
 		m.glyphs.fit("HEALTH", c.health) + " "
 	if c.host > 0 {
 		s += m.glyphs.fit("CONTAINER", c.host) + " "
+	}
+	if c.traffic > 0 {
+		s += m.glyphs.fit(" REQ/S", c.traffic) + " " + m.glyphs.fit("  ERR%", c.traffic) + " "
 	}
 	s += m.glyphs.fit("TIME", c.age) + " "
 	if c.prog > 0 {
@@ -108,6 +117,10 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 		if c.host > 0 {
 			row += m.glyphs.fit(hostSt, c.host) + " "
 		}
+		if c.traffic > 0 {
+			rps, errp, _ := m.hostTraffic(hs.Name, c.traffic)
+			row += rps + " " + errp + " "
+		}
 		row += m.glyphs.fit(age, c.age) + " " + ansi.Strip(prog)
 		return m.style.sel.Render(m.glyphs.fit(row, w))
 	}
@@ -127,6 +140,13 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	b.WriteByte(' ')
 	if c.host > 0 {
 		b.WriteString(m.style.of(hostLv).Render(m.glyphs.fit(hostSt, c.host)))
+		b.WriteByte(' ')
+	}
+	if c.traffic > 0 {
+		rps, errp, el := m.hostTraffic(hs.Name, c.traffic)
+		b.WriteString(m.style.muted.Render(rps))
+		b.WriteByte(' ')
+		b.WriteString(m.style.of(el).Render(errp))
 		b.WriteByte(' ')
 	}
 	b.WriteString(m.style.muted.Render(m.glyphs.fit(age, c.age)))
@@ -153,9 +173,37 @@ func (m *Model) hostState(name string) (string, level) {
 	return st, lvBreach
 }
 
-// health is a host's health as a glyph and word.
+// hostTraffic is a host's latest request rate and error rate from the
+// live sampler, right-aligned in w cells, and the error rate's level.
+func (m *Model) hostTraffic(name string, w int) (rps, errp string, l level) {
+	r, ok := m.live.Hosts[name]
+	if !ok || r.NoData {
+		return fmt.Sprintf("%*s", w, "0"), fmt.Sprintf("%*s", w, m.glyphs.none), lvMuted
+	}
+	l = lvOK
+	if !m.opts.SLO.None {
+		l = classify(r.ErrorRate, m.opts.SLO.ErrorRate)
+	}
+	return fmt.Sprintf("%*s", w, trimRate(r.RPS)), fmt.Sprintf("%*s", w, fmt.Sprintf("%.1f%%", r.ErrorRate*100)), l
+}
+
+func trimRate(r float64) string {
+	if r < 10 {
+		return fmt.Sprintf("%.1f", r)
+	}
+	return fmt.Sprintf("%.0f", r)
+}
+
+// health is a host's health as a glyph and word; a dash when the plan
+// configures no health check (nothing checked the host).
 func (m *Model) health(hs *engine.HostState) (string, level) {
 	g := &m.glyphs
+	if m.opts.NoHealthCheck && hs.Phase != engine.PhaseFailed {
+		if g.ascii {
+			return "-", lvMuted
+		}
+		return "–", lvMuted
+	}
 	switch hs.Phase {
 	case engine.PhaseLive:
 		return g.ok + " up", lvOK

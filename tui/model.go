@@ -20,6 +20,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"flightdeck/engine"
+	"flightdeck/engine/sampler"
 	"flightdeck/themes"
 )
 
@@ -29,6 +30,9 @@ type SLO struct {
 	ErrorRate float64
 	// P99 is the highest acceptable 99th percentile latency (default 200ms).
 	P99 time.Duration
+	// None says that the plan sets no limits (no gate): the lines are
+	// drawn without a threshold and the pane says so.
+	None bool
 }
 
 // Options configure a cockpit.
@@ -60,6 +64,9 @@ type Options struct {
 	Context context.Context
 	// NoAltScreen renders inline instead of on the alternate screen.
 	NoAltScreen bool
+	// NoHealthCheck says that the plan configures no health check: the
+	// fleet's HEALTH column shows a dash, not "up".
+	NoHealthCheck bool
 	// TickEvery is how often clocks (time in phase, countdowns) refresh
 	// (default 1s; negative disables the tick).
 	TickEvery time.Duration
@@ -119,6 +126,7 @@ type Model struct {
 	lastPhase  map[string]engine.Phase // last phase logged per host (progress within a phase is not logged)
 	presence   []Presence
 	hostStates map[string]string // from a HostStater backend; nil otherwise
+	live       *sampler.Snapshot // from a LiveSource backend; nil without a traffic source
 	lastFeed   time.Time
 
 	width, height int
@@ -223,7 +231,24 @@ func New(backend Backend, opts Options) *Model {
 	if hs, ok := backend.(HostStater); ok {
 		m.hostStates = hs.HostStates()
 	}
+	m.readLive()
 	return m
+}
+
+// readLive takes the live SLO sampler's latest snapshot (one coalesced
+// value per sample, however many hosts).
+func (m *Model) readLive() {
+	if ls, ok := m.backend.(LiveSource); ok {
+		m.live = ls.LiveSLO()
+	}
+}
+
+// liveVer is the live snapshot's version (0 without one), for cache keys.
+func (m *Model) liveVer() uint64 {
+	if m.live == nil {
+		return 0
+	}
+	return m.live.Version
 }
 
 // Init starts the hub subscription and the clock.
@@ -292,6 +317,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				m.stateVer++
 			}
 		}
+		m.readLive()
 		return m, m.tick()
 	case resultMsg:
 		m.uiVer++

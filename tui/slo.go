@@ -16,7 +16,7 @@ func (m *Model) sloPane(w, h int) []string {
 	if m.focus == paneSLO && m.overlay == overlayNone {
 		focus = 1
 	}
-	k := cacheKey{state: m.stateVer, w: w, h: h, sec: m.clock().Unix(), extra: focus}
+	k := cacheKey{state: m.stateVer, live: m.liveVer(), w: w, h: h, sec: m.clock().Unix(), extra: focus}
 	return m.cache.slo.get(k, func() []string { return m.renderSLO(w, h) })
 }
 
@@ -53,16 +53,38 @@ func (m *Model) seriesByRelease() []series {
 	return kept
 }
 
+// sloLimits is the title's note on the limits the lines are drawn against.
+func (m *Model) sloLimits() string {
+	if m.opts.SLO.None {
+		return "no SLO limits in the plan"
+	}
+	return fmt.Sprintf("limits: errors %s, p99 %s", fmtPct(m.opts.SLO.ErrorRate), fmtMs(m.opts.SLO.P99))
+}
+
 func (m *Model) renderSLO(w, h int) []string {
-	thr := m.opts.SLO
-	extra := fmt.Sprintf("limits: errors %s, p99 %s", fmtPct(thr.ErrorRate), fmtMs(thr.P99))
+	extra := m.sloLimits()
+	if m.live != nil {
+		extra = fmt.Sprintf("live %s every %s%s%s", m.live.Source, m.live.Interval, m.glyphs.sep, extra)
+	}
 	lines := []string{m.titleLine(paneSLO, "SLO", extra, w)}
 	lines = append(lines, m.sloStatus())
+	if m.live != nil {
+		return m.renderLive(lines, w, h)
+	}
 	ser := m.seriesByRelease()
 	if len(ser) == 0 {
-		lines = append(lines, m.style.muted.Render("  no measurements in this run"))
+		lines = append(lines, m.style.muted.Render("  no traffic source in this plan: nothing measures the SLOs"),
+			m.style.muted.Render("  (a router, or a gate reading Prometheus, gives live figures)"))
 		return m.glyphs.block(lines, w, h)
 	}
+	return m.renderGateSamples(lines, ser, w, h)
+}
+
+// renderGateSamples draws the gate measurements of the run (one point per
+// gate window) when there is no live sampler: a cockpit that only follows
+// a journal.
+func (m *Model) renderGateSamples(lines []string, ser []series, w, h int) []string {
+	thr := m.opts.SLO
 	room := h - len(lines)
 	withReq := room >= 3*len(ser)
 	relW := 4

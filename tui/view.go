@@ -22,6 +22,7 @@ type viewCache struct {
 
 type cacheKey struct {
 	state, ui uint64
+	live      uint64 // the live SLO snapshot's version
 	w, h      int
 	sec       int64
 	extra     int

@@ -10,13 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"flightdeck/engine"
+	"flightdeck/engine/plan"
 	"flightdeck/targets/demo"
 	"flightdeck/tui"
 )
 
 // cockpitOptions builds the cockpit's options from the flags, the user's
 // config file ($XDG_CONFIG_HOME/flightdeck/config.yaml) and the environment.
-func cockpitOptions(g *globals, app, env string, gate *engine.GateSpec) (tui.Options, error) {
+func cockpitOptions(g *globals, p *plan.Plan, env *plan.Environment) (tui.Options, error) {
 	cfg, err := tui.LoadConfig(tui.DefaultConfigPath(os.Getenv))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return tui.Options{}, badInput(err)
@@ -26,14 +27,11 @@ func cockpitOptions(g *globals, app, env string, gate *engine.GateSpec) (tui.Opt
 		return tui.Options{}, badInput(err)
 	}
 	opts := tui.Options{
-		Actor: engine.LocalActor("tui"), Theme: theme, ReadOnly: g.readOnly, App: app, Env: env,
-		KeyMap: &cfg.Keys,
+		Actor: engine.LocalActor("tui"), Theme: theme, ReadOnly: g.readOnly, App: p.App, Env: env.Name,
+		KeyMap: &cfg.Keys, SLO: sloLimits(env), NoHealthCheck: noHealthCheck(p, env),
 	}
 	if cfg.ASCII != nil {
 		opts.ASCII = *cfg.ASCII
-	}
-	if gate != nil {
-		opts.SLO = tui.SLO{ErrorRate: gate.ErrorRate, P99: gate.P99}
 	}
 	return opts, nil
 }
@@ -106,12 +104,15 @@ func runDemoCockpit(c *cobra.Command, g *globals, opts demo.Options) error {
 		return err
 	}
 	defer fleet.Close()
-	uiOpts, err := cockpitOptions(g, fleet.Plan.App, fleet.Env.Name, engine.GateFromPlan(fleet.Env.Gate))
+	uiOpts, err := cockpitOptions(g, fleet.Plan, fleet.Env)
 	if err != nil {
 		return err
 	}
 	uiOpts.Actor.Via = "demo"
-	backend := &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck demo"}, fleet: fleet}
+	sctx, stopSampler := context.WithCancel(c.Context())
+	defer stopSampler()
+	backend := &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck demo",
+		Sampler: liveSampler(sctx, fleet.Env, fleet.Traffic(), fleet.Engine.Metrics, fleet.Hub)}, fleet: fleet}
 	backend.SetPresence([]tui.Presence{{Name: uiOpts.Actor.Name, Role: uiOpts.Actor.Role, Via: "local"}})
 	bad := opts.Scenario.Name != "good"
 	err = cockpit(c, backend, uiOpts, func(ctx context.Context) (*engine.State, error) {

@@ -388,11 +388,14 @@ func (r *envRun) run(c *cobra.Command, g *globals, cockpitOK bool, start func(co
 // cockpit opens the cockpit on the environment while start runs; between
 // runs `d` builds and deploys a new release and `r` rolls back.
 func (l *loaded) cockpit(c *cobra.Command, g *globals, eng *engine.Engine, start func(context.Context, engine.Actor) (*engine.State, error)) error {
-	opts, err := cockpitOptions(g, l.plan.App, l.env.Name, engine.GateFromPlan(l.env.Gate))
+	opts, err := cockpitOptions(g, l.plan, l.env)
 	if err != nil {
 		return err
 	}
+	sctx, stopSampler := context.WithCancel(c.Context())
+	defer stopSampler()
 	backend := &tui.EngineBackend{Engine: eng, Command: commandLine(),
+		Sampler: liveSampler(sctx, l.env, eng.Router, eng.Metrics, eng.Hub),
 		Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
 			if bad {
 				return nil, func() {}, errors.New("a bad release exists only in the demo")

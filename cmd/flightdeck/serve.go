@@ -113,7 +113,8 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 			return err
 		}
 		defer fleet.Close()
-		opts.Backend = &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck serve --demo"}, fleet: fleet}
+		opts.Backend = &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck serve --demo",
+			Sampler: liveSampler(ctx, fleet.Env, fleet.Traffic(), fleet.Engine.Metrics, fleet.Hub)}, fleet: fleet}
 		opts.App, opts.Env = fleet.Plan.App, fleet.Env.Name
 		setSLO(&opts, fleet.Env)
 		if stateDir == "" {
@@ -136,6 +137,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 		}
 		defer r.close()
 		opts.Backend = &tui.EngineBackend{Engine: r.eng, Command: commandLine(),
+			Sampler: liveSampler(ctx, l.env, r.eng.Router, r.eng.Metrics, r.eng.Hub),
 			Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
 				if bad {
 					return nil, func() {}, errors.New("a bad release exists only in the demo")
@@ -176,9 +178,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 }
 
 func setSLO(o *serve.Options, env *plan.Environment) {
-	if gate := engine.GateFromPlan(env.Gate); gate != nil {
-		o.SLO = tui.SLO{ErrorRate: gate.ErrorRate, P99: gate.P99}
-	}
+	o.SLO = sloLimits(env)
 }
 
 // demoOptions checks the demo flags of serve --demo.

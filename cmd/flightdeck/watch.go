@@ -72,7 +72,7 @@ succeeded, 1 otherwise).`,
 				return nil
 			}
 			if !g.headless && !g.json && interactive(c) {
-				opts, err := cockpitOptions(g, l.plan.App, l.env.Name, engine.GateFromPlan(l.env.Gate))
+				opts, err := cockpitOptions(g, l.plan, l.env)
 				if err != nil {
 					return err
 				}

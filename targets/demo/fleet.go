@@ -204,6 +204,10 @@ func freePort() (string, error) {
 	return port, err
 }
 
+// Traffic is the fleet's traffic layer (also for a symlink fleet, whose
+// engine drives no router): the live SLO sampler reads its counters.
+func (f *Fleet) Traffic() engine.Router { return f.traffic.rtr }
+
 // slots reports whether the strategy runs two colours per host.
 func (f *Fleet) slots() bool {
 	return f.opts.Strategy == plan.BlueGreen || f.opts.Strategy == plan.AB
