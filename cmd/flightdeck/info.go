@@ -39,7 +39,7 @@ func newCheckCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(out, "\nproduction checklist for %s:\n", l.env.Name)
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			for _, it := range engine.PlanChecklist(l.plan, l.env, findings, nil) {
-				how := map[engine.ItemState]string{"verified": "✓ verified", "failed": "✗ FAILED", "n/a": "– n/a", "unknown": "… at run time / ack"}[it.State]
+				how := map[engine.ItemState]string{engine.ItemVerified: "✓ verified", engine.ItemFailed: "✗ FAILED", engine.ItemNA: "– n/a", engine.ItemUnknown: "… at run time / ack"}[it.State]
 				req := ""
 				if it.Required {
 					req = " (required)"

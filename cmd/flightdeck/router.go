@@ -119,8 +119,8 @@ func planAddrs(env *plan.Environment) map[string]string {
 		if h.Backend != "" {
 			out[h.Backend] = "host " + h.Name
 		}
-		for _, colour := range []string{"blue", "green"} {
-			if a := h.Slots[colour]; a != "" {
+		for _, colour := range []engine.Slot{engine.SlotBlue, engine.SlotGreen} {
+			if a := h.Slots[string(colour)]; a != "" {
 				out[a] = fmt.Sprintf("host %s slot %s", h.Name, colour)
 			}
 		}
