@@ -57,6 +57,8 @@ request in flight.`,
 	f.StringVar(&cfg.HealthPath, "health-path", router.DefaultHealthPath, "backend health check path (2xx = ready, 503 = not ready)")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", router.DefaultDrainTimeout, "longest wait for in-flight requests when draining")
 	f.BoolVar(&cfg.MetricsAuth, "metrics-auth", false, "require the admin token on /metrics too")
+	f.DurationVar(&cfg.BodyReadTimeout, "body-timeout", router.DefaultBodyReadTimeout, "longest wait for each read of a request body (408 after it)")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "most client connections open at once (0: no cap); beyond it new ones wait to be accepted")
 	return c
 }
 

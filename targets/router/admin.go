@@ -164,17 +164,31 @@ func decodeJSON(w http.ResponseWriter, req *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeStrict(data, v); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
 		return false
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "malformed JSON body: trailing data after the JSON value")
-		return false
-	}
 	return true
+}
+
+// decodeStrict decodes data into v: exactly one JSON value, not null
+// (which would leave v as it was and read as "clear everything"), with no
+// unknown fields and nothing but white space after it.
+func decodeStrict(data []byte, v any) error {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return errors.New("null is not a valid value here")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	// Decoder.More reports false at a closing bracket, so a stray "}" or
+	// "]" would pass it: the rest must be white space.
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) > 0 {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

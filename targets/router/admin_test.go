@@ -137,6 +137,12 @@ func TestAdminRejectsBadRequests(t *testing.T) {
 		{"bad JSON", "PUT", "/v1/route", tok, `{"stable":`, 400, "malformed JSON"},
 		{"unknown field", "PUT", "/v1/route", tok, `{"stable":"blue","wieght":5}`, 400, `unknown field "wieght"`},
 		{"trailing data", "PUT", "/v1/route", tok, `{"stable":"blue"} {}`, 400, "trailing data"},
+		{"trailing brace", "PUT", "/v1/route", tok, `{"stable":"blue"}}`, 400, "trailing data"},
+		{"trailing bracket", "PUT", "/v1/cohorts", tok, `[]]`, 400, "trailing data"},
+		{"null route", "PUT", "/v1/route", tok, `null`, 400, "null"},
+		{"null cohorts", "PUT", "/v1/cohorts", tok, ` null `, 400, "null"},
+		{"null pool", "PUT", "/v1/pools/blue", tok, `null`, 400, "null"},
+		{"empty body", "PUT", "/v1/route", tok, ``, 400, "malformed JSON"},
 		{"bad backend", "PUT", "/v1/pools/blue", tok, `{"backends":["nohost"]}`, 400, "not host:port"},
 		{"backend in another pool", "PUT", "/v1/pools/blue", tok, `{"backends":["` + b.addr + `"]}`, 400, "already belongs to release \"green\""},
 		{"bad release name", "PUT", "/v1/pools/..x", tok, `{"backends":[]}`, 400, "release name"},
@@ -266,10 +272,13 @@ func TestTokenFileChecks(t *testing.T) {
 	if err != nil || tok != strings.Repeat("a", 64) {
 		t.Fatalf("reading existing token: %q %v", tok, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "router.json"), []byte("{not json"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(Config{StateFile: filepath.Join(dir, "router.json"), TokenFile: path}); err == nil {
-		t.Fatal("corrupt state file accepted")
+	// A damaged state file is refused rather than read as "no routes".
+	for _, bad := range []string{"{not json", "null", `{"version":1}}`, `{"version":1} x`} {
+		if err := os.WriteFile(filepath.Join(dir, "router.json"), []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(Config{StateFile: filepath.Join(dir, "router.json"), TokenFile: path}); err == nil {
+			t.Fatalf("corrupt state file %q accepted", bad)
+		}
 	}
 }

@@ -20,6 +20,7 @@ const (
 	DefaultDrainTimeout    = 30 * time.Second
 	DefaultDialTimeout     = 2 * time.Second
 	DefaultResponseTimeout = 60 * time.Second
+	DefaultBodyReadTimeout = 60 * time.Second
 	DefaultTokenFileName   = "router.token"
 )
 
@@ -52,6 +53,16 @@ type Config struct {
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for a backend's response headers.
 	ResponseHeaderTimeout time.Duration
+	// BodyReadTimeout bounds each read of a client's request body (the
+	// time between two pieces of it, not the whole upload), as nginx's
+	// client_body_timeout does; default DefaultBodyReadTimeout. A client
+	// that sends nothing for that long gets 408 and its connection closed,
+	// and the backend connection it held is closed too.
+	BodyReadTimeout time.Duration
+	// MaxConns caps the client connections open at once (0: no cap). At
+	// the cap the router stops accepting: new clients wait in the
+	// listener's backlog until a connection closes.
+	MaxConns int
 	// NoRetry disables the single retry of body-less requests whose
 	// connection to the backend failed (retry is on by default).
 	NoRetry bool
@@ -106,6 +117,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ResponseHeaderTimeout <= 0 {
 		c.ResponseHeaderTimeout = DefaultResponseTimeout
+	}
+	if c.BodyReadTimeout <= 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.MaxConns < 0 {
+		return c, fmt.Errorf("router config: max conns %d must be 0 (no cap) or more", c.MaxConns)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

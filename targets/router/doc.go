@@ -58,11 +58,23 @@
 //
 // Retry: a request that fails to connect (dial error: nothing was sent to
 // the backend) is retried once on another backend of the same release,
-// whatever its method, because the backend provably never saw it. Only
-// requests without a body are retried: the body of the first attempt is a
-// stream that is consumed as it is sent, and buffering every body up front
-// would cost latency and memory on the hot path. A request with a body
-// whose dial fails gets 502.
+// whatever its method and body, because the backend provably never saw
+// it, and the exchange reads nothing of the client's body before it holds
+// a connection. (Upgrades and re-encoded queries go through
+// httputil.ReverseProxy, whose transport closes the body on error: there
+// only requests without a body are retried.)
+//
+// Client connections: each read of a request body waits at most
+// Config.BodyReadTimeout (60 s, as nginx's client_body_timeout); a client
+// whose body stalls gets 408 and its connection, and the backend's, are
+// closed. Config.MaxConns optionally caps the client connections open at
+// once: at the cap the router stops accepting and new clients wait in the
+// listen backlog. A request with both Content-Length and
+// Transfer-Encoding is answered 400 and its connection closed (RFC 9112
+// §6.3: a request smuggling pattern). Trailer fields are passed on in
+// either direction except those the header rules keep out or set
+// (framing, forwarding, routing, authentication, cookies, content
+// metadata): see trailerAllowed.
 //
 // The admin API (JSON over HTTP, normally on loopback) requires
 // "Authorization: Bearer <token>" on every endpoint except GET /metrics,

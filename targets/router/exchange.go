@@ -152,8 +152,11 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 				}
 			}
 			if !headBuffered(c.br) {
-				c.watch(in.Context())
+				// The deadline first: watch runs the interrupt at once
+				// (on another goroutine) when the client is already
+				// gone, and the interrupt's deadline must be the last.
 				c.nc.SetReadDeadline(full)
+				c.watch(in.Context())
 				extended = true
 			}
 		}
@@ -195,8 +198,8 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 		// timeout, and the client is watched while they last. (A body
 		// already in the buffer leaves the deadline set; the next exchange
 		// sets its own before it reads.)
-		c.watch(in.Context())
 		c.nc.SetReadDeadline(time.Time{})
+		c.watch(in.Context()) // after the deadline: see above
 		if c.interrupted.Load() {
 			return false, errInterrupted
 		}
@@ -340,14 +343,34 @@ func isFramingHeader(k string) bool {
 
 // writeBody sends the client's request body: as is when its length is
 // known, chunked (with the client's trailers) otherwise.
-func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) error {
+func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) (err error) {
 	buf := r.bufs.Get()
 	defer r.bufs.Put(buf)
 	chunked := in.ContentLength < 0
 	// The buffer's tail holds a chunk's size line.
 	data, num := buf[:len(buf)-32], buf[len(buf)-32:len(buf)-32]
 	var sent int64
+	// Each read of the client's body gets BodyReadTimeout: a client that
+	// trickles its body must not hold this connection (and the backend's)
+	// for ever. The deadline is lifted once the body is read, before the
+	// server's background read waits for the next request. When a read
+	// fails, the deadline is moved into the past instead: net/http would
+	// otherwise wait, with no deadline, for the rest of the body to
+	// discard it after the answer.
+	cc := connOf(in.Context())
+	if cc != nil {
+		defer func() {
+			if _, ok := err.(*clientBodyError); ok {
+				cc.SetReadDeadline(aLongTimeAgo)
+			} else {
+				cc.SetReadDeadline(time.Time{})
+			}
+		}()
+	}
 	for {
+		if cc != nil {
+			cc.SetReadDeadline(time.Now().Add(r.cfg.BodyReadTimeout))
+		}
 		n, rerr := in.Body.Read(data)
 		if n > 0 {
 			if chunked {
@@ -376,7 +399,7 @@ func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) error {
 	}
 	bw.WriteString("0\r\n")
 	for k, vs := range in.Trailer {
-		if !validFieldName(k) || isHopHeader(k) {
+		if !validFieldName(k) || !trailerAllowed(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -385,8 +408,31 @@ func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) error {
 			}
 		}
 	}
-	_, err := bw.WriteString("\r\n")
+	_, err = bw.WriteString("\r\n")
 	return err
+}
+
+// trailerAllowed reports whether the canonical field name k may be passed
+// on as a trailer field (after a chunked body), in either direction. A
+// recipient that merges trailers into the header section (RFC 9110 §6.5.1
+// warns that some do) must not get through a trailer what the router's
+// header rules keep out or set themselves: framing, routing, forwarding,
+// authentication, cookies, and the fields that say how to read the
+// content or the response. Everything else (checksums, signatures,
+// timings, gRPC-style status) goes through.
+func trailerAllowed(k string) bool {
+	if isHopHeader(k) || isForwardedHeader(k) || isFramingHeader(k) {
+		return false
+	}
+	switch k {
+	case "Transfer-Encoding", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+		"Content-Type", "Content-Encoding", "Content-Range", "Content-Location", "Range",
+		"Max-Forwards", "Cache-Control", "Pragma", "Age", "Expires", "Date", "Vary",
+		"Location", "Retry-After", "Www-Authenticate", "Authentication-Info",
+		"Proxy-Authentication-Info", "X-Real-Ip", "Via":
+		return false
+	}
+	return !strings.HasPrefix(k, "If-") && !strings.HasPrefix(k, "X-Forwarded-")
 }
 
 // hasBody reports whether req has a body to send on.
@@ -617,7 +663,7 @@ func (pw *proxyWriter) emitHeader(dst http.Header, f *framing) {
 func (pw *proxyWriter) emitTrailers(dst http.Header) {
 	all := string(pw.hdrBuf)
 	for _, fl := range pw.fields {
-		if isHopHeader(fl.key) || fl.key == "Content-Length" {
+		if !trailerAllowed(fl.key) {
 			continue
 		}
 		dst.Add(http.TrailerPrefix+fl.key, all[fl.start:fl.end])

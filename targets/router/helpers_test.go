@@ -44,6 +44,11 @@ func startBackend(t *testing.T, name string) *testBackend {
 		if r.URL.Path == "/fail" {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
+		if r.URL.Path == "/echo" {
+			body, _ := io.ReadAll(r.Body)
+			io.WriteString(w, name+":"+string(body))
+			return
+		}
 		io.WriteString(w, name)
 	}))
 	b.addr = strings.TrimPrefix(b.srv.URL, "http://")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"time"
 )
@@ -151,6 +152,15 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "CONNECT is not supported: this is a reverse proxy", http.StatusMethodNotAllowed)
 		return
 	}
+	if req.ContentLength < 0 && len(req.TransferEncoding) > 0 {
+		if cc := connOf(req.Context()); cc != nil && cc.both.Load() {
+			// RFC 9112 §6.3: answer, and close the connection, so that
+			// nothing after this request on it is read as a request.
+			w.Header().Set("Connection", "close")
+			http.Error(w, "bad request: both Content-Length and Transfer-Encoding (a request smuggling pattern)", http.StatusBadRequest)
+			return
+		}
+	}
 	start := time.Now()
 	t := r.table.Load()
 	p := t.pick(req, rand.Uint64())
@@ -225,7 +235,9 @@ func (r *Router) proxyError(w http.ResponseWriter, out *http.Request, err error)
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
-	if alt := r.failed(pw, err); alt != nil {
+	// http.Transport closes the request's body on any error, so only a
+	// request without one can be sent again from here.
+	if alt := r.failed(pw, err, bodyless(pw.in)); alt != nil {
 		alt.inflight.Add(1)
 		alt.proxy.ServeHTTP(pw, pw.in)
 		alt.inflight.Add(-1)
@@ -234,23 +246,36 @@ func (r *Router) proxyError(w http.ResponseWriter, out *http.Request, err error)
 
 // failed handles a failed round trip to pw.backend: count it and return
 // another backend of the release to retry a dial failure on, or answer 502
-// and return nil.
-func (r *Router) failed(pw *proxyWriter, err error) *backend {
+// and return nil. replayable says whether the request (its body
+// included) is still whole, so that it can be sent again.
+func (r *Router) failed(pw *proxyWriter, err error, replayable bool) *backend {
+	// The client's body could not be read: its fault, not the backend's.
+	// The connection is closed after the answer: the body is in an
+	// unknown state, and net/http would otherwise try to read the rest
+	// of it before answering.
+	var bodyErr *clientBodyError
+	isBodyErr := errors.As(err, &bodyErr)
+	if isBodyErr && errors.Is(err, os.ErrDeadlineExceeded) {
+		// A stalled body (the read's error also ended the request's
+		// context, so this comes before the check for a client gone).
+		pw.Header().Set("Connection", "close")
+		http.Error(pw, "request timeout: the request body stalled", http.StatusRequestTimeout)
+		return nil
+	}
 	if pw.in.Context().Err() != nil {
 		// The client went away; nobody reads this answer.
 		pw.canceled = true
 		pw.WriteHeader(http.StatusBadGateway)
 		return nil
 	}
-	var bodyErr *clientBodyError
-	if errors.As(err, &bodyErr) {
-		// The client's body could not be read: its fault, not the backend's.
+	if isBodyErr {
+		pw.Header().Set("Connection", "close")
 		http.Error(pw, "bad request: the request body could not be read", http.StatusBadRequest)
 		return nil
 	}
 	b := pw.backend
 	b.connErrors.Inc()
-	if !r.cfg.NoRetry && !pw.retried && isDialError(err) && bodyless(pw.in) {
+	if !r.cfg.NoRetry && !pw.retried && isDialError(err) && replayable {
 		if alt := pw.pool.next(b); alt != nil {
 			pw.retried = true
 			pw.backend = alt
@@ -284,10 +309,14 @@ func (r *Router) forward(pw *proxyWriter) {
 		b.inflight.Add(1)
 		err := r.exchange(pw, b)
 		b.inflight.Add(-1)
-		if err == nil || r.failed(pw, err) == nil {
+		// A dial error leaves the request untouched: the exchange reads
+		// nothing of the body before it has a connection. So a request
+		// whose connection was refused is sent to another backend whatever
+		// its method and body: this backend never saw it.
+		if err == nil || r.failed(pw, err, true) == nil {
 			return
 		}
-		// retry on the new pw.backend (a bodyless request)
+		// retry on the new pw.backend
 	}
 }
 

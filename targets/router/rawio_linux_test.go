@@ -228,7 +228,7 @@ func TestRawIODoesNotAllocate(t *testing.T) {
 // TestProxyConnectionsUseRawIO: the client's connection (through the
 // proxy listener) and the backend's (through the pool) are both wrapped.
 func TestProxyConnectionsUseRawIO(t *testing.T) {
-	addr, accepted := acceptOne(t, func(ln net.Listener) net.Listener { return rawListener{ln} })
+	addr, accepted := acceptOne(t, func(ln net.Listener) net.Listener { return newClientListener(ln, 0) })
 	pool := newConnPool(addr, &net.Dialer{}, 1)
 	up, _, err := pool.get(t.Context(), true, false)
 	if err != nil {
@@ -243,7 +243,9 @@ func TestProxyConnectionsUseRawIO(t *testing.T) {
 		t.Fatal("accept failed")
 	}
 	defer in.Close()
-	if _, ok := in.(*rawTCPConn); !ok {
-		t.Errorf("accepted client connection is %T, want *rawTCPConn", in)
+	if cc, ok := in.(*clientConn); !ok {
+		t.Errorf("accepted client connection is %T, want *clientConn", in)
+	} else if _, ok := cc.Conn.(*rawTCPConn); !ok {
+		t.Errorf("accepted client connection wraps %T, want *rawTCPConn", cc.Conn)
 	}
 }

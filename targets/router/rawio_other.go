@@ -6,6 +6,3 @@ import "net"
 
 // wrapRawIO returns nc: raw-syscall reads and writes are Linux only.
 func wrapRawIO(nc net.Conn) net.Conn { return nc }
-
-// rawListener accepts connections as its listener does.
-type rawListener struct{ net.Listener }

@@ -401,6 +401,19 @@ func (r *Router) Start(proxyLn, adminLn net.Listener) {
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          r.discardLog,
 		}
+		if _, ok := ln.(*clientListener); ok {
+			srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+				if cc, ok := c.(*clientConn); ok {
+					return context.WithValue(ctx, clientConnKey{}, cc)
+				}
+				return ctx
+			}
+			srv.ConnState = func(c net.Conn, s http.ConnState) {
+				if cc, ok := c.(*clientConn); ok && s == http.StateIdle {
+					cc.requestDone() // the next bytes are a new request's head
+				}
+			}
+		}
 		r.servers = append(r.servers, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -409,7 +422,7 @@ func (r *Router) Start(proxyLn, adminLn net.Listener) {
 		}()
 	}
 	if proxyLn != nil {
-		serve(rawListener{proxyLn}, r, "proxy")
+		serve(newClientListener(proxyLn, r.cfg.MaxConns), r, "proxy")
 	}
 	if adminLn != nil {
 		serve(adminLn, r.AdminHandler(), "admin")

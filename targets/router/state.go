@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -203,9 +202,7 @@ func loadState(path string) (*state, error) {
 		return nil, fmt.Errorf("reading router state: %w", err)
 	}
 	st := newState()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(st); err != nil {
+	if err := decodeStrict(data, st); err != nil {
 		return nil, fmt.Errorf("parsing router state %s: %w", path, err)
 	}
 	if st.Version != stateVersion {
