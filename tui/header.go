@@ -60,6 +60,9 @@ func (m *Model) headerText(w int) string {
 	if st.Info.Strategy != "" {
 		parts = append(parts, st.Info.Strategy)
 	}
+	if t := trafficLayer(st.Info.Traffic); t != "" {
+		parts = append(parts, "via "+t)
+	}
 	if st.Info.Release != "" {
 		if st.Info.Kind == engine.KindRollback {
 			parts = append(parts, "rollback "+g.arrow+" "+st.Info.Release)
@@ -148,4 +151,18 @@ func (m *Model) presenceText() string {
 		names[i] = p.Name + "(" + string(p.Role) + ")"
 	}
 	return m.style.muted.Render("on: ") + strings.Join(names, " ")
+}
+
+// trafficLayer names the kind of traffic layer a run moves traffic
+// through, as the header shows it ("" when the run has none).
+func trafficLayer(kind string) string {
+	switch kind {
+	case "":
+		return ""
+	case "flightdeck":
+		return "router"
+	case "haproxy":
+		return "HAProxy"
+	}
+	return kind
 }

@@ -91,6 +91,14 @@ func canaryRun() []engine.Event {
 		engine.Event{Type: engine.EvWaiting, Until: t0.Add(time.Minute), Message: "holding step 2"})
 }
 
+// throughTraffic is evs with the run started through a traffic layer of kind.
+func throughTraffic(evs []engine.Event, kind string) []engine.Event {
+	start := *evs[0].Start
+	start.Traffic = kind
+	evs[0].Start = &start
+	return evs
+}
+
 func finishedRun() []engine.Event {
 	evs := rollingRun(4)
 	var more []engine.Event
@@ -494,6 +502,9 @@ func TestStateShownByGlyphAndWord(t *testing.T) {
 		{"paused", paused, false, []string{"‖ PAUSED by bob", "PAUSED by bob"}},
 		{"rolling back", rolling, false, []string{"↶ ROLLING BACK by alice", "ROLLBACK by alice to each host's previous release"}},
 		{"finished", finishedRun(), false, []string{"✓ SUCCEEDED", "verdict: SUCCEEDED"}},
+		{"through haproxy", throughTraffic(canaryRun(), "haproxy"), false, []string{"canary · via HAProxy"}},
+		{"through nginx", throughTraffic(rollingRun(4), "nginx"), false, []string{"rolling · via nginx"}},
+		{"through the router", throughTraffic(rollingRun(4), "flightdeck"), false, []string{"rolling · via router"}},
 		{"ascii", rollingRun(4), true, []string{"> RUNNING", "r41 -> r42", "* live", "ok up", "x breach", "! migrations additive-only - needs ack"}},
 	}
 	for _, tc := range tests {

@@ -111,7 +111,7 @@ on a terminal it opens the cockpit.`,
 	f.StringVar(&df.dir, "dir", "", "keep the fleet in this directory (default: a temporary one, removed at exit)")
 	f.BoolVar(&df.list, "list", false, "list the scenarios")
 	f.BoolVar(&df.lab, "lab", false, "run on a lab of containers reached over SSH (a new one of --hosts hosts, removed at exit)")
-	f.StringVar(&df.labName, "lab-name", "", "run on this running lab (`flightdeck lab up --name NAME`), left running at exit")
+	f.StringVar(&df.labName, "lab-name", "", "run on the running lab `NAME` (made by flightdeck lab up --name NAME), left running at exit")
 	f.StringVar(&df.router, "router", plan.RouterFlightdeck, "traffic layer: flightdeck (the built-in router) | haproxy | nginx (a real one, installed on this machine)")
 	addOutputFlags(c, g)
 	return c

@@ -56,8 +56,15 @@ func TestLabAcceptance(t *testing.T) {
 	labs, dir := t.TempDir(), t.TempDir()
 	name := labtest.Name("acc")
 	labtest.Down(t, d, name, labs)
+	var said strings.Builder // everything the commands printed
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		out, code := runIn(t, dir, labs, args...)
+		said.WriteString(out)
+		return out, code
+	}
 
-	out, code := runIn(t, dir, labs, "lab", "up", "--hosts", "4", "--name", name)
+	out, code := run("lab", "up", "--hosts", "4", "--name", name)
 	if code != 0 {
 		t.Fatalf("lab up: exit %d:\n%s", code, out)
 	}
@@ -78,16 +85,16 @@ func TestLabAcceptance(t *testing.T) {
 	os.MkdirAll(src, 0o755)
 	writeFile(t, filepath.Join(src, "index.html"), "r1\n")
 	writeFile(t, filepath.Join(dir, "flightdeck.yaml"), "app: shop\nsource: ./build\nkeep_releases: 5\n"+snippet)
-	if out, code := runIn(t, dir, labs, "deploy", "--headless", "--release", "r1"); code != 0 {
+	if out, code := run("deploy", "--headless", "--release", "r1"); code != 0 {
 		t.Fatalf("deploy r1: exit %d:\n%s", code, out)
 	}
 	writeFile(t, filepath.Join(src, "index.html"), "r2\n")
-	if out, code := runIn(t, dir, labs, "deploy", "--headless", "--release", "r2"); code != 0 {
+	if out, code := run("deploy", "--headless", "--release", "r2"); code != 0 {
 		t.Fatalf("deploy r2: exit %d:\n%s", code, out)
 	}
 	assertReleases := func(want string) {
 		t.Helper()
-		out, code := runIn(t, dir, labs, "releases", "--json")
+		out, code := run("releases", "--json")
 		if code != 0 {
 			t.Fatalf("releases: exit %d:\n%s", code, out)
 		}
@@ -118,7 +125,7 @@ func TestLabAcceptance(t *testing.T) {
 		}
 	}
 	assertReleases("r2")
-	if out, code := runIn(t, dir, labs, "rollback", "--headless"); code != 0 {
+	if out, code := run("rollback", "--headless"); code != 0 {
 		t.Fatalf("rollback: exit %d:\n%s", code, out)
 	}
 	assertReleases("r1")
@@ -129,12 +136,12 @@ func TestLabAcceptance(t *testing.T) {
 	writeFile(t, empty, "")
 	writeFile(t, filepath.Join(dir, "other.yaml"), "app: shop\nsource: ./build\n"+
 		strings.Replace(snippet, filepath.Join(labs, name, "known_hosts"), empty, 1))
-	out, code = runIn(t, dir, labs, "deploy", "-f", "other.yaml", "--headless", "--release", "r3")
+	out, code = run("deploy", "-f", "other.yaml", "--headless", "--release", "r3")
 	if code == 0 || !strings.Contains(out, "is unknown") {
 		t.Errorf("deploy with an empty known_hosts: exit %d, want a refusal naming the unknown host key:\n%s", code, out)
 	}
 
-	out, code = runIn(t, dir, labs, "lab", "status", "--name", name)
+	out, code = run("lab", "status", "--name", name)
 	if code != 0 || strings.Count(out, " up ") != 4 {
 		t.Errorf("lab status: exit %d, want 4 hosts up:\n%s", code, out)
 	}
@@ -149,7 +156,7 @@ func TestLabAcceptance(t *testing.T) {
 		{[]string{"lab", "up", "--name", "Bad_Name"}, "lab name"},
 	} {
 		before := labtest.Objects(t, d, name)
-		out, code := runIn(t, dir, labs, tc.args...)
+		out, code := run(tc.args...)
 		if code != 2 || !strings.Contains(out, tc.want) {
 			t.Errorf("%v: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, out)
 		}
@@ -158,7 +165,25 @@ func TestLabAcceptance(t *testing.T) {
 		}
 	}
 
-	if out, code := runIn(t, dir, labs, "lab", "down", "--name", name); code != 0 {
+	// A fault through the command: the host shows it, the lab's fault log
+	// records it with who caused it, heal undoes it.
+	if out, code := run("lab", "fault", "web-4", "pause", "--name", name); code != 0 {
+		t.Fatalf("lab fault: exit %d:\n%s", code, out)
+	}
+	if out, _ := run("lab", "status", "--name", name); !regexp.MustCompile(`web-4 .* paused +pause by trainee`).MatchString(out) {
+		t.Errorf("lab status does not show web-4 paused by trainee:\n%s", out)
+	}
+	if out, code := run("lab", "heal", "web-4", "--name", name); code != 0 || !strings.Contains(out, "answers SSH") {
+		t.Fatalf("lab heal: exit %d, want 0 and web-4 answering SSH:\n%s", code, out)
+	}
+	flog, _ := os.ReadFile(filepath.Join(labs, name, "faults.log"))
+	if !regexp.MustCompile(`"host":"web-4","action":"pause","actor":"trainee"[^\n]*\n[^\n]*"host":"web-4","action":"heal","actor":"trainee"`).Match(flog) {
+		t.Errorf("the lab's fault log does not record the pause and the heal by trainee:\n%s", flog)
+	}
+
+	assertNoKeyLeaked(t, d, name, filepath.Join(labs, name), said.String(), filepath.Join(dir, ".flightdeck"))
+
+	if out, code := run("lab", "down", "--name", name); code != 0 {
 		t.Fatalf("lab down: exit %d:\n%s", code, out)
 	}
 	if n := labtest.Objects(t, d, name); n != 0 {
@@ -166,6 +191,62 @@ func TestLabAcceptance(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(labs, name)); !os.IsNotExist(err) {
 		t.Errorf("the lab's directory (its key) is left after lab down: %v", err)
+	}
+}
+
+// assertNoKeyLeaked: no private key of the lab (its SSH key, each host's
+// key) appears in what the commands printed, in the journal, in the lab's
+// fault log or in its containers' logs.
+func assertNoKeyLeaked(t *testing.T, d *lab.Docker, name, labDir, printed, stateDir string) {
+	t.Helper()
+	keys, _ := filepath.Glob(filepath.Join(labDir, "hosts", "*", "ssh_host_ed25519_key"))
+	keys = append(keys, filepath.Join(labDir, "id_ed25519"))
+	var secrets []string // the lines of each key's body but the first (a header every such key shares)
+	for _, k := range keys {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) < 4 {
+			t.Fatalf("%s: %d lines, not an OpenSSH private key", k, len(lines))
+		}
+		secrets = append(secrets, lines[2:len(lines)-1]...)
+	}
+	places := map[string]string{"the commands' output": printed}
+	journals, _ := filepath.Glob(filepath.Join(stateDir, "journal", "*.jsonl"))
+	if len(journals) == 0 {
+		t.Fatalf("no journal under %s", stateDir)
+	}
+	for _, f := range append(journals, filepath.Join(labDir, "faults.log")) {
+		b, _ := os.ReadFile(f)
+		places[f] = string(b)
+	}
+	ctx := context.Background()
+	list, err := d.Client().ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", lab.LabelLab+"="+name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list.Items {
+		rc, err := d.Client().ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		places["the logs of "+c.Names[0]] = string(b)
+	}
+	if len(list.Items) == 0 {
+		t.Fatal("no container of the lab to read the logs of")
+	}
+	for where, text := range places {
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("a private key of the lab is in %s", where)
+				break
+			}
+		}
 	}
 }
 

@@ -114,6 +114,9 @@ func Format(e engine.Event) string {
 				plan = "steps " + strings.Join(steps, " → ")
 			}
 			msg = fmt.Sprintf("deploy of %s/%s %s → %s started%s: %s, %d hosts, %s", s.App, s.Env, prev, s.Release, who, s.Strategy, len(s.Hosts), plan)
+			if s.TrafficAt != "" {
+				msg += "; traffic through " + s.TrafficAt
+			}
 		}
 		return fmt.Sprintf("%s run %s: %s", ts, e.Run, msg)
 	case engine.EvRunResumed:
