@@ -33,12 +33,27 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
+// BuildOptions tune BuildWith.
+type BuildOptions struct {
+	// CacheDir, when set, keeps a git source without build steps between
+	// builds (a bare clone, the last work tree and the SHA-256 of every
+	// blob seen; see gitCache), so that a build fetches and rewrites only
+	// what changed and hashes only new content. A build that finds the
+	// cache in use by another process builds without it.
+	CacheDir string
+}
+
 // Build makes the release artifact from the plan's source, once, on this
 // machine, never on a host. A plain directory source with no build steps is
 // used as it is; otherwise the source is copied (or cloned, for git) into a
 // temporary workspace where the build commands run, and build_output names
 // the folder that becomes the release. cleanup removes the workspace.
 func Build(ctx context.Context, p *plan.Plan, id string, out io.Writer) (a *Artifact, cleanup func(), err error) {
+	return BuildWith(ctx, p, id, out, BuildOptions{})
+}
+
+// BuildWith is Build with options.
+func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts BuildOptions) (a *Artifact, cleanup func(), err error) {
 	cleanup = func() {}
 	if err := ValidateReleaseID(id); err != nil {
 		return nil, cleanup, err
@@ -51,6 +66,12 @@ func Build(ctx context.Context, p *plan.Plan, id string, out io.Writer) (a *Arti
 		return nil, cleanup, errors.New("plan has no source")
 	}
 	a = &Artifact{ID: id}
+	if src.Git != nil && len(p.Build) == 0 && opts.CacheDir != "" {
+		a, cleanup, err := buildCached(ctx, p, id, out, opts.CacheDir)
+		if !errors.Is(err, errCacheBusy) {
+			return a, cleanup, err
+		}
+	}
 	needWorkspace := src.Git != nil || len(p.Build) > 0
 	if !needWorkspace {
 		dir := resolve(p.Dir, src.Dir)
@@ -115,6 +136,40 @@ func Build(ctx context.Context, p *plan.Plan, id string, out io.Writer) (a *Arti
 	m.Commit = a.Commit
 	a.Manifest = m
 	return a, cleanup, nil
+}
+
+// buildCached builds a git source without build steps from the cache.
+func buildCached(ctx context.Context, p *plan.Plan, id string, out io.Writer, cacheDir string) (*Artifact, func(), error) {
+	repo := p.Source.Git.Repo
+	if local := resolve(p.Dir, repo); dirExists(local) {
+		repo = local
+	}
+	c, err := openGitCache(ctx, cacheDir, repo, out)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	commit, err := c.checkout(ctx, p.Source.Git.Ref, out)
+	if err != nil {
+		c.close()
+		return nil, func() {}, err
+	}
+	a := &Artifact{ID: id, Commit: commit, Dir: c.tree}
+	if p.BuildOutput != "" {
+		a.Dir = filepath.Join(c.tree, filepath.FromSlash(p.BuildOutput))
+		if !dirExists(a.Dir) {
+			c.close()
+			return nil, func() {}, &BuildError{Step: "build_output", Err: fmt.Errorf("%s is not in the repository", p.BuildOutput)}
+		}
+	}
+	m, err := c.manifest(ctx, commit, id, p.BuildOutput)
+	if err != nil {
+		c.close()
+		return nil, func() {}, err
+	}
+	_ = c.saveHashes() // a hash not saved is only hashed again next time
+	m.Commit = commit
+	a.Manifest = m
+	return a, c.close, nil
 }
 
 func runBuild(ctx context.Context, dir string, out io.Writer, step string, name string, args ...string) error {

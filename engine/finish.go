@@ -155,8 +155,8 @@ func verdict(o Outcome, reason string) string {
 
 // rollbackPath journals the 3-2-1 rollback-path check (err: the hosts
 // whose previous release is missing or damaged); a failed check ends the
-// deploy before anything is switched, unless the plan's operator
-// overrode it.
+// deploy before anything is switched (advance), unless the plan's
+// operator overrode it.
 func (m *machine) rollbackPath(now time.Time, err error, out *output) {
 	st := m.st
 	switch {
@@ -165,9 +165,8 @@ func (m *machine) rollbackPath(now time.Time, err error, out *output) {
 	case err == nil:
 		m.emit(out, now, ruleEvent(RuleRollbackPath, RuleCheck{Status: RuleNA, Note: "first release: nothing to roll back to"}))
 	case m.rules.skipRollbackPath == "":
+		// The run ends (advance finishes it once no prepare is in flight).
 		m.emit(out, now, ruleEvent(RuleRollbackPath, RuleCheck{Status: RuleFailed, Note: err.Error()}))
-		m.finish(now, Action{Kind: ActFinish, Outcome: OutcomeFailed,
-			Reason: err.Error() + " (nothing was switched; --no-rollback-path --reason TEXT overrides)"}, out)
 	default:
 		msg := fmt.Sprintf("rollback-path check overridden by %s (%s): %v", m.rules.overrideBy, m.rules.skipRollbackPath, err)
 		m.emit(out, now, Event{Type: EvNotice, Actor: m.rules.overrideBy, Message: msg},

@@ -76,6 +76,12 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // BuildManifest walks dir and hashes every regular file. The manifest file
 // itself, if present, is skipped.
 func BuildManifest(dir, release string) (*Manifest, error) {
+	return buildManifest(dir, release, func(_, p string, _ int64) (string, error) { return HashFile(p) })
+}
+
+// buildManifest walks dir; hash returns the hex SHA-256 of the regular
+// file p (rel: its slash-separated path in the release).
+func buildManifest(dir, release string, hash func(rel, p string, size int64) (string, error)) (*Manifest, error) {
 	m := &Manifest{Release: release}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -108,7 +114,7 @@ func BuildManifest(dir, release string) (*Manifest, error) {
 		case info.Mode().IsRegular():
 			e.Kind = KindFile
 			e.Size = info.Size()
-			if e.Hash, err = HashFile(p); err != nil {
+			if e.Hash, err = hash(rel, p, e.Size); err != nil {
 				return err
 			}
 		default:

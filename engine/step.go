@@ -348,7 +348,7 @@ func (out *output) wakeAt(t time.Time) {
 
 // start journals the run's beginning: what it is, the notices before it,
 // the plan's checklist and the 3-2-1 environments check; a deploy checks
-// its rollback path before anything else.
+// its rollback path before any switch (the prepares run beside the check).
 func (m *machine) start(now time.Time, in startInput, out *output) {
 	info := in.info
 	m.emit(out, now, Event{Type: EvRunStarted, Actor: in.actor.Name, Fingerprint: in.actor.Fingerprint,
@@ -481,11 +481,26 @@ func (m *machine) advance(now time.Time, out *output) {
 			}
 			continue
 		}
-		if m.stopped || m.busy(verifyWork) || (m.st.Info.Kind == KindDeploy && m.st.Rule1.Status == "") {
-			return // interrupted, or the rollback path is not checked yet
+		if m.stopped {
+			return // interrupted
 		}
+		deploy := m.st.Info.Kind == KindDeploy
+		if deploy && m.st.Rule1.Status == RuleFailed {
+			// No rollback path: nothing switches; the run ends once the
+			// prepares in flight (started beside the check) are done.
+			m.finish(now, Action{Kind: ActFinish, Outcome: OutcomeFailed,
+				Reason: m.st.Rule1.Note + " (nothing was switched; --no-rollback-path --reason TEXT overrides)"}, out)
+			return
+		}
+		// While the rollback path is being checked, the hosts are prepared
+		// (a prepared release is not current: nothing a failed check must
+		// undo); nothing else is done before the check's word.
+		checking := m.busy(verifyWork) || (deploy && m.st.Rule1.Status == "")
 		changed := false
 		for _, a := range m.planner.Next(m.st, now) {
+			if checking && a.Kind != ActPrepare {
+				continue
+			}
 			if m.take(now, a, out) {
 				changed = true
 			}

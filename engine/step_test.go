@@ -108,42 +108,54 @@ func types(evs []Event) []string {
 	return out
 }
 
-// TestStepChecksTheRollbackPathBeforeAnything: a deploy starts with its
-// checklist and 3-2-1 checks, and nothing is prepared before the rollback
-// path was verified; a failed check ends the run (unless overridden).
-func TestStepChecksTheRollbackPathBeforeAnything(t *testing.T) {
+// TestStepChecksTheRollbackPathBeforeAnySwitch: a deploy starts with its
+// checklist and 3-2-1 checks; the hosts are prepared while the rollback
+// path is verified (a prepared release is not current), but nothing is
+// switched before the check passed; a failed check ends the run once the
+// prepares in flight are done, without a switch (unless overridden).
+func TestStepChecksTheRollbackPathBeforeAnySwitch(t *testing.T) {
 	s := rollingMachine(t, runRules{}, "a", "b")
 	if got := types(s.evs); !reflect.DeepEqual(got, []string{"RunStarted"}) {
 		t.Fatalf("start journaled %v", got)
 	}
 	verify := s.m.work[verifyWork]
-	if verify.Kind != ActVerify || len(s.m.work) != 1 {
-		t.Fatalf("work in flight at the start: %v, want the rollback-path check alone", s.m.work)
+	if verify.Kind != ActVerify || len(s.m.work) != 3 || s.m.work[hostWork("a")].Kind != ActPrepare || s.m.work[hostWork("b")].Kind != ActPrepare {
+		t.Fatalf("work in flight at the start: %v, want the rollback-path check and both prepares", s.m.work)
 	}
-	if out := s.step(tickInput{}); len(out.actions) != 0 {
-		t.Fatalf("before the check: %v", actionStrings(out.actions))
+	s.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, nil, phase("a", PhasePrepared, "r2"))
+	out := s.done(Action{Kind: ActPrepare, Host: "b", Release: "r2"}, nil, phase("b", PhasePrepared, "r2"))
+	if len(out.actions) != 0 {
+		t.Fatalf("every host prepared, check in flight: %v, want nothing", actionStrings(out.actions))
 	}
-	out := s.done(verify, nil)
-	if s.m.st.Rule1.Status != RuleOK || len(out.actions) != 2 || out.actions[0].Kind != ActPrepare {
-		t.Fatalf("after the check: rule %+v, actions %v", s.m.st.Rule1, actionStrings(out.actions))
+	out = s.done(verify, nil)
+	if s.m.st.Rule1.Status != RuleOK {
+		t.Fatalf("after the check: rule %+v", s.m.st.Rule1)
 	}
+	s.mustFind(out, ActSwitch, "a")
 
 	failed := rollingMachine(t, runRules{keep: 3}, "a", "b")
+	failed.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, nil, phase("a", PhasePrepared, "r2"))
 	out = failed.done(failed.m.work[verifyWork], errors.New("no rollback path: a: gone"))
-	fin := failed.mustFind(out, ActFinalize, "")
-	if failed.m.st.Rule1.Status != RuleFailed || fin.Outcome != OutcomeFailed || fin.Prune || !strings.Contains(fin.Reason, "--no-rollback-path") {
-		t.Fatalf("failed check: rule %+v, finalize %+v", failed.m.st.Rule1, fin)
+	if _, ok := find(out, ActFinalize, ""); ok || failed.m.st.Rule1.Status != RuleFailed {
+		t.Fatalf("failed check with b still preparing: rule %+v, actions %v (the end waits for b)", failed.m.st.Rule1, actionStrings(out.actions))
 	}
-	if _, ok := find(out, ActPrepare, ""); ok {
-		t.Fatal("prepared after a failed rollback-path check")
+	out = failed.done(Action{Kind: ActPrepare, Host: "b", Release: "r2"}, nil, phase("b", PhasePrepared, "r2"))
+	fin := failed.mustFind(out, ActFinalize, "")
+	if fin.Outcome != OutcomeFailed || fin.Prune || !strings.Contains(fin.Reason, "--no-rollback-path") || !strings.Contains(fin.Reason, "a: gone") {
+		t.Fatalf("failed check: finalize %+v", fin)
+	}
+	if _, ok := find(out, ActSwitch, ""); ok {
+		t.Fatal("switched after a failed rollback-path check")
 	}
 
 	over := rollingMachine(t, runRules{skipRollbackPath: "rebuilt host", overrideBy: "olivia"}, "a", "b")
+	over.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, nil, phase("a", PhasePrepared, "r2"))
+	over.done(Action{Kind: ActPrepare, Host: "b", Release: "r2"}, nil, phase("b", PhasePrepared, "r2"))
 	out = over.done(over.m.work[verifyWork], errors.New("no rollback path: a: gone"))
 	if over.m.st.Rule1.Status != RuleOverridden || !strings.Contains(over.m.st.Rule1.Note, "overridden by olivia (rebuilt host)") {
 		t.Fatalf("override: %+v", over.m.st.Rule1)
 	}
-	over.mustFind(out, ActPrepare, "a")
+	over.mustFind(out, ActSwitch, "a")
 }
 
 // TestStepMigratesOnceBeforeTheFirstSwitch: the migrate hooks are their

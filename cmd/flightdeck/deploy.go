@@ -53,6 +53,11 @@ func (g *globals) load() (*loaded, error) {
 	return &loaded{plan: p, env: env, stateDir: sd}, nil
 }
 
+// buildOptions keep a git source between builds under the state directory.
+func (l *loaded) buildOptions() engine.BuildOptions {
+	return engine.BuildOptions{CacheDir: filepath.Join(l.stateDir, "build-cache")}
+}
+
 // hosts builds the engine's hosts for the environment: directories here,
 // or servers over SSH (one connection per host for the whole command).
 func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
@@ -198,10 +203,11 @@ func newDeployCmd(g *globals) *cobra.Command {
 			}
 			defer r.close()
 			out := c.OutOrStdout()
+			r.predial(c.Context())
 			if !g.json {
 				fmt.Fprintf(out, "building %s from %s\n", release, describeSource(l.plan))
 			}
-			art, cleanup, err := engine.Build(c.Context(), l.plan, release, buildOutput(out, g.json))
+			art, cleanup, err := engine.BuildWith(c.Context(), l.plan, release, buildOutput(out, g.json), l.buildOptions())
 			defer cleanup()
 			if err != nil {
 				return &exitError{code: exitFailed, err: fmt.Errorf("build failed; no host was touched: %w", err)}
@@ -338,6 +344,8 @@ type envRun struct {
 	hub   *engine.Hub
 	eng   *engine.Engine
 	state *stateStore
+	// stopDial cancels the dials started by predial.
+	stopDial context.CancelFunc
 }
 
 // open opens the state backend (a store that does not answer is bad input:
@@ -368,8 +376,24 @@ func (l *loaded) open(c *cobra.Command, g *globals) (*envRun, error) {
 }
 
 func (r *envRun) close() {
+	if r.stopDial != nil {
+		r.stopDial()
+	}
 	r.loaded.close(r.hosts)
 	r.state.close()
+}
+
+// predial connects to every host that connects ahead (SSH: dial, host key
+// check, authentication, SFTP) in the background, so that the dials overlap
+// the build. It changes nothing on any host; an error is left for the run's
+// first operation on that host, which dials again and reports it.
+func (r *envRun) predial(ctx context.Context) {
+	ctx, r.stopDial = context.WithCancel(ctx)
+	for _, h := range r.hosts {
+		if c, ok := h.(interface{ Connect(context.Context) error }); ok {
+			go func() { _ = c.Connect(ctx) }()
+		}
+	}
 }
 
 // run carries out start in the cockpit (on a terminal, unless --headless,
@@ -400,7 +424,7 @@ func (l *loaded) cockpit(c *cobra.Command, g *globals, eng *engine.Engine, start
 			if bad {
 				return nil, func() {}, errors.New("a bad release exists only in the demo")
 			}
-			return engine.Build(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard)
+			return engine.BuildWith(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard, l.buildOptions())
 		}}
 	backend.SetPresence([]tui.Presence{{Name: opts.Actor.Name, Role: opts.Actor.Role, Via: "local"}})
 	return cockpit(c, backend, opts, func(ctx context.Context) (*engine.State, error) { return start(ctx, opts.Actor) })

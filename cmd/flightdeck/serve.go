@@ -142,7 +142,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 				if bad {
 					return nil, func() {}, errors.New("a bad release exists only in the demo")
 				}
-				return engine.Build(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard)
+				return engine.BuildWith(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard, l.buildOptions())
 			}}
 		opts.App, opts.Env = l.plan.App, l.env.Name
 		setSLO(&opts, l.env)
