@@ -361,12 +361,17 @@ func TestStepStopAndHalt(t *testing.T) {
 
 	// The journal write of a step that began work failed: the loop never
 	// performed that work, and the halted run must not wait for it.
+	// Here, the run's start: it began the rollback-path check and the
+	// prepares.
 	u := rollingMachine(t, runRules{}, "a", "b")
-	began := u.done(u.m.work[verifyWork], nil)
-	if _, ok := find(began, ActPrepare, "a"); !ok {
-		t.Fatalf("verified run began %v", actionStrings(began.actions))
+	var began []Action
+	for _, a := range u.m.work {
+		began = append(began, a)
 	}
-	u.step(haltInput{unstarted: began.actions})
+	if len(began) != 3 || u.m.work[hostWork("a")].Kind != ActPrepare {
+		t.Fatalf("the start began %v", actionStrings(began))
+	}
+	u.step(haltInput{unstarted: began})
 	if !u.m.done() || len(u.m.work) != 0 {
 		t.Fatalf("halted run waits for work that never started: %v", u.m.work)
 	}
