@@ -126,6 +126,7 @@ func (m *machine) finished(now time.Time, in finalInput, out *output) {
 		rep.RTO = now.Sub(st.RollbackAt)
 		m.emit(out, now, Event{Type: EvRolledBack, Target: st.RevertTo, Message: fmt.Sprintf("rollback finished in %s", rep.RTO.Round(time.Millisecond))})
 	}
+	m.emit(out, now, untouched(st, a.Outcome)...)
 	m.emit(out, now, finalChecklist(st, rep)...)
 	rep.Checklist = slices.Clone(st.Checklist)
 	rep.Verdict = verdict(a.Outcome, a.Reason)
@@ -138,6 +139,27 @@ func (m *machine) finished(now time.Time, in finalInput, out *output) {
 	}
 	m.emit(out, now, Event{Type: EvReport, Report: rep},
 		Event{Type: EvRunFinished, Outcome: a.Outcome, Error: a.Reason, Release: st.Info.Release})
+}
+
+// untouched says, when a deploy did not succeed, which hosts it never
+// switched: they still run the release they had, and no longer read as
+// "prepared" for a release that will not come.
+func untouched(st *State, o Outcome) []Event {
+	if st.Info.Kind != KindDeploy || o == OutcomeSucceeded {
+		return nil
+	}
+	var evs []Event
+	for _, h := range st.Hosts {
+		if h.Touched || (h.Phase != PhasePrepared && h.Phase != PhaseQueued) {
+			continue
+		}
+		msg := "not switched by this run: no release yet"
+		if h.Current != "" {
+			msg = "not switched by this run: still on " + h.Current
+		}
+		evs = append(evs, Event{Type: EvHostPhase, Host: h.Name, Phase: PhaseSkipped, Message: msg})
+	}
+	return evs
 }
 
 // verdict is the report's one-line verdict on an outcome.

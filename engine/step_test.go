@@ -484,7 +484,15 @@ func pausedCanary(t *testing.T) *stepper {
 	s := &stepper{t: t, m: newMachine(NewState(), PlannerFor(env, nil, 10*time.Second), runRules{routed: true}), now: t0}
 	s.start(info)
 	s.done(s.m.work[verifyWork], nil)
-	s.step(workInput{results: []workResult{{events: cat(prepared("a", "b", "c", "d"), []Event{step(1, 25)}, live("a"), []Event{weight(25)})}}})
+	var res []workResult
+	for _, h := range []string{"a", "b", "c", "d"} {
+		res = append(res, workResult{key: hostWork(h), action: s.m.work[hostWork(h)], done: true, events: prepared(h)})
+	}
+	s.step(workInput{results: res})
+	s.carryOut()
+	if st := s.m.st; st.Step != 1 || st.Weight != 25 || st.Host("a").Phase != PhaseLive || st.Host("b").Phase != PhasePrepared {
+		t.Fatalf("canary at step %d, weight %g, a %s, b %s", st.Step, st.Weight, st.Host("a").Phase, st.Host("b").Phase)
+	}
 	s.now = t0.Add(2 * time.Second)
 	if out := s.step(commandInput{cmd: Command{Kind: CmdPause, Actor: op}}); out.reply != nil {
 		t.Fatal(out.reply)
@@ -612,5 +620,45 @@ func TestStepKeepsDrainedOnlyWhenHalted(t *testing.T) {
 				t.Fatalf("finalize %+v, want keep drained %v", fin, tt.keep)
 			}
 		})
+	}
+}
+
+// TestStepRollbackSaysWhichHostsItNeverSwitched: at the end of a canary
+// rolled back at its first step, the one host it switched is reverted and
+// the others say they were skipped and still run r1 (not "prepared").
+func TestStepRollbackSaysWhichHostsItNeverSwitched(t *testing.T) {
+	s := pausedCanary(t)
+	s.step(commandInput{cmd: Command{Kind: CmdRollback, Actor: op}})
+	for range 10 {
+		if s.m.busy(finalizeWork) {
+			break
+		}
+		var res []workResult
+		for k, a := range s.m.work {
+			switch k.Kind {
+			case WorkHost:
+				res = append(res, workResult{key: k, action: a, done: true, events: []Event{phase(a.Host, PhaseReverted, a.Release)}})
+			case WorkRoute:
+				res = append(res, workResult{key: k, action: a, done: true, events: []Event{weight(a.Weight)}})
+			}
+		}
+		s.step(workInput{results: res})
+	}
+	s.step(finalInput{})
+	if s.m.st.Outcome != OutcomeRolledBack {
+		t.Fatalf("outcome %s", s.m.st.Outcome)
+	}
+	want := map[string]Phase{"a": PhaseReverted, "b": PhaseSkipped, "c": PhaseSkipped, "d": PhaseSkipped}
+	for _, h := range s.m.st.Hosts {
+		if h.Phase != want[h.Name] || h.Current != "r1" {
+			t.Errorf("%s: %s on %s, want %s on r1", h.Name, h.Phase, h.Current, want[h.Name])
+		}
+	}
+	var said bool
+	for _, e := range s.evs {
+		said = said || (e.Host == "b" && e.Phase == PhaseSkipped && e.Message == "not switched by this run: still on r1")
+	}
+	if !said {
+		t.Error("the journal does not say b was not switched")
 	}
 }
