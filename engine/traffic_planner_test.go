@@ -283,3 +283,35 @@ func TestHostsFor(t *testing.T) {
 		}
 	}
 }
+
+// TestTrafficPlannerRollbackRun: a rollback run (flightdeck rollback) of a
+// traffic strategy moves no traffic step by step: blue/green and A/B flip
+// every link at once (the old colour is warm), a canary goes one host at a
+// time within max_unavailable; the route settles on the target at the end.
+func TestTrafficPlannerRollbackRun(t *testing.T) {
+	current := map[string]string{"a": "r2", "b": "r2", "c": "r2"}
+	slots := TrafficPlanner{Slots: true, MaxUnavailable: 1}
+	canary := TrafficPlanner{MaxUnavailable: 2}
+	tests := []struct {
+		name string
+		p    TrafficPlanner
+		evs  []Event
+		want []string
+	}{
+		{"slots: every link at once", slots, nil, []string{"revert:a", "revert:b", "revert:c"}},
+		{"canary: within max_unavailable", canary, nil, []string{"revert:a", "revert:b"}},
+		{"canary: the next as one ends", canary, []Event{phase("a", PhaseReverted, "r1")}, []string{"revert:b", "revert:c"}},
+		{"every host back: the rollback succeeded", slots,
+			[]Event{phase("a", PhaseReverted, "r1"), phase("b", PhaseReverted, "r1"), phase("c", PhaseReverted, "r1")},
+			[]string{"finish:succeeded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startState(KindRollback, [][]string{{"a", "b", "c"}}, current, tt.evs...)
+			got := actionStrings(tt.p.Next(s, t0))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Next = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
