@@ -300,6 +300,12 @@ func DefaultRollbackTarget(stateDir, env string) (string, error) {
 	return defaultRollbackTarget(runs, env)
 }
 
+// RollbackTargetOf is DefaultRollbackTarget over runs already listed
+// (oldest first): the cockpit names the target with the engine's rule.
+func RollbackTargetOf(runs []RunSummary, env string) (string, error) {
+	return defaultRollbackTarget(runs, env)
+}
+
 func defaultRollbackTarget(runs []RunSummary, env string) (string, error) {
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]

@@ -209,6 +209,7 @@ var dialogs = []struct{ title, doing string }{
 	{"Abort the run?", "confirming abort"},
 	{"Promote all the way?", "confirming promote all"},
 	{"Deploy a bad release?", "confirming bad deploy"},
+	{"Deploy a new release of ", "confirming deploy"},
 }
 
 // dialogOf says which confirmation dialog a rendered screen shows ("" for none).

@@ -20,11 +20,11 @@ type fleetBackend struct {
 	done  chan error
 }
 
-func (b *fleetBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
+func (b *fleetBackend) Deploy(ctx context.Context, a engine.Actor) error {
 	if err := engine.AuthorizeOwner(a, "start a deploy"); err != nil {
 		return err
 	}
-	_, err := b.fleet.Deploy(ctx, a, bad)
+	_, err := b.fleet.Deploy(ctx, a, false)
 	return err
 }
 
@@ -81,7 +81,9 @@ func TestThreeOperatorsOneRelease(t *testing.T) {
 	if b.fleet.Engine.Active() != nil {
 		t.Fatal("an operator started a deploy")
 	}
-	to.keys("d")
+	to.keys("d") // d asks first, like every action that changes the fleet
+	to.waitFor(10*time.Second, "Deploy a new release of demo-shop/demo?")
+	to.keys("y")
 	st := waitState(t, b.fleet.Hub, 30*time.Second, "the owner's release to reach step 1", func(s *engine.State) bool {
 		return s.Active() && s.Step >= 1
 	})

@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -191,6 +192,7 @@ func (s *Server) Refused() int64 { return s.refused.Load() }
 // handle is the session handler. The identity comes from the key this
 // connection authenticated with, looked up again here.
 func (s *Server) handle(sess ssh.Session) {
+	defer s.recoverSession(sess)
 	// The key file was checked at authentication, a moment ago.
 	id, ok := s.keys.keys(false).Lookup(sess.PublicKey())
 	if !ok {
@@ -224,6 +226,20 @@ func (s *Server) handle(sess ssh.Session) {
 	reason := s.cockpit(sess, m, log)
 	log.Info("cockpit closed", "reason", reason)
 	_ = sess.Exit(0)
+}
+
+// recoverSession ends a session whose handler panicked: the panic is
+// logged with its stack, the client is told, and the process, which
+// hosts the engine and every other session, goes on.
+func (s *Server) recoverSession(sess ssh.Session) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.o.Log.Error("session handler panicked", "user", sess.User(), "remote", sess.RemoteAddr().String(),
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	_, _ = io.WriteString(sess.Stderr(), "\r\nflightdeck: internal error: this session ended; the server goes on\r\n")
+	_ = sess.Exit(1)
 }
 
 // join registers a session, refusing it beyond the cap.

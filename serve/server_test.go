@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +10,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
+	"flightdeck/internal/syncbuf"
+	"flightdeck/tui"
 )
 
 func TestUnknownKeyRejected(t *testing.T) {
@@ -148,5 +152,32 @@ func TestPresenceShowsOpenDialog(t *testing.T) {
 			t.Fatalf("presence after alice left: %+v", b.Presence())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// panicBackend is a backend whose hub lookup panics: a bug in a session
+// handler.
+type panicBackend struct{ *tui.EngineBackend }
+
+func (panicBackend) Hub() *engine.Hub { panic("hub lookup blew up") }
+
+// TestSessionPanicIsContained: a panic in one session's handler ends that
+// session with an error and leaves the server serving the next one.
+func TestSessionPanicIsContained(t *testing.T) {
+	owner := newUser(t, "olivia", engine.RoleOwner)
+	logs := &syncbuf.Buffer{}
+	ts := startServer(t, Options{Keys: keysFor(t, owner), Backend: panicBackend{idleBackend()},
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
+	_, errOut, err := ts.run(t, owner, nil, "status")
+	var exit *gossh.ExitError
+	if !errors.As(err, &exit) || exit.ExitStatus() != 1 || !strings.Contains(errOut, "internal error") {
+		t.Fatalf("panicking session: err %v, stderr %q; want exit 1 and a message", err, errOut)
+	}
+	if !strings.Contains(logs.String(), "hub lookup blew up") {
+		t.Errorf("the panic is not logged:\n%s", logs.String())
+	}
+	out, errOut, err := ts.run(t, owner, nil, "whoami")
+	if err != nil || !strings.Contains(out, "olivia (owner)") {
+		t.Fatalf("the server did not survive the panic: %v %q %q", err, out, errOut)
 	}
 }

@@ -33,6 +33,7 @@ type fleet struct {
 	stateDir string
 	hub      *engine.Hub
 	gate     string
+	next     int // the last release number built (r1 by deployR1)
 }
 
 func newFleet(t *testing.T, n int) *fleet {
@@ -93,6 +94,7 @@ func (f *fleet) deployR1() {
 	if err != nil || st.Outcome != engine.OutcomeSucceeded {
 		f.t.Fatalf("deploy r1: %v %+v", err, st)
 	}
+	f.next = 1
 	write(f.t, filepath.Join(f.dir, "build", "f0.txt"), "v2")
 	f.plan.Restart = `while [ ! -e ` + f.gate + ` ]; do sleep 0.01; done`
 }
@@ -118,10 +120,10 @@ type backend struct {
 	wg sync.WaitGroup
 }
 
-func (b *backend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
+func (b *backend) Deploy(ctx context.Context, a engine.Actor) error {
 	b.wg.Add(1)
 	defer b.wg.Done()
-	return b.EngineBackend.Deploy(ctx, a, bad)
+	return b.EngineBackend.Deploy(ctx, a)
 }
 
 func (b *backend) Rollback(ctx context.Context, a engine.Actor, to string) error {
@@ -134,8 +136,9 @@ func (f *fleet) backend() *backend {
 	return &backend{EngineBackend: &tui.EngineBackend{
 		Engine:  f.engine(),
 		Command: "teatest",
-		Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
-			return engine.Build(ctx, f.plan, "r2", nil)
+		Build: func(ctx context.Context) (*engine.Artifact, func(), error) {
+			f.next++
+			return engine.Build(ctx, f.plan, fmt.Sprintf("r%d", f.next), nil)
 		},
 	}}
 }
@@ -188,6 +191,9 @@ func (s *screen) waitFor(t *testing.T, words ...string) {
 	t.Helper()
 	xt.WaitFor(t, s.tm.Output(), func(b []byte) bool {
 		s.written += len(b)
+		if s.written == 0 {
+			return false // the frame is drawn, not yet written to the terminal
+		}
 		frame := s.m.last()
 		for _, w := range words {
 			if !strings.Contains(frame, w) {
@@ -222,10 +228,12 @@ func TestPauseResumeFromTheCockpit(t *testing.T) {
 	b := f.backend()
 	s := cockpit(t, b)
 
-	s.press("d")                              // a new deploy, started from the cockpit
+	s.press("d") // a new deploy, started from the cockpit, after a confirmation
+	s.waitFor(t, "Deploy a new release of shop/prod?", "Live now: r1")
+	s.press("y")
 	s.waitFor(t, "▶ RUNNING", "↻ restarting") // in the fleet: the snapshot has the switched hosts
-	s.press("+")                              // rolling has no canary steps: the key says why
-	s.waitFor(t, "step: not a canary")
+	s.press("+")                              // rolling has no traffic steps: the key says why, in the engine's words
+	s.waitFor(t, "step: step-up needs a traffic strategy")
 	s.press("p")
 	s.waitFor(t, "‖ PAUSED by alice") // the header (the snapshot), not only the event line
 	var paused bool
@@ -256,10 +264,10 @@ func TestRollbackFromTheCockpit(t *testing.T) {
 	b := f.backend()
 	s := cockpit(t, b)
 
-	s.press("d")
+	s.press("dy")
 	s.waitFor(t, "▶ RUNNING", "↻ restarting") // in the fleet: the snapshot has the switched hosts
 	s.press("r")
-	s.waitFor(t, "Roll back shop/prod?", "Target: r1", "Hosts affected: 2 of 4: web-1, web-2")
+	s.waitFor(t, "Roll back shop/prod?", "r2 (being deployed by run", "→ r1", "Hosts affected: 2 of 4: web-1, web-2")
 	s.press("y")
 	s.waitFor(t, "ROLLING BACK by alice")
 	f.openGate()
@@ -288,7 +296,7 @@ func TestQuitDuringARunAsks(t *testing.T) {
 	f.deployR1()
 	b := f.backend()
 	s := cockpit(t, b)
-	s.press("d")
+	s.press("dy")
 	s.waitFor(t, "RUNNING")
 	s.press("q")
 	s.waitFor(t, "Quit the cockpit?", "The run continues without the cockpit")
@@ -296,6 +304,43 @@ func TestQuitDuringARunAsks(t *testing.T) {
 	f.openGate()
 	s.waitFor(t, "✓ SUCCEEDED")
 	b.wg.Wait()
+	s.press("q")
+	s.tm.WaitFinished(t, xt.WithFinalTimeout(10*time.Second))
+}
+
+// TestRollbackFromHistoryTwoBack is issue 15's acceptance 4: the history
+// overlay lists the releases with the live one marked, and rolling back
+// from it to the release two back puts every host on it, after a dialog
+// that names both sides.
+func TestRollbackFromHistoryTwoBack(t *testing.T) {
+	f := newFleet(t, 3)
+	f.deployR1()
+	f.openGate() // restarts do not wait: every deploy runs through
+	b := f.backend()
+	s := cockpit(t, b)
+	for _, step := range []string{"r1 → r2", "r2 → r3"} {
+		s.press("d")
+		s.waitFor(t, "Deploy a new release of shop/prod?")
+		s.press("y")
+		s.waitFor(t, "✓ SUCCEEDED · rolling · "+step) // the header: the events pane has older runs' lines
+		b.wg.Wait()
+	}
+	s.press("h")
+	s.waitFor(t, "Release history", "r3", "r2", "r1", "✓ marks the release live now (r3)")
+	s.press("jj") // newest first: r3, r2, r1
+	s.press("r")
+	s.waitFor(t, "Roll back shop/prod?", "r3 (live since", "deployed by alice) → r1", "Hosts affected: 3 of 3")
+	s.press("y")
+	s.waitFor(t, "ROLLED BACK to r1 by alice")
+	b.wg.Wait()
+	for h, cur := range f.currents() {
+		if cur != "r1" {
+			t.Errorf("host %s on %q after the rollback from the history, want r1", h, cur)
+		}
+	}
+	s.press("h")
+	s.waitFor(t, "✓ marks the release live now (r1)")
+	s.press("q")
 	s.press("q")
 	s.tm.WaitFinished(t, xt.WithFinalTimeout(10*time.Second))
 }

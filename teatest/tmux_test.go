@@ -451,7 +451,7 @@ func TestTmuxCockpitPauseRollbackQuit(t *testing.T) {
 	d.waitText(waitLong, "PAUSED by "+actor)
 
 	d.keys("r")
-	d.waitText(waitLong, "Roll back demo-shop/demo?", "Target: v1")
+	d.waitText(waitLong, "Roll back demo-shop/demo?", "→ v1")
 	d.keys("y")
 	d.waitText(waitLong, "ROLLED BACK")
 

@@ -22,9 +22,9 @@ type Backend interface {
 	// live before the last successful deploy). It returns when the
 	// rollback run has finished.
 	Rollback(ctx context.Context, a engine.Actor, to string) error
-	// Deploy starts a new deploy (bad = a deliberately bad release, for
-	// the demo) and returns when the run has finished.
-	Deploy(ctx context.Context, a engine.Actor, bad bool) error
+	// Deploy builds and deploys a new release and returns when the run
+	// has finished.
+	Deploy(ctx context.Context, a engine.Actor) error
 	// Presence lists who is connected to this cockpit (local and SSH).
 	Presence() []Presence
 }
@@ -45,6 +45,26 @@ type LiveSource interface {
 	LiveSLO() *sampler.Snapshot
 }
 
+// FaultDeployer is a Backend that can deploy a release with a fault, to
+// show the gates and the rollback: the demo. The cockpit offers its "bad
+// deploy" key only over such a backend.
+type FaultDeployer interface {
+	// Fault describes the fault the next faulty release carries ("" when
+	// none is configured: the key then says so).
+	Fault() string
+	// DeployFault deploys a release with the fault and returns when the
+	// run has finished.
+	DeployFault(ctx context.Context, a engine.Actor) error
+}
+
+// Historian is a Backend that knows the environment's runs (the journal):
+// the cockpit's history overlay lists them and names what a rollback
+// goes from and to.
+type Historian interface {
+	// History returns the environment's runs, oldest first.
+	History(ctx context.Context) ([]engine.RunSummary, error)
+}
+
 // Presence is one connected operator.
 type Presence struct {
 	Name string
@@ -53,10 +73,9 @@ type Presence struct {
 	Via string
 }
 
-// BuildFunc builds the artifact of a new deploy; bad asks for a
-// deliberately broken release (the demo's "bad deploy"). cleanup removes
-// the build's workspace once the run no longer needs it.
-type BuildFunc func(ctx context.Context, bad bool) (a *engine.Artifact, cleanup func(), err error)
+// BuildFunc builds the artifact of a new deploy. cleanup removes the
+// build's workspace once the run no longer needs it.
+type BuildFunc func(ctx context.Context) (a *engine.Artifact, cleanup func(), err error)
 
 // EngineBackend is a Backend over an engine.Engine in this process.
 type EngineBackend struct {
@@ -93,15 +112,34 @@ func (b *EngineBackend) Rollback(ctx context.Context, a engine.Actor, to string)
 	return nil
 }
 
+// History returns the runs of the engine's environment, oldest first.
+func (b *EngineBackend) History(ctx context.Context) ([]engine.RunSummary, error) {
+	runs, err := b.Engine.StateBackend().ListRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	env := ""
+	if b.Engine.Env != nil {
+		env = b.Engine.Env.Name
+	}
+	out := runs[:0]
+	for _, r := range runs {
+		if env == "" || r.Env == env {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 // Deploy builds a release and deploys it.
-func (b *EngineBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
+func (b *EngineBackend) Deploy(ctx context.Context, a engine.Actor) error {
 	if b.Build == nil {
 		return errors.New("this cockpit cannot start deploys (no build configured)")
 	}
 	if err := engine.AuthorizeOwner(a, "start a deploy"); err != nil {
 		return err
 	}
-	art, cleanup, err := b.Build(ctx, bad)
+	art, cleanup, err := b.Build(ctx)
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}

@@ -16,16 +16,19 @@ func (m *Model) helpView(w, h int) []string {
 		return "(unbound)"
 	}
 	var body []string
-	for _, ai := range actionTable {
+	for _, ai := range bindings {
 		switch ai.act {
 		case ActUp, ActDown, ActPageUp, ActPageDown, ActConfirm, ActCancel:
 			continue // listed together below
+		}
+		if ai.offered != nil && !ai.offered(m) {
+			continue // not a capability of this cockpit
 		}
 		v := m.avail(ai.act)
 		tag := ""
 		switch {
 		case v.hidden:
-			tag = m.style.muted.Render("  (hidden: read-only)")
+			tag = m.style.muted.Render("  (hidden: " + v.detail + ")")
 		case !v.ok:
 			tag = m.style.muted.Render("  (now: " + v.why + ")")
 		}

@@ -18,7 +18,7 @@ type recorder struct {
 	mu        sync.Mutex
 	cmds      []engine.Command
 	rollbacks []string
-	deploys   []bool
+	deploys   []string // "good" or "faulty"
 	sendErr   error
 	presence  []Presence
 }
@@ -26,6 +26,8 @@ type recorder struct {
 func newRecorder() *recorder { return &recorder{hub: engine.NewHub()} }
 
 func (r *recorder) Hub() *engine.Hub { return r.hub }
+
+func (r *recorder) rec() *recorder { return r }
 
 func (r *recorder) Send(_ context.Context, c engine.Command) error {
 	r.mu.Lock()
@@ -41,10 +43,26 @@ func (r *recorder) Rollback(_ context.Context, _ engine.Actor, to string) error 
 	return nil
 }
 
-func (r *recorder) Deploy(_ context.Context, _ engine.Actor, bad bool) error {
+func (r *recorder) Deploy(context.Context, engine.Actor) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.deploys = append(r.deploys, bad)
+	r.deploys = append(r.deploys, "good")
+	return nil
+}
+
+// faultRecorder is a recorder that can deploy a faulty release (as the
+// demo's backend does).
+type faultRecorder struct {
+	*recorder
+	fault string
+}
+
+func (f *faultRecorder) Fault() string { return f.fault }
+
+func (f *faultRecorder) DeployFault(context.Context, engine.Actor) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deploys = append(f.deploys, "faulty")
 	return nil
 }
 
@@ -63,6 +81,7 @@ func (r *recorder) commands() []engine.Command {
 var (
 	t0    = time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC)
 	alice = engine.Actor{Name: "alice", Role: engine.RoleOperator, Via: "tui"}
+	olga  = engine.Actor{Name: "olga", Role: engine.RoleOwner, Via: "tui"}
 )
 
 // events is a small builder of a run's events with increasing seq/time.
@@ -147,7 +166,15 @@ func withEvents(base []engine.Event, d time.Duration, more ...engine.Event) []en
 // loaded returns a cockpit whose hub holds the state folded from evs (as
 // the engine publishes it) and whose model has taken the feed.
 func loaded(evs []engine.Event, w, h int, mod func(*Options)) (*Model, *recorder) {
-	rec := newRecorder()
+	return loadedOn(newRecorder(), evs, w, h, mod)
+}
+
+// loadedOn is loaded over a given recorder (or a backend built on one).
+func loadedOn[B interface {
+	Backend
+	rec() *recorder
+}](b B, evs []engine.Event, w, h int, mod func(*Options)) (*Model, *recorder) {
+	rec := b.rec()
 	rec.hub.Publish(evs...)
 	rec.hub.SetSnapshot(engine.Fold(evs))
 	o := Options{Actor: alice, Theme: themes.NoColor(), Now: func() time.Time { return evs[len(evs)-1].Time.Add(2 * time.Second) },
@@ -155,7 +182,7 @@ func loaded(evs []engine.Event, w, h int, mod func(*Options)) (*Model, *recorder
 	if mod != nil {
 		mod(&o)
 	}
-	m := New(rec, o)
+	m := New(b, o)
 	m.width, m.height = w, h
 	evs2, lost := m.sub.Drain()
 	m.apply(feedMsg{snap: rec.hub.Snapshot(), evs: evs2, lost: lost, at: time.Now()})

@@ -3,6 +3,8 @@ package tui
 // The status line and the key bar.
 
 import (
+	"errors"
+
 	"fmt"
 	"strings"
 
@@ -36,7 +38,7 @@ type barItem struct {
 
 func (m *Model) barItems() []barItem {
 	var items []barItem
-	for _, ai := range actionTable {
+	for _, ai := range bindings {
 		if !ai.bar {
 			continue
 		}
@@ -45,7 +47,9 @@ func (m *Model) barItems() []barItem {
 			continue
 		}
 		v := m.avail(ai.act)
-		if v.hidden {
+		if v.hidden || (!v.ok && errors.Is(v.err, engine.ErrNoRun)) || (!v.ok && ai.traffic && len(m.snap.Info.Steps) == 0) {
+			// The bar shows what can be done now: not every run command
+			// greyed out between runs, nor traffic steps in a run that has none.
 			continue
 		}
 		items = append(items, barItem{key: k, label: v.label, why: v.why, ok: v.ok, danger: ai.dangerous})
@@ -72,6 +76,10 @@ func (m *Model) keyBar(w int) string {
 	case overlayHelp:
 		items = []barItem{{key: m.keys.keyLabel(ActHelp) + "/" + m.keys.keyLabel(ActCancel), label: "close help", ok: true},
 			{key: m.keys.keyLabel(ActDown) + "/" + m.keys.keyLabel(ActUp), label: "scroll", ok: true}}
+	case overlayHistory:
+		items = []barItem{{key: m.keys.keyLabel(ActConfirm) + "/" + m.keys.keyLabel(ActRollback), label: "roll back to selected", ok: true, danger: true},
+			{key: m.keys.keyLabel(ActDown) + "/" + m.keys.keyLabel(ActUp), label: "select", ok: true},
+			{key: m.keys.keyLabel(ActCancel), label: "close", ok: true}}
 	case overlayDetails:
 		items = []barItem{{key: m.keys.keyLabel(ActCancel), label: "close", ok: true},
 			{key: m.keys.keyLabel(ActDown) + "/" + m.keys.keyLabel(ActUp), label: "scroll", ok: true}}

@@ -23,8 +23,9 @@ const (
 	ActApprove    Action = "approve"     // approve another operator's proposed promotion (four eyes)
 	ActAck        Action = "ack"         // acknowledge the selected checklist item
 	ActDeploy     Action = "deploy"      // between runs: start a new deploy
-	ActDeployBad  Action = "deploy_bad"  // between runs: deploy a bad release (demo, confirmed)
-	ActFilter     Action = "filter"      // filter the fleet by host name
+	ActDeployBad  Action = "deploy_bad"  // between runs: deploy a release with the scenario's fault (demo only, confirmed)
+	ActHistory    Action = "history"     // the release history; roll back to a chosen release
+	ActFilter     Action = "filter"      // filter the fleet by host name or phase
 	ActDetails    Action = "details"     // open the selected host's details
 	ActNextPane   Action = "next_pane"   // move focus to the next pane
 	ActUp         Action = "up"
@@ -37,55 +38,10 @@ const (
 	ActCancel     Action = "cancel"  // close a dialog, the help or the details; clear the filter
 )
 
-// actionInfo describes an action: its help text, whether it changes
-// anything (hidden in read-only mode) and whether it is dangerous
-// (destructive: confirmed, and marked in the help).
-type actionInfo struct {
-	act       Action
-	desc      string
-	mutates   bool
-	dangerous bool
-	bar       bool // shown in the key bar
-}
-
-var actionTable = []actionInfo{
-	{ActPause, "pause / resume the run", true, false, true},
-	{ActRollback, "roll back (asks to confirm)", true, true, true},
-	{ActAbort, "abort the run (asks to confirm)", true, true, true},
-	{ActStepUp, "step the canary up", true, false, true},
-	{ActStepDown, "step the canary down", true, false, true},
-	{ActPromote, "promote to the next step", true, false, true},
-	{ActPromoteAll, "promote all the way (asks to confirm)", true, true, false},
-	{ActApprove, "approve a promotion another operator proposed", true, false, false},
-	{ActAck, "acknowledge the selected checklist item", true, false, true},
-	{ActDeploy, "start a new deploy (between runs)", true, true, true},
-	{ActDeployBad, "deploy a bad release (between runs, demo)", true, true, true},
-	{ActFilter, "filter hosts by name", false, false, true},
-	{ActDetails, "host details", false, false, true},
-	{ActNextPane, "next pane", false, false, true},
-	{ActUp, "move up", false, false, false},
-	{ActDown, "move down", false, false, false},
-	{ActPageUp, "page up", false, false, false},
-	{ActPageDown, "page down", false, false, false},
-	{ActHelp, "help", false, false, true},
-	{ActQuit, "quit", false, false, true},
-	{ActConfirm, "confirm (in a dialog)", false, false, false},
-	{ActCancel, "close / cancel / clear filter", false, false, false},
-}
-
-func infoOf(a Action) actionInfo {
-	for _, ai := range actionTable {
-		if ai.act == a {
-			return ai
-		}
-	}
-	return actionInfo{act: a}
-}
-
 // Actions lists every action name a config file may bind.
 func Actions() []Action {
-	out := make([]Action, len(actionTable))
-	for i, ai := range actionTable {
+	out := make([]Action, len(bindings))
+	for i, ai := range bindings {
 		out[i] = ai.act
 	}
 	return out
@@ -97,7 +53,7 @@ type KeyMap struct {
 	Pause, Rollback, Abort                key.Binding
 	StepUp, StepDown, Promote, PromoteAll key.Binding
 	Approve, Ack, Deploy, DeployBad       key.Binding
-	Filter, Details, NextPane             key.Binding
+	History, Filter, Details, NextPane    key.Binding
 	Up, Down, PageUp, PageDown            key.Binding
 	Help, Quit, Confirm, Cancel           key.Binding
 }
@@ -106,7 +62,7 @@ type KeyMap struct {
 // Promote all is ctrl+p: P (shift+p) is promote to the next step.
 func DefaultKeyMap() KeyMap {
 	b := func(a Action, keys ...string) key.Binding {
-		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(displayKey(keys), infoOf(a).desc))
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(displayKey(keys), bindingOf(a).desc))
 	}
 	return KeyMap{
 		Pause:      b(ActPause, "p"),
@@ -120,6 +76,7 @@ func DefaultKeyMap() KeyMap {
 		Ack:        b(ActAck, "space"),
 		Deploy:     b(ActDeploy, "d"),
 		DeployBad:  b(ActDeployBad, "D"),
+		History:    b(ActHistory, "h"),
 		Filter:     b(ActFilter, "/"),
 		Details:    b(ActDetails, "enter"),
 		NextPane:   b(ActNextPane, "tab"),
@@ -159,6 +116,8 @@ func (k *KeyMap) Binding(a Action) *key.Binding {
 		return &k.Deploy
 	case ActDeployBad:
 		return &k.DeployBad
+	case ActHistory:
+		return &k.History
 	case ActFilter:
 		return &k.Filter
 	case ActDetails:
@@ -204,7 +163,7 @@ func (k *KeyMap) Rebind(a Action, keys ...string) error {
 		return nil
 	}
 	b.SetKeys(keys...)
-	b.SetHelp(displayKey(keys), infoOf(a).desc)
+	b.SetHelp(displayKey(keys), bindingOf(a).desc)
 	b.SetEnabled(true)
 	return nil
 }
@@ -214,7 +173,7 @@ func (k *KeyMap) Rebind(a Action, keys ...string) error {
 func (k *KeyMap) Conflicts() error {
 	seen := map[string]Action{}
 	var errs []string
-	for _, ai := range actionTable {
+	for _, ai := range bindings {
 		if ai.act == ActConfirm || ai.act == ActCancel {
 			continue
 		}
@@ -234,7 +193,7 @@ func (k *KeyMap) Conflicts() error {
 
 // matchAction returns the main-screen action a key press triggers.
 func (k *KeyMap) matchAction(keyStr string) (Action, bool) {
-	for _, ai := range actionTable {
+	for _, ai := range bindings {
 		if ai.act == ActConfirm || ai.act == ActCancel {
 			continue
 		}
@@ -282,7 +241,7 @@ func displayKey(keys []string) string {
 
 func actionList() string {
 	var names []string
-	for _, ai := range actionTable {
+	for _, ai := range bindings {
 		names = append(names, string(ai.act))
 	}
 	return strings.Join(names, ", ")

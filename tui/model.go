@@ -105,6 +105,7 @@ const (
 	overlayHelp
 	overlayConfirm
 	overlayDetails
+	overlayHistory
 )
 
 // Model is the cockpit's root model.
@@ -148,6 +149,10 @@ type Model struct {
 
 	checkCursor int
 	eventScroll int // event pane scroll from the newest (0 = follow)
+
+	history       []engine.RunSummary // the environment's runs, oldest first (nil: not read)
+	historyErr    string
+	historyCursor int // row of the history overlay, newest first
 
 	status    string
 	statusErr bool
@@ -253,7 +258,7 @@ func (m *Model) liveVer() uint64 {
 
 // Init starts the hub subscription and the clock.
 func (m *Model) Init() tea.Cmd {
-	return tea.Batch(m.listen(), m.tick())
+	return tea.Batch(m.listen(), m.tick(), m.loadHistory())
 }
 
 // Close ends the model's subscription (Run and quitting do it; call it
@@ -303,8 +308,23 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.uiVer++
 		return m, nil
 	case feedMsg:
+		wasActive := m.active()
 		m.apply(msg)
+		if wasActive && !m.active() {
+			// A run ended: the history has a new line.
+			return m, tea.Batch(m.listen(), m.loadHistory())
+		}
 		return m, m.listen()
+	case historyMsg:
+		m.history, m.historyErr = msg.runs, ""
+		if m.history == nil {
+			m.history = []engine.RunSummary{}
+		}
+		if msg.err != nil {
+			m.historyErr = msg.err.Error()
+		}
+		m.stateVer++
+		return m, nil
 	case tickMsg:
 		// Clocks move; who is connected may change without any run event.
 		if p := m.backend.Presence(); !slices.Equal(p, m.presence) {

@@ -128,14 +128,14 @@ func TestKeysSendCommands(t *testing.T) {
 		{name: "a asks, enter aborts", evs: rollingRun(4), keys: []string{"a", "enter"}, want: []engine.Command{{Kind: engine.CmdAbort}}},
 		{name: "space acks the selected item", evs: rollingRun(4), keys: []string{"tab", "tab", "j", "space"},
 			want: []engine.Command{{Kind: engine.CmdAck, Item: "migrations"}}},
-		{name: "space on a verified item says why", evs: rollingRun(4), keys: []string{"space"}, screen: "ack: item verified"},
-		{name: "+ on a rolling run says why", evs: rollingRun(4), keys: []string{"+"}, screen: "step: not a canary"},
+		{name: "space on a verified item says why", evs: rollingRun(4), keys: []string{"space"}, screen: "ack: health-503 is already verified; nothing to acknowledge"},
+		{name: "+ on a rolling run says why", evs: rollingRun(4), keys: []string{"+"}, screen: "step: step-up needs a traffic strategy (canary, bluegreen, ab); this run is rolling"},
 		{name: "canary +", evs: canaryRun(), keys: []string{"+"}, want: []engine.Command{{Kind: engine.CmdStepUp}}},
 		{name: "canary -", evs: canaryRun(), keys: []string{"-"}, want: []engine.Command{{Kind: engine.CmdStepDown}}},
 		{name: "canary P", evs: canaryRun(), keys: []string{"P"}, want: []engine.Command{{Kind: engine.CmdPromote}}},
 		{name: "canary ctrl+p asks", evs: canaryRun(), keys: []string{"ctrl+p", "y"}, want: []engine.Command{{Kind: engine.CmdPromoteAll}}},
 		{name: "pause on a finished run says why", evs: finishedRun(), keys: []string{"p"}, screen: "pause: no run"},
-		{name: "deploy refused during a run", evs: rollingRun(4), keys: []string{"d"}, screen: "deploy: run in progress"},
+		{name: "deploy refused to an operator", evs: rollingRun(4), keys: []string{"d"}, screen: "deploy: alice (operator) may not start a deploy"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,7 +166,7 @@ func TestRollbackDialogNamesTargetAndHosts(t *testing.T) {
 	defer m.Close()
 	press(t, m, "r")
 	s := screen(m)
-	for _, want := range []string{"Roll back shop/prod?", "Target: r41", "Hosts affected: 2 of 4: web-01, web-02"} {
+	for _, want := range []string{"Roll back shop/prod?", "r42 (being deployed by run prod-20250314T093000-abc) → r41", "Hosts affected: 2 of 4: web-01, web-02"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("rollback dialog lacks %q:\n%s", want, s)
 		}
@@ -178,22 +178,31 @@ func TestRollbackDialogNamesTargetAndHosts(t *testing.T) {
 }
 
 func TestBetweenRuns(t *testing.T) {
-	m, rec := loaded(finishedRun(), 100, 30, nil)
+	m, rec := loadedOn(&faultRecorder{recorder: newRecorder(), fault: "5 % of requests answer 500"}, finishedRun(), 100, 30,
+		func(o *Options) { o.Actor = olga })
 	defer m.Close()
 	press(t, m, "r")
 	s := screen(m)
-	if !strings.Contains(s, "Target: r41") || !strings.Contains(s, "Hosts affected: 4 of 4") {
+	if !strings.Contains(s, "r42 → r41") || !strings.Contains(s, "Hosts affected: 4 of 4") {
 		t.Fatalf("dialog:\n%s", s)
 	}
 	press(t, m, "y")
 	press(t, m, "d")
-	press(t, m, "D", "y")
+	if s := screen(m); !strings.Contains(s, "Deploy a new release of shop/prod?") || !strings.Contains(s, "Live now: r42") {
+		t.Fatalf("d does not ask to confirm:\n%s", s)
+	}
+	press(t, m, "y")
+	press(t, m, "D")
+	if s := screen(m); !strings.Contains(s, "5 % of requests answer 500") {
+		t.Fatalf("D does not name its fault:\n%s", s)
+	}
+	press(t, m, "y")
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.rollbacks) != 1 || rec.rollbacks[0] != "r41" {
 		t.Errorf("rollbacks %v, want [r41]", rec.rollbacks)
 	}
-	if fmt.Sprint(rec.deploys) != "[false true]" {
+	if fmt.Sprint(rec.deploys) != "[good faulty]" {
 		t.Errorf("deploys %v, want a good then a bad one", rec.deploys)
 	}
 	if len(rec.cmds) != 0 {

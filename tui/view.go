@@ -94,6 +94,8 @@ func (m *Model) body(w, h int) []string {
 		return m.helpView(w, h)
 	case overlayDetails:
 		return m.detailsView(w, h)
+	case overlayHistory:
+		return m.historyView(w, h)
 	}
 	lines := m.panes(w, h)
 	if m.overlay == overlayConfirm && m.confirm != nil {

@@ -78,12 +78,31 @@ type demoBackend struct {
 // (nil for local hosts: the cockpit then shows no such column).
 func (d *demoBackend) HostStates() map[string]string { return d.fleet.HostConditions() }
 
-// Deploy releases the demo's next version (bad: with the scenario's faults).
-func (d *demoBackend) Deploy(ctx context.Context, a engine.Actor, bad bool) error {
+// Deploy releases the demo's next version, without a fault.
+func (d *demoBackend) Deploy(ctx context.Context, a engine.Actor) error {
+	return d.deploy(ctx, a, false)
+}
+
+// Fault describes the fault of the scenario's bad release ("" for the
+// good scenario, which has none): the cockpit's D names it.
+func (d *demoBackend) Fault() string {
+	sc := d.fleet.Scenario()
+	if sc.Name == "good" {
+		return ""
+	}
+	return sc.Name + ": " + sc.Summary
+}
+
+// DeployFault releases the demo's next version with the scenario's fault.
+func (d *demoBackend) DeployFault(ctx context.Context, a engine.Actor) error {
+	return d.deploy(ctx, a, true)
+}
+
+func (d *demoBackend) deploy(ctx context.Context, a engine.Actor, faulty bool) error {
 	if err := engine.AuthorizeOwner(a, "start a deploy"); err != nil {
 		return err
 	}
-	st, err := d.fleet.Deploy(ctx, a, bad)
+	st, err := d.fleet.Deploy(ctx, a, faulty)
 	if err != nil {
 		return err
 	}

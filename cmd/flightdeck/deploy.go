@@ -420,10 +420,7 @@ func (l *loaded) cockpit(c *cobra.Command, g *globals, eng *engine.Engine, start
 	defer stopSampler()
 	backend := &tui.EngineBackend{Engine: eng, Command: commandLine(),
 		Sampler: liveSampler(sctx, l.env, eng.Router, eng.Metrics, eng.Hub),
-		Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
-			if bad {
-				return nil, func() {}, errors.New("a bad release exists only in the demo")
-			}
+		Build: func(ctx context.Context) (*engine.Artifact, func(), error) {
 			return engine.BuildWith(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard, l.buildOptions())
 		}}
 	backend.SetPresence([]tui.Presence{{Name: opts.Actor.Name, Role: opts.Actor.Role, Via: "local"}})

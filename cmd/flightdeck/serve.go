@@ -138,10 +138,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 		defer r.close()
 		opts.Backend = &tui.EngineBackend{Engine: r.eng, Command: commandLine(),
 			Sampler: liveSampler(ctx, l.env, r.eng.Router, r.eng.Metrics, r.eng.Hub),
-			Build: func(ctx context.Context, bad bool) (*engine.Artifact, func(), error) {
-				if bad {
-					return nil, func() {}, errors.New("a bad release exists only in the demo")
-				}
+			Build: func(ctx context.Context) (*engine.Artifact, func(), error) {
 				return engine.BuildWith(ctx, l.plan, engine.NewReleaseID(time.Now()), io.Discard, l.buildOptions())
 			}}
 		opts.App, opts.Env = l.plan.App, l.env.Name

@@ -24,7 +24,7 @@ type watchBackend struct {
 func (w *watchBackend) Hub() *engine.Hub                                     { return w.hub }
 func (w *watchBackend) Send(context.Context, engine.Command) error           { return errWatchOnly }
 func (w *watchBackend) Rollback(context.Context, engine.Actor, string) error { return errWatchOnly }
-func (w *watchBackend) Deploy(context.Context, engine.Actor, bool) error     { return errWatchOnly }
+func (w *watchBackend) Deploy(context.Context, engine.Actor) error           { return errWatchOnly }
 func (w *watchBackend) Presence() []tui.Presence                             { return nil }
 
 func newWatchCmd(g *globals) *cobra.Command {

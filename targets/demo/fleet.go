@@ -406,6 +406,9 @@ func (f *Fleet) Deploy(ctx context.Context, actor engine.Actor, bad bool) (*engi
 	return f.Engine.Deploy(ctx, actor, art, "flightdeck demo")
 }
 
+// Scenario is the training scenario the fleet runs.
+func (f *Fleet) Scenario() Scenario { return f.opts.Scenario }
+
 // Rollback puts the fleet back on a release ("" = the one before the last deploy).
 func (f *Fleet) Rollback(ctx context.Context, actor engine.Actor, to string) (*engine.State, error) {
 	return f.Engine.Rollback(ctx, actor, to, "flightdeck demo rollback")
