@@ -1,6 +1,9 @@
 package serve
 
 import (
+	"crypto/sha256"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -23,11 +26,13 @@ type keyring struct {
 	checked time.Time
 }
 
-// fileStamp tells whether a file changed since it was read.
+// fileStamp tells whether a file changed since it was read: by its
+// content's digest, since a same-size replacement within the same
+// second (or one that keeps the modification time) leaves mtime and
+// size as they were, and a revoked key must not stay in force.
 type fileStamp struct {
-	mod  time.Time
-	size int64
-	ok   bool // the file existed
+	sum [sha256.Size]byte
+	ok  bool // the file existed and was read
 }
 
 // recheckEvery rate-limits the checks made by sessions' watch loops;
@@ -43,12 +48,19 @@ func newKeyring(initial *Keys, path string, log *slog.Logger) *keyring {
 	return k
 }
 
-func stampOf(path string) fileStamp {
-	fi, err := os.Stat(path)
+// readStamped reads the keys file and its stamp; a file that cannot be
+// read has the zero stamp and err set.
+func readStamped(path string) ([]byte, fileStamp, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fileStamp{}
+		return nil, fileStamp{}, err
 	}
-	return fileStamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
+	return b, fileStamp{sum: sha256.Sum256(b), ok: true}, nil
+}
+
+func stampOf(path string) fileStamp {
+	_, st, _ := readStamped(path)
+	return st
 }
 
 // keys returns the keys in force, re-reading the file first if it
@@ -68,18 +80,17 @@ func (k *keyring) refresh(now bool) {
 		return
 	}
 	k.checked = t
-	st := stampOf(k.path)
+	b, st, err := readStamped(k.path)
 	if st == k.stamp {
 		return
 	}
 	k.stamp = st
 	old := k.cur.Load()
-	if !st.ok {
+	if errors.Is(err, fs.ErrNotExist) {
 		k.cur.Store(&Keys{byKey: map[string]Identity{}})
 		k.log.Error("authorized keys file is gone: nobody can connect", "file", k.path)
 		return
 	}
-	b, err := os.ReadFile(k.path)
 	if err != nil {
 		k.log.Error("authorized keys not reloaded: the previous keys stay in force", "file", k.path, "err", err)
 		return

@@ -1,7 +1,9 @@
 package serve
 
 import (
+	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,5 +99,45 @@ func TestKeysFileChangesApplyWithoutRestart(t *testing.T) {
 	case <-tb.done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("bob's cockpit stayed open with an empty keys file")
+	}
+}
+
+// A replacement of the same size that keeps the modification time (an
+// edit within the same second, or a tool that restores mtimes) must
+// still take effect: a revoked key must not stay in force.
+func TestKeysReloadComparesContent(t *testing.T) {
+	alice := newUser(t, "alice", engine.RoleOperator)
+	mallory := newUser(t, "malry", engine.RoleOperator) // same length as alice
+	path := filepath.Join(t.TempDir(), "authorized_keys")
+	writeKeys(t, path, alice)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := newKeyring(keys, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, ok := kr.keys(true).Lookup(alice.signer.PublicKey()); !ok {
+		t.Fatal("alice is not in")
+	}
+	writeKeys(t, path, mallory)
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("test setup: size %d→%d, mtime %v→%v", before.Size(), after.Size(), before.ModTime(), after.ModTime())
+	}
+	cur := kr.keys(true)
+	if _, ok := cur.Lookup(alice.signer.PublicKey()); ok {
+		t.Error("alice's revoked key is still in force")
+	}
+	if _, ok := cur.Lookup(mallory.signer.PublicKey()); !ok {
+		t.Error("the new key is not in force")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -79,6 +81,7 @@ func LoadKeys(path string) (*Keys, error) {
 // file:line.
 func ParseKeys(file string, data []byte) (*Keys, error) {
 	k := &Keys{byKey: map[string]Identity{}}
+	names := map[string]int{} // folded name → line
 	var errs []error
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -96,6 +99,15 @@ func ParseKeys(file string, data []byte) (*Keys, error) {
 			errs = append(errs, fmt.Errorf("%s:%d: key %s is listed twice (already for %s)", file, n, id.Fingerprint, prev.Name))
 			continue
 		}
+		// Two keys under one name could not be told apart in the presence
+		// list, the journal's actor or revisions.log: one could pass for
+		// the other.
+		folded := strings.ToLower(id.Name)
+		if at, dup := names[folded]; dup {
+			errs = append(errs, fmt.Errorf("%s:%d: name %q is already used on line %d: give each key its own name (name=%s-laptop)", file, n, id.Name, at, id.Name))
+			continue
+		}
+		names[folded] = n
 		k.byKey[wire] = id
 		k.order = append(k.order, wire)
 	}
@@ -181,14 +193,20 @@ func parseLine(line string) (Identity, string, error) {
 }
 
 // validName keeps names printable and short: they are drawn in every
-// operator's header and written to the journal.
+// operator's header and written to the journal. Valid UTF-8 of visible
+// characters only: no C0 or C1 controls, no bidirectional overrides or
+// other invisible format characters (which can make one name look like
+// another or reorder what follows it on screen), no spaces or quotes.
 func validName(s string) error {
 	if len(s) > 32 {
 		return fmt.Errorf("name %q is longer than 32 bytes", s)
 	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("name %q is not valid UTF-8", s)
+	}
 	for _, r := range s {
-		if r < 0x21 || r == 0x7f || r == '"' || r == '\\' {
-			return fmt.Errorf("name %q: use letters, digits and punctuation without spaces or quotes", s)
+		if !unicode.IsGraphic(r) || unicode.IsSpace(r) || r == '"' || r == '\\' {
+			return fmt.Errorf("name %q: use letters, digits and punctuation without spaces, quotes, control or invisible characters (%U)", s, r)
 		}
 	}
 	return nil

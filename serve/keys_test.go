@@ -49,6 +49,15 @@ func TestParseKeys(t *testing.T) {
 		{name: "other environment", line: `environment="PATH=/x" ` + authLine(k) + " ida", err: "only FLIGHTDECK_ROLE and FLIGHTDECK_NAME"},
 		{name: "garbage", line: "ssh-ed25519 notbase64 jo", err: "not an authorized key"},
 		{name: "name with quote", line: authLine(k) + ` name=a"b`, err: "use letters"},
+		{name: "non-ASCII letters are fine", line: authLine(k) + " name=José role=operator", want: Identity{Name: "José", Role: engine.RoleOperator}},
+		{name: "C1 control", line: `environment="FLIGHTDECK_NAME=al` + "\u009b" + `2Jice" ` + authLine(k), err: "control or invisible"},
+		{name: "NEL (C1)", line: `environment="FLIGHTDECK_NAME=al` + "\u0085" + `ice" ` + authLine(k), err: "control or invisible"},
+		{name: "bidi override", line: `environment="FLIGHTDECK_NAME=` + "\u202e" + `ecila" ` + authLine(k), err: "control or invisible"},
+		{name: "bidi isolate", line: authLine(k) + " name=a" + "\u2066" + "b", err: "control or invisible"},
+		{name: "zero-width space", line: authLine(k) + " name=ali" + "\u200b" + "ce", err: "control or invisible"},
+		{name: "no-break space", line: `environment="FLIGHTDECK_NAME=al` + "\u00a0" + `ice" ` + authLine(k), err: "control or invisible"},
+		{name: "escape in option", line: `environment="FLIGHTDECK_NAME=al` + "\x1b" + `]0;x" ` + authLine(k), err: "control or invisible"},
+		{name: "invalid UTF-8", line: authLine(k) + " name=al\xffice", err: "not valid UTF-8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,5 +88,13 @@ func TestParseKeysDuplicate(t *testing.T) {
 	_, err := ParseKeys("ak", []byte(authLine(k)+" a role=owner\n"+authLine(k)+" b\n"))
 	if err == nil || !strings.Contains(err.Error(), "ak:2: key") || !strings.Contains(err.Error(), "listed twice") {
 		t.Fatalf("duplicate: %v", err)
+	}
+}
+
+func TestParseKeysDuplicateName(t *testing.T) {
+	a, b := newPub(t), newPub(t)
+	_, err := ParseKeys("ak", []byte("# team\n"+authLine(a)+" alice@laptop role=owner\n"+authLine(b)+" name=Alice role=viewer\n"))
+	if err == nil || !strings.Contains(err.Error(), `ak:3: name "Alice" is already used on line 2`) {
+		t.Fatalf("duplicate name: %v", err)
 	}
 }

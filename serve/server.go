@@ -97,6 +97,7 @@ type Server struct {
 	sessions map[uint64]*member
 	nextID   uint64
 	refused  atomic.Int64
+	conns    atomic.Int64 // connections open, authenticated or not, with a session or not
 }
 
 // member is one connected session.
@@ -157,11 +158,19 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("serve: ssh server: %w", err)
 	}
 	srv.Handler = s.handle
-	// Forwarding of any kind is never offered.
+	// Forwarding of any kind is never offered: ports are refused by these
+	// callbacks, the agent by refuseAgent (the library would acknowledge
+	// an agent request).
 	srv.LocalPortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
 	srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+	srv.ChannelHandlers = map[string]ssh.ChannelHandler{"session": refuseAgent(ssh.DefaultSessionHandler)}
 	srv.HandshakeTimeout = 30 * time.Second
 	srv.SubsystemHandlers = map[string]ssh.SubsystemHandler{}
+	// Every connection counts toward MaxSessions, whether or not it opens
+	// a session: one that never does still holds a socket, a goroutine and
+	// the handshake's memory for up to IdleTimeout.
+	srv.ConnCallback = s.admit
+	srv.ConnectionCloseCallback = func(net.Conn) { s.conns.Add(-1) }
 	s.srv = srv
 	return s, nil
 }
@@ -203,7 +212,7 @@ func (s *Server) handle(sess ssh.Session) {
 	actor := engine.Actor{Name: id.Name, Role: id.Role, Fingerprint: id.Fingerprint, Via: "ssh"}
 	cmd := sess.Command()
 	_, _, hasPty := sess.Pty()
-	m, err := s.join(actor, sess.PublicKey(), len(cmd) == 0 && hasPty)
+	m, err := s.join(sess.Context(), actor, sess.PublicKey(), len(cmd) == 0 && hasPty)
 	if err != nil {
 		fmt.Fprintf(sess.Stderr(), "flightdeck: %v\r\n", err)
 		_ = sess.Exit(1)
@@ -242,10 +251,87 @@ func (s *Server) recoverSession(sess ssh.Session) {
 	_ = sess.Exit(1)
 }
 
+// overCapGrace is how many connections beyond MaxSessions are still let
+// through the handshake, so that a session they open is told why it is
+// refused; overCapLife is how long such a connection may stay.
+const (
+	overCapGrace = 4
+	overCapLife  = 10 * time.Second
+)
+
+// overCapKey marks, in a connection's context, one beyond MaxSessions.
+type overCapKey struct{}
+
+// admit counts a new connection. Up to MaxSessions are served; the next
+// few get through the handshake only to be told the server is full (and
+// are closed after overCapLife); any beyond those are closed at once.
+func (s *Server) admit(ctx ssh.Context, c net.Conn) net.Conn {
+	n := s.conns.Add(1)
+	max := int64(s.o.MaxSessions)
+	switch {
+	case n <= max:
+		return c
+	case n <= max+overCapGrace:
+		ctx.SetValue(overCapKey{}, true)
+		t := time.AfterFunc(overCapLife, func() { c.Close() })
+		return &timedConn{Conn: c, timer: t}
+	default:
+		s.conns.Add(-1)
+		s.o.Log.Info("refused connection: the server is full", "remote", c.RemoteAddr().String(), "connections", n-1)
+		return nil
+	}
+}
+
+// timedConn is a connection closed by its timer unless it closes first.
+type timedConn struct {
+	net.Conn
+	timer *time.Timer
+}
+
+func (c *timedConn) Close() error {
+	c.timer.Stop()
+	return c.Conn.Close()
+}
+
+// refuseAgent wraps a session channel handler so that agent-forwarding
+// requests are answered no (and never reach the handler, which would
+// acknowledge them): flightdeck serve never uses an operator's agent.
+func refuseAgent(next ssh.ChannelHandler) ssh.ChannelHandler {
+	return func(srv *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+		next(srv, conn, agentFilter{newChan}, ctx)
+	}
+}
+
+// agentFilter is a NewChannel whose accepted channel's requests go
+// through a filter that refuses agent forwarding.
+type agentFilter struct{ gossh.NewChannel }
+
+func (a agentFilter) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
+	ch, reqs, err := a.NewChannel.Accept()
+	if err != nil {
+		return ch, reqs, err
+	}
+	out := make(chan *gossh.Request)
+	go func() {
+		defer close(out)
+		for req := range reqs {
+			if req.Type == "auth-agent-req@openssh.com" {
+				if req.WantReply {
+					_ = req.Reply(false, nil)
+				}
+				continue
+			}
+			out <- req
+		}
+	}()
+	return ch, out, nil
+}
+
 // join registers a session, refusing it beyond the cap.
-func (s *Server) join(a engine.Actor, key gossh.PublicKey, cockpit bool) (*member, error) {
+func (s *Server) join(ctx context.Context, a engine.Actor, key gossh.PublicKey, cockpit bool) (*member, error) {
+	over, _ := ctx.Value(overCapKey{}).(bool)
 	s.mu.Lock()
-	if len(s.sessions) >= s.o.MaxSessions {
+	if over || len(s.sessions) >= s.o.MaxSessions {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("the server has reached its limit of %d sessions; try again later", s.o.MaxSessions)
 	}

@@ -3,11 +3,13 @@ package serve
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 
 	"flightdeck/engine"
 	"flightdeck/internal/syncbuf"
@@ -179,5 +181,78 @@ func TestSessionPanicIsContained(t *testing.T) {
 	out, errOut, err := ts.run(t, owner, nil, "whoami")
 	if err != nil || !strings.Contains(out, "olivia (owner)") {
 		t.Fatalf("the server did not survive the panic: %v %q %q", err, out, errOut)
+	}
+}
+
+// A connection counts toward MaxSessions whether or not it opens a
+// session; a few beyond the cap are told why, more are closed at once.
+func TestConnectionsCountTowardTheSessionCap(t *testing.T) {
+	a := newUser(t, "alice", engine.RoleOperator)
+	ts := startServer(t, Options{Keys: keysFor(t, a), Backend: idleBackend(), MaxSessions: 1})
+	idle, err := ts.dial(a) // authenticated, opens no session
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := ts.run(t, a, nil, "status")
+	if err == nil || !strings.Contains(errOut, "limit of 1 sessions") {
+		t.Fatalf("a session beside a connection that holds none: %v %q", err, errOut)
+	}
+	// Connections that never even finish the handshake count too.
+	var raws []net.Conn
+	for range overCapGrace {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raws = append(raws, c)
+	}
+	waitCond(t, "the raw connections admitted", func() bool { return ts.conns.Load() == 1+overCapGrace })
+	if c, err := ts.dial(a); err == nil {
+		c.Close()
+		t.Fatal("a connection beyond the cap and its grace got through the handshake")
+	}
+	for _, c := range raws {
+		c.Close()
+	}
+	idle.Close()
+	waitCond(t, "the connections closed", func() bool { return ts.conns.Load() == 0 })
+	if out, _, err := ts.run(t, a, nil, "status"); err != nil || !strings.Contains(out, "IDLE") {
+		t.Fatalf("after the connections closed: %v %q", err, out)
+	}
+}
+
+// Agent forwarding is refused, not acknowledged.
+func TestAgentForwardingRefused(t *testing.T) {
+	a := newUser(t, "alice", engine.RoleOperator)
+	ts := startServer(t, Options{Keys: keysFor(t, a), Backend: idleBackend()})
+	c, err := ts.dial(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := agent.RequestAgentForwarding(s); err == nil {
+		t.Fatal("the server acknowledged an agent-forwarding request")
+	}
+	// The session still works after the refusal.
+	out, err := s.Output("whoami")
+	if err != nil || !strings.Contains(string(out), "alice (operator)") {
+		t.Fatalf("whoami after the refusal: %q %v", out, err)
+	}
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

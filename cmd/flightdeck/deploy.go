@@ -74,7 +74,7 @@ func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
 					return nil, err
 				}
 				resolver = r
-				l.pool = fdssh.NewPool(fdssh.PoolOptions{OnHostKeyAccepted: l.keyAccepted}.WithSettings(l.env.SSH))
+				l.pool = fdssh.NewPool(fdssh.PoolOptions{OnHostKeyAccepted: l.keyAccepted, OnWarning: l.warning}.WithSettings(l.env.SSH))
 			}
 			t, err := resolver.Resolve(h, l.env)
 			if err != nil {
@@ -94,6 +94,14 @@ func (l *loaded) keyAccepted(host, fingerprint string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.notices = append(l.notices, fmt.Sprintf("trusted the new host key of %s (%s) and recorded it in known_hosts (--accept-new-host-keys)", host, fingerprint))
+}
+
+// warning records an SSH warning (an identity file others can read) for
+// the journal.
+func (l *loaded) warning(msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.notices = append(l.notices, "warning: "+msg)
 }
 
 // takeNotices returns what happened outside a run that its journal must say.

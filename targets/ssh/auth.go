@@ -15,12 +15,12 @@ import (
 // for the agent connection (to close once authenticated). Keys come from
 // the explicit identity file alone, or else from the ssh-agent and the
 // identity files that exist. The agent is only used to sign: it is never
-// forwarded.
-func authMethods(t Target) ([]gossh.AuthMethod, io.Closer, error) {
+// forwarded. warn is told of an identity file that others can read.
+func authMethods(t Target, warn func(string)) ([]gossh.AuthMethod, io.Closer, error) {
 	var signers []gossh.Signer
 	var skipped []string
 	for _, f := range t.IdentityFiles {
-		s, err := loadKey(f)
+		s, err := loadKey(f, warn)
 		switch {
 		case err == nil:
 			signers = append(signers, s)
@@ -58,10 +58,16 @@ func authMethods(t Target) ([]gossh.AuthMethod, io.Closer, error) {
 	return []gossh.AuthMethod{gossh.PublicKeysCallback(cb)}, closer, nil
 }
 
-func loadKey(path string) (gossh.Signer, error) {
+// loadKey reads a private key. One that group or others may read is
+// still used (refusing it would stop a deploy that worked yesterday), but
+// warn is told, as OpenSSH warns of it (and then ignores the key).
+func loadKey(path string, warn func(string)) (gossh.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("identity file: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 && warn != nil {
+		warn(fmt.Sprintf("identity file %s is accessible by others (mode %04o): OpenSSH refuses such a private key; chmod 600 %s", path, fi.Mode().Perm(), path))
 	}
 	s, err := gossh.ParsePrivateKey(b)
 	var pm *gossh.PassphraseMissingError

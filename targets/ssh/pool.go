@@ -29,6 +29,10 @@ type PoolOptions struct {
 	// OnHostKeyAccepted is called when an unknown host key was trusted and
 	// recorded because of AcceptNewHostKeys, so that it can be journalled.
 	OnHostKeyAccepted func(host, fingerprint string)
+	// OnWarning is told, once per pool and subject, of something that
+	// works but should not be so (an identity file readable by others),
+	// so that it can be shown and journalled. Nil: not reported.
+	OnWarning func(msg string)
 	// Transfer chooses how Prepare sends files (default TransferAuto).
 	Transfer Transfer
 	// Workers is the number of SFTP requests a host operation keeps in
@@ -57,7 +61,27 @@ type Pool struct {
 	mu       sync.Mutex
 	conns    map[string]*conn
 	hostKeys map[string]*hostKeys
+	warned   map[string]bool
 	closed   bool
+}
+
+// warn passes msg to OnWarning the first time it is given.
+func (p *Pool) warn(msg string) {
+	if p.opts.OnWarning == nil {
+		return
+	}
+	p.mu.Lock()
+	first := !p.warned[msg]
+	if first {
+		if p.warned == nil {
+			p.warned = map[string]bool{}
+		}
+		p.warned[msg] = true
+	}
+	p.mu.Unlock()
+	if first {
+		p.opts.OnWarning(msg)
+	}
 }
 
 // NewPool returns a pool with no connections yet; hosts dial on first use.
@@ -255,7 +279,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		return nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
 
-	auth, agentConn, err := authMethods(t)
+	auth, agentConn, err := authMethods(t, p.warn)
 	if err != nil {
 		stop()
 		return fail(err)
