@@ -27,8 +27,12 @@
 // request path takes no lock, and a change made through the admin API is
 // visible to the next request.
 //
-// Upstream: requests are proxied by the router's own HTTP/1.1 client
-// (exchange.go, upstream.go), not net/http's Transport. The request is
+// Upstream: requests are proxied by the router's own HTTP/1.1 client, not
+// net/http's Transport: exchange.go runs one exchange (and decides on
+// resends), request.go writes the request, response.go reads and frames
+// the response head, respbody.go relays the body, fields.go holds the
+// field syntax both sides share, and upstream.go pools the connections.
+// The request is
 // written to a pooled keep-alive connection and the response read back on
 // the handler's goroutine, parsed into scratch space owned by a pooled
 // per-request writer and relayed straight out of the connection's read
