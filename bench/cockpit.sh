@@ -100,3 +100,44 @@ tmux -S "$SOCK" capture-pane -p -t big | grep -q "Fleet $BIG hosts" || {
 }
 echo "deploy cockpit ($BIG hosts, symlink): peak RSS $(kb "$PID" VmHWM) kB, RSS now $(kb "$PID" VmRSS) kB; idle CPU $(idle_cpu "$PID") % of a core over ${IDLE}s"
 tmux -S "$SOCK" send-keys -t big q
+
+# 3. The same BIG-host cockpit with a traffic source and no traffic: a
+#    built-in router (its own process) holds one pool of BIG backends
+#    (nothing listens there; the hosts name none, so the deploy does not
+#    wait for them), and the cockpit's live SLO sampler reads its
+#    per-release and per-backend counters every second. Idle CPU of the
+#    cockpit process after its run (goal <= 1 % of a core).
+LIVE=$WORK/live
+mkdir -p "$LIVE/build"
+for i in $(seq 1 10); do echo "file $i" >"$LIVE/build/f$i.txt"; done
+RPORT=$((20000 + RANDOM % 20000))
+APORT=$((RPORT + 1))
+"$FD" router --listen "127.0.0.1:$RPORT" --admin "127.0.0.1:$APORT" --state "$LIVE/router.json" 2>/dev/null &
+RPID=$!
+trap 'kill $RPID 2>/dev/null || true; cleanup' EXIT
+until [ -s "$LIVE/router.token" ]; do sleep 0.1; done
+{
+	echo "app: live"
+	echo "source: ./build"
+	echo "keep_releases: 3"
+	echo "environments:"
+	echo "  production:"
+	echo "    hosts:"
+	for i in $(seq 1 "$BIG"); do echo "      - {name: web-$i, local: ./hosts/web-$i}"; done
+	echo "    strategy: {kind: symlink}"
+	echo "    router: {admin: 'http://127.0.0.1:$APORT', token_file: ./router.token}"
+} >"$LIVE/flightdeck.yaml"
+ADDRS=$(for i in $(seq 1 "$BIG"); do printf '"127.0.0.%d:%d",' $((i / 250 + 2)) $((30000 + i % 250)); done)
+until curl -fsS -X PUT -H "Authorization: Bearer $(cat "$LIVE/router.token")" -d "{\"backends\":[${ADDRS%,}]}" "http://127.0.0.1:$APORT/v1/pools/fleet" >/dev/null 2>&1; do sleep 0.2; done
+(cd "$LIVE" && "$FD" deploy --headless --release r1 >/dev/null)
+echo changed >"$LIVE/build/f1.txt"
+tmux -S "$SOCK" -f /dev/null new-session -d -s live -x 160 -y 48 -c "$LIVE" "$FD" deploy --release r2
+PID=$(tmux -S "$SOCK" display-message -p -t live '#{pane_pid}')
+wait_screen live 'run finished' 600
+tmux -S "$SOCK" capture-pane -p -t live | grep -q "SLO live flightdeck" || {
+	echo "the cockpit does not sample the router:" >&2
+	tmux -S "$SOCK" capture-pane -p -t live >&2
+	exit 1
+}
+echo "deploy cockpit ($BIG hosts, router with $BIG backends, no traffic, live SLO sampling every 1s): idle CPU $(idle_cpu "$PID") % of a core over ${IDLE}s"
+tmux -S "$SOCK" send-keys -t live q

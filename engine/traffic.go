@@ -91,7 +91,8 @@ type Router interface {
 
 // BackendStatser is a Router that also counts per backend: cumulative
 // counters by backend address, so that the cockpit can show each host's
-// request rate and error rate.
+// request rate and error rate. An address missing from the map has
+// answered nothing (all its counters are zero).
 type BackendStatser interface {
 	BackendStats(ctx context.Context) (map[string]ReleaseStats, error)
 }

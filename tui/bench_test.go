@@ -14,6 +14,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"flightdeck/engine"
+	"flightdeck/engine/sampler"
 	"flightdeck/themes"
 )
 
@@ -43,6 +44,31 @@ func BenchmarkCockpitView(b *testing.B) {
 		})
 		m.Close()
 	}
+	// The live SLO pane and per-host figures: ten minutes of samples of two
+	// releases and a rate for each of the 1,000 hosts.
+	th, _ := themes.ByName("default")
+	snap := liveSnapshot(1, 600, t0.Add(time.Hour))
+	for i := range 1000 {
+		snap.Hosts[fmt.Sprintf("web-%02d", i+1)] = sampler.Rate{RPS: float64(i % 50), ErrorRate: 0.001}
+	}
+	rec := &liveRecorder{recorder: newRecorder(), snap: snap}
+	evs := rollingRun(1000)
+	rec.hub.Publish(evs...)
+	rec.hub.SetSnapshot(engine.Fold(evs))
+	m := New(rec, Options{Actor: alice, Theme: th, Now: func() time.Time { return evs[len(evs)-1].Time }, Location: time.UTC, TickEvery: -1})
+	m.width, m.height = 200, 60
+	got, lost := m.sub.Drain()
+	m.apply(feedMsg{snap: rec.hub.Snapshot(), evs: got, lost: lost, at: time.Now()})
+	b.Run("default-live/changed", func(b *testing.B) {
+		b.ReportAllocs()
+		c0 := cpuTime()
+		for b.Loop() {
+			m.stateVer++
+			_ = m.View()
+		}
+		b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+	})
+	m.Close()
 }
 
 // latencyModel wraps the cockpit and timestamps the first frame drawn

@@ -106,6 +106,9 @@ func (m *Model) renderLive(lines []string, w, h int) []string {
 	nRel := max(1, min(len(ser), (room-boolInt(gateRow))/perRel))
 	ser = ser[:nRel]
 	relW := 4
+	if perRel < 3 {
+		relW = 6 // the req/s under the release's name
+	}
 	for _, s := range ser {
 		relW = max(relW, min(len(s.Release), 12))
 	}
@@ -124,8 +127,12 @@ func (m *Model) renderLive(lines []string, w, h int) []string {
 		pts := s.Points[from:]
 		for i, mt := range metrics {
 			label := blank
-			if i == 0 {
+			switch {
+			case i == 0:
 				label = name
+			case i == 1 && perRel < 3 && len(pts) > 0:
+				// No req line: the newest rate under the name.
+				label = m.style.muted.Render(m.glyphs.fit(fmtRate(pts[len(pts)-1].RPS), relW))
 			}
 			lines = append(lines, m.liveRow(label, mt, pts, cells, spc))
 		}

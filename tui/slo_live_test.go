@@ -177,7 +177,7 @@ func TestLiveSLOPaneFitsEverySize(t *testing.T) {
 			if ascii && strings.ContainsFunc(screen, func(r rune) bool { return r > 127 }) {
 				t.Errorf("%dx%d ascii: Unicode on screen:\n%s", sz[0], sz[1], screen)
 			}
-			if !strings.Contains(screen, "r42") || !strings.Contains(screen, "err") {
+			if !strings.Contains(screen, "r42") || !strings.Contains(screen, "err") || !strings.Contains(screen, "50/s") {
 				t.Errorf("%dx%d ascii=%v: no live line:\n%s", sz[0], sz[1], ascii, screen)
 			}
 		}

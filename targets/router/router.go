@@ -252,12 +252,17 @@ func (r *Router) Stats() map[string]engine.ReleaseStats {
 
 // BackendStats returns cumulative counters per backend address since the
 // backend joined a pool (a backend removed and added again starts from 0).
+// A backend that has answered no request yet is left out (its counters are
+// all zero): a cockpit sampling a large idle fleet every second reads
+// almost nothing.
 func (r *Router) BackendStats() map[string]engine.ReleaseStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]engine.ReleaseStats, len(r.backends))
+	out := map[string]engine.ReleaseStats{}
 	for a, b := range r.backends {
-		out[a] = b.stats.snapshot()
+		if b.stats.requests.Load() > 0 {
+			out[a] = b.stats.snapshot()
+		}
 	}
 	return out
 }

@@ -1,0 +1,108 @@
+package teatest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// sloPane returns the SLO pane's lines from a 160×48 capture: the text
+// right of the fleet's separator, from the SLO title to the checklist's.
+func sloPane(screen string) []string {
+	var out []string
+	in := false
+	for _, l := range strings.Split(screen, "\n") {
+		i := strings.LastIndex(l, "│")
+		if i < 0 {
+			continue
+		}
+		right := l[i+len("│"):]
+		switch {
+		case strings.Contains(right, "─ SLO"):
+			in = true
+		case strings.Contains(right, "─ Checklist"):
+			in = false
+		}
+		if in {
+			out = append(out, right)
+		}
+	}
+	return out
+}
+
+// liveRows are the pane's metric lines ("v2 req …", "   err …") keyed by
+// release and metric.
+func liveRows(pane []string) map[string]string {
+	rows := map[string]string{}
+	rel := ""
+	for _, l := range pane {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 2 && (f[1] == "req" || f[1] == "err" || f[1] == "p99"):
+			rel = f[0]
+			rows[rel+" "+f[1]] = l
+		case len(f) >= 1 && rel != "" && (f[0] == "err" || f[0] == "p99"):
+			rows[rel+" "+f[0]] = l
+		}
+	}
+	return rows
+}
+
+// TestTmuxLiveSLOs: during a rolling, a blue/green and a symlink demo
+// release the SLO pane shows per-release req/s, error rate and p99 lines
+// that take a new point every second (two captures a second apart differ),
+// also while the run is paused (rolling).
+func TestTmuxLiveSLOs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the tmux demo is skipped in -short mode")
+	}
+	t.Parallel()
+	for _, strategy := range []string{"rolling", "bluegreen", "symlink"} {
+		t.Run(strategy, func(t *testing.T) {
+			d := startDemo(t, nil, nil, "--hosts", "4", "--strategy", strategy)
+			// A release in progress with traffic measured: a req line with a rate.
+			var rel string
+			s := d.waitScreen("live req/s of the release", waitLong, func(s string) bool {
+				if !strings.Contains(s, "RUNNING") && !strings.Contains(s, "PAUSED") {
+					return false
+				}
+				for k, l := range liveRows(sloPane(s)) {
+					if strings.HasSuffix(k, " req") && strings.Contains(l, "/s") && !strings.Contains(l, " 0.0/s") {
+						rel = strings.Fields(k)[0]
+						return true
+					}
+				}
+				return false
+			})
+			rows := liveRows(sloPane(s))
+			for _, m := range []string{"req", "err", "p99"} {
+				if rows[rel+" "+m] == "" {
+					t.Errorf("no %s line for %s:\n%s", m, rel, strings.Join(sloPane(s), "\n"))
+				}
+			}
+			if !strings.Contains(strings.Join(sloPane(s), "\n"), "live ") {
+				t.Errorf("the SLO pane does not say it is live:\n%s", strings.Join(sloPane(s), "\n"))
+			}
+			// The next sample shows within a couple of seconds: the line
+			// holds more samples or has moved.
+			newPoints := func(before string) func(string) bool {
+				return func(s string) bool {
+					now := liveRows(sloPane(s))[rel+" req"]
+					return now != "" && now != before
+				}
+			}
+			d.waitScreen("a new point on "+rel+"'s req line", 5*time.Second, newPoints(rows[rel+" req"]))
+			if strategy == "rolling" {
+				d.keys("p")
+				s = d.waitText(waitLong, "PAUSED")
+				d.waitScreen("a new point while paused", 5*time.Second, func(s2 string) bool {
+					return strings.Contains(s2, "PAUSED") && newPoints(liveRows(sloPane(s))[rel+" req"])(s2)
+				})
+			}
+			if code := d.quit(); code != 0 && code != 1 {
+				t.Errorf("the demo exited with status %d; scrollback:\n%s", code, d.history())
+			}
+			d.assertNoLeftovers()
+		})
+	}
+}
