@@ -146,7 +146,7 @@ func TestThreeOperatorsOneRelease(t *testing.T) {
 	tv2 := ts.open(t, viewer, 190, 40)
 	tv2.waitFor(10*time.Second, "ROLLED BACK by oscar", "olivia(owner)", "oscar(operator)", "victor(viewer)")
 	out, _, _ = ts.run(t, viewer, nil, "status --no-color")
-	if !strings.Contains(out, "FINISHED (rolled back)") || !strings.Contains(out, "rollback by oscar") {
+	if !strings.Contains(out, "ROLLED BACK by oscar") || !strings.Contains(out, "rollback by oscar") {
 		t.Fatalf("status after reconnecting:\n%s", out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/tui"
+	"flightdeck/tui/describe"
 	"flightdeck/tui/lines"
 )
 
@@ -131,24 +132,24 @@ func WriteStatus(w io.Writer, hub *engine.Hub, who []tui.Presence, app, env stri
 	if info.Env != "" {
 		env = info.Env
 	}
-	status := strings.ToUpper(strings.ReplaceAll(string(st.Status), "_", " "))
+	g := describe.NewGlyphs(!color)
+	state, lv := g.RunState(st, time.Now())
 	code := "1"
-	switch st.Status {
-	case engine.StatusRunning:
+	switch lv {
+	case describe.OK:
 		code = "1;32"
-	case engine.StatusPaused:
+	case describe.Info:
+		code = "1;36"
+	case describe.Warn:
 		code = "1;33"
-	case engine.StatusRollingBack:
+	case describe.Breach:
 		code = "1;31"
 	}
 	line := fmt.Sprintf("%s/%s", orDash(app), orDash(env))
 	if info.Strategy != "" {
 		line += "  " + string(info.Strategy)
 	}
-	line += "  " + sgr(color, code, status)
-	if st.Status == engine.StatusFinished && st.Outcome != "" {
-		line += " (" + strings.ReplaceAll(string(st.Outcome), "_", " ") + ")"
-	}
+	line += "  " + sgr(color, code, state)
 	fmt.Fprintln(w, line)
 	if st.Run != "" {
 		fmt.Fprintf(w, "run %s (%s)  release %s → %s\n", st.Run, info.Kind, orDash(info.Previous), orDash(info.Release))
@@ -163,11 +164,8 @@ func WriteStatus(w io.Writer, hub *engine.Hub, who []tui.Presence, app, env stri
 	case len(info.Waves) > 0:
 		fmt.Fprintf(w, "wave %d/%d\n", st.Wave, len(info.Waves))
 	}
-	if st.Status == engine.StatusPaused {
-		fmt.Fprintln(w, sgr(color, "33", "PAUSED by "+orDash(st.PausedBy)))
-	}
 	if st.Status == engine.StatusRollingBack || st.RollbackBy != "" {
-		fmt.Fprintln(w, sgr(color, "31", fmt.Sprintf("rollback by %s to %s", orDash(st.RollbackBy), orDash(st.RevertTo))))
+		fmt.Fprintln(w, sgr(color, "31", describe.Clean(fmt.Sprintf("rollback by %s to %s", orDash(st.RollbackBy), orDash(st.RevertTo)))))
 	}
 	if p := st.Proposal; p != nil {
 		fmt.Fprintf(w, "promotion to step %d proposed by %s waits for a second operator's approval (ssh ... -- approve)\n", p.Step, p.By)
@@ -179,16 +177,17 @@ func WriteStatus(w io.Writer, hub *engine.Hub, who []tui.Presence, app, env stri
 			if _, seen := byPhase[h.Phase]; !seen {
 				order = append(order, h.Phase)
 			}
-			byPhase[h.Phase] = append(byPhase[h.Phase], h.Name+"@"+orDash(h.Current))
+			byPhase[h.Phase] = append(byPhase[h.Phase], describe.Clean(h.Name+"@"+orDash(h.Current)))
 		}
 		fmt.Fprintf(w, "hosts (%d):\n", len(st.Hosts))
 		for _, ph := range order {
 			names := byPhase[ph]
-			label := string(ph)
-			if ph == engine.PhaseFailed {
+			glyph, plv := g.Phase(ph)
+			label := fmt.Sprintf("%s %-10s", glyph, ph)
+			if plv == describe.Breach {
 				label = sgr(color, "31", label)
 			}
-			fmt.Fprintf(w, "  %-10s %d: %s\n", label, len(names), strings.Join(names, " "))
+			fmt.Fprintf(w, "  %s %d: %s\n", label, len(names), strings.Join(names, " "))
 		}
 	}
 	if len(who) > 0 {

@@ -55,6 +55,10 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 		switch {
 		case m.keys.is(opener, s) || m.keys.is(ActCancel, s) || m.keys.is(ActQuit, s):
 			m.overlay = overlayNone
+		case m.overlay == overlayDetails && m.keys.is(ActUp, s):
+			m.overlayScroll++ // the details follow the newest line: up scrolls back
+		case m.overlay == overlayDetails && m.keys.is(ActDown, s):
+			m.overlayScroll = max(m.overlayScroll-1, 0)
 		case m.keys.is(ActDown, s):
 			m.overlayScroll++
 		case m.keys.is(ActUp, s):

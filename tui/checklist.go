@@ -3,6 +3,8 @@ package tui
 // The checklist pane: the run's release checklist items and their state.
 
 import (
+	"flightdeck/tui/describe"
+
 	"fmt"
 
 	"flightdeck/engine"
@@ -63,7 +65,7 @@ func (m *Model) renderChecklist(w, h int, focused bool) []string {
 		}
 		ev := ""
 		if it.Evidence != "" {
-			ev = " " + m.glyphs.sep[1:] + it.Evidence
+			ev = " " + m.glyphs.sep[1:] + describe.Clean(it.Evidence)
 		}
 		if i == cur && focused {
 			lines = append(lines, m.style.sel.Render(m.glyphs.fit(cursor+glyph+" "+it.Title+" "+m.glyphs.dash+" "+word+ev, w)))

@@ -5,6 +5,11 @@ package tui
 import (
 	"fmt"
 	"strings"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"flightdeck/engine"
+	"flightdeck/tui/describe"
 )
 
 func (m *Model) detailsView(w, h int) []string {
@@ -27,14 +32,19 @@ func (m *Model) detailsView(w, h int) []string {
 			fmtBytes(p.BytesDone), fmtBytes(p.BytesTotal), m.glyphs.sep, fmtBytes(p.BytesSent)))
 	}
 	if hs.Err != "" {
-		body = append(body, m.style.breach.Render("  "+m.glyphs.breach+" error: "+hs.Err))
+		cause, where := causeFirst(describe.Clean(hs.Err))
+		body = append(body, m.style.breach.Render("  "+m.glyphs.breach+" "+hs.Name+" failed: "+cause))
+		if where != "" {
+			body = append(body, m.style.muted.Render("    while: "+where))
+		}
+		body = append(body, m.style.accent.Render("  next: "+nextStep(hs, cause, m.snap.Run)))
 	}
 	body = append(body, "", m.style.bold.Render("  Phase history"))
 	for _, pc := range hs.History {
 		g, l := m.glyphs.phase(pc.Phase)
 		s := "  " + m.style.muted.Render(pc.Time.In(m.opts.Location).Format("15:04:05.000")) + " " + m.style.of(l).Render(g+" "+string(pc.Phase))
 		if pc.Note != "" {
-			s += " " + pc.Note
+			s += " " + describe.Clean(pc.Note)
 		}
 		body = append(body, s)
 	}
@@ -47,8 +57,46 @@ func (m *Model) detailsView(w, h int) []string {
 		text, l := m.eventText(e)
 		body = append(body, "  "+m.style.muted.Render(e.Time.In(m.opts.Location).Format("15:04:05"))+" "+m.style.of(l).Render(text))
 	}
-	off := clampInt(m.overlayScroll, 0, max(len(body)-(h-1), 0))
-	return m.glyphs.block(append(lines, body[off:]...), w, h)
+	// Long lines wrap (an error or a hook's output is read whole, never
+	// cut), and the view follows the output as it arrives: overlayScroll
+	// counts lines up from the newest.
+	var wrapped []string
+	for _, l := range body {
+		wrapped = append(wrapped, strings.Split(ansi.Wrap(l, w, " /"), "\n")...)
+	}
+	room := h - 1
+	last := max(len(wrapped)-room, 0)
+	m.overlayScroll = clampInt(m.overlayScroll, 0, last)
+	off := last - m.overlayScroll
+	return m.glyphs.block(append(lines, wrapped[off:min(len(wrapped), off+room)]...), w, h)
+}
+
+// causeFirst splits an error into its cause (the innermost reason, which
+// an operator reads first: "connection refused") and where it happened
+// (the wrapping context: "restart web-3: dial tcp 10.0.0.3:22").
+func causeFirst(err string) (cause, where string) {
+	parts := strings.Split(err, ": ")
+	if len(parts) < 2 {
+		return err, ""
+	}
+	return parts[len(parts)-1], strings.Join(parts[:len(parts)-1], ": ")
+}
+
+// nextStep suggests what to do about a failed host.
+func nextStep(hs *engine.HostState, cause, run string) string {
+	c := strings.ToLower(cause)
+	switch {
+	case strings.Contains(c, "connection refused") || strings.Contains(c, "no route") || strings.Contains(c, "timeout") ||
+		strings.Contains(c, "i/o timeout") || strings.Contains(c, "unreachable"):
+		return "the host or its service does not answer: check that " + hs.Name + " is up (ssh, its service's log), then roll back (r) or deploy again (d)."
+	case strings.Contains(c, "health"):
+		return "the new release did not turn healthy: read its restart output below, then roll back (r) or fix and deploy again (d)."
+	case strings.Contains(c, "exit status") || strings.Contains(c, "hook"):
+		return "a hook failed: its output is below; fix the hook or the release, then deploy again (d)."
+	case strings.Contains(c, "space") || strings.Contains(c, "permission"):
+		return "the host refused the files: check its disk and the deploy directory's owner, then deploy again (d)."
+	}
+	return "read the output below and the journal (flightdeck journal show " + run + "), then roll back (r) or deploy again (d)."
 }
 
 func yesNo(b bool) string {

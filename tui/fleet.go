@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"flightdeck/engine"
+	"flightdeck/tui/describe"
 )
 
 func (m *Model) fleetPane(w, h int) []string {
@@ -224,7 +225,13 @@ func (m *Model) progress(hs *engine.HostState, w int) (string, level) {
 		return "", lvNone
 	}
 	if hs.Err != "" {
-		return m.glyphs.cut(hs.Err, w), lvBreach
+		// The cause leads ("connection refused"), then where: a cut error
+		// never shows only the start of a path.
+		cause, where := causeFirst(describe.Clean(hs.Err))
+		if where != "" {
+			cause += " " + m.glyphs.dash + " " + where
+		}
+		return m.glyphs.cut(cause, w), lvBreach
 	}
 	p := hs.Progress
 	if hs.Phase != engine.PhasePreparing || p.FilesTotal == 0 {

@@ -19,35 +19,10 @@ func (m *Model) header(w int) []string {
 	})
 }
 
-// runState is the run's state as a glyph, a word and a level.
+// runState is the run's state as a glyph, words and a level (a paused
+// run says by whom and for how long).
 func (m *Model) runState() (string, level) {
-	st, g := m.snap, &m.glyphs
-	switch st.Status {
-	case engine.StatusRunning:
-		return g.running + " RUNNING", lvInfo
-	case engine.StatusPaused:
-		return g.paused + " PAUSED by " + orNone(st.PausedBy, "?"), lvWarn
-	case engine.StatusRollingBack:
-		word := "ROLLING BACK"
-		if st.Aborted {
-			word = "ABORTING"
-		}
-		return g.rolling + " " + word + " by " + orNone(st.RollbackBy, "?"), lvBreach
-	case engine.StatusFinished:
-		switch {
-		case st.Outcome == engine.OutcomeSucceeded && st.Info.Kind == engine.KindRollback:
-			return g.ok + " ROLLED BACK to " + st.Info.Release + " by " + orNone(st.RollbackBy, "?"), lvWarn
-		case st.Outcome == engine.OutcomeSucceeded:
-			return g.ok + " SUCCEEDED", lvOK
-		case st.Outcome == engine.OutcomeRolledBack:
-			return g.breach + " ROLLED BACK by " + orNone(st.RollbackBy, "?"), lvBreach
-		case st.Outcome == engine.OutcomeAborted:
-			return g.breach + " ABORTED by " + orNone(st.RollbackBy, "?"), lvBreach
-		default:
-			return g.breach + " " + strings.ToUpper(string(st.Outcome)), lvBreach
-		}
-	}
-	return g.none + " IDLE (no run)", lvMuted
+	return m.glyphs.words.RunState(m.snap, m.clock())
 }
 
 func (m *Model) headerText(w int) string {

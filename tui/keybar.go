@@ -3,6 +3,8 @@ package tui
 // The status line and the key bar.
 
 import (
+	"flightdeck/tui/describe"
+
 	"errors"
 
 	"fmt"
@@ -22,11 +24,11 @@ func (m *Model) statusLine(w int) string {
 	case m.status != "":
 		return m.style.text.Render(m.status)
 	case m.snap.TrafficErr != "":
-		return m.style.breach.Render(m.glyphs.breach + " traffic: " + m.snap.TrafficErr)
+		return m.style.breach.Render(m.glyphs.breach + " traffic: " + describe.Clean(m.snap.TrafficErr))
 	case m.snap.Report != nil && m.snap.Status == engine.StatusFinished:
-		return m.style.bold.Render("verdict: " + m.snap.Report.Verdict)
+		return m.style.bold.Render("verdict: " + describe.Clean(m.snap.Report.Verdict))
 	case m.snap.Err != "":
-		return m.style.breach.Render(m.snap.Err)
+		return m.style.breach.Render(describe.Clean(m.snap.Err))
 	}
 	return ""
 }

@@ -22,6 +22,7 @@ import (
 	"flightdeck/engine"
 	"flightdeck/engine/sampler"
 	"flightdeck/themes"
+	"flightdeck/tui/describe"
 )
 
 // SLO holds the thresholds the sparklines are drawn against.
@@ -82,7 +83,7 @@ const subBuffer = 1024
 const logSize = 500
 
 // hostLogSize is how many events per host the details view keeps.
-const hostLogSize = 32
+const hostLogSize = 256
 
 type pane int
 
@@ -404,12 +405,14 @@ func (m *Model) ingest(e engine.Event) {
 		m.lastPhase[e.Host] = e.Phase
 	case engine.EvMetricSample:
 		return // drawn by the SLO pane
+	case engine.EvObserved, engine.EvFinishing:
+		return // the checklist item or the report that follows says it
 	}
 	m.eventLog = append(m.eventLog, e)
 }
 
 func (m *Model) setStatus(s string, isErr bool) {
-	m.status, m.statusErr = s, isErr
+	m.status, m.statusErr = describe.Clean(s), isErr
 }
 
 func (m *Model) now() time.Time { return m.opts.Now() }

@@ -8,6 +8,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/themes"
+	"flightdeck/tui/describe"
 )
 
 // styles are the theme's colours as lipgloss styles.
@@ -63,17 +64,17 @@ func newStyles(t themes.Theme) styles {
 	return s
 }
 
-// level is how good a value or a state is; it is always shown with a
-// glyph and a word, never by colour alone.
-type level int
+// level is how good a value or a state is (describe.Level): always
+// shown with a glyph and a word, never by colour alone.
+type level = describe.Level
 
 const (
-	lvNone level = iota
-	lvOK
-	lvWarn
-	lvBreach
-	lvInfo
-	lvMuted
+	lvNone   = describe.None
+	lvOK     = describe.OK
+	lvWarn   = describe.Warn
+	lvBreach = describe.Breach
+	lvInfo   = describe.Info
+	lvMuted  = describe.Muted
 )
 
 func (s *styles) of(l level) lipgloss.Style {
@@ -101,73 +102,26 @@ type glyphs struct {
 	spark                          []string
 	running, paused, rolling       string
 	vsep, dash, caret              string
+	// words are the states' and events' glyphs and words, shared with the
+	// line output and serve's status.
+	words describe.Glyphs
 }
 
 func newGlyphs(ascii bool) glyphs {
 	if ascii {
-		return glyphs{ascii: true, ok: "ok", warn: "!", breach: "x", none: "-", cursor: ">",
+		return glyphs{words: describe.NewGlyphs(true), ascii: true, ok: "ok", warn: "!", breach: "x", none: "-", cursor: ">",
 			arrow: "->", sep: " | ", ellipsis: "~", rule: "-", barFull: "#", barEmpty: ".",
 			spark: []string{"_", "_", ".", ".", "-", "-", "=", "#"}, running: ">", paused: "||", rolling: "<<", vsep: "|", dash: "-", caret: "_"}
 	}
-	return glyphs{ok: "✓", warn: "▲", breach: "✗", none: "·", cursor: "▸",
+	return glyphs{words: describe.NewGlyphs(false), ok: "✓", warn: "▲", breach: "✗", none: "·", cursor: "▸",
 		arrow: "→", sep: " · ", ellipsis: "…", rule: "─", barFull: "█", barEmpty: "░",
 		spark: []string{"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}, running: "▶", paused: "‖", rolling: "↶", vsep: "│", dash: "—", caret: "▏"}
 }
 
-func (g *glyphs) levelGlyph(l level) string {
-	switch l {
-	case lvOK:
-		return g.ok
-	case lvWarn:
-		return g.warn
-	case lvBreach:
-		return g.breach
-	}
-	return g.none
-}
+func (g *glyphs) levelGlyph(l level) string { return g.words.Of(l) }
 
-// phaseGlyph returns a host phase's symbol and level.
-func (g *glyphs) phase(p engine.Phase) (string, level) {
-	type pg struct {
-		u, a string
-		l    level
-	}
-	var v pg
-	switch p {
-	case engine.PhaseQueued:
-		v = pg{"·", ".", lvMuted}
-	case engine.PhasePreparing:
-		v = pg{"↓", "v", lvInfo}
-	case engine.PhasePrepared:
-		v = pg{"◦", "o", lvNone}
-	case engine.PhaseDraining:
-		v = pg{"⇣", "d", lvInfo}
-	case engine.PhaseSwitching:
-		v = pg{"⇄", "~", lvInfo}
-	case engine.PhaseRestart:
-		v = pg{"↻", "r", lvInfo}
-	case engine.PhaseHealth:
-		v = pg{"♥", "h", lvInfo}
-	case engine.PhaseStandby:
-		v = pg{"◐", "s", lvInfo}
-	case engine.PhaseLive:
-		v = pg{"●", "*", lvOK}
-	case engine.PhaseReverting:
-		v = pg{"↶", "<", lvWarn}
-	case engine.PhaseReverted:
-		v = pg{"↺", "<", lvWarn}
-	case engine.PhaseFailed:
-		v = pg{"✗", "x", lvBreach}
-	case engine.PhaseSkipped:
-		v = pg{"–", "-", lvMuted}
-	default:
-		v = pg{"•", "?", lvNone}
-	}
-	if g.ascii {
-		return v.a, v.l
-	}
-	return v.u, v.l
-}
+// phase returns a host phase's symbol and level.
+func (g *glyphs) phase(p engine.Phase) (string, level) { return g.words.Phase(p) }
 
 // fit truncates s (which may hold ANSI styles) to w cells and pads it.
 func (g *glyphs) fit(s string, w int) string {

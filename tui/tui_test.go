@@ -509,7 +509,7 @@ func TestStateShownByGlyphAndWord(t *testing.T) {
 		{"running", rollingRun(4), false, []string{"▶ RUNNING", "wave 1/2", "r41 → r42", "● live", "✓ up", "✗ breach", "✓ ok"}},
 		{"canary", canaryRun(), false, []string{"weight 5% → 25% (step 2/3)", "step 2: 25% to r42", "next step in"}},
 		{"paused", paused, false, []string{"‖ PAUSED by bob", "PAUSED by bob"}},
-		{"rolling back", rolling, false, []string{"↶ ROLLING BACK by alice", "ROLLBACK by alice to each host's previous release"}},
+		{"rolling back", rolling, false, []string{"↶ ROLLING BACK by alice", "ROLLING BACK to each host's previous release by alice"}},
 		{"finished", finishedRun(), false, []string{"✓ SUCCEEDED", "verdict: SUCCEEDED"}},
 		{"through haproxy", throughTraffic(canaryRun(), "haproxy"), false, []string{"canary · via HAProxy"}},
 		{"through nginx", throughTraffic(rollingRun(4), "nginx"), false, []string{"rolling · via nginx"}},
