@@ -24,31 +24,49 @@ type demoRun struct {
 
 func runDemo(t *testing.T, args ...string) demoRun {
 	t.Helper()
+	return startDemo(t, args...)(t)
+}
+
+// startDemo starts `flightdeck demo --headless` in a kept directory and
+// returns at once; the returned func waits for it and reads its journal
+// (call it from the test's goroutine: it may fail the test).
+func startDemo(t *testing.T, args ...string) func(*testing.T) demoRun {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "fleet")
+	t.Cleanup(func() { chmodWritable(dir) })
 	cmd := exec.Command(binary, append([]string{"demo", "--headless", "--dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=trainee")
-	out, err := cmd.CombinedOutput()
-	r := demoRun{out: string(out), dir: dir}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
+	var out []byte
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		out, err = cmd.CombinedOutput()
+	}()
+	return func(t *testing.T) demoRun {
+		t.Helper()
+		<-done
+		r := demoRun{out: string(out), dir: dir}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		runs, err := engine.ListRuns(filepath.Join(dir, ".flightdeck"))
+		if err != nil || len(runs) < 2 {
+			t.Fatalf("demo journal: %v (%d runs)\n%s", err, len(runs), out)
+		}
+		last := runs[len(runs)-1]
+		r.events, err = engine.ReadJournal(filepath.Join(dir, ".flightdeck"), last.Run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.report = engine.Fold(r.events).Report
+		if r.report == nil || r.report.Probe == nil {
+			t.Fatalf("the demo run has no report with probe numbers:\n%s", out)
+		}
+		return r
 	}
-	t.Cleanup(func() { chmodWritable(dir) })
-	runs, err := engine.ListRuns(filepath.Join(dir, ".flightdeck"))
-	if err != nil || len(runs) < 2 {
-		t.Fatalf("demo journal: %v (%d runs)\n%s", err, len(runs), out)
-	}
-	last := runs[len(runs)-1]
-	r.events, err = engine.ReadJournal(filepath.Join(dir, ".flightdeck"), last.Run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.report = engine.Fold(r.events).Report
-	if r.report == nil || r.report.Probe == nil {
-		t.Fatalf("the demo run has no report with probe numbers:\n%s", out)
-	}
-	return r
 }
 
 func chmodWritable(dir string) {

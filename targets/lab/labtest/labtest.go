@@ -8,11 +8,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,6 +82,31 @@ func Up(t *testing.T, d *lab.Docker, n int, binary string) *lab.Lab {
 		t.Fatalf("lab up: %v", err)
 	}
 	return l
+}
+
+// UpMany starts count labs of n hosts running binary at the same time
+// (lab up waits mostly on the engine), each removed when the test ends.
+func UpMany(t *testing.T, d *lab.Docker, count, n int, binary string) []*lab.Lab {
+	t.Helper()
+	labs := make([]*lab.Lab, count)
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for i := range labs {
+		name, root := Name("t"), t.TempDir()
+		Down(t, d, name, root)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			labs[i], _, errs[i] = lab.Up(ctx, d, lab.Options{Name: name, Hosts: n, Root: root, Binary: binary})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	return labs
 }
 
 // BuildBinary builds the flightdeck command into dir and returns its path.
