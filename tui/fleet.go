@@ -252,19 +252,8 @@ func (m *Model) progress(hs *engine.HostState, w int) (string, level) {
 	return strings.Repeat(m.glyphs.barFull, full) + strings.Repeat(m.glyphs.barEmpty, barW-full) + text, lvInfo
 }
 
-func fmtAge(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	default:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-}
+// fmtAge is a short duration (describe.Age: 42s, 3m05s, 2h10m).
+func fmtAge(d time.Duration) string { return describe.Age(d) }
 
 func fmtBytes(n int64) string {
 	switch {
