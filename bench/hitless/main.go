@@ -227,11 +227,15 @@ func runStrategy(ctx context.Context, name string, opts demo.Options, n int, ste
 				r.rto = append(r.rto, dep.Report.RTO)
 			}
 		} else {
-			if dep.Outcome == engine.OutcomeSucceeded {
-				r.deployOK++
-				if dep.Report != nil && dep.Report.Probe != nil {
-					r.deployP99 = append(r.deployP99, dep.Report.Probe.P99)
-				}
+			if dep.Outcome != engine.OutcomeSucceeded {
+				// The engine rolled it back (a gate or the trigger, on a
+				// loaded machine): there is nothing to roll back from.
+				fmt.Fprintln(os.Stderr, line+"; no rollback (the deploy did not succeed)")
+				continue
+			}
+			r.deployOK++
+			if dep.Report != nil && dep.Report.Probe != nil {
+				r.deployP99 = append(r.deployP99, dep.Report.Probe.P99)
 			}
 			rb, err := fleet.Rollback(ctx, bench, "")
 			if err != nil {
