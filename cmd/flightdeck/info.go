@@ -143,10 +143,17 @@ func inspectAll(ctx context.Context, hosts []engine.Host) []hostReleases {
 
 func newJournalCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var only string
 	c := &cobra.Command{
-		Use:   "journal [show RUN]",
-		Short: "List runs, or show one run's events (`journal show RUN`)",
-		Args:  cobra.MaximumNArgs(2),
+		Use:   "journal [show RUN | summary RUN]",
+		Short: "List runs, show one run's events (`journal show RUN`) or summarise it as Markdown (`journal summary RUN`)",
+		Long: `List the environment's runs; ` + "`journal show RUN`" + ` prints one run's events
+(RUN may be "last"), --only keeps some kinds of them (actions, gates,
+failures, rollbacks, traffic, run); ` + "`journal summary RUN`" + ` prints a short Markdown
+incident summary to paste into a ticket: what ran, the verdict and its
+cause, the gates with their numbers, the rollback and its RTO, and a
+timeline of who did what when (UTC).`,
+		Args: cobra.MaximumNArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			_, st, err := g.loadState(c)
 			if err != nil {
@@ -155,8 +162,17 @@ func newJournalCmd(g *globals) *cobra.Command {
 			defer st.close()
 			out := c.OutOrStdout()
 			if len(args) > 0 {
-				if args[0] != "show" || len(args) != 2 {
-					return badInput(fmt.Errorf("usage: flightdeck journal [show RUN]"))
+				if (args[0] != "show" && args[0] != "summary") || len(args) != 2 {
+					return badInput(fmt.Errorf("usage: flightdeck journal [show RUN | summary RUN]"))
+				}
+				var kinds []lines.Kind
+				if only != "" {
+					if args[0] != "show" {
+						return badInput(fmt.Errorf("--only goes with journal show"))
+					}
+					if kinds, err = lines.ParseKinds(only); err != nil {
+						return badInput(fmt.Errorf("--only: %w", err))
+					}
 				}
 				id := args[1]
 				if id == "last" {
@@ -176,10 +192,19 @@ func newJournalCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return badInput(err)
 				}
+				if args[0] == "summary" {
+					if len(evs) == 0 {
+						return badInput(fmt.Errorf("run %s has no events", id))
+					}
+					_, err := fmt.Fprint(out, lines.Summary(evs))
+					return err
+				}
 				p := lines.New(out, asJSON)
 				p.Verbose = true
 				for _, e := range evs {
-					p.Print(e)
+					if kinds == nil || lines.Has(e, kinds) {
+						p.Print(e)
+					}
 				}
 				return nil
 			}
@@ -210,6 +235,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&only, "only", "", "with show: only these kinds of events, comma-separated (actions, gates, failures, rollbacks, traffic, run)")
 	return c
 }
 

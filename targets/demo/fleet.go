@@ -110,7 +110,12 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 		}
 		f.ownDir = true
 	} else {
-		f.Dir = opts.Dir
+		// Absolute: the plan names host paths that must resolve from the
+		// plan's own folder, and the hosts must be where --dir says, from
+		// wherever the demo was started.
+		if f.Dir, err = filepath.Abs(opts.Dir); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(f.Dir, 0o755); err != nil {
 			return nil, err
 		}
