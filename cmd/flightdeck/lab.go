@@ -195,8 +195,16 @@ func newLabDownCmd(lf *labFlags) *cobra.Command {
 				// Removal is finished even when interrupted: a half-removed lab helps nobody.
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context()), 2*time.Minute)
 				defer cancel()
+				n, err := d.Objects(ctx, lf.name)
+				if err != nil {
+					return err
+				}
 				if err := lab.Down(ctx, d, lf.name, ""); err != nil {
 					return err
+				}
+				if n == 0 {
+					fmt.Fprintf(c.OutOrStdout(), "lab %s: nothing to remove (no container, volume or network carries %s=%s)\n", lf.name, lab.LabelLab, lf.name)
+					return nil
 				}
 				fmt.Fprintf(c.OutOrStdout(), "lab %s removed (every container, volume and network labelled %s=%s, and its files)\n", lf.name, lab.LabelLab, lf.name)
 				return nil

@@ -192,6 +192,9 @@ func TestLabAcceptance(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(labs, name)); !os.IsNotExist(err) {
 		t.Errorf("the lab's directory (its key) is left after lab down: %v", err)
 	}
+	if out, code := run("lab", "down", "--name", name); code != 0 || !strings.Contains(out, "nothing to remove") {
+		t.Errorf("lab down again: exit %d, want 0 saying there is nothing to remove:\n%s", code, out)
+	}
 }
 
 // assertNoKeyLeaked: no private key of the lab (its SSH key, each host's
