@@ -114,16 +114,22 @@ func (f fileLock) OpenJournal(_ context.Context, run string) (RunJournal, error)
 	return fileJournal{j}, nil
 }
 
-// Fence: a file lock is held for as long as this process lives.
-func (f fileLock) Fence(context.Context) error { return nil }
-func (f fileLock) Recovered() *LockInfo        { return f.l.Recovered }
-func (f fileLock) Release() error              { return f.l.Release() }
+// Fence: a file lock is held for as long as this process lives, unless
+// `flightdeck unlock` broke it (its file is not the one we flock).
+func (f fileLock) Fence(context.Context) error {
+	if !f.l.Held() {
+		return fmt.Errorf("the lock of this run (%s) was broken: no host is switched any more", f.l.path)
+	}
+	return nil
+}
+func (f fileLock) Recovered() *LockInfo { return f.l.Recovered }
+func (f fileLock) Release() error       { return f.l.Release() }
 
 // fileJournal adapts *Journal to RunJournal.
 type fileJournal struct{ *Journal }
 
 func (j fileJournal) Append(_ context.Context, evs ...Event) error { return j.Journal.Append(evs...) }
-func (j fileJournal) Notices() []string                            { return nil }
+func (j fileJournal) Notices() []string                            { return j.Journal.Notices() }
 
 // followPoll is how often a file journal is read again when followed.
 const followPoll = 100 * time.Millisecond
@@ -135,7 +141,8 @@ func (f FileState) Follow(ctx context.Context, run string, after uint64, fn func
 	defer t.Stop()
 	for {
 		evs, err := ReadJournal(f.Dir, run)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		var dmg *JournalDamageError
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.As(err, &dmg) {
 			return err
 		}
 		var out []Event

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -206,9 +207,12 @@ func (e *Engine) withLock(ctx context.Context, actor Actor, command, run string,
 }
 
 func (e *Engine) resumeLocked(ctx context.Context, actor Actor, lock HeldLock, notices []string) (*State, error) {
-	id, evs, err := unfinishedRun(ctx, e.StateBackend(), e.Env.Name)
+	id, evs, dmg, err := unfinishedRunDamage(ctx, e.StateBackend(), e.Env.Name)
 	if err != nil || id == "" {
 		return nil, err
+	}
+	if dmg != nil {
+		notices = append(notices, dmg.Error()+"; the run is resumed from the others and the hosts")
 	}
 	r, err := e.newRun(RunConfig{Kind: Fold(evs).Info.Kind, Actor: actor, RunID: id, Lock: lock}, notices)
 	if err != nil {
@@ -273,21 +277,32 @@ func UnfinishedRun(stateDir, env string) (string, []Event, error) {
 }
 
 func unfinishedRun(ctx context.Context, st StateBackend, env string) (string, []Event, error) {
+	id, evs, _, err := unfinishedRunDamage(ctx, st, env)
+	return id, evs, err
+}
+
+// unfinishedRunDamage is unfinishedRun that reads a damaged journal: the
+// events of its readable lines, and what was damaged (to be journaled).
+func unfinishedRunDamage(ctx context.Context, st StateBackend, env string) (string, []Event, *JournalDamageError, error) {
 	runs, err := st.ListRuns(ctx)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	for i := len(runs) - 1; i >= 0; i-- {
 		if runs[i].Env != env {
 			continue
 		}
 		if runs[i].Status == StatusFinished {
-			return "", nil, nil
+			return "", nil, nil, nil
 		}
 		evs, err := st.ReadJournal(ctx, runs[i].Run)
-		return runs[i].Run, evs, err
+		var dmg *JournalDamageError
+		if errors.As(err, &dmg) {
+			return runs[i].Run, evs, dmg, nil
+		}
+		return runs[i].Run, evs, nil, err
 	}
-	return "", nil, nil
+	return "", nil, nil, nil
 }
 
 // DefaultRollbackTarget is the release that was live before the newest

@@ -2,8 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,21 +117,130 @@ func TestLock(t *testing.T) {
 		t.Fatalf("another environment's lock: %v", err)
 	}
 	l.Release()
-	// A lock whose process is gone (on this machine) is stale and taken over.
+	// A lock whose process is gone (on this machine) is stale and taken
+	// over: the file it left behind is flocked by nobody.
 	dead := deadPID(t)
-	if _, err := AcquireLock(dir, "prod", LockInfo{Owner: "carol", PID: dead, Host: host, Command: "deploy"}); err != nil {
-		t.Fatal(err)
-	}
+	leaveLock(t, dir, "prod", LockInfo{Owner: "carol", PID: dead, Host: host, Command: "deploy"})
 	l2, err := AcquireLock(dir, "prod", LockInfo{Owner: "dave", PID: os.Getpid(), Host: host})
 	if err != nil || l2.Recovered == nil || l2.Recovered.Owner != "carol" {
 		t.Fatalf("stale lock not taken over: %v %+v", err, l2)
 	}
 	// A lock held on another machine is never assumed stale.
 	l2.Release()
-	AcquireLock(dir, "prod", LockInfo{Owner: "erin", PID: dead, Host: host + "-elsewhere"})
+	leaveLock(t, dir, "prod", LockInfo{Owner: "erin", PID: dead, Host: host + "-elsewhere"})
 	if _, err := AcquireLock(dir, "prod", LockInfo{Owner: "frank", PID: os.Getpid(), Host: host}); !errorsAs(err, &held) {
 		t.Fatalf("lock of another machine taken over: %v", err)
 	}
+}
+
+// leaveLock writes the lock file a process that died holding it leaves.
+func leaveLock(t *testing.T, dir, env string, li LockInfo) {
+	t.Helper()
+	b, _ := json.Marshal(li)
+	if err := os.MkdirAll(filepath.Join(dir, "locks"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lockPath(dir, env), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockUnreadable: an empty or damaged lock file (a crash between its
+// creation and its write) is held by an unknown holder, aged from its
+// mtime, and BreakLock removes it.
+func TestLockUnreadable(t *testing.T) {
+	host, _ := os.Hostname()
+	for _, content := range []string{"", "\n", "{\"owner\": \"al", "\x00\x00\x00"} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "locks"), 0o700)
+		os.WriteFile(lockPath(dir, "prod"), []byte(content), 0o600)
+		old := time.Now().Add(-time.Hour)
+		os.Chtimes(lockPath(dir, "prod"), old, old)
+		_, err := AcquireLock(dir, "prod", LockInfo{Owner: "bob", PID: os.Getpid(), Host: host})
+		var held *LockHeldError
+		if !errorsAs(err, &held) || held.Info.Unreadable == "" || held.Age < 59*time.Minute ||
+			!strings.Contains(err.Error(), lockPath(dir, "prod")) {
+			t.Fatalf("lock file %q: %v, want held by an unknown holder for an hour", content, err)
+		}
+		li, err := BreakLock(dir, "prod")
+		if err != nil || li.Unreadable == "" {
+			t.Fatalf("break lock file %q: %+v, %v", content, li, err)
+		}
+		l, err := AcquireLock(dir, "prod", LockInfo{Owner: "bob", PID: os.Getpid(), Host: host})
+		if err != nil || l.Recovered != nil {
+			t.Fatalf("after break: %v", err)
+		}
+		l.Release()
+	}
+}
+
+// TestLockTakeoverRace: processes that find the same stale lock at once
+// never both take it over; every loser is told the lock is held.
+func TestLockTakeoverRace(t *testing.T) {
+	dir := t.TempDir()
+	host, _ := os.Hostname()
+	dead := deadPID(t)
+	for round := range 30 {
+		leaveLock(t, dir, "prod", LockInfo{Owner: "carol", PID: dead, Host: host, Command: "deploy"})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []*Lock
+		start := make(chan struct{})
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				l, err := AcquireLock(dir, "prod", LockInfo{Owner: fmt.Sprint("p", i), PID: os.Getpid(), Host: host})
+				var held *LockHeldError
+				if err != nil && !errorsAs(err, &held) {
+					t.Errorf("round %d: a loser got %v, want a held lock", round, err)
+				}
+				if err == nil {
+					mu.Lock()
+					won = append(won, l)
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(won) != 1 {
+			t.Fatalf("round %d: %d takers of one stale lock", round, len(won))
+		}
+		// The winner still holds the lock at its path.
+		if !won[0].Held() || won[0].Recovered == nil || won[0].Recovered.Owner != "carol" {
+			t.Fatalf("round %d: winner %+v", round, won[0])
+		}
+		// Keep its file as the next round's stale lock, as a crash would.
+		won[0].f.Close()
+	}
+}
+
+// TestLockBroken: once `unlock` broke a lock and another run took it, the
+// first holder is fenced and its release leaves the new lock alone.
+func TestLockBroken(t *testing.T) {
+	dir := t.TempDir()
+	host, _ := os.Hostname()
+	a, err := AcquireLock(dir, "prod", LockInfo{Owner: "alice", PID: os.Getpid(), Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BreakLock(dir, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := AcquireLock(dir, "prod", LockInfo{Owner: "bob", PID: os.Getpid(), Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Held() || (fileLock{dir: dir, l: a}).Fence(context.Background()) == nil {
+		t.Fatal("a broken lock still counts as held")
+	}
+	a.Release()
+	if !b.Held() {
+		t.Fatal("releasing a broken lock removed its new holder's")
+	}
+	b.Release()
 }
 
 func TestHubWatch(t *testing.T) {

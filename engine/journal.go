@@ -22,28 +22,88 @@ const JournalDir = "journal"
 // append is written and fsynced before it returns, so an event that was
 // published is on disk.
 type Journal struct {
-	f    *os.File
-	path string
-	buf  bytes.Buffer
+	f       *os.File
+	path    string
+	buf     bytes.Buffer
+	notices []string
 }
 
-// OpenJournal opens (creating if needed) the journal file of a run for appending.
+// OpenJournal opens (creating if needed) the journal file of a run for
+// appending. A torn last line (the process died while writing it, or the
+// disk was full) is cut off first, so that the next event starts a line of
+// its own; Notices says so, for the run to journal.
 func OpenJournal(stateDir, run string) (*Journal, error) {
+	if err := ValidateRunID(run); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(stateDir, JournalDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := MkdirPrivate(dir); err != nil {
 		return nil, fmt.Errorf("create journal dir: %w", err)
 	}
 	p := filepath.Join(dir, run+".jsonl")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	j := &Journal{f: f, path: p}
+	if err := j.cutTornTail(); err != nil {
+		f.Close()
+		return nil, err
 	}
 	if err := syncDir(dir); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &Journal{f: f, path: p}, nil
+	return j, nil
 }
+
+// cutTornTail truncates the journal after its last newline.
+func (j *Journal) cutTornTail() error {
+	fi, err := j.f.Stat()
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return nil
+	}
+	keep, err := afterLastNewline(j.f, size)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	if keep == size {
+		return nil
+	}
+	if err := j.f.Truncate(keep); err != nil {
+		return fmt.Errorf("journal %s: cut its torn last line: %w", j.path, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("fsync journal %s: %w", j.path, err)
+	}
+	j.notices = append(j.notices, fmt.Sprintf("the journal %s ended in a torn line (%d bytes: the process died or the disk was full while writing it); it was cut off before appending", j.path, size-keep))
+	return nil
+}
+
+// afterLastNewline returns the offset just after the last '\n' of the
+// first size bytes of r (0 when there is none).
+func afterLastNewline(r io.ReaderAt, size int64) (int64, error) {
+	buf := make([]byte, 64*1024)
+	for end := size; end > 0; {
+		start := max(0, end-int64(len(buf)))
+		b := buf[:end-start]
+		if _, err := r.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
+}
+
+// Notices says what opening the journal repaired.
+func (j *Journal) Notices() []string { return j.notices }
 
 // Path is the journal file's path.
 func (j *Journal) Path() string { return j.path }
@@ -58,10 +118,10 @@ func (j *Journal) Append(evs ...Event) error {
 		}
 	}
 	if _, err := j.f.Write(j.buf.Bytes()); err != nil {
-		return fmt.Errorf("write journal: %w", err)
+		return fmt.Errorf("write journal %s: %w", j.path, err)
 	}
 	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("fsync journal: %w", err)
+		return fmt.Errorf("fsync journal %s: %w", j.path, err)
 	}
 	return nil
 }
@@ -69,43 +129,139 @@ func (j *Journal) Append(evs ...Event) error {
 // Close closes the journal file.
 func (j *Journal) Close() error { return j.f.Close() }
 
+// JournalDamageError says which lines of a journal could not be read. It
+// comes with the events of every other line: damage never hides the rest
+// of a journal.
+type JournalDamageError struct {
+	Path string
+	// Lines are the damaged lines' numbers (1-based), Errs why, in order
+	// (at most the first 10 of each are kept).
+	Lines []int
+	Errs  []error
+	// Count is how many lines were damaged.
+	Count int
+}
+
+func (e *JournalDamageError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "journal %s: %d damaged line", e.Path, e.Count)
+	if e.Count != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString(" skipped (")
+	for i, l := range e.Lines {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "line %d: %v", l, e.Errs[i])
+	}
+	if e.Count > len(e.Lines) {
+		b.WriteString("; …")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
 // ReadJournal reads every event of a run. A torn last line (the process
-// died mid-write) is ignored; a corrupt line elsewhere is an error.
+// died mid-write, or is writing it now) is ignored; a damaged line
+// elsewhere is skipped, and the events come with a *JournalDamageError
+// naming the file and the lines.
 func ReadJournal(stateDir, run string) ([]Event, error) {
-	f, err := os.Open(filepath.Join(stateDir, JournalDir, run+".jsonl"))
+	if err := ValidateRunID(run); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(stateDir, JournalDir, run+".jsonl")
+	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("open journal of run %s: %w", run, err)
 	}
 	defer f.Close()
-	return decodeEvents(f)
+	evs, err := DecodeEvents(f, p)
+	if err != nil {
+		return evs, err
+	}
+	return evs, nil
 }
 
-func decodeEvents(r io.Reader) ([]Event, error) {
+// maxJournalLine bounds one journal line (one event).
+const maxJournalLine = 16 << 20
+
+// DecodeEvents reads a journal's JSON lines from r (path names it in
+// errors). A last line without its newline is torn and ignored; other
+// lines that are not events are skipped and reported in a
+// *JournalDamageError that comes with the events read. Other errors (the
+// reader's) return no events.
+func DecodeEvents(r io.Reader, path string) ([]Event, error) {
 	var evs []Event
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	var pendingErr error
-	line := 0
-	for sc.Scan() {
-		line++
-		if pendingErr != nil {
-			return nil, pendingErr
+	br := bufio.NewReaderSize(r, 64*1024)
+	var dmg *JournalDamageError
+	damage := func(line int, err error) {
+		if dmg == nil {
+			dmg = &JournalDamageError{Path: path}
 		}
-		b := sc.Bytes()
+		dmg.Count++
+		if len(dmg.Lines) < 10 {
+			dmg.Lines = append(dmg.Lines, line)
+			dmg.Errs = append(dmg.Errs, err)
+		}
+	}
+	line := 0
+	for {
+		b, err := readLine(br, maxJournalLine)
+		if errors.Is(err, io.EOF) {
+			break // b, without its newline, is a torn last line
+		}
+		line++
+		if errors.Is(err, errLongLine) {
+			damage(line, err)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read journal %s: %w", path, err)
+		}
 		if len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
 		var e Event
 		if err := json.Unmarshal(b, &e); err != nil {
-			pendingErr = fmt.Errorf("journal line %d: %w", line, err)
+			damage(line, err)
 			continue
 		}
 		evs = append(evs, e)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read journal: %w", err)
+	if dmg != nil {
+		return evs, dmg
 	}
 	return evs, nil
+}
+
+var errLongLine = fmt.Errorf("longer than %d bytes", maxJournalLine)
+
+// readLine reads one line, without its newline. At the end of the input
+// it returns io.EOF (with what followed the last newline); a line longer
+// than limit is consumed and errLongLine returned.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var out []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(out)+len(chunk) <= limit {
+			out = append(out, chunk...)
+		} else {
+			out = out[:0:0]
+			limit = -1
+		}
+		switch {
+		case err == nil:
+			if limit < 0 {
+				return nil, errLongLine
+			}
+			return out[:len(out)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return out, err
+		}
+	}
 }
 
 // RunSummary describes one run in the journal.
@@ -124,6 +280,9 @@ type RunSummary struct {
 	Events   int           `json:"events"`
 	// Status is StatusFinished, or StatusUnfinished for a run whose process died.
 	Status Status `json:"status"`
+	// Damage says which lines of the run's journal could not be read
+	// (the summary is made of the others).
+	Damage string `json:"damage,omitempty"`
 }
 
 // ListRuns summarises every run in the journal, oldest first.
@@ -143,13 +302,18 @@ func ListRuns(stateDir string) ([]RunSummary, error) {
 			continue
 		}
 		evs, err := ReadJournal(stateDir, name)
-		if err != nil {
+		var dmg *JournalDamageError
+		if err != nil && !errors.As(err, &dmg) {
 			return nil, err
 		}
 		if len(evs) == 0 || evs[0].Start == nil {
 			continue
 		}
-		out = append(out, Summarise(evs))
+		s := Summarise(evs)
+		if dmg != nil {
+			s.Damage = dmg.Error()
+		}
+		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Started.Equal(out[j].Started) {

@@ -103,8 +103,11 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 // a probe that could not start.
 func (r *Run) notices(ctx context.Context) []string {
 	var out []string
+	if r.journal != nil {
+		out = append(out, r.journal.Notices()...)
+	}
 	if r.cfg.Notices != nil {
-		out = r.cfg.Notices()
+		out = append(out, r.cfg.Notices()...)
 	}
 	if err := r.startProbe(ctx); err != nil {
 		out = append(out, err.Error())

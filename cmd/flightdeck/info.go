@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -189,7 +190,8 @@ timeline of who did what when (UTC).`,
 					return badInput(fmt.Errorf("bad run id %q", id))
 				}
 				evs, err := st.ReadJournal(c.Context(), id)
-				if err != nil {
+				var dmg *engine.JournalDamageError
+				if err != nil && !errors.As(err, &dmg) {
 					return badInput(err)
 				}
 				if args[0] == "summary" {
@@ -206,11 +208,19 @@ timeline of who did what when (UTC).`,
 						p.Print(e)
 					}
 				}
+				if dmg != nil {
+					fmt.Fprintln(c.ErrOrStderr(), "flightdeck: warning:", dmg)
+				}
 				return nil
 			}
 			runs, err := st.ListRuns(c.Context())
 			if err != nil {
 				return err
+			}
+			for _, r := range runs {
+				if r.Damage != "" {
+					fmt.Fprintln(c.ErrOrStderr(), "flightdeck: warning:", r.Damage)
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(out)
@@ -269,6 +279,11 @@ func newUnlockCmd(g *globals) *cobra.Command {
 			run := ""
 			if held.Run != "" {
 				run = ", run " + held.Run
+			}
+			if held.Unreadable != "" {
+				fmt.Fprintf(c.OutOrStdout(), "broke the lock of %s held by an unknown holder (%s; held %s); recorded in %s\n",
+					l.env.Name, held.Unreadable, time.Since(held.Started).Round(time.Second), where)
+				return nil
 			}
 			fmt.Fprintf(c.OutOrStdout(), "broke the lock of %s on %s (pid %d on %s%s, %q, held %s); recorded in %s\n",
 				held.Owner, l.env.Name, held.PID, held.Host, run, held.Command, time.Since(held.Started).Round(time.Second), where)

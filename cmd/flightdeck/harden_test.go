@@ -1,0 +1,249 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"flightdeck/engine"
+	"flightdeck/internal/syncbuf"
+)
+
+// These tests pin issue 14's hardening of the state (journal, locks) and
+// of the run's inputs and outputs through the real binary.
+// FLIGHTDECK_TEST_BINARY runs them against another build (see TestMain).
+
+func (p *project) stateDir() string { return filepath.Join(p.dir, ".flightdeck") }
+
+func (p *project) lockFile() string {
+	return filepath.Join(p.stateDir(), "locks", "production.lock")
+}
+
+// deadPID returns the id of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	c := exec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Process.Pid
+}
+
+// TestUnreadableLockIsHeldAndUnlockBreaksIt (item 7): an empty or garbage
+// lock file (a crash between its creation and its write) is held by an
+// unknown holder: deploy and rollback exit 3 naming the file, and
+// `unlock` breaks it.
+func TestUnreadableLockIsHeldAndUnlockBreaksIt(t *testing.T) {
+	p := newProject(t, 1, 2, rolling2, "")
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	for _, content := range []string{"", `{"owner":"al`} {
+		writeFile(t, p.lockFile(), content)
+		for _, args := range [][]string{{"deploy", "--headless", "--release", "r2"}, {"rollback", "--headless", "--to", "r1"}} {
+			out, code := p.run(args...)
+			if code != 3 || !strings.Contains(out, p.lockFile()) {
+				t.Fatalf("lock file %q: %v exit %d, want 3 naming the lock file:\n%s", content, args, code, out)
+			}
+		}
+		if out, code := p.run("unlock", "--reason", "crashed"); code != 0 {
+			t.Fatalf("unlock of lock file %q: exit %d:\n%s", content, code, out)
+		}
+	}
+	if out, code := p.run("deploy", "--headless", "--release", "r2"); code != 0 {
+		t.Fatalf("deploy after unlock exit %d:\n%s", code, out)
+	}
+}
+
+// TestStaleLockTakeoverHasOneWinner (item 7): deploys that reach a dead
+// holder's lock together: exactly one takes it over and runs, every other
+// exits 3 (never 1). Each deploy is held in its build step (before the
+// lock) until all are there, so that they race for the lock; the winner is
+// held in its restart until the losers have answered.
+func TestStaleLockTakeoverHasOneWinner(t *testing.T) {
+	gates := t.TempDir()
+	built, restart, building, running := filepath.Join(gates, "built"), filepath.Join(gates, "restart"), t.TempDir(), t.TempDir()
+	p := newProject(t, 1, 2, rolling2, fmt.Sprintf(
+		"build:\n  - 'mktemp %s/b.XXXXXX >/dev/null; while [ ! -e %s ]; do sleep 0.002; done'\nbuild_output: .\n"+
+			"restart: 'mktemp %s/r.XXXXXX >/dev/null; while [ ! -e %s ]; do sleep 0.01; done'\n", building, built, running, restart))
+	count := func(dir string) int { ents, _ := os.ReadDir(dir); return len(ents) }
+	reset := func() {
+		for _, d := range []string{building, running} {
+			os.RemoveAll(d)
+			os.MkdirAll(d, 0o755)
+		}
+		os.Remove(built)
+		os.Remove(restart)
+	}
+	writeFile(t, built, "")
+	writeFile(t, restart, "") // the base deploy is not held
+	if out, code := p.run("deploy", "--headless", "--release", "base"); code != 0 {
+		t.Fatalf("base deploy exit %d:\n%s", code, out)
+	}
+	host, _ := os.Hostname()
+	for round := range 4 {
+		reset()
+		b, _ := json.Marshal(engine.LockInfo{Owner: "carol", PID: deadPID(t), Host: host, Command: "deploy"})
+		writeFile(t, p.lockFile(), string(b))
+		const n = 6
+		var mu sync.Mutex
+		codes := map[int]int{}
+		outs := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, code := p.run("deploy", "--headless", "--release", fmt.Sprintf("t%d-%d", round, i))
+				mu.Lock()
+				codes[code]++
+				outs[i] = out
+				mu.Unlock()
+			}()
+		}
+		waitFor(t, func() bool { return count(building) == n })
+		writeFile(t, built, "") // all race for the lock now
+		waitFor(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			done := 0
+			for _, c := range codes {
+				done += c
+			}
+			return done+count(running) >= n
+		})
+		ran := count(running)
+		writeFile(t, restart, "")
+		wg.Wait()
+		if ran != 1 || codes[0] != 1 || codes[3] != n-1 {
+			t.Fatalf("round %d: %d deploys ran at once; exit codes %v, want one 0 and %d times 3:\n%s",
+				round, ran, codes, n-1, strings.Join(outs, "\n---\n"))
+		}
+	}
+}
+
+// killHeldDeploy starts a deploy of rel whose restart waits for gate,
+// SIGKILLs it there and returns its (unfinished) run.
+func (p *project) killHeldDeploy(t *testing.T, rel string) string {
+	t.Helper()
+	cmd := exec.Command(binary, "deploy", "--headless", "--release", rel)
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=tester")
+	var out syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(out.String(), "restarting") })
+	cmd.Process.Kill()
+	cmd.Wait()
+	id, _, err := engine.UnfinishedRun(p.stateDir(), "production")
+	if err != nil || id == "" {
+		t.Fatalf("no unfinished run after the kill: %q %v\n%s", id, err, out.String())
+	}
+	return id
+}
+
+func (p *project) journalFile(run string) string {
+	return filepath.Join(p.stateDir(), "journal", run+".jsonl")
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTornJournalTailIsCutOnResume (item 5): a run killed with a torn last
+// journal line is resumed: the tail is cut off (and the journal says so),
+// so the journal reads whole afterwards and every command keeps working.
+func TestTornJournalTailIsCutOnResume(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	p := newProject(t, 1, 2, rolling2, fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	run := p.killHeldDeploy(t, "r2")
+	appendFile(t, p.journalFile(run), `{"seq":9999,"time":"2026-01-01T00:00:00Z","type":"HostPh`)
+	writeFile(t, gate, "")
+	if out, code := p.run("resume", "--headless"); code != 0 && code != 1 {
+		t.Fatalf("resume exit %d:\n%s", code, out)
+	}
+	evs, err := engine.ReadJournal(p.stateDir(), run)
+	if err != nil {
+		t.Fatalf("the resumed run's journal does not read whole: %v", err)
+	}
+	said := false
+	for _, e := range evs {
+		said = said || (e.Type == engine.EvNotice && strings.Contains(e.Message, "torn"))
+	}
+	if !said || engine.Fold(evs).Status != engine.StatusFinished {
+		t.Errorf("the resumed run is not finished, or does not say its torn tail was cut (notice: %v)", said)
+	}
+	for _, args := range [][]string{{"journal"}, {"journal", "show", run}, {"deploy", "--headless", "--release", "r3"}, {"rollback", "--headless", "--to", "r1"}} {
+		if out, code := p.run(args...); code != 0 {
+			t.Fatalf("%v exit %d after the torn journal:\n%s", args, code, out)
+		}
+	}
+}
+
+// TestDamagedJournalLineNeverLocksOut (item 5): a garbage line in the
+// middle of a journal (an old run's, and the unfinished run's) is named
+// with its file and line, and blocks neither `journal`, nor a resume, nor
+// a new deploy or a rollback.
+func TestDamagedJournalLineNeverLocksOut(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	p := newProject(t, 1, 2, rolling2, fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	runs, err := engine.ListRuns(p.stateDir())
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs %v %v", runs, err)
+	}
+	old := p.journalFile(runs[0].Run)
+	// A garbage line in the middle of the old run's journal.
+	b, _ := os.ReadFile(old)
+	ls := strings.SplitAfter(string(b), "\n")
+	ls = append(ls[:3], append([]string{"\x00\x00garbage{\n"}, ls[3:]...)...)
+	os.WriteFile(old, []byte(strings.Join(ls, "")), 0o600)
+	out, code := p.run("journal")
+	if code != 0 || !strings.Contains(out, old) || !strings.Contains(out, "line 4") {
+		t.Fatalf("journal exit %d, want 0 warning of %s line 4:\n%s", code, old, out)
+	}
+	out, code = p.run("journal", "show", runs[0].Run)
+	if code != 0 || !strings.Contains(out, old+": 1 damaged line") || !strings.Contains(out, "RunFinished") && !strings.Contains(out, "finished") {
+		t.Fatalf("journal show exit %d, want the events and a warning naming the file:\n%s", code, out)
+	}
+	// The unfinished run's journal has a damaged line too.
+	run := p.killHeldDeploy(t, "r2")
+	appendFile(t, p.journalFile(run), "{\"seq\": garbage}\n")
+	writeFile(t, gate, "")
+	if out, code := p.run("deploy", "--headless", "--release", "r3"); code != 0 {
+		t.Fatalf("deploy r3 exit %d over damaged journals:\n%s", code, out)
+	}
+	if id, _, _ := engine.UnfinishedRun(p.stateDir(), "production"); id != "" {
+		t.Fatalf("run %s left unfinished", id)
+	}
+	want, err := engine.DefaultRollbackTarget(p.stateDir(), "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := p.run("rollback", "--headless"); code != 0 {
+		t.Fatalf("rollback exit %d over damaged journals:\n%s", code, out)
+	}
+	if c := current(t, p.host(1)); c != want || c == "r3" {
+		t.Fatalf("current %q after the rollback, want %s", c, want)
+	}
+}
