@@ -95,17 +95,23 @@ func TestDemoThroughHAProxyAndNginx(t *testing.T) {
 	if testing.Short() {
 		t.Skip("demo runs skipped in -short mode")
 	}
-	for _, lb := range []struct {
+	lbs := []struct {
 		kind    string
 		require func(testing.TB)
 		names   string
 	}{
 		{"haproxy", haproxytest.Require, "HAProxy backend app at "},
 		{"nginx", nginxtest.Require, "nginx upstream app in "},
-	} {
+	}
+	// Both demos run at the same time (each waits mostly on its gates).
+	waits := make([]func(*testing.T) demoRun, len(lbs))
+	for i, lb := range lbs {
+		lb.require(t)
+		waits[i] = startDemo(t, "--router", lb.kind, "--strategy", "canary", "--hosts", "4", "--rate", "100")
+	}
+	for i, lb := range lbs {
 		t.Run(lb.kind, func(t *testing.T) {
-			lb.require(t)
-			r := runDemo(t, "--router", lb.kind, "--strategy", "canary", "--hosts", "4", "--rate", "100")
+			r := waits[i](t)
 			if r.report.Outcome != engine.OutcomeSucceeded || r.report.Probe.Failed != 0 || r.report.Probe.Requests < 20 {
 				t.Fatalf("outcome %s, %d of %d probe requests failed; want succeeded, 0 of many:\n%s",
 					r.report.Outcome, r.report.Probe.Failed, r.report.Probe.Requests, r.out)
@@ -114,8 +120,9 @@ func TestDemoThroughHAProxyAndNginx(t *testing.T) {
 			if info == nil || info.Traffic != lb.kind || !strings.HasPrefix(info.TrafficAt, lb.names) {
 				t.Errorf("run info %+v; want the traffic layer %s", info, lb.kind)
 			}
-			if !strings.Contains(r.out, "through "+lb.kind) || !strings.Contains(r.out, "demo fleet: 4 hosts") {
-				t.Errorf("the briefing does not name the traffic layer:\n%s", r.out)
+			if !strings.Contains(r.out, "through "+lb.kind) || !strings.Contains(r.out, "demo fleet: 4 hosts") ||
+				!strings.Contains(r.out, "; traffic through "+lb.names) {
+				t.Errorf("the briefing and the run's first line do not name the traffic layer:\n%s", r.out)
 			}
 			if r.code != 0 && !strings.HasPrefix(r.report.Verdict, "NOT HITLESS: probe p99") {
 				t.Errorf("exit %d, verdict %q", r.code, r.report.Verdict)
