@@ -386,7 +386,7 @@ func (s *State) Apply(e Event) {
 		}
 		s.TrafficErr = ""
 	case EvNotice:
-		if e.Command == "route" && e.Error != "" {
+		if e.Command == ActRoute.String() && e.Error != "" {
 			s.TrafficErr = e.Error
 		}
 	case EvCohortSet:

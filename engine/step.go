@@ -447,6 +447,12 @@ func (m *machine) result(now time.Time, r workResult, out *output) {
 		if r.done {
 			m.rollbackPath(now, r.err, out)
 		}
+	case WorkRoute:
+		if r.err != nil {
+			// The planner rolls back a run whose traffic could not be moved
+			// (and ends a rollback that cannot move it back).
+			m.emit(out, now, Event{Type: EvNotice, Command: ActRoute.String(), Error: "router: " + r.err.Error()})
+		}
 	}
 }
 

@@ -662,3 +662,58 @@ func TestStepRollbackSaysWhichHostsItNeverSwitched(t *testing.T) {
 		t.Error("the journal does not say b was not switched")
 	}
 }
+
+// TestStepRouterFailureRollsBack: a route change that fails is journaled
+// and rolls the run back (actor auto), traffic first; a rollback whose
+// route change fails ends the run failed instead of retrying forever.
+func TestStepRouterFailureRollsBack(t *testing.T) {
+	s := canaryStepper(t, runRules{routed: true})
+	s.done(s.m.work[verifyWork], nil)
+	s.step(workInput{results: []workResult{
+		{key: hostWork("a"), action: s.m.work[hostWork("a")], done: true, events: prepared("a")},
+		{key: hostWork("b"), action: s.m.work[hostWork("b")], done: true, events: prepared("b")},
+	}})
+	out := s.done(s.mustFind(output{actions: []Action{s.m.work[hostWork("a")]}}, ActSwitch, "a"), nil, live("a")...)
+	route := s.mustFind(out, ActRoute, "")
+	if route.Weight != 50 {
+		t.Fatalf("route %+v", route)
+	}
+	out = s.done(route, errors.New("connection refused"))
+	st := s.m.st
+	if st.Status != StatusRollingBack || st.RollbackBy != "auto" || !strings.Contains(st.Reason, "router: connection refused") {
+		t.Fatalf("after the failed route: %s by %q: %q (%v)", st.Status, st.RollbackBy, st.Reason, types(out.events))
+	}
+	if !slices.ContainsFunc(out.events, func(e Event) bool { return e.Type == EvNotice && e.Error == "router: connection refused" }) {
+		t.Fatalf("the failure is not journaled: %v", types(out.events))
+	}
+	// The rollback reverts a (no traffic was moved); then settles the route.
+	out = s.done(s.mustFind(out, ActRevert, "a"), nil, phase("a", PhaseReverted, "r1"))
+	fin := s.mustFind(out, ActFinalize, "")
+	if fin.Outcome != OutcomeRolledBack {
+		t.Fatalf("finalize %+v", fin)
+	}
+
+	// A rollback whose traffic cannot be moved back ends failed.
+	s = canaryStepper(t, runRules{routed: true})
+	s.done(s.m.work[verifyWork], nil)
+	s.step(workInput{results: []workResult{
+		{key: hostWork("a"), action: s.m.work[hostWork("a")], done: true, events: prepared("a")},
+		{key: hostWork("b"), action: s.m.work[hostWork("b")], done: true, events: prepared("b")},
+	}})
+	out = s.done(s.m.work[hostWork("a")], nil, live("a")...)
+	out = s.done(s.mustFind(out, ActRoute, ""), nil, weight(50))
+	out = s.step(commandInput{cmd: Command{Kind: CmdRollback, Actor: op}})
+	back := s.mustFind(out, ActRoute, "")
+	if back.Weight != 0 {
+		t.Fatalf("rollback route %+v", back)
+	}
+	out = s.done(back, errors.New("connection refused"))
+	if _, ok := find(out, ActRoute, ""); ok {
+		t.Fatal("the failed route is tried again at once")
+	}
+	// The switch of b, begun with step 2, ends first.
+	out = s.done(s.m.work[hostWork("b")], nil, live("b")...)
+	if fin := s.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeFailed || !strings.Contains(fin.Reason, "rollback could not move traffic: router: connection refused") {
+		t.Fatalf("finalize %+v", fin)
+	}
+}
