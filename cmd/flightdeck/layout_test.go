@@ -461,7 +461,10 @@ func TestAdoptCapistranoHosts(t *testing.T) {
 		capistranoRelease(t, p.host(i), "20240101120000", files, false)
 		capistranoRelease(t, p.host(i), "20240102120000", files, true)
 	}
-	out, code := p.run("deploy", "--headless", "--release", "r1")
+	// The refused deploy may prepare its release beside the rollback-path
+	// check (it never switches): a release of its own, so that the deploy
+	// after adopt below has to link from the adopted one.
+	out, code := p.run("deploy", "--headless", "--release", "r0")
 	if code != 1 || !strings.Contains(out, "flightdeck adopt") {
 		t.Fatalf("deploy onto Capistrano hosts: exit %d, want 1 pointing to `flightdeck adopt`:\n%s", code, out)
 	}
