@@ -238,16 +238,37 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 	}
 	var cands []candidate
 	taken := map[linkKey]bool{}
-	for _, id := range bases {
+	// The first base's manifest is read first; when it lacks files, the
+	// other bases' are read at once (each is a few round trips and up to
+	// megabytes). A base without a readable manifest is skipped.
+	manifests := make([]*engine.Manifest, len(bases))
+	read := func(from, to int) error {
+		var rg errgroup.Group
+		for i := from; i < to; i++ {
+			rg.Go(func() error {
+				manifests[i], _ = readManifest(ctx, fsys, l.ReleasePath(bases[i]))
+				return nil
+			})
+		}
+		_ = rg.Wait()
+		return ctx.Err()
+	}
+	for i, id := range bases {
 		if len(taken) == len(needed) {
 			break
 		}
-		root := l.ReleasePath(id)
-		m, err := readManifest(ctx, fsys, root)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		if i <= 1 {
+			to := 1
+			if i == 1 {
+				to = len(bases)
 			}
+			if err := read(i, to); err != nil {
+				return nil, err
+			}
+		}
+		root := l.ReleasePath(id)
+		m := manifests[i]
+		if m == nil {
 			continue
 		}
 		for _, e := range m.Entries {

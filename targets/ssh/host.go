@@ -24,6 +24,8 @@ type Host struct {
 	pool *Pool
 	conn *conn
 	lay  *layout.Layout
+	// noOpenSSL: the host has no openssl; files are hashed with sha256sum.
+	noOpenSSL atomic.Bool
 }
 
 var _ engine.Host = (*Host)(nil)
@@ -207,7 +209,7 @@ func (h *Host) Clean(ctx context.Context) error {
 
 // Prepare makes releases/<a.ID> complete (see layout.Layout.Prepare):
 // changed files are sent over SFTP or as a tar stream (PoolOptions.Transfer),
-// unchanged ones hard-linked with hardlink@openssh.com.
+// unchanged ones hard-linked (cp -l on the host, or hardlink@openssh.com).
 func (h *Host) Prepare(ctx context.Context, a *engine.Artifact, progress func(engine.Progress)) error {
 	op := "prepare"
 	if a != nil {
@@ -226,7 +228,7 @@ func (h *Host) Check(ctx context.Context, id string) error {
 }
 
 // Verify checks releases/<id> against its manifest, hashing every file on
-// the host with sha256sum (Check only, when Target.VerifySizesOnly).
+// the host with openssl or sha256sum (Check only, when Target.VerifySizesOnly).
 func (h *Host) Verify(ctx context.Context, id string) error {
 	return h.run(ctx, "verify "+id, func(ctx context.Context, r *remote) error {
 		if h.t.VerifySizesOnly {

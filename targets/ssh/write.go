@@ -60,8 +60,10 @@ const (
 const syncAutoFiles = 256
 
 // Write creates the release's entries (see layout.FS): directories in
-// order, then symlinks, then files: unchanged ones hard-linked with
-// hardlink@openssh.com, changed ones sent over SFTP or in one tar stream.
+// order, then symlinks, then files: unchanged ones hard-linked (those at
+// the same path in another release with one cp -l on the host per
+// release, see linkBatch; others with hardlink@openssh.com), changed ones
+// sent over SFTP or in one tar stream.
 func (f remoteFS) Write(ctx context.Context, ops []layout.Op, done func(i int, sent int64)) error {
 	if done == nil {
 		done = func(int, int64) {}
@@ -125,23 +127,103 @@ func (f remoteFS) durable(ctx context.Context, ops []layout.Op, syncEach bool) e
 	return g.Wait()
 }
 
-// mkdirs creates the directories and symlinks of ops in order.
+// mkdirs creates the directories of ops, then their symlinks. Ops list a
+// directory before anything in it, so the directories of one depth are
+// created at once (their parents exist), each depth after the one above.
 func (f remoteFS) mkdirs(ctx context.Context, ops []layout.Op) error {
+	var levels [][]layout.Op
+	var links []layout.Op
 	for _, op := range ops {
-		var err error
 		switch op.Kind {
 		case engine.KindDir:
-			err = f.Mkdir(ctx, op.Name, op.Mode)
+			d := strings.Count(op.Name, "/")
+			for len(levels) <= d {
+				levels = append(levels, nil)
+			}
+			levels[d] = append(levels[d], op)
 		case engine.KindSymlink:
-			err = f.Symlink(ctx, op.Target, op.Name)
-		default:
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("create %s: %w", op.Name, err)
+			links = append(links, op)
 		}
 	}
-	return nil
+	create := func(ops []layout.Op) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(f.r.h.pool.opts.Workers)
+		for _, op := range ops {
+			g.Go(func() error {
+				var err error
+				if op.Kind == engine.KindDir {
+					err = f.Mkdir(gctx, op.Name, op.Mode)
+				} else {
+					err = f.Symlink(gctx, op.Target, op.Name)
+				}
+				if err != nil {
+					return fmt.Errorf("create %s: %w", op.Name, err)
+				}
+				return nil
+			})
+		}
+		return g.Wait()
+	}
+	for _, level := range levels {
+		if err := create(level); err != nil {
+			return err
+		}
+	}
+	return create(links)
+}
+
+// linkBatchMin is the number of files linked from one release at the same
+// path from which Write links them with one command on the host (cp -l)
+// rather than one SFTP request each.
+const linkBatchMin = 16
+
+// linkBatch hard-links, with one `cp -l --parents` per base release run
+// on the host (names on its stdin, NUL-separated, through xargs -0), the
+// file ops whose Link is the same path in another release; ops maps
+// each op's index to the op. It returns the indexes it linked. When a
+// command fails (a host without GNU cp, a file at its link limit), the
+// ops it may have linked are checked with Lstat: those present are linked
+// (nothing else writes in the temporary release), the rest are left to
+// SFTP.
+func (f remoteFS) linkBatch(ctx context.Context, root string, ops []layout.Op) map[int]bool {
+	groups := map[string][]int{}
+	for i, op := range ops {
+		if op.Kind != engine.KindFile || op.Link == "" {
+			continue
+		}
+		rel := strings.TrimPrefix(op.Name, root+"/")
+		if rel == op.Name || !strings.HasSuffix(op.Link, "/"+rel) {
+			continue
+		}
+		base := strings.TrimSuffix(op.Link, "/"+rel)
+		groups[base] = append(groups[base], i)
+	}
+	linked := map[int]bool{}
+	for base, idx := range groups {
+		if len(idx) < linkBatchMin || ctx.Err() != nil {
+			continue
+		}
+		var names bytes.Buffer
+		for _, i := range idx {
+			names.WriteString(strings.TrimPrefix(ops[i].Name, root+"/"))
+			names.WriteByte(0)
+		}
+		_, err := f.r.outputWith("cd "+Quote(base)+" && xargs -0 cp -l --parents -t "+Quote(root)+" --", &names)
+		f.r.kick()
+		if err == nil {
+			for _, i := range idx {
+				linked[i] = true
+			}
+			continue
+		}
+		for _, i := range idx {
+			if fi, err := f.r.sftp.Lstat(ops[i].Name); err == nil && fi.Mode().IsRegular() {
+				linked[i] = true
+			}
+		}
+		f.r.kick()
+	}
+	return linked
 }
 
 // writeSFTP creates directories and symlinks, then links and uploads
@@ -153,12 +235,19 @@ func (f remoteFS) writeSFTP(ctx context.Context, ops []layout.Op, done func(int,
 	r := f.r
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var batched map[int]bool
+	if len(ops) > 0 {
+		batched = f.linkBatch(ctx, path.Dir(ops[0].Name), ops)
+	}
+	for i := range batched {
+		done(i, 0)
+	}
 	links, lctx := errgroup.WithContext(ctx)
 	links.SetLimit(r.h.pool.opts.Workers)
 	up, uctx := errgroup.WithContext(ctx)
 	up.SetLimit(r.h.pool.opts.UploadWorkers)
 	for i, op := range ops {
-		if op.Kind != engine.KindFile {
+		if op.Kind != engine.KindFile || batched[i] {
 			continue
 		}
 		g, gctx := up, uctx
@@ -254,8 +343,8 @@ func (k *kickReader) Read(p []byte) (int, error) {
 func (k *kickReader) Size() int64 { return k.size }
 
 // writeTar streams directories, symlinks and files to send as one tar
-// archive into `tar -x` on the host, then hard-links unchanged files over
-// SFTP.
+// archive into `tar -x` on the host, then hard-links unchanged files
+// (linkBatch, then SFTP).
 func (f remoteFS) writeTar(ctx context.Context, ops []layout.Op, done func(int, int64)) error {
 	r := f.r
 	if len(ops) == 0 {
@@ -303,10 +392,14 @@ func (f remoteFS) writeTar(ctx context.Context, ops []layout.Op, done func(int, 
 		return fmt.Errorf("send archive: %w", cerr)
 	}
 	r.kick()
+	batched := f.linkBatch(ctx, root, ops)
+	for i := range batched {
+		done(i, 0)
+	}
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(r.h.pool.opts.Workers)
 	for i, op := range ops {
-		if op.Kind == engine.KindFile && op.Link != "" {
+		if op.Kind == engine.KindFile && op.Link != "" && !batched[i] {
 			g.Go(func() error { return f.place(op, i, done, false) })
 		}
 	}
