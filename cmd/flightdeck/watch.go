@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"flightdeck/engine"
+	"flightdeck/engine/sampler"
 	"flightdeck/tui"
 	"flightdeck/tui/lines"
 )
@@ -16,9 +17,18 @@ import (
 var errWatchOnly = errors.New("this cockpit only watches a run journaled elsewhere; act from the controller that runs it")
 
 // watchBackend is the cockpit's backend while it watches: a hub fed from
-// the journal, and no action.
+// the journal, the live SLOs read from the traffic layer, and no action.
 type watchBackend struct {
-	hub *engine.Hub
+	hub     *engine.Hub
+	sampler *sampler.Sampler
+}
+
+// LiveSLO is the sampler's latest snapshot (nil without a traffic layer).
+func (w *watchBackend) LiveSLO() *sampler.Snapshot {
+	if w.sampler == nil {
+		return nil
+	}
+	return w.sampler.Snapshot()
 }
 
 func (w *watchBackend) Hub() *engine.Hub                                     { return w.hub }
@@ -36,8 +46,11 @@ func newWatchCmd(g *globals) *cobra.Command {
 --run RUN) as its events are journaled, in a read-only cockpit or, with
 --headless, one line per event. With the state in etcd (state.etcd in the
 plan, or --etcd) it follows a run started on any machine, through etcd's
-watch. It ends when the run finishes; the exit code is the run's (0 when it
-succeeded, 1 otherwise).`,
+watch. With --headless it ends when the run finishes, and the exit code is
+the run's (0 when it succeeded, 1 otherwise); the cockpit stays open and
+follows the environment's next runs until you quit it. The cockpit reads
+the live SLOs from the plan's traffic layer (counters only: it changes
+nothing) and refuses every action.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if run != "" {
@@ -63,26 +76,8 @@ succeeded, 1 otherwise).`,
 			}
 			hub := engine.NewHub()
 			state := engine.NewState()
-			feed := func(evs []engine.Event) error {
-				for _, e := range evs {
-					state.Apply(e)
-				}
-				hub.Publish(evs...)
-				hub.SetSnapshot(state.Clone())
-				return nil
-			}
 			if !g.headless && !g.json && interactive(c) {
-				opts, err := cockpitOptions(g, l.plan, l.env)
-				if err != nil {
-					return err
-				}
-				opts.ReadOnly = true
-				return cockpit(c, &watchBackend{hub: hub}, opts, func(ctx context.Context) (*engine.State, error) {
-					if err := f.Follow(ctx, run, 0, feed); err != nil {
-						return nil, err
-					}
-					return state, nil
-				})
+				return watchCockpit(c, g, l, f, hub, run)
 			}
 			p := lines.New(c.OutOrStdout(), g.json)
 			err = f.Follow(ctx, run, 0, func(evs []engine.Event) error {
@@ -98,4 +93,43 @@ succeeded, 1 otherwise).`,
 	c.Flags().StringVar(&run, "run", "", "the run to follow (default: the environment's run in progress, or the next one)")
 	addOutputFlags(c, g)
 	return c
+}
+
+// watchCockpit opens a read-only cockpit that follows run, then each next
+// run of the environment, until the operator quits.
+func watchCockpit(c *cobra.Command, g *globals, l *loaded, f engine.RunFollower, hub *engine.Hub, run string) error {
+	opts, err := cockpitOptions(g, l.plan, l.env)
+	if err != nil {
+		return err
+	}
+	opts.ReadOnly = true
+	ctx, cancel := context.WithCancel(c.Context())
+	defer cancel()
+	backend := &watchBackend{hub: hub}
+	if rt, metrics, stop, err := routerFor(l.env, l.stateDir); err != nil {
+		fmt.Fprintf(c.ErrOrStderr(), "watch: no live SLOs: %v\n", err)
+	} else {
+		defer stop()
+		backend.sampler = liveSampler(ctx, l.env, rt, metrics, hub)
+	}
+	go func() {
+		for {
+			state := engine.NewState()
+			err := f.Follow(ctx, run, 0, func(evs []engine.Event) error {
+				for _, e := range evs {
+					state.Apply(e)
+				}
+				hub.Publish(evs...)
+				hub.SetSnapshot(state.Clone())
+				return nil
+			})
+			if err != nil {
+				return
+			}
+			if run, err = f.NextRun(ctx, l.env.Name); err != nil {
+				return
+			}
+		}
+	}()
+	return cockpit(c, backend, opts, nil)
 }
