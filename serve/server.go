@@ -70,6 +70,9 @@ type Options struct {
 	App, Env string
 	// SLO thresholds drawn by the sparklines.
 	SLO tui.SLO
+	// Scenario is the training scenario of a demo server (shown in every
+	// session's cockpit); zero otherwise.
+	Scenario tui.Scenario
 	// IdleTimeout closes a session without input for this long (default 30m).
 	IdleTimeout time.Duration
 	// MaxSessions caps concurrent sessions; more are refused with a

@@ -144,6 +144,9 @@ func (c Config) LoadTheme() (themes.Theme, error) {
 	if !strings.ContainsAny(c.Theme, `/\`) && !strings.HasSuffix(c.Theme, ".yaml") && !strings.HasSuffix(c.Theme, ".yml") {
 		t, err := themes.ByName(c.Theme)
 		if err != nil {
+			if c.Path == "" {
+				return t, err
+			}
 			return t, fmt.Errorf("%s: theme: %w", c.Path, err)
 		}
 		return t, nil

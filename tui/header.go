@@ -10,12 +10,17 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"flightdeck/engine"
+	"flightdeck/tui/describe"
 )
 
 func (m *Model) header(w int) []string {
 	k := cacheKey{state: m.stateVer, w: w, sec: m.clock().Unix()}
 	return m.cache.hdr.get(k, func() []string {
-		return []string{m.style.header.Render(m.glyphs.fit(m.headerText(w), w))}
+		lines := m.headerLines(w)
+		for i, l := range lines {
+			lines[i] = m.style.header.Render(m.glyphs.fit(l, w))
+		}
+		return lines
 	})
 }
 
@@ -25,7 +30,59 @@ func (m *Model) runState() (string, level) {
 	return m.glyphs.words.RunState(m.snap, m.clock())
 }
 
-func (m *Model) headerText(w int) string {
+// headerLines lays the header out in as many lines as it needs (at most
+// maxHeader): the parts wrap at their separators rather than being cut,
+// and who is connected (and what they are doing) is never cut off: it
+// goes right of the last line when it fits, else on a line of its own.
+func (m *Model) headerLines(w int) []string {
+	parts := m.headerParts()
+	sep := m.style.muted.Render(m.glyphs.sep)
+	var lines []string
+	cur := ""
+	for _, p := range parts {
+		switch {
+		case cur == "":
+			cur = p
+		case ansi.StringWidth(cur)+ansi.StringWidth(sep)+ansi.StringWidth(p) <= w:
+			cur += sep + p
+		default:
+			lines = append(lines, cur)
+			cur = p
+		}
+	}
+	lines = append(lines, cur)
+	who := m.presenceLines(w)
+	limit := m.maxHeader()
+	// Who is connected comes before the header's later parts on a small
+	// terminal: the first line (app, state) and every name stay.
+	if keep := max(1, limit-len(who)); len(lines) > keep {
+		lines = lines[:keep]
+	}
+	for i, p := range who {
+		last := lines[len(lines)-1]
+		lw, rw := ansi.StringWidth(last), ansi.StringWidth(p)
+		if i == 0 && lw+rw+2 <= w {
+			lines[len(lines)-1] = last + strings.Repeat(" ", w-lw-rw) + p
+			continue
+		}
+		lines = append(lines, p)
+	}
+	if len(lines) > limit {
+		// More names than a tiny terminal has lines for: say how many.
+		hidden := len(lines) - limit + 1
+		lines = append(lines[:limit-1], m.style.muted.Render(fmt.Sprintf("… %d more lines of connected operators (`status` over ssh lists everyone)", hidden)))
+	}
+	return lines
+}
+
+// maxHeader is how many lines the header may take: up to 6 on a tall
+// terminal, fewer on a short one (the panes keep the rest).
+func (m *Model) maxHeader() int {
+	return clampInt((m.height-8)/3, 1, 6)
+}
+
+// headerParts are the header's pieces, in order.
+func (m *Model) headerParts() []string {
 	st, g := m.snap, &m.glyphs
 	state, lv := m.runState()
 	parts := []string{
@@ -69,20 +126,10 @@ func (m *Model) headerText(w int) string {
 	if m.opts.ReadOnly {
 		parts = append(parts, m.style.warn.Render("read-only"))
 	}
-	left := strings.Join(parts, m.style.muted.Render(g.sep))
-	right := m.presenceText()
-	if right == "" {
-		return left
+	if sc := m.opts.Scenario.Name; sc != "" {
+		parts = append(parts, m.style.muted.Render("scenario ")+sc+m.style.muted.Render(" (? briefing)"))
 	}
-	lw, rw := ansi.StringWidth(left), ansi.StringWidth(right)
-	if lw+rw+2 > w {
-		if w-lw-2 < 12 {
-			return left
-		}
-		right = ansi.Truncate(right, w-lw-2, g.ellipsis)
-		rw = ansi.StringWidth(right)
-	}
-	return left + strings.Repeat(" ", w-lw-rw) + right
+	return parts
 }
 
 // rule321 renders the 3-2-1 rule as three small indicators: the release
@@ -117,15 +164,27 @@ func (m *Model) rule321() string {
 	return "3" + mark(st.Rule3.Status) + " 2" + two + " 1" + mark(st.Rule1.Status)
 }
 
-func (m *Model) presenceText() string {
+// presenceLines lists who is connected, wrapped at names to width w
+// (a name longer than a line is the only thing cut).
+func (m *Model) presenceLines(w int) []string {
 	if len(m.presence) == 0 {
-		return ""
+		return nil
 	}
-	names := make([]string, len(m.presence))
-	for i, p := range m.presence {
-		names[i] = p.Name + "(" + string(p.Role) + ")"
+	var lines []string
+	cur := m.style.muted.Render("on:")
+	for _, p := range m.presence {
+		name := describe.Clean(p.Name) + "(" + string(p.Role) + ")"
+		if ansi.StringWidth(cur)+1+ansi.StringWidth(name) > w && cur != "" {
+			lines = append(lines, cur)
+			cur = m.glyphs.cut(name, w)
+			continue
+		}
+		if cur != "" {
+			cur += " "
+		}
+		cur += name
 	}
-	return m.style.muted.Render("on: ") + strings.Join(names, " ")
+	return append(lines, cur)
 }
 
 // trafficLayer names the kind of traffic layer a run moves traffic

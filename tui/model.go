@@ -36,6 +36,11 @@ type SLO struct {
 	None bool
 }
 
+// Scenario names a training scenario and says what to watch for.
+type Scenario struct {
+	Name, Briefing string
+}
+
 // Options configure a cockpit.
 type Options struct {
 	// Actor is who this session acts as; every command carries it.
@@ -68,6 +73,9 @@ type Options struct {
 	// NoHealthCheck says that the plan configures no health check: the
 	// fleet's HEALTH column shows a dash, not "up".
 	NoHealthCheck bool
+	// Scenario is the training scenario the cockpit shows (the demo): its
+	// name in the header, its briefing in the help.
+	Scenario Scenario
 	// TickEvery is how often clocks (time in phase, countdowns) refresh
 	// (default 1s; negative disables the tick).
 	TickEvery time.Duration
@@ -438,7 +446,8 @@ func (m *Model) refilter() {
 		f := strings.ToLower(m.filter)
 		m.visible = m.visible[:0]
 		for i, h := range hosts {
-			if strings.Contains(strings.ToLower(h.Name), f) {
+			// A host matches by name, or by phase: /failed, /prep.
+			if strings.Contains(strings.ToLower(h.Name), f) || strings.HasPrefix(string(h.Phase), f) {
 				m.visible = append(m.visible, i)
 			}
 		}

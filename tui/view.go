@@ -74,8 +74,9 @@ func (m *Model) clock() time.Time {
 func (m *Model) frame() string {
 	w, h := max(m.width, 20), max(m.height, 4)
 	lines := make([]string, 0, h)
-	lines = append(lines, m.header(w)...)
-	bodyH := h - 3
+	hdr := m.header(w)
+	lines = append(lines, hdr...)
+	bodyH := h - len(hdr) - 2
 	lines = append(lines, m.body(w, bodyH)...)
 	lines = append(lines, m.glyphs.fit(m.statusLine(w), w), m.glyphs.fit(m.keyBar(w), w))
 	return strings.Join(lines, "\n")

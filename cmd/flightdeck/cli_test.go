@@ -230,7 +230,8 @@ func TestBadInputTouchesNothing(t *testing.T) {
 		})
 	}
 	p := newProject(t, 1, 1, rolling2, "")
-	for _, args := range [][]string{{"deploy", "--headless", "--release", "../x"}, {"deploy", "--bogus"}, {"rollback", "--to", ".hidden"}, {"deploy", "--env", "nope"}} {
+	for _, args := range [][]string{{"deploy", "--headless", "--release", "../x"}, {"deploy", "--bogus"}, {"rollback", "--to", ".hidden"}, {"deploy", "--env", "nope"},
+		{"deploy", "--theme", "neon"}, {"demo", "--theme", "./no-such-theme.yaml"}} {
 		if out, code := p.run(args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2:\n%s", args, code, out)
 		}

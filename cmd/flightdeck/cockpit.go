@@ -22,6 +22,10 @@ func cockpitOptions(g *globals, p *plan.Plan, env *plan.Environment) (tui.Option
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return tui.Options{}, badInput(err)
 	}
+	if g.theme != "" {
+		// --theme wins over the config file; a file path is relative to here.
+		cfg.Theme, cfg.Path = g.theme, ""
+	}
 	theme, err := tui.PickTheme(cfg, g.noColor, os.Getenv)
 	if err != nil {
 		return tui.Options{}, badInput(err)
@@ -128,6 +132,7 @@ func runDemoCockpit(c *cobra.Command, g *globals, opts demo.Options) error {
 		return err
 	}
 	uiOpts.Actor.Via = "demo"
+	uiOpts.Scenario = tui.Scenario{Name: opts.Scenario.Name, Briefing: opts.Scenario.Briefing}
 	sctx, stopSampler := context.WithCancel(c.Context())
 	defer stopSampler()
 	backend := &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck demo",

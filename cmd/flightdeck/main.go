@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
+	"flightdeck/themes"
+	"flightdeck/tui"
 )
 
 // Exit codes.
@@ -91,6 +94,9 @@ type globals struct {
 	json     bool
 	noColor  bool
 	readOnly bool
+	// theme is the cockpit's theme from --theme (a built-in name or a
+	// theme file), over the config file's.
+	theme string
 	// acceptNewHostKeys trusts (and records) SSH host keys seen for the first time.
 	acceptNewHostKeys bool
 }
@@ -107,6 +113,14 @@ on its own when they break.`,
 		SilenceErrors: true,
 		Version:       version,
 	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.theme != "" {
+			if _, err := (tui.Config{Theme: g.theme}).LoadTheme(); err != nil {
+				return badInput(fmt.Errorf("--theme: %w", err))
+			}
+		}
+		return nil
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(fmt.Errorf("%w (see %s --help)", err, c.CommandPath()))
 	})
@@ -117,6 +131,7 @@ on its own when they break.`,
 	pf.StringVar(&g.etcd, "etcd", "", "keep the journal and the locks in etcd at these endpoints (host:port,…; also "+envEtcdEndpoints+"; the plan's state.etcd sets the rest)")
 	pf.BoolVar(&g.noColor, "no-color", false, "monochrome cockpit (also when NO_COLOR is set)")
 	pf.BoolVar(&g.readOnly, "read-only", false, "cockpit that shows everything and changes nothing")
+	pf.StringVar(&g.theme, "theme", "", "cockpit theme: "+strings.Join(themes.Names(), ", ")+", or a theme file (over the config file's theme)")
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "trust SSH host keys seen for the first time and record them (a changed key is always refused)")
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newAdoptCmd(g), newCheckCmd(g),

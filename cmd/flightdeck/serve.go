@@ -96,6 +96,9 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return badInput(err)
 	}
+	if g.theme != "" {
+		cfg.Theme, cfg.Path = g.theme, "" // --theme over the config file, for every session
+	}
 	opts := serve.Options{Keys: keys, KeysFile: sf.keys, UI: cfg, IdleTimeout: sf.idle, MaxSessions: sf.maxSessions,
 		Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	stateDir := g.stateDir
@@ -117,6 +120,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 			Sampler: liveSampler(ctx, fleet.Env, fleet.Traffic(), fleet.Engine.Metrics, fleet.Hub)}, fleet: fleet}
 		opts.App, opts.Env = fleet.Plan.App, fleet.Env.Name
 		setSLO(&opts, fleet.Env)
+		opts.Scenario = tui.Scenario{Name: dopts.Scenario.Name, Briefing: dopts.Scenario.Briefing}
 		if stateDir == "" {
 			stateDir = ".flightdeck"
 		}
