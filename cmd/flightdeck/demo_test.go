@@ -204,6 +204,12 @@ func TestDemoHostDies(t *testing.T) {
 	if !strings.Contains(strings.Join(r.report.Failed, ","), "web-3") {
 		t.Fatalf("report names %v, want web-3:\n%s", r.report.Failed, r.out)
 	}
+	// The fault is journaled and shown once, as the run's event: never
+	// written to the terminal beside the events (in the cockpit such a line
+	// is drawn over its panes).
+	if n := strings.Count(r.out, "demo: host web-3 dies now"); n != 1 {
+		t.Errorf("the fault is printed %d times, want once (the journaled notice):\n%s", n, r.out)
+	}
 	assertDemoFleetOn(t, r.dir, "")
 }
 

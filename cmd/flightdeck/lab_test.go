@@ -466,6 +466,12 @@ func watchDies(ctx context.Context, d *lab.Docker, name string) func() []string 
 // returns the output lines.
 func interruptAt(t *testing.T, cmd *exec.Cmd, marker string, onLine func(string), beforeSignal func()) []string {
 	t.Helper()
+	return signalAt(t, cmd, syscall.SIGINT, marker, onLine, beforeSignal)
+}
+
+// signalAt is interruptAt with another signal (SIGHUP: the terminal closed).
+func signalAt(t *testing.T, cmd *exec.Cmd, sig syscall.Signal, marker string, onLine func(string), beforeSignal func()) []string {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +503,7 @@ func interruptAt(t *testing.T, cmd *exec.Cmd, marker string, onLine func(string)
 	if beforeSignal != nil {
 		beforeSignal()
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	rest := make(chan []string, 1)
@@ -529,12 +535,16 @@ func TestDemoLabCtrlCLeavesNothing(t *testing.T) {
 	d := labtest.Require(t)
 	// The three moments are three demos on labs of their own, side by side
 	// (go test runs two at a time on two cores: the longest goes first).
-	for _, tc := range []struct{ when, scenario string }{
-		{"lab: pause web-3", "hung-host"}, // SSH operations hang on a paused host (a switch gives up after 10 s)
-		{" started (", "good"},            // lab up: a host has started, others are being created
-		{"preparing v2", "good"},          // the release is on its way
+	for _, tc := range []struct {
+		when, scenario string
+		sig            syscall.Signal
+	}{
+		{"lab: pause web-3", "hung-host", syscall.SIGINT}, // SSH operations hang on a paused host (a switch gives up after 10 s)
+		{" started (", "good", syscall.SIGINT},            // lab up: a host has started, others are being created
+		{"preparing v2", "good", syscall.SIGINT},          // the release is on its way
+		{"preparing v2", "good", syscall.SIGHUP},          // the same when the terminal is closed
 	} {
-		t.Run(tc.scenario+"/"+strings.TrimSpace(tc.when), func(t *testing.T) {
+		t.Run(tc.scenario+"/"+strings.TrimSpace(tc.when)+"/"+tc.sig.String(), func(t *testing.T) {
 			t.Parallel()
 			labs := t.TempDir()
 			// Rolling waves of 2: web-3's turn (and the hung-host fault)
@@ -543,7 +553,7 @@ func TestDemoLabCtrlCLeavesNothing(t *testing.T) {
 				"--strategy", "rolling", "--rate", "50")
 			cmd.Env = append(os.Environ(), "FLIGHTDECK_LABS="+labs)
 			name := ""
-			lines := interruptAt(t, cmd, tc.when, func(line string) {
+			lines := signalAt(t, cmd, tc.sig, tc.when, func(line string) {
 				if m := regexp.MustCompile(`lab (demo-[0-9a-f]+)`).FindStringSubmatch(line); m != nil && name == "" {
 					name = m[1]
 				}

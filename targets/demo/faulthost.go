@@ -76,12 +76,14 @@ func (f *Fleet) wrapFaultHost() {
 	}
 }
 
-// note prints msg and journals it in the run as actor's.
+// note journals msg in the run as actor's: the headless lines and the
+// cockpit's event pane show it from there. It is printed to the fleet's
+// log only when the run could not journal it, and never while the
+// cockpit owns the terminal (a stray line would be drawn over its panes).
 func (f *Fleet) note(ctx context.Context, actor engine.Actor, msg string) {
-	fmt.Fprintln(f.opts.Log, msg)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := f.Engine.Send(sctx, engine.Command{Kind: engine.CmdNote, Actor: actor, Reason: msg}); err != nil {
-		fmt.Fprintf(f.opts.Log, "demo: the run did not journal it: %v\n", err)
+	if err := f.Engine.Send(sctx, engine.Command{Kind: engine.CmdNote, Actor: actor, Reason: msg}); err != nil && !f.opts.Interactive {
+		fmt.Fprintf(f.opts.Log, "%s\ndemo: the run did not journal it: %v\n", msg, err)
 	}
 }
