@@ -63,6 +63,9 @@ type fleetCols struct {
 	name, rel, phase, health, host, age, prog int
 	// traffic is the width of REQ/S and ERR% (0: the source has no per-host figures).
 	traffic int
+	// slot is the width of SLOT (0: not a blue/green or A/B run).
+	slot  int
+	slots map[string]engine.Slot
 }
 
 func (m *Model) fleetCols(w int) fleetCols {
@@ -76,6 +79,10 @@ func (m *Model) fleetCols(w int) fleetCols {
 	if m.live != nil && len(m.live.Hosts) > 0 {
 		c.traffic = 6
 		fixed += 2 * (c.traffic + 1)
+	}
+	if c.slots = m.hostSlots(); c.slots != nil {
+		c.slot = 11 // green+blue
+		fixed += c.slot + 1
 	}
 	c.prog = w - fixed
 	if c.prog < 8 {
@@ -92,6 +99,9 @@ func (m *Model) fleetHeader(c fleetCols) string {
 	}
 	if c.traffic > 0 {
 		s += m.glyphs.fit(" REQ/S", c.traffic) + " " + m.glyphs.fit("  ERR%", c.traffic) + " "
+	}
+	if c.slot > 0 {
+		s += m.glyphs.fit("SLOT", c.slot) + " "
 	}
 	s += m.glyphs.fit("TIME", c.age) + " "
 	if c.prog > 0 {
@@ -122,6 +132,10 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 			rps, errp, _ := m.hostTraffic(hs.Name, c.traffic)
 			row += rps + " " + errp + " "
 		}
+		if c.slot > 0 {
+			slot, _ := m.slotText(hs, c.slots)
+			row += m.glyphs.fit(slot, c.slot) + " "
+		}
 		row += m.glyphs.fit(age, c.age) + " " + ansi.Strip(prog)
 		return m.style.sel.Render(m.glyphs.fit(row, w))
 	}
@@ -148,6 +162,11 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 		b.WriteString(m.style.muted.Render(rps))
 		b.WriteByte(' ')
 		b.WriteString(m.style.of(el).Render(errp))
+		b.WriteByte(' ')
+	}
+	if c.slot > 0 {
+		slot, sl := m.slotText(hs, c.slots)
+		b.WriteString(m.style.of(sl).Render(m.glyphs.fit(slot, c.slot)))
 		b.WriteByte(' ')
 	}
 	b.WriteString(m.style.muted.Render(m.glyphs.fit(age, c.age)))

@@ -102,7 +102,12 @@ func (m *Model) headerParts() []string {
 			parts = append(parts, orNone(st.Info.Previous, "(none)")+" "+g.arrow+" "+m.style.accent.Render(st.Info.Release))
 		}
 	}
-	switch {
+	switch where := m.trafficWhere(); {
+	case where != "":
+		parts = append(parts, where)
+		if st.Info.Strategy == "ab" && st.Active() {
+			parts = append(parts, fmt.Sprintf("cohort %g%%", st.Cohort))
+		}
 	case st.Info.Strategy == "ab" || st.Cohort > 0:
 		parts = append(parts, fmt.Sprintf("cohort %g%%", st.Cohort))
 	case st.Info.Strategy == "canary" || st.Weight > 0:
