@@ -61,6 +61,7 @@ func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts
 	if out == nil {
 		out = io.Discard
 	}
+	out = bestEffort{out}
 	src := p.Source
 	if src == nil {
 		return nil, cleanup, errors.New("plan has no source")
@@ -183,6 +184,15 @@ func runBuild(ctx context.Context, dir string, out io.Writer, step string, name 
 		return &BuildError{Step: step, Err: err, Output: buf.String()}
 	}
 	return nil
+}
+
+// bestEffort is output for people: a write that fails (its reader went
+// away) is dropped and never fails the build.
+type bestEffort struct{ w io.Writer }
+
+func (b bestEffort) Write(p []byte) (int, error) {
+	_, _ = b.w.Write(p)
+	return len(p), nil
 }
 
 func resolve(base, p string) string {

@@ -1,9 +1,9 @@
 package themes
 
 import (
+	"flightdeck/internal/fsutil"
 	"fmt"
 	"image/color"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,7 +24,7 @@ import (
 //
 // Errors name the file, line and column.
 func Load(path string) (Theme, error) {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadFileLimit(path, 1<<20)
 	if err != nil {
 		return Theme{}, fmt.Errorf("read theme: %w", err)
 	}

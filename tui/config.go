@@ -1,8 +1,8 @@
 package tui
 
 import (
+	"flightdeck/internal/fsutil"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,7 +49,7 @@ func DefaultConfigPath(getenv func(string) string) string {
 // fs.ErrNotExist (callers reading the default path ignore it with
 // errors.Is). Other errors name file:line:column.
 func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadFileLimit(path, 1<<20)
 	if err != nil {
 		return Config{Keys: DefaultKeyMap()}, fmt.Errorf("read cockpit config: %w", err)
 	}

@@ -247,3 +247,76 @@ func TestDamagedJournalLineNeverLocksOut(t *testing.T) {
 		t.Fatalf("current %q after the rollback, want %s", c, want)
 	}
 }
+
+// TestBrokenStdoutNeverStopsARun (item 11): `deploy --headless | head -1`:
+// the reader goes away after one line; the deploy still finishes, exits
+// 0, and its journal holds the whole run. The same with build steps whose
+// output has nowhere to go.
+func TestBrokenStdoutNeverStopsARun(t *testing.T) {
+	for _, extra := range []string{"", "build:\n  - 'for i in 1 2 3 4 5 6 7 8; do echo building $i; done'\nbuild_output: .\n"} {
+		t.Run(fmt.Sprint("build=", extra != ""), func(t *testing.T) { brokenStdout(t, extra) })
+	}
+}
+
+func brokenStdout(t *testing.T, extra string) {
+	p := newProject(t, 2, 20, rolling2, extra)
+	cmd := exec.Command(binary, "deploy", "--headless", "--release", "r1")
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=tester")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line := make([]byte, 1)
+	for line[0] != '\n' { // read the first line, as head -1 does, then go
+		if _, err := r.Read(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("deploy with its output gone: exit %d (%v), want 0", code, err)
+	}
+	runs, err := engine.ListRuns(p.stateDir())
+	if err != nil || len(runs) != 1 || runs[0].Status != engine.StatusFinished || runs[0].Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("runs %+v %v: want one that succeeded", runs, err)
+	}
+	for i := 1; i <= 2; i++ {
+		if c := current(t, p.host(i)); c != "r1" {
+			t.Fatalf("web-%d current %q", i, c)
+		}
+	}
+}
+
+// TestHugePlanIsRefused (item 13): an endless plan (-f /dev/zero) or one
+// over the limit is refused at once, exit 2 naming the limit, instead of
+// being read into memory. The process runs under a 2 GiB address-space
+// limit so that a build without the bound fails quickly instead of
+// taking the machine's memory.
+func TestHugePlanIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("app: shop\n# ")
+	f.Truncate(5 << 20) // sparse: the rest reads as NULs
+	f.Close()
+	for _, plan := range []string{"/dev/zero", big} {
+		for _, cmd := range []string{"deploy --headless", "check"} {
+			c := exec.Command("/bin/sh", "-c", fmt.Sprintf("ulimit -v 2097152; exec %s %s -f %s", binary, cmd, plan))
+			c.Dir = dir
+			out, _ := c.CombinedOutput()
+			if code := c.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "larger than 4 MiB, the limit") {
+				t.Fatalf("%s -f %s: exit %d, want 2 naming the limit:\n%.2000s", cmd, plan, code, out)
+			}
+		}
+	}
+}

@@ -42,6 +42,10 @@ func (e *exitError) Unwrap() error { return e.err }
 func badInput(err error) error { return &exitError{code: exitBadInput, err: err} }
 
 func main() {
+	// Output is for people; the journal is the record. A reader that goes
+	// away (`deploy --headless | head -1`) makes writes fail with EPIPE
+	// instead of killing a run midway.
+	signal.Ignore(syscall.SIGPIPE)
 	// A closed terminal (SIGHUP) stops a command as Ctrl-C does: work in
 	// flight finishes and what the command started is removed (a demo's
 	// lab, its processes); by default it would kill the process outright.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flightdeck/internal/fsutil"
 	"fmt"
 	"io"
 	"os"
@@ -49,7 +50,7 @@ func (l *loaded) etcdConfig(g *globals) (*etcdstate.Config, error) {
 			cfg.CA, cfg.Cert, cfg.Key, cfg.ServerName = t.CA, t.Cert, t.Key, t.ServerName
 		}
 		if e.PasswordFile != "" {
-			b, err := os.ReadFile(e.PasswordFile)
+			b, err := fsutil.ReadFileLimit(e.PasswordFile, 64<<10)
 			if err != nil {
 				return nil, fmt.Errorf("state.etcd.password_file: %w", err)
 			}

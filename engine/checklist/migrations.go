@@ -4,6 +4,7 @@
 package checklist
 
 import (
+	"flightdeck/internal/fsutil"
 	"fmt"
 	"io/fs"
 	"os"
@@ -71,7 +72,7 @@ func ScanMigrations(paths []string) ([]Finding, error) {
 	}
 	var out []Finding
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := fsutil.ReadFileLimit(f, maxMigration)
 		if err != nil {
 			return nil, fmt.Errorf("reading migration %s: %w", f, err)
 		}
@@ -79,6 +80,9 @@ func ScanMigrations(paths []string) ([]Finding, error) {
 	}
 	return out, nil
 }
+
+// maxMigration bounds one migration file scanned.
+const maxMigration = 64 << 20
 
 // migrationFiles expands paths into the files to scan, in order, once each.
 func migrationFiles(paths []string) ([]string, error) {

@@ -3,9 +3,9 @@ package plan
 import (
 	"bytes"
 	"errors"
+	"flightdeck/internal/fsutil"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -21,10 +21,17 @@ import (
 // DefaultFile is the plan file name looked for when none is given.
 const DefaultFile = "flightdeck.yaml"
 
+// MaxSize bounds a plan file (a plan of a thousand hosts is about 100 KiB):
+// a larger or endless one (-f /dev/zero) is refused, not read.
+const MaxSize = 4 << 20
+
 // Load reads and validates the plan file at path. A bad plan gives an *Error
 // or Errors, each naming path:line:column.
 func Load(path string) (*Plan, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFileLimit(path, MaxSize)
+	if errors.Is(err, fsutil.ErrTooLarge) {
+		return nil, &Error{File: path, Line: 1, Column: 1, Msg: "the plan is " + strings.TrimPrefix(err.Error(), path+": ")}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading release plan: %w", err)
 	}

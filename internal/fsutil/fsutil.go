@@ -3,6 +3,8 @@
 package fsutil
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -24,4 +26,37 @@ func CopyFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// ErrTooLarge is returned (wrapped) by ReadFileLimit for a file over its limit.
+var ErrTooLarge = errors.New("too large")
+
+// ReadFileLimit reads a file of at most limit bytes. A larger file (or an
+// endless one: -f /dev/zero) is refused after reading limit+1 bytes, with
+// an error naming the file and the limit.
+func ReadFileLimit(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w: larger than %s, the limit", path, ErrTooLarge, FormatSize(limit))
+	}
+	return b, nil
+}
+
+// FormatSize writes a byte count in the largest binary unit that divides it.
+func FormatSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
