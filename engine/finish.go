@@ -22,13 +22,16 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 	if a.Outcome == OutcomeSucceeded {
 		deploy := st.Info.Kind == KindDeploy
 		measure := m.rules.gate != nil && deploy
-		watch := m.rules.trigger != nil && deploy && !m.stopped
+		// Without a gate to judge the release with all its traffic, the
+		// trigger does: the run waits for one whole window of it. (With a
+		// gate, the trigger goes on measuring while the run settles.)
+		watch := m.rules.trigger != nil && deploy && !m.stopped && !measure
 		if m.rules.settle > 0 || measure || watch {
 			msg := "outcome decided: succeeded; finishing"
 			switch {
 			case m.rules.settle > 0:
 				msg = fmt.Sprintf("probing %s more with the release in service", m.rules.settle)
-			case watch && !measure:
+			case watch:
 				msg = fmt.Sprintf("watching %s with all its traffic for %s (auto-rollback trigger)", st.Info.Release, m.rules.trigger.For)
 			}
 			m.emit(out, now, Event{Type: EvSettling, Outcome: a.Outcome, Until: now.Add(m.rules.settle), Message: msg})
@@ -39,8 +42,8 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 				m.measure(now, out, st.Step, fmt.Sprintf("measuring %s with all its traffic for %s", st.Info.Release, m.rules.gate.Interval))
 			}
 			if watch {
-				// The trigger, too, watches one whole window with all the
-				// traffic on the release before the run may succeed.
+				// The trigger watches one whole window with all the traffic
+				// on the release before the run may succeed.
 				m.cancel(out, triggerWork)
 				m.startTrigger(out, 0)
 				m.lastWatch = m.work[triggerWork].Serial

@@ -655,7 +655,7 @@ func (m *machine) triggerMeasured(now time.Time, in measureInput, out *output) {
 		return
 	}
 	tr := m.rules.trigger
-	last := st.Settling != "" // the window with all the traffic, once success was decided
+	last := m.lastWatch != 0 && in.action.Serial == m.lastWatch // the window the settling run waits for
 	if in.err != nil {
 		if last {
 			m.emit(out, now, Event{Type: EvNotice, Error: fmt.Sprintf("auto-rollback trigger could not measure %s with all its traffic: %v", in.action.Release, in.err)})

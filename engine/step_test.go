@@ -471,6 +471,23 @@ func TestStepTriggerWatchesTheReleaseWithAllItsTraffic(t *testing.T) {
 	}
 }
 
+// TestStepWithAGateTheTriggerDoesNotHoldTheEnd: with a gate, the gate
+// judges the release with all its traffic; the trigger goes on measuring
+// meanwhile (and may still roll back) but the run does not wait for its
+// window.
+func TestStepWithAGateTheTriggerDoesNotHoldTheEnd(t *testing.T) {
+	tr := &TriggerSpec{ErrorRate: 1, ErrorRateSet: true, For: time.Minute}
+	g := &GateSpec{ErrorRate: 0.001, Interval: 2 * time.Second, Count: 1, FailureLimit: 1}
+	s := liveCanary(t, runRules{trigger: tr, gate: g, routed: true})
+	if !s.m.busy(gateWork) || !s.m.busy(triggerWork) || s.m.watching() {
+		t.Fatalf("gate busy %v, trigger busy %v, waited for %v", s.m.busy(gateWork), s.m.busy(triggerWork), s.m.watching())
+	}
+	out := s.step(measureInput{key: gateWork, action: s.m.work[gateWork], m: Measurement{Requests: 500}})
+	if fin := s.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeSucceeded {
+		t.Fatalf("finalize %+v", fin)
+	}
+}
+
 // pausedCanary is a canary of hosts a-d over steps 25, 50, 100 holding
 // each step 10 s, at step 1 with host a live and 25 % of the traffic, then
 // paused by an operator.
