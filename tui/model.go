@@ -34,6 +34,9 @@ type SLO struct {
 	// None says that the plan sets no limits (no gate): the lines are
 	// drawn without a threshold and the pane says so.
 	None bool
+	// NoSource says that the plan has no traffic source (no router, no
+	// Prometheus): nothing measures the SLOs, and the pane says so.
+	NoSource bool
 }
 
 // Scenario names a training scenario and says what to watch for.

@@ -73,8 +73,12 @@ func (m *Model) renderSLO(w, h int) []string {
 	}
 	ser := m.seriesByRelease()
 	if len(ser) == 0 {
-		lines = append(lines, m.style.muted.Render("  no traffic source in this plan: nothing measures the SLOs"),
-			m.style.muted.Render("  (a router, or a gate reading Prometheus, gives live figures)"))
+		if m.opts.SLO.NoSource {
+			lines = append(lines, m.style.muted.Render("  no traffic source in this plan: nothing measures the SLOs"),
+				m.style.muted.Render("  (a router, or a gate reading Prometheus, gives live figures)"))
+		} else {
+			lines = append(lines, m.style.muted.Render("  no measurement yet (this cockpit shows the gate's windows)"))
+		}
 		return m.glyphs.block(lines, w, h)
 	}
 	return m.renderGateSamples(lines, ser, w, h)

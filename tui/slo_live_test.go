@@ -189,7 +189,7 @@ func TestSLOPaneWithoutTrafficSource(t *testing.T) {
 	b.add(0, engine.Event{Type: engine.EvRunStarted, Release: "r2", Start: &engine.RunInfo{Kind: engine.KindDeploy, Strategy: "symlink",
 		Release: "r2", Previous: "r1", Hosts: []engine.RunHost{{Name: "web-1", Current: "r1"}}}})
 	b.add(time.Second, engine.Event{Type: engine.EvHostPhase, Host: "web-1", Phase: engine.PhaseLive, Release: "r2"})
-	m, _ := loaded(b.evs, 120, 30, func(o *Options) { o.SLO = SLO{None: true}; o.NoHealthCheck = true })
+	m, _ := loaded(b.evs, 120, 30, func(o *Options) { o.SLO = SLO{None: true, NoSource: true}; o.NoHealthCheck = true })
 	screen := screen(m)
 	for _, want := range []string{"no traffic source in this plan", "no SLO limits in the plan"} {
 		if !strings.Contains(screen, want) {

@@ -175,19 +175,9 @@ timeline of who did what when (UTC).`,
 						return badInput(fmt.Errorf("--only: %w", err))
 					}
 				}
-				id := args[1]
-				if id == "last" {
-					runs, err := st.ListRuns(c.Context())
-					if err != nil {
-						return err
-					}
-					if len(runs) == 0 {
-						return badInput(fmt.Errorf("the journal has no runs"))
-					}
-					id = runs[len(runs)-1].Run
-				}
-				if strings.ContainsAny(id, "/\\") || strings.HasPrefix(id, ".") {
-					return badInput(fmt.Errorf("bad run id %q", id))
+				id, err := runID(c.Context(), st, args[1])
+				if err != nil {
+					return err
 				}
 				evs, err := st.ReadJournal(c.Context(), id)
 				var dmg *engine.JournalDamageError
@@ -247,6 +237,25 @@ timeline of who did what when (UTC).`,
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().StringVar(&only, "only", "", "with show: only these kinds of events, comma-separated (actions, gates, failures, rollbacks, traffic, run)")
 	return c
+}
+
+// runID resolves a run argument: "last" is the journal's newest run; any
+// other must be a valid run id (bad input otherwise).
+func runID(ctx context.Context, st engine.StateBackend, id string) (string, error) {
+	if id == "last" {
+		runs, err := st.ListRuns(ctx)
+		if err != nil {
+			return "", err
+		}
+		if len(runs) == 0 {
+			return "", badInput(fmt.Errorf("the journal has no runs"))
+		}
+		return runs[len(runs)-1].Run, nil
+	}
+	if err := engine.ValidateRunID(id); err != nil {
+		return "", badInput(err)
+	}
+	return id, nil
 }
 
 func dash(s string) string {

@@ -30,11 +30,12 @@ func liveSampler(ctx context.Context, env *plan.Environment, rt engine.Router, m
 // sloLimits are the limits the cockpit draws: the gate's, or none (the
 // pane then says that the plan sets none rather than show defaults).
 func sloLimits(env *plan.Environment) tui.SLO {
+	noSource := !env.Router.Configured() && (env.Gate == nil || env.Gate.Source != "prometheus")
 	gate := engine.GateFromPlan(env.Gate)
 	if gate == nil {
-		return tui.SLO{None: true}
+		return tui.SLO{None: true, NoSource: noSource}
 	}
-	return tui.SLO{ErrorRate: gate.ErrorRate, P99: gate.P99}
+	return tui.SLO{ErrorRate: gate.ErrorRate, P99: gate.P99, NoSource: noSource}
 }
 
 // noHealthCheck reports that nothing checks a host's health after its

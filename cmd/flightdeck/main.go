@@ -142,7 +142,7 @@ on its own when they break.`,
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "trust SSH host keys seen for the first time and record them (a changed key is always refused)")
 	root.AddCommand(
 		newDeployCmd(g), newRollbackCmd(g), newResumeCmd(g), newReleasesCmd(g), newAdoptCmd(g), newCheckCmd(g),
-		newJournalCmd(g), newUnlockCmd(g), newStateCmd(g), newWatchCmd(g), newVersionCmd(), newRouterCmd(),
+		newJournalCmd(g), newReplayCmd(g), newUnlockCmd(g), newStateCmd(g), newWatchCmd(g), newVersionCmd(), newRouterCmd(),
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 		newServeCmd(g),
 		newAdviseCmd(g),

@@ -1,0 +1,141 @@
+package teatest
+
+import (
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/golden"
+	xt "github.com/charmbracelet/x/exp/teatest/v2"
+
+	"flightdeck/engine/plan"
+	"flightdeck/themes"
+	"flightdeck/tui"
+)
+
+// framedReplay keeps the last frame a replay drew.
+type framedReplay struct {
+	*tui.Replay
+	mu    sync.Mutex
+	frame string
+}
+
+func (f *framedReplay) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	_, cmd := f.Replay.Update(msg)
+	return f, cmd
+}
+
+func (f *framedReplay) View() tea.View {
+	v := f.Replay.View()
+	f.mu.Lock()
+	f.frame = ansi.Strip(v.Content)
+	f.mu.Unlock()
+	return v
+}
+
+func (f *framedReplay) last() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.frame
+}
+
+// TestReplayShowsTheRunsFinalScreen (acceptance 5 of issue 15): a run
+// driven from the cockpit (deploy, pause, resume) is played back from its
+// journal; at the end of the replay the fleet, SLO, checklist and event
+// panes are the screen the run ended on, line for line, and the replay
+// changes nothing. The replay's final screen is also kept as a golden file
+// (times normalised).
+func TestReplayShowsTheRunsFinalScreen(t *testing.T) {
+	f := newFleet(t, 4)
+	// One host at a time, so that the journal's order (and the golden
+	// screen) does not depend on scheduling.
+	f.env.Parallel, f.env.Strategy.WaveSize = 1, plan.Size{N: 1, Set: true}
+	f.deployR1()
+	b := f.backend()
+	s := cockpit(t, b)
+	s.press("d")
+	s.waitFor(t, "Deploy a new release of shop/prod?")
+	s.press("y")
+	s.waitFor(t, "▶ RUNNING", "↻ restarting")
+	s.press("p")
+	s.waitFor(t, "‖ PAUSED by alice")
+	f.openGate()
+	s.press("p")
+	s.waitFor(t, "✓ SUCCEEDED", "run finished")
+	b.wg.Wait()
+	run := s.m.last()
+	s.press("q")
+	s.tm.WaitFinished(t, xt.WithFinalTimeout(10*time.Second))
+
+	evs := journal(t, f)
+	r := &framedReplay{Replay: tui.NewReplay(evs, tui.Options{Actor: operator, Theme: themes.NoColor(), Location: time.UTC}, 64)}
+	t.Cleanup(r.Close)
+	tm := xt.NewTestModel(t, r, xt.WithInitialTermSize(120, 40))
+	xt.WaitFor(t, tm.Output(), func([]byte) bool {
+		return strings.Contains(r.last(), "end of run") && strings.Contains(r.last(), "run finished")
+	}, xt.WithDuration(30*time.Second), xt.WithCheckInterval(20*time.Millisecond))
+	replay := r.last()
+
+	runLines, replayLines := strings.Split(run, "\n"), strings.Split(replay, "\n")
+	if len(runLines) != 40 || len(replayLines) != 40 {
+		t.Fatalf("frames of %d and %d lines, want 40", len(runLines), len(replayLines))
+	}
+	// The panes: everything between the header and the status and key
+	// lines. The event pane's title counts the lines the cockpit has
+	// logged since it opened (the run's cockpit also saw the run before):
+	// that number is not the run's.
+	count := regexp.MustCompile(`─ Events \d+ `)
+	for i := 1; i < 38; i++ {
+		if count.ReplaceAllString(runLines[i], "─ Events N ") != count.ReplaceAllString(replayLines[i], "─ Events N ") {
+			t.Errorf("line %d differs:\nrun:    %q\nreplay: %q", i, runLines[i], replayLines[i])
+		}
+	}
+	if !strings.Contains(replayLines[0], "SUCCEEDED") || !strings.Contains(replayLines[0], "read-only") || !strings.Contains(replayLines[39], "REPLAY") {
+		t.Errorf("header %q, bar %q; want the outcome, read-only and the replay's bar", replayLines[0], replayLines[39])
+	}
+	// Nothing was journaled by the replay.
+	if after := journal(t, f); len(after) != len(evs) {
+		t.Errorf("the journal grew from %d to %d events during the replay", len(evs), len(after))
+	}
+
+	// Seek back to the start (paused, as at the end): the cockpit shows
+	// the run's beginning; end goes back to the end.
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyHome})
+	xt.WaitFor(t, tm.Output(), func([]byte) bool {
+		l := r.last()
+		return strings.Contains(l, "paused · 0:00") && strings.Contains(l, "RUNNING") && strings.Contains(l, "queued")
+	}, xt.WithDuration(10*time.Second), xt.WithCheckInterval(20*time.Millisecond))
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyEnd})
+	xt.WaitFor(t, tm.Output(), func([]byte) bool {
+		return strings.Contains(r.last(), "end of run") && strings.Contains(r.last(), "SUCCEEDED")
+	}, xt.WithDuration(10*time.Second), xt.WithCheckInterval(20*time.Millisecond))
+	tm.Type("q")
+	tm.WaitFinished(t, xt.WithFinalTimeout(10*time.Second))
+
+	// testdata/TestReplayShowsTheRunsFinalScreen.golden (-update rewrites it).
+	golden.RequireEqual(t, normaliseTimes(replay))
+}
+
+var (
+	clockRE = regexp.MustCompile(`\b\d\d:\d\d:\d\d(\.\d+)?\b`)
+	posRE   = regexp.MustCompile(`\d+:\d\d / \d+:\d\d`)
+	hostRE  = regexp.MustCompile(`^([▸ ] web-\d .*) \d+s( +)`)
+)
+
+// normaliseTimes replaces what differs from one test run to the next
+// (clock times, the replay's position, each host's time in its phase) and
+// trims trailing blanks.
+func normaliseTimes(s string) string {
+	s = clockRE.ReplaceAllString(s, "HH:MM:SS")
+	s = posRE.ReplaceAllString(s, "M:SS / M:SS")
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		lines[i] = hostRE.ReplaceAllString(lines[i], "${1} Ns${2}")
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
