@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +60,7 @@ func (s *Server) cockpit(sess ssh.Session, me *member, log *slog.Logger) string 
 		})
 	}
 	out := &stallWriter{w: sess}
-	sm := &sessionModel{m: m, srv: s, me: me, km: km}
+	sm := &sessionModel{m: m, srv: s, me: me}
 	profile := colorprofile.Env(env)
 	p := tui.NewProgram(sm, sess, out, tui.ProgramOptions{
 		Width: pty.Window.Width, Height: pty.Window.Height, Profile: profile, Env: env, Context: ctx,
@@ -176,7 +175,6 @@ type sessionModel struct {
 	m   *tui.Model
 	srv *Server
 	me  *member
-	km  tui.KeyMap
 }
 
 func (w *sessionModel) Init() tea.Cmd { return w.m.Init() }
@@ -225,52 +223,29 @@ func dialogOf(screen string) string {
 	return ""
 }
 
-// runCommands are the cockpit actions that send a command to the run.
-var runCommands = []struct {
-	act  tui.Action
-	kind engine.CommandKind
-}{
-	{tui.ActPause, engine.CmdPause},
-	{tui.ActRollback, engine.CmdRollback},
-	{tui.ActAbort, engine.CmdAbort},
-	{tui.ActStepUp, engine.CmdStepUp},
-	{tui.ActStepDown, engine.CmdStepDown},
-	{tui.ActPromote, engine.CmdPromote},
-	{tui.ActPromoteAll, engine.CmdPromoteAll},
-	{tui.ActAck, engine.CmdAck},
-}
-
-// viewerAttempt turns a viewer's key for a run command into that command,
-// sent to the engine as the viewer: the engine refuses it (viewers act on
-// nothing) and journals the attempt, which every cockpit's event pane
-// shows. Between runs there is no journal: the refusal is only logged.
+// viewerAttempt turns a viewer's key for a run command (the cockpit's
+// bindings table says which) into that command, sent to the engine as
+// the viewer: the engine refuses it (viewers act on nothing) and
+// journals the attempt, which every cockpit's event pane shows. Between
+// runs there is no journal: the refusal is only logged.
 func (w *sessionModel) viewerAttempt(key string) tea.Cmd {
-	var kind engine.CommandKind
-	for _, rc := range runCommands {
-		if b := w.km.Binding(rc.act); b != nil && b.Enabled() && slices.Contains(b.Keys(), key) {
-			kind = rc.kind
-			break
-		}
-	}
-	if kind == "" {
+	c, ok := w.m.RunCommand(key)
+	if !ok {
 		return nil
 	}
+	c.Actor = w.me.actor
 	hub, b, actor, ctx, log := w.srv.o.Backend.Hub(), w.srv.o.Backend, w.me.actor, w.srv.ctx, w.srv.o.Log
 	return func() tea.Msg {
-		snap := hub.Snapshot()
-		if kind == engine.CmdPause && snap.Status == engine.StatusPaused {
-			kind = engine.CmdResume
-		}
 		var err error
-		if snap.Active() {
+		if hub.Snapshot().Active() {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = b.Send(cctx, engine.Command{Kind: kind, Actor: actor})
+			err = b.Send(cctx, c)
 			cancel()
 		} else {
-			err = engine.Authorize(actor, kind)
+			err = engine.Authorize(actor, c.Kind)
 		}
 		if err != nil {
-			log.Info("refused", "name", actor.Name, "fingerprint", actor.Fingerprint, "command", string(kind), "err", err)
+			log.Info("refused", "name", actor.Name, "fingerprint", actor.Fingerprint, "command", string(c.Kind), "err", err)
 		}
 		return nil
 	}

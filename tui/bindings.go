@@ -203,6 +203,27 @@ func bindingOf(a Action) *binding {
 	return &binding{act: a}
 }
 
+// RunCommand is the command a key sends to the run, in the state this
+// cockpit shows, from the bindings table (whether or not this session
+// may send it: serve hands a viewer's attempts to the engine, which
+// refuses and journals them). ok is false for a key that sends no command
+// to a run (deploys start runs; moving around sends nothing).
+func (m *Model) RunCommand(key string) (c engine.Command, ok bool) {
+	for i := range bindings {
+		b := &bindings[i]
+		if b.command == nil || !m.keys.is(b.act, key) {
+			continue
+		}
+		c = b.command(m)
+		if c.Kind == engine.CmdDeploy {
+			return engine.Command{}, false
+		}
+		c.Actor = m.opts.Actor
+		return c, true
+	}
+	return engine.Command{}, false
+}
+
 // avail says whether an action is offered now, and if not, why.
 type avail struct {
 	hidden bool   // not offered at all (read-only, or not a capability of this backend)

@@ -113,6 +113,10 @@ func (m *Model) fleetHeader(c fleetCols) string {
 func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time, selected bool) string {
 	g := &m.glyphs
 	glyph, lv := g.phase(hs.Phase)
+	phase := string(hs.Phase)
+	if m.untouched(hs) {
+		glyph, lv, phase = g.none, lvMuted, "unchanged"
+	}
 	cursor := "  "
 	if selected {
 		cursor = g.cursor + " "
@@ -124,7 +128,7 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	hostSt, hostLv := m.hostState(hs.Name)
 	if selected && m.focus == paneFleet {
 		row := cursor + m.glyphs.fit(hs.Name, c.name) + " " + m.glyphs.fit(rel, c.rel) + " " +
-			m.glyphs.fit(glyph+" "+string(hs.Phase), c.phase) + " " + m.glyphs.fit(hw, c.health) + " "
+			m.glyphs.fit(glyph+" "+phase, c.phase) + " " + m.glyphs.fit(hw, c.health) + " "
 		if c.host > 0 {
 			row += m.glyphs.fit(hostSt, c.host) + " "
 		}
@@ -149,7 +153,7 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	b.WriteByte(' ')
 	b.WriteString(relSt.Render(m.glyphs.fit(rel, c.rel)))
 	b.WriteByte(' ')
-	b.WriteString(m.style.of(lv).Render(m.glyphs.fit(glyph+" "+string(hs.Phase), c.phase)))
+	b.WriteString(m.style.of(lv).Render(m.glyphs.fit(glyph+" "+phase, c.phase)))
 	b.WriteByte(' ')
 	b.WriteString(m.style.of(hl).Render(m.glyphs.fit(hw, c.health)))
 	b.WriteByte(' ')
@@ -176,6 +180,14 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 	}
 	b.WriteString(prog)
 	return m.glyphs.fit(b.String(), w)
+}
+
+// untouched reports a host a finished run never switched, left in a
+// phase of the run's first half (queued, prepared): it serves the release
+// it had, so the fleet says "unchanged" rather than "prepared".
+func (m *Model) untouched(hs *engine.HostState) bool {
+	return m.snap.Status == engine.StatusFinished && !hs.Touched &&
+		(hs.Phase == engine.PhasePrepared || hs.Phase == engine.PhaseQueued || hs.Phase == engine.PhasePreparing)
 }
 
 // hostState is the host's own state from a HostStater backend: "up" is
@@ -253,7 +265,7 @@ func (m *Model) progress(hs *engine.HostState, w int) (string, level) {
 		return m.glyphs.cut(cause, w), lvBreach
 	}
 	p := hs.Progress
-	if hs.Phase != engine.PhasePreparing || p.FilesTotal == 0 {
+	if hs.Phase != engine.PhasePreparing || p.FilesTotal == 0 || m.untouched(hs) {
 		return "", lvNone
 	}
 	text := fmt.Sprintf(" %d/%d files %s/%s", p.FilesDone, p.FilesTotal, fmtBytes(p.BytesDone), fmtBytes(p.BytesTotal))

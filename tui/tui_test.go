@@ -70,7 +70,7 @@ func runCmd(m *Model, cmd tea.Cmd) []tea.Msg {
 			out = append(out, runCmd(m, c)...)
 		}
 		return out
-	case resultMsg:
+	case resultMsg, historyMsg:
 		m.Update(msg)
 	}
 	return []tea.Msg{msg}

@@ -1,0 +1,96 @@
+package tui
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"flightdeck/engine"
+)
+
+// histRecorder is a recorder that knows the environment's runs.
+type histRecorder struct {
+	*recorder
+	runs []engine.RunSummary
+}
+
+func (h *histRecorder) History(context.Context) ([]engine.RunSummary, error) { return h.runs, nil }
+
+// rolledBackRun is a rolling deploy r41 → r42 that was rolled back: every
+// host is on r41 again.
+func rolledBackRun() []engine.Event {
+	more := []engine.Event{{Type: engine.EvRollbackStart, Actor: "auto", Message: "gate failed"}}
+	for i := range 4 {
+		more = append(more, engine.Event{Type: engine.EvHostPhase, Host: "web-0" + string(rune('1'+i)), Phase: engine.PhaseReverted, Release: "r41"})
+	}
+	more = append(more, engine.Event{Type: engine.EvRunFinished, Outcome: engine.OutcomeRolledBack})
+	return withEvents(rollingRun(4), time.Second, more...)
+}
+
+// TestRollbackDialogBetweenRuns is issue 15's "a second r must not
+// silently roll back a healthy release": after a deploy that was rolled
+// back, r names the live release (since when, by whom) and the target the
+// engine would pick, and warns that the fleet is already back.
+func TestRollbackDialogBetweenRuns(t *testing.T) {
+	runs := []engine.RunSummary{
+		{Run: "a", Kind: engine.KindDeploy, Env: "prod", Release: "r40", Previous: "r39", Actor: "carol", Outcome: engine.OutcomeSucceeded,
+			Status: engine.StatusFinished, Started: t0.Add(-2 * time.Hour), Finished: t0.Add(-2*time.Hour + time.Minute)},
+		{Run: "b", Kind: engine.KindDeploy, Env: "prod", Release: "r41", Previous: "r40", Actor: "bob", Outcome: engine.OutcomeSucceeded,
+			Status: engine.StatusFinished, Started: t0.Add(-time.Hour), Finished: t0.Add(-time.Hour + 4*time.Minute)},
+		{Run: "prod-20250314T093000-abc", Kind: engine.KindDeploy, Env: "prod", Release: "r42", Previous: "r41", Actor: "olivia",
+			Outcome: engine.OutcomeRolledBack, Status: engine.StatusFinished, Started: t0, Finished: t0.Add(time.Minute)},
+	}
+	h := &histRecorder{recorder: newRecorder(), runs: runs}
+	m, rec := loadedOn(h, rolledBackRun(), 120, 40, nil)
+	defer m.Close()
+	runCmd(m, m.loadHistory())
+	press(t, m, "r")
+	s := screen(m)
+	for _, want := range []string{
+		"r41 (live since 08:34, deployed by bob) → r40",
+		"The fleet is already on r41, the release live before the last run", "(r42 rolled back)",
+		"Hosts affected: 4 of 4",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(s), " "), want) {
+			t.Errorf("dialog lacks %q:\n%s", want, s)
+		}
+	}
+	press(t, m, "y")
+	if len(rec.rollbacks) != 1 || rec.rollbacks[0] != "r40" {
+		t.Errorf("rollbacks %v, want [r40]", rec.rollbacks)
+	}
+
+	// The history overlay marks the live release and rolls back to the
+	// selected one after naming both sides.
+	press(t, m, "h")
+	s = screen(m)
+	if !strings.Contains(s, "✓ marks the release live now (r41)") || !strings.Contains(s, "rolled back") {
+		t.Fatalf("history:\n%s", s)
+	}
+	press(t, m, "j", "j", "enter")
+	if s := strings.Join(strings.Fields(screen(m)), " "); !strings.Contains(s, "r41 (live since 08:34, deployed by bob) → r40") {
+		t.Fatalf("the history's rollback dialog:\n%s", screen(m))
+	}
+}
+
+// TestUntouchedHostsSayUnchanged: after a run rolled back before it
+// reached them, hosts that were only prepared say "unchanged".
+func TestUntouchedHostsSayUnchanged(t *testing.T) {
+	evs := withEvents(rollingRun(4), time.Second,
+		engine.Event{Type: engine.EvRollbackStart, Actor: "auto"},
+		engine.Event{Type: engine.EvHostPhase, Host: "web-01", Phase: engine.PhaseReverted, Release: "r41"},
+		engine.Event{Type: engine.EvHostPhase, Host: "web-02", Phase: engine.PhaseReverted, Release: "r41"},
+		engine.Event{Type: engine.EvRunFinished, Outcome: engine.OutcomeRolledBack})
+	m, _ := loaded(evs, 120, 40, nil)
+	defer m.Close()
+	s := screen(m)
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "web-04") && !strings.Contains(l, "[web-04]") && !strings.Contains(l, "unchanged") {
+			t.Errorf("untouched host row: %q", l)
+		}
+		if strings.Contains(l, "web-01") && !strings.Contains(l, "[web-01]") && !strings.Contains(l, "reverted") {
+			t.Errorf("reverted host row: %q", l)
+		}
+	}
+}
