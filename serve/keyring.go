@@ -5,10 +5,11 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"flightdeck/internal/fsutil"
 )
 
 // keyring holds the authorised keys and, when they came from a file,
@@ -51,7 +52,7 @@ func newKeyring(initial *Keys, path string, log *slog.Logger) *keyring {
 // readStamped reads the keys file and its stamp; a file that cannot be
 // read has the zero stamp and err set.
 func readStamped(path string) ([]byte, fileStamp, error) {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadFileLimit(path, maxKeysFileBytes)
 	if err != nil {
 		return nil, fileStamp{}, err
 	}

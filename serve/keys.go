@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -13,6 +12,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"flightdeck/engine"
+	"flightdeck/internal/fsutil"
 )
 
 // Identity is who an authorised key belongs to and what it may do.
@@ -49,9 +49,12 @@ var harmless = map[string]bool{
 	"no-x11-forwarding": true, "no-user-rc": true,
 }
 
+// maxKeysFileBytes bounds an authorized-keys file (some 20,000 keys).
+const maxKeysFileBytes = 16 << 20
+
 // LoadKeys reads an authorized-keys file (see ParseKeys for the syntax).
 func LoadKeys(path string) (*Keys, error) {
-	b, err := os.ReadFile(path)
+	b, err := fsutil.ReadFileLimit(path, maxKeysFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read authorized keys: %w", err)
 	}

@@ -3,6 +3,7 @@ package fsutil
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -33,4 +34,21 @@ func currentUmask() os.FileMode {
 	f.Close()
 	st, _ := os.Stat(p)
 	return 0o777 &^ st.Mode().Perm()
+}
+
+func TestReadFileLimit(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFileLimit(p, 5); err != nil || string(b) != "12345" {
+		t.Fatalf("at the limit: %q %v", b, err)
+	}
+	if _, err := ReadFileLimit(p, 4); err == nil || !strings.Contains(err.Error(), "larger than 4 bytes") {
+		t.Fatalf("over the limit: %v", err)
+	}
+	// An endless file ends with an error, not with all memory.
+	if _, err := ReadFileLimit("/dev/zero", 1<<10); err == nil {
+		t.Fatal("/dev/zero read to the end")
+	}
 }

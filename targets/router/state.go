@@ -17,6 +17,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/internal/atomicfile"
+	"flightdeck/internal/fsutil"
 )
 
 // stateVersion is the format version of the state file.
@@ -191,16 +192,25 @@ func validToken(s string) bool {
 	return true
 }
 
+// maxStateBytes bounds the state file the router reads at start.
+const maxStateBytes = 64 << 20
+
 // loadState reads the state file; a missing file is an empty state, a
 // corrupt one is an error (starting empty would silently drop all routes).
 func loadState(path string) (*state, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFileLimit(path, maxStateBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return newState(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading router state: %w", err)
 	}
+	return parseState(path, data)
+}
+
+// parseState decodes and validates a state file's content; path is named
+// in errors.
+func parseState(path string, data []byte) (*state, error) {
 	st := newState()
 	if err := decodeStrict(data, st); err != nil {
 		return nil, fmt.Errorf("parsing router state %s: %w", path, err)
