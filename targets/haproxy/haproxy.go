@@ -56,6 +56,10 @@ type Router struct {
 	// unusable are the routed releases the last apply found with no
 	// server up: their share went to the other side.
 	unusable []string
+	// cohortHeld: the last apply left the cohort map without the cohort's
+	// entries because no server of the cohort's release was up in the
+	// cohort backend yet (the cohort stays on the main backend meanwhile).
+	cohortHeld bool
 
 	tally   *reqlog.Tally
 	ringMu  sync.Mutex
@@ -210,17 +214,23 @@ type server struct {
 
 // snap is what HAProxy reports before a change: the process, the
 // servers of every backend (by address), the addresses failing their
-// health check in the main backend, and the cohort map's entries.
+// health check in the main backend, those in rotation and passing it in
+// the cohort backend, and the cohort map's entries.
 type snap struct {
-	id      Identity
-	servers map[string][]server
-	down    map[string]bool
-	cohorts string // "show map" of the cohort map ("" without one)
+	id       Identity
+	servers  map[string][]server
+	down     map[string]bool
+	cohortUp map[string]bool
+	cohorts  string // "show map" of the cohort map ("" without one)
 }
 
 // snapshot reads, in one connection, what a change is decided on.
 func (r *Router) snapshot(ctx context.Context) (snap, error) {
 	cmds := []string{"show info", "show stat " + Quote(r.cfg.Backend) + " 4 -1"}
+	if r.cfg.CohortBackend != "" {
+		cmds = append(cmds, "show stat "+Quote(r.cfg.CohortBackend)+" 4 -1")
+	}
+	first := len(cmds) // the first "show servers state"
 	for _, b := range r.backends() {
 		cmds = append(cmds, "show servers state "+Quote(b))
 	}
@@ -231,7 +241,7 @@ func (r *Router) snapshot(ctx context.Context) (snap, error) {
 	if err != nil {
 		return snap{}, err
 	}
-	sn := snap{servers: map[string][]server{}, down: map[string]bool{}}
+	sn := snap{servers: map[string][]server{}, down: map[string]bool{}, cohortUp: map[string]bool{}}
 	if sn.id, err = parseInfo(answers[0]); err != nil {
 		return sn, err
 	}
@@ -243,8 +253,18 @@ func (r *Router) snapshot(ctx context.Context) (snap, error) {
 	for _, st := range stats {
 		upByName[st.Name] = st.Up()
 	}
+	inCohort := map[string]bool{}
+	if r.cfg.CohortBackend != "" {
+		cstats, _, err := parseStat(answers[2])
+		if err != nil {
+			return sn, fmt.Errorf("backend %s: %w", r.cfg.CohortBackend, err)
+		}
+		for _, st := range cstats {
+			inCohort[st.Name] = st.Up() && st.Status != "MAINT" && st.Status != "DRAIN"
+		}
+	}
 	for i, b := range r.backends() {
-		ss, err := parseServersState(answers[2+i])
+		ss, err := parseServersState(answers[first+i])
 		if err != nil {
 			return sn, fmt.Errorf("backend %s: %w", b, err)
 		}
@@ -253,6 +273,9 @@ func (r *Router) snapshot(ctx context.Context) (snap, error) {
 				sn.servers[a] = append(sn.servers[a], server{backend: b, ServerState: s})
 				if b == r.cfg.Backend && !upByName[s.Name] {
 					sn.down[a] = true
+				}
+				if b == r.cfg.CohortBackend && inCohort[s.Name] {
+					sn.cohortUp[a] = true
 				}
 			}
 		}
@@ -316,7 +339,12 @@ func (r *Router) apply(ctx context.Context, recheck ...string) error {
 			}
 		}
 	}
-	mapCmds, err := r.mapCommands(sn.cohorts)
+	// A map entry sends its cohort to the cohort backend, which answers
+	// 503 while none of the cohort's servers there passed a health check
+	// (they leave maintenance only in this batch): until one has, the
+	// map holds no entry and the cohort stays on the main backend.
+	r.cohortHeld = r.holdsCohort(sn)
+	mapCmds, err := r.mapCommands(sn.cohorts, r.cohortHeld)
 	if err != nil {
 		return err
 	}
@@ -345,6 +373,16 @@ func (r *Router) apply(ctx context.Context, recheck ...string) error {
 		return r.save()
 	}
 	return nil
+}
+
+// holdsCohort reports whether the cohort rules in force have no server of
+// their release in rotation and passing its check in the cohort backend.
+func (r *Router) holdsCohort(sn snap) bool {
+	rel := r.st.CohortRelease()
+	if rel == "" || r.cfg.CohortBackend == "" {
+		return false
+	}
+	return !slices.ContainsFunc(r.st.Pools[rel], func(a string) bool { return sn.cohortUp[a] })
 }
 
 // describe says what the routing state is, for notices.
@@ -425,7 +463,7 @@ func transition(b string, s ServerState, p pools.Placement, w int, recheck bool)
 
 // mapCommands returns the map changes that make the cohort map hold the
 // cohort rules' entries (add and set before del).
-func (r *Router) mapCommands(answer string) ([]string, error) {
+func (r *Router) mapCommands(answer string, held bool) ([]string, error) {
 	if r.cfg.CohortMap == "" {
 		if len(r.st.Cohorts) > 0 {
 			return nil, errors.New("cohort rules need cohort_backend and cohort_map in the plan's router")
@@ -434,6 +472,9 @@ func (r *Router) mapCommands(answer string) ([]string, error) {
 	}
 	want := map[string]string{}
 	for _, c := range r.st.Cohorts {
+		if held {
+			break
+		}
 		if c.Value != "" {
 			want[c.Value] = r.cfg.CohortBackend
 			continue
@@ -608,9 +649,31 @@ func (r *Router) SetRoute(ctx context.Context, rt engine.Route) error {
 }
 
 // SetCohorts replaces the cohort rules: the cohort map's entries and the
-// cohort backend's weights.
+// cohort backend's weights. The cohort is sent to the cohort backend once a server of its release
+// passes its health check there: SetCohorts waits for that (ctx bounds
+// the wait), the cohort staying on the main backend meanwhile.
 func (r *Router) SetCohorts(ctx context.Context, rules []engine.CohortRule) error {
-	return r.change(ctx, pools.CohortChange(rules))
+	if err := r.change(ctx, pools.CohortChange(rules)); err != nil {
+		return err
+	}
+	for {
+		r.mu.Lock()
+		held := r.cohortHeld
+		rel := r.st.CohortRelease()
+		r.mu.Unlock()
+		if !held {
+			return nil
+		}
+		if err := sleep(ctx, r.cfg.PollInterval); err != nil {
+			return fmt.Errorf("waiting for a server of %s to pass its health check in HAProxy backend %s: %w", rel, r.cfg.CohortBackend, err)
+		}
+		r.mu.Lock()
+		err := r.apply(ctx)
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // Drain puts addr's servers in "drain" and waits until HAProxy reports no
@@ -774,7 +837,7 @@ func (r *Router) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if sn.id == r.applied && slices.Equal(r.st.Unusable(sn.down), r.unusable) {
+	if sn.id == r.applied && slices.Equal(r.st.Unusable(sn.down), r.unusable) && r.holdsCohort(sn) == r.cohortHeld {
 		return nil
 	}
 	return r.apply(ctx)

@@ -35,13 +35,15 @@ type labOpts struct {
 	names    []string
 	disabled []string // start in maintenance
 	cohort   bool     // cohort backend on header X-Beta
+	// checkEvery is HAProxy's health check interval (default 100 ms).
+	checkEvery time.Duration
 }
 
 func newLab(t *testing.T, o labOpts) *lab {
 	t.Helper()
 	haproxytest.Require(t)
 	l := &lab{t: t, be: map[string]*testbackend.Backend{}}
-	s := haproxy.Setup{Listen: freeAddr(t)}
+	s := haproxy.Setup{Listen: freeAddr(t), CheckInterval: o.checkEvery}
 	if o.cohort {
 		s.CohortHeader = "X-Beta"
 	}
@@ -380,9 +382,12 @@ func TestReloadReapplies(t *testing.T) {
 }
 
 // TestCohortMap routes an exact-value cohort to the new release through
-// the cohort backend, then a percent cohort, then drops them.
+// the cohort backend, then a percent cohort, then drops them. Health
+// checks a second apart: the cohort's server leaves maintenance in the
+// cohort backend with SetCohorts, and the cohort must not be sent there
+// (503) before its first check there passed.
 func TestCohortMap(t *testing.T) {
-	l := newLab(t, labOpts{names: []string{"blue", "green"}, cohort: true})
+	l := newLab(t, labOpts{names: []string{"blue", "green"}, cohort: true, checkEvery: time.Second})
 	c := ctx(t)
 	must(t, l.rt.SetPool(c, "v1", l.addr("blue")))
 	must(t, l.rt.SetPool(c, "v2", l.addr("green")))
