@@ -212,8 +212,9 @@ type machine struct {
 	// stopped: interrupted, nothing new starts; halted: the journal failed,
 	// nothing at all is done.
 	stopped, halted bool
-	// cut: an interrupt ended the settle wait early.
-	cut bool
+	// cut: an interrupt ended the settle wait early; cutNoticed: the
+	// journal says the last measurement was cut short.
+	cut, cutNoticed bool
 	// serial numbers the work begun, so that a late result of cancelled
 	// work is never taken for newer work of the same key.
 	serial uint64
@@ -258,6 +259,11 @@ func (m *machine) step(now time.Time, in input) output {
 	case stopInput:
 		if m.st.Settling != "" {
 			m.cut = true // the outcome is decided: finish now
+			if !m.cutNoticed && m.st.Status == StatusRunning && (m.busy(gateWork) || m.watching()) {
+				// Say so: the run ends without its last judgement.
+				m.cutNoticed = true
+				m.emit(&out, now, Event{Type: EvNotice, Error: fmt.Sprintf("interrupted while settling: %s was not judged with all its traffic (the last measurement was cut short)", m.st.Info.Release)})
+			}
 		} else if !m.stopped && m.st.Active() {
 			m.stopped = true
 			m.emit(&out, now, Event{Type: EvNotice, Message: "run interrupted: work in flight finishes, nothing new starts; `flightdeck resume` (or the next deploy) finishes it"})

@@ -318,6 +318,11 @@ func TestStepSettleJudgesTheReleaseWithAllItsTraffic(t *testing.T) {
 	if fin := cut.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeSucceeded {
 		t.Fatalf("interrupted while settling: %+v", fin)
 	}
+	if !slices.ContainsFunc(out.events, func(e Event) bool {
+		return e.Type == EvNotice && strings.Contains(e.Error, "r2 was not judged with all its traffic")
+	}) {
+		t.Fatalf("the journal does not say the last measurement was cut short: %v", types(out.events))
+	}
 }
 
 // TestStepFinishWaitsForWorkInFlight: a run ends only when no host work is
