@@ -1,6 +1,7 @@
 package teatest
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -138,4 +139,86 @@ func normaliseTimes(s string) string {
 		lines[i] = strings.TrimRight(lines[i], " ")
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// TestTmuxReplayOfADemoRun: a demo release run in the real binary and its
+// `flightdeck replay --speed 0` end on the same fleet (host, release,
+// phase), checklist and event lines. The SLO pane and the fleet's REQ/S
+// and ERR% are the run's live samples, which are not journaled: the
+// replay draws the gate's journaled windows instead.
+func TestTmuxReplayOfADemoRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the tmux demo is skipped in -short mode")
+	}
+	t.Parallel()
+	d := startDemo(t, nil, nil, "--hosts", "4", "--strategy", "rolling")
+	run := d.waitText(waitLong, "run finished")
+	d.run("new-session", "-d", "-s", "replay", "-x", "160", "-y", "48",
+		"-e", "XDG_CONFIG_HOME="+filepath.Join(filepath.Dir(d.dir), "config"),
+		binary, "replay", "-f", filepath.Join(d.dir, "flightdeck.yaml"), "last", "--speed", "0")
+	var replay string
+	deadline := time.Now().Add(waitLong)
+	for {
+		replay = d.run("capture-pane", "-p", "-t", "replay")
+		if strings.Contains(replay, "end of run") && strings.Contains(replay, "run finished") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replay did not reach the end:\n%s", replay)
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval, not synchronisation
+	}
+	fleetRows := func(s string) []string {
+		var out []string
+		for _, l := range strings.Split(s, "\n") {
+			f := strings.Fields(l)
+			if len(f) > 4 && f[0] == "▸" {
+				f = f[1:]
+			}
+			if len(f) > 3 && strings.HasPrefix(f[0], "web-") {
+				out = append(out, strings.Join(f[:4], " ")) // host, release, phase glyph and word
+			}
+		}
+		return out
+	}
+	checklist := func(s string) []string {
+		var out []string
+		in := false
+		for _, l := range strings.Split(s, "\n") {
+			i := strings.LastIndex(l, "│")
+			if i < 0 {
+				continue
+			}
+			right := strings.TrimSpace(l[i+len("│"):])
+			if strings.HasPrefix(right, "─ Checklist") {
+				in = true
+			}
+			if in && right != "" {
+				out = append(out, right)
+			}
+		}
+		return out
+	}
+	events := func(s string) []string {
+		lines := strings.Split(s, "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "─ Events") {
+				return lines[i+1 : len(lines)-2]
+			}
+		}
+		return nil
+	}
+	for _, part := range []struct {
+		name string
+		get  func(string) []string
+	}{{"fleet", fleetRows}, {"checklist", checklist}, {"events", events}} {
+		a, b := part.get(run), part.get(replay)
+		if len(a) == 0 || strings.Join(a, "\n") != strings.Join(b, "\n") {
+			t.Errorf("%s differs:\n--- run\n%s\n--- replay\n%s", part.name, strings.Join(a, "\n"), strings.Join(b, "\n"))
+		}
+	}
+	d.run("send-keys", "-t", "replay", "q")
+	if code := d.quit(); code != 0 && code != 1 {
+		t.Errorf("the demo exited with status %d", code)
+	}
 }
