@@ -37,7 +37,7 @@
 # where its time went (from the run's events).
 #
 # Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5;
-#        COMPARE="cli rollback deploy" by default, any subset of the words)
+#        COMPARE="cli rollback deploy onefile" by default, any subset of the words)
 # Needs: openssh-server (/usr/sbin/sshd), GNU time (/usr/bin/time), root or
 # a user sshd lets in. Work files go to $TMPDIR (default /dev/shm when it
 # exists, so that the disk is not what is measured).
@@ -47,7 +47,7 @@ cd "$(dirname "$0")/.."
 SIZES=("${@:-20 100}")
 read -r -a SIZES <<<"${SIZES[*]}"
 RUNS=${RUNS:-5}
-COMPARE=${COMPARE:-cli rollback deploy}
+COMPARE=${COMPARE:-cli rollback deploy onefile}
 if [[ -z "${TMPDIR:-}" && -d /dev/shm ]]; then export TMPDIR=/dev/shm; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleet-bench.XXXXXX")
 BIN=$WORK/fleet
@@ -321,6 +321,142 @@ RB
 	rm -rf "$rel"
 }
 
+# onefile_compare DIR: one-file deploys from git with Ansible and Capistrano,
+# as each is used for it, RUNS times after an untimed first deploy, each
+# run one CLI process into the same deploy_to (flightdeck's are `fleet cli`'s):
+#   - Ansible: the commit exported once on the control machine (git archive,
+#     run_once on localhost), synchronize (rsync over ssh) into releases/<id>
+#     with --link-dest to the previous release (unchanged files hard-linked,
+#     as flightdeck does), raw ln -s + mv -T + revisions.log;
+#   - Capistrano: its git strategy with SSHKit on every host in parallel:
+#     the repository mirror on the host updated (git remote update; cloned
+#     on the first deploy), git archive of the commit | tar -x into
+#     releases/<id>, ln -s + mv -T, revisions.log.
+# The last release is checked byte for byte on every host (fleet verify).
+onefile_compare() {
+	local dir=$1 cf=$1/cluster.json repo=$1/peer-repo n
+	n=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["ports"]))' "$cf")
+	"$BIN" release -dir "$repo" -id r0 >/dev/null
+	git -C "$repo" init -q -b main && git -C "$repo" add -A && git -C "$repo" -c user.name=b -c user.email=b@x commit -qm r0
+	local tools=()
+	command -v ansible-playbook >/dev/null && tools+=(ansible)
+	command -v cap >/dev/null && tools+=(cap)
+	[[ ${#tools[@]} -gt 0 ]] || { echo "onefile: neither ansible nor capistrano installed"; return 0; }
+	local adir=$dir/ansible-1f capdir=$dir/cap-1f
+	if [[ " ${tools[*]} " == *" ansible "* ]]; then
+		mkdir -p "$adir"
+		python3 - "$cf" "$adir/inventory.ini" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "w") as f:
+    f.write("[fleet]\n")
+    for i, (port, d) in enumerate(zip(c["ports"], c["deploy_to"])):
+        f.write(f"h{i:03d} ansible_host=127.0.0.1 ansible_port={port} deploy_to={d}/ans1f\n")
+    f.write("[fleet:vars]\n")
+    f.write(f"ansible_user={c['user']}\nansible_ssh_private_key_file={c['client_key']}\n")
+    f.write(f"ansible_ssh_common_args='-o UserKnownHostsFile={c['known_hosts']} -o StrictHostKeyChecking=yes'\n")
+PY
+		cat >"$adir/ansible.cfg" <<CFG
+[defaults]
+forks = $n
+host_key_checking = True
+retry_files_enabled = False
+stdout_callback = minimal
+interpreter_python = /usr/bin/python3
+gathering = explicit
+[ssh_connection]
+pipelining = True
+ssh_args = -o ControlMaster=auto -o ControlPersist=60s
+CFG
+		cat >"$adir/deploy.yml" <<'YML'
+- hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: export the commit on the control machine
+      run_once: true
+      delegate_to: localhost
+      shell: rm -rf {{ build }} && mkdir -p {{ build }} && git -C {{ repo }} archive {{ ref }} | tar -x -C {{ build }}
+    - name: releases directory
+      file:
+        path: "{{ deploy_to }}/releases"
+        state: directory
+    - name: upload the release, unchanged files hard-linked from the previous one
+      ansible.posix.synchronize:
+        src: "{{ build }}/"
+        dest: "{{ deploy_to }}/releases/{{ release }}/"
+        link_dest: "{{ [deploy_to + '/releases/' + previous] if previous else omit }}"
+        use_ssh_args: true
+        verify_host: true
+    - name: switch current
+      raw: cd {{ deploy_to }} && ln -s releases/{{ release }} current.tmp-ansible && mv -T current.tmp-ansible current && echo "$(date -u +%FT%TZ) deploy release={{ release }} actor=ansible" >> revisions.log
+YML
+	fi
+	if [[ " ${tools[*]} " == *" cap "* ]]; then
+		cap_project "$dir" "$capdir"
+		cat >"$capdir/bench_task.rb" <<'RB'
+SSHKit.config.output_verbosity = Logger::ERROR
+task :fleet_deploy_git do
+  release, repo = ENV.fetch("RELEASE"), ENV.fetch("REPO")
+  on roles(:app), in: :parallel do |host|
+    deploy_to = File.join(host.properties.deploy_root, "cap1f")
+    mirror, release_path = "#{deploy_to}/repo", "#{deploy_to}/releases/#{release}"
+    if test("[ -f #{mirror}/HEAD ]")
+      within(mirror) { execute :git, :remote, :update, "--prune" }
+    else
+      execute :git, :clone, "--mirror", repo, mirror
+    end
+    execute :mkdir, "-p", release_path
+    within(mirror) { execute :git, :archive, "main", "| /usr/bin/env tar -x -f - -C", release_path }
+    within deploy_to do
+      execute :ln, "-s", "releases/#{release}", "current.tmp-cap"
+      execute :mv, "-T", "current.tmp-cap", "current"
+      execute :sh, "-c", "'echo \"$(date -u +%FT%TZ) deploy release=#{release} actor=cap\" >> revisions.log'"
+    end
+  end
+end
+RB
+	fi
+	onefile_run() { # TOOL RELEASE PREVIOUS
+		case $1 in
+		ansible) (cd "$adir" && ANSIBLE_CONFIG=$adir/ansible.cfg ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook -i inventory.ini deploy.yml \
+			-e "release=$2 previous=$3 repo=$repo ref=main build=$adir/build") ;;
+		cap) (cd "$capdir" && RELEASE=$2 REPO=$repo cap bench fleet_deploy_git) ;;
+		esac
+	}
+	declare -A times=()
+	local tool run t0 prev id line="RESULT onefile hosts=$n" log=$dir/onefile.log
+	for tool in "${tools[@]}"; do
+		onefile_run "$tool" r0 "" >"$log" 2>&1 || { echo "$tool first deploy failed:"; tail -20 "$log"; continue; }
+	done
+	prev=r0
+	for run in $(seq "$RUNS"); do
+		id=r$run
+		python3 - "$repo/assets/00/file0000.bin" "$id" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[:8] = sys.argv[2].ljust(8).encode(); open(sys.argv[1], "wb").write(b)
+PY
+		git -C "$repo" -c user.name=b -c user.email=b@x commit -qam "$id"
+		for tool in "${tools[@]}"; do
+			t0=$(now_ms)
+			if onefile_run "$tool" "$id" "$prev" >"$log" 2>&1; then
+				times[$tool]+="$(( $(now_ms) - t0 )) "
+				if [[ $run == "$RUNS" ]]; then grep -E -- '-- [0-9.]+s$' "$log" | sed "s/^/| $tool: /" || true; fi
+			else
+				echo "$tool one-file deploy $id failed:"; tail -20 "$log"
+			fi
+		done
+		prev=$id
+	done
+	rm -rf "$dir/expect" && mkdir -p "$dir/expect" && git -C "$repo" archive main | tar -x -C "$dir/expect"
+	for tool in "${tools[@]}"; do
+		local sub=ans1f; [[ $tool == cap ]] && sub=cap1f
+		"$BIN" verify -cluster "$cf" -release "$dir/expect" -id "$prev" -subdir "$sub" || echo "$tool: last release does not verify"
+		echo "$tool one-file deploy runs (ms): ${times[$tool]:-none}"
+		[[ -n "${times[$tool]:-}" ]] && line+=" ${tool}_median_ms=$(printf '%s\n' ${times[$tool]} | median)"
+	done
+	echo "$line"
+}
+
 for n in "${SIZES[@]}"; do
 	dir=$WORK/fleet$n
 	mkdir -p "$dir"
@@ -346,6 +482,7 @@ for n in "${SIZES[@]}"; do
 		if command -v cap >/dev/null; then cap_rollback "$dir" || echo "capistrano: failed"; else echo "capistrano: not installed (apt-get install capistrano)"; fi
 	fi
 	if [[ " $COMPARE " == *" deploy "* ]]; then deploy_compare "$dir"; fi
+	if [[ " $COMPARE " == *" onefile "* ]]; then onefile_compare "$dir"; fi
 
 	exec 9>&-
 	wait "$SERVE_PID" || true
