@@ -73,7 +73,7 @@ func (e *Engine) Adopt(ctx context.Context, actor Actor, ids []string, command s
 }
 
 func (r *Run) adopt(ctx context.Context, ids []string) (*State, error) {
-	statuses, err := r.inspectAll(ctx)
+	statuses, _, err := r.inspectAll(ctx, "")
 	if err != nil {
 		return r.m.st, err
 	}

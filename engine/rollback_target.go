@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 )
 
 // TargetMissingError reports a rollback target that some hosts lack or
@@ -24,38 +23,27 @@ func (e *TargetMissingError) Error() string {
 }
 
 // checkRollbackTarget checks, before any switch, that the rollback target
-// is present and complete (Host.Check) on every host that is not already
-// on it, so that a rollback either can put the whole fleet on the target
-// or touches nothing.
-func (r *Run) checkRollbackTarget(ctx context.Context, statuses map[string]HostStatus) error {
+// is present and complete (Host.Check, done by inspectAll: checks) on every
+// host that is not already on it, so that a rollback either can put the
+// whole fleet on the target or touches nothing.
+func (r *Run) checkRollbackTarget(ctx context.Context, statuses map[string]HostStatus, checks map[string]error) error {
 	target := r.cfg.Target
-	var mu sync.Mutex
 	var bad []string
-	var wg sync.WaitGroup
 	for _, h := range r.cfg.Hosts {
 		st := statuses[h.Name()]
 		if st.Current == target {
 			continue
 		}
 		if !slices.Contains(st.Releases, target) {
-			mu.Lock()
 			bad = append(bad, fmt.Sprintf("%s: release %s is not on the host", h.Name(), target))
-			mu.Unlock()
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.sem <- struct{}{}
-			defer func() { <-r.sem }()
-			if err := h.Check(ctx, target); err != nil {
-				mu.Lock()
-				bad = append(bad, fmt.Sprintf("%s: %v", h.Name(), err))
-				mu.Unlock()
-			}
-		}()
+		if err, checked := checks[h.Name()]; !checked {
+			bad = append(bad, fmt.Sprintf("%s: release %s was not checked", h.Name(), target))
+		} else if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", h.Name(), err))
+		}
 	}
-	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -15,12 +16,16 @@ import (
 // journaled (ErrJournal).
 func (r *Run) Execute(ctx context.Context) (*State, error) {
 	defer close(r.done)
-	statuses, err := r.inspectAll(ctx)
+	checkTarget := ""
+	if r.cfg.Kind == KindRollback {
+		checkTarget = r.cfg.Target
+	}
+	statuses, checks, err := r.inspectAll(ctx, checkTarget)
 	if err != nil {
 		return r.m.st, err
 	}
 	if r.cfg.Kind == KindRollback {
-		if err := r.checkRollbackTarget(ctx, statuses); err != nil {
+		if err := r.checkRollbackTarget(ctx, statuses, checks); err != nil {
 			return r.m.st, err
 		}
 	}
@@ -78,7 +83,7 @@ func (r *Run) Resume(ctx context.Context, evs []Event) (*State, error) {
 		// Journals before the policy was recorded in RunStarted: the plan's.
 		st.Info.RequireApproval = r.cfg.Env.RequireApproval
 	}
-	statuses, err := r.inspectAll(ctx)
+	statuses, _, err := r.inspectAll(ctx, "")
 	if err != nil {
 		return st, err
 	}
@@ -143,8 +148,12 @@ func (r *Run) openJournal(ctx context.Context) error {
 	return nil
 }
 
-func (r *Run) inspectAll(ctx context.Context) (map[string]HostStatus, error) {
+// inspectAll cleans and inspects every host; with a target, a host that
+// has it but does not run it also checks it complete (Check), in the same
+// turn: checks holds the result by host.
+func (r *Run) inspectAll(ctx context.Context, target string) (statuses map[string]HostStatus, checks map[string]error, _ error) {
 	out := make(map[string]HostStatus, len(r.cfg.Hosts))
+	checks = map[string]error{}
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -161,6 +170,11 @@ func (r *Run) inspectAll(ctx context.Context) (map[string]HostStatus, error) {
 			if err == nil {
 				st, err = h.Inspect(ctx)
 			}
+			var checkErr error
+			checked := err == nil && target != "" && st.Current != target && slices.Contains(st.Releases, target)
+			if checked {
+				checkErr = h.Check(ctx, target)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -168,14 +182,17 @@ func (r *Run) inspectAll(ctx context.Context) (map[string]HostStatus, error) {
 				return
 			}
 			out[h.Name()] = st
+			if checked {
+				checks[h.Name()] = checkErr
+			}
 		}()
 	}
 	wg.Wait()
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	return out, nil
+	return out, checks, nil
 }
 
 func (r *Run) runInfo(statuses map[string]HostStatus) RunInfo {

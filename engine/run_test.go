@@ -241,10 +241,10 @@ func TestPauseHoldsTheNextWave(t *testing.T) {
 }
 
 // TestRollbackToReleaseMissingOnAHostTouchesNothing: the target is
-// checked on every host before the first switch, so a rollback never
-// splits the fleet between releases.
+// checked on every host before the first switch (present and complete),
+// so a rollback never splits the fleet between releases.
 func TestRollbackToReleaseMissingOnAHostTouchesNothing(t *testing.T) {
-	f := newFleet(t, 3, "")
+	f := newFleet(t, 4, "")
 	f.deploy("r1")
 	f.deploy("r2")
 	// Host b lost r1 (e.g. it was rebuilt and missed the deploy).
@@ -256,14 +256,22 @@ func TestRollbackToReleaseMissingOnAHostTouchesNothing(t *testing.T) {
 	if err := os.RemoveAll(p); err != nil {
 		t.Fatal(err)
 	}
+	// Host d's r1 lost a file.
+	if err := os.Chmod(filepath.Join(f.dir, "hosts", "d", "releases", "r1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(f.dir, "hosts", "d", "releases", "r1", "fa.txt")); err != nil {
+		t.Fatal(err)
+	}
 	runs, _ := engine.ListRuns(f.stateDir)
 	_, err := f.engine().Rollback(context.Background(), op, "r1", "test")
 	var tm *engine.TargetMissingError
-	if !errors.As(err, &tm) || len(tm.Hosts) != 1 || !strings.HasPrefix(tm.Hosts[0], "b: ") {
-		t.Fatalf("err = %v, want a TargetMissingError naming only host b", err)
+	if !errors.As(err, &tm) || len(tm.Hosts) != 2 || !strings.HasPrefix(tm.Hosts[0], "b: ") ||
+		!strings.HasPrefix(tm.Hosts[1], "d: ") || !strings.Contains(tm.Hosts[1], "fa.txt") {
+		t.Fatalf("err = %v, want a TargetMissingError naming host b and host d's missing file", err)
 	}
 	cur := f.currents()
-	if cur["a"] != "r2" || cur["c"] != "r2" || cur["b"] != "r2" {
+	if cur["a"] != "r2" || cur["c"] != "r2" || cur["b"] != "r2" || cur["d"] != "r2" {
 		t.Fatalf("currents %v: want every host left on r2", cur)
 	}
 	if after, _ := engine.ListRuns(f.stateDir); len(after) != len(runs) {

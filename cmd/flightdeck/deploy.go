@@ -265,6 +265,7 @@ A host that lacks the release is reported and fails the rollback.`,
 				return err
 			}
 			defer r.close()
+			r.predial(c.Context()) // beside taking the lock and reading the journal
 			return r.run(c, g, true, func(ctx context.Context, a engine.Actor) (*engine.State, error) {
 				return r.eng.Rollback(ctx, a, to, commandLine())
 			})
