@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"flightdeck/engine"
+	"flightdeck/engine/plan"
 	"flightdeck/engine/sampler"
+	"flightdeck/targets/prom"
+	"flightdeck/targets/prom/promtest"
 	"flightdeck/targets/router"
 )
 
@@ -33,6 +36,13 @@ func backend(t *testing.T, status int) string {
 // startRouter starts a built-in router and returns its proxy URL and an
 // admin client.
 func startRouter(t *testing.T) (string, *router.Client) {
+	url, cl, _ := startRouterAdmin(t)
+	return url, cl
+}
+
+// startRouterAdmin is startRouter that also returns the admin address
+// (which serves /metrics).
+func startRouterAdmin(t *testing.T) (string, *router.Client, string) {
 	t.Helper()
 	dir := t.TempDir()
 	rt, err := router.New(router.Config{StateFile: filepath.Join(dir, "state.json"), HealthInterval: 50 * time.Millisecond,
@@ -54,7 +64,7 @@ func startRouter(t *testing.T) (string, *router.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + pl.Addr().String() + "/", cl
+	return "http://" + pl.Addr().String() + "/", cl, al.Addr().String()
 }
 
 func setPool(t *testing.T, cl *router.Client, rel string, addrs ...string) {
@@ -231,5 +241,63 @@ func TestSamplerKeepsWindow(t *testing.T) {
 		if want := min(i+1, 5); len(sn.Times) != want || !sn.Times[want-1].Equal(time.Unix(1_700_000_000+int64(i)+1, 0)) {
 			t.Errorf("snapshot %d changed after it was published: %v", i, sn.Times)
 		}
+	}
+}
+
+// TestSamplerPrometheus: with the gate reading Prometheus, the sampler
+// asks a real Prometheus (scraping a real router) each second for the
+// window just past: per release, requests/s and error rate.
+func TestSamplerPrometheus(t *testing.T) {
+	url, cl, admin := startRouterAdmin(t)
+	srv := promtest.Start(t, 100*time.Millisecond, admin)
+	srv.WaitUp(t, 1)
+	good, bad := backend(t, 200), backend(t, 500)
+	setPool(t, cl, "v1", good)
+	setPool(t, cl, "v2", bad)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.SetRoute(ctx, engine.Route{Stable: "v1", Candidate: "v2", Weight: 50}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := prom.New(&plan.Prometheus{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Traffic all along.
+	tctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for tctx.Err() == nil {
+			if resp, err := http.Get(url); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			time.Sleep(5 * time.Millisecond) // the traffic's pace
+		}
+	}()
+	defer func() { stop(); <-done }()
+	s := sampler.New(sampler.Config{Instant: src, Source: "prometheus", Window: time.Second,
+		Releases: func() []string { return []string{"v1", "v2"} }})
+	for {
+		if err := s.Sample(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sn := s.Snapshot()
+		v1, v2 := sn.Find("v1"), sn.Find("v2")
+		if v1 != nil && v2 != nil {
+			p1, ok1 := v1.Last()
+			p2, ok2 := v2.Last()
+			if ok1 && ok2 && p1.RPS > 0 && p2.RPS > 0 {
+				if p1.ErrorRate != 0 || p2.ErrorRate < 0.99 || sn.Source != "prometheus" {
+					t.Fatalf("v1 %+v, v2 %+v; want v1 without errors, v2 all errors", p1, p2)
+				}
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no data from Prometheus: %+v\n%s", sn, srv.Log())
+		}
+		time.Sleep(200 * time.Millisecond) // the next sample's pace
 	}
 }
