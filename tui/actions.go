@@ -80,17 +80,21 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 // askQuit quits at once between runs and asks first during one, saying
 // what becomes of the run.
 func (m *Model) askQuit() tea.Cmd {
-	if !m.active() {
+	var lines []string
+	if m.active() {
+		note := "The run continues without the cockpit; reattach to follow it."
+		if m.opts.QuitStopsRun {
+			note = "Quitting interrupts the run: work in flight finishes, nothing new starts; `flightdeck resume` finishes it."
+		}
+		lines = append(lines, fmt.Sprintf("Run %s is %s.", m.snap.Run, strings.ReplaceAll(string(m.snap.Status), "_", " ")), note)
+	}
+	if m.opts.QuitWarning != "" {
+		lines = append(lines, m.opts.QuitWarning)
+	}
+	if len(lines) == 0 {
 		return m.quit()
 	}
-	note := "The run continues without the cockpit; reattach to follow it."
-	if m.opts.QuitStopsRun {
-		note = "Quitting interrupts the run: work in flight finishes, nothing new starts; `flightdeck resume` finishes it."
-	}
-	m.ask(confirmDialog{title: "Quit the cockpit?", lines: []string{
-		fmt.Sprintf("Run %s is %s.", m.snap.Run, strings.ReplaceAll(string(m.snap.Status), "_", " ")),
-		note,
-	}, yes: "quit", run: m.quit})
+	m.ask(confirmDialog{title: "Quit the cockpit?", lines: lines, yes: "quit", run: m.quit})
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
+
 	"flightdeck/engine"
 )
 
@@ -92,5 +94,20 @@ func TestUntouchedHostsSayUnchanged(t *testing.T) {
 		if strings.Contains(l, "web-01") && !strings.Contains(l, "[web-01]") && !strings.Contains(l, "reverted") {
 			t.Errorf("reverted host row: %q", l)
 		}
+	}
+}
+
+// TestQuitWarning: a cockpit whose quitting deletes something (the demo's
+// temporary journal) asks first, between runs too.
+func TestQuitWarning(t *testing.T) {
+	m, _ := loaded(finishedRun(), 100, 30, func(o *Options) { o.QuitWarning = "The demo's journal is deleted on quit." })
+	defer m.Close()
+	press(t, m, "q")
+	if s := screen(m); !strings.Contains(s, "Quit the cockpit?") || !strings.Contains(s, "journal is deleted on quit") {
+		t.Fatalf("q does not warn:\n%s", s)
+	}
+	msgs := press(t, m, "y")
+	if len(msgs) != 1 || msgs[0] != tea.Quit() {
+		t.Fatalf("y does not quit: %v", msgs)
 	}
 }

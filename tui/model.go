@@ -76,6 +76,10 @@ type Options struct {
 	// NoHealthCheck says that the plan configures no health check: the
 	// fleet's HEALTH column shows a dash, not "up".
 	NoHealthCheck bool
+	// QuitWarning, when set, is said by a quit dialog that then asks
+	// between runs too (e.g. the demo deletes its directory, journal
+	// included, when it ends).
+	QuitWarning string
 	// Scenario is the training scenario the cockpit shows (the demo): its
 	// name in the header, its briefing in the help.
 	Scenario Scenario

@@ -133,6 +133,10 @@ func runDemoCockpit(c *cobra.Command, g *globals, opts demo.Options) error {
 	}
 	uiOpts.Actor.Via = "demo"
 	uiOpts.Scenario = tui.Scenario{Name: opts.Scenario.Name, Briefing: opts.Scenario.Briefing}
+	if opts.Dir == "" {
+		uiOpts.QuitWarning = "The demo's temporary directory " + fleet.Dir + " is deleted on quit, its journal included: " +
+			"run the demo with --dir DIR to keep it (`flightdeck journal show` then reads it)."
+	}
 	sctx, stopSampler := context.WithCancel(c.Context())
 	defer stopSampler()
 	backend := &demoBackend{EngineBackend: &tui.EngineBackend{Engine: fleet.Engine, Command: "flightdeck demo",
