@@ -601,3 +601,41 @@ func TestDemoWithoutTerminalPrintsLines(t *testing.T) {
 		t.Errorf("demo-service process left running: %s", p)
 	}
 }
+
+// TestTmuxAfterARun drives the real demo binary after its release: the
+// header names the scenario, the key bar says what can be done now, ?
+// has the briefing and the legend, and the history overlay rolls the
+// fleet back to the release before, naming both sides (--theme on the
+// command line).
+func TestTmuxAfterARun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the tmux demo is skipped in -short mode")
+	}
+	t.Parallel()
+	d := startDemo(t, []string{"FLIGHTDECK_ACTOR=histo"}, nil, "--hosts", "4", "--strategy", "rolling", "--scenario", "good", "--theme", "high-contrast")
+	// The rollback's target comes from the journal, read once the run ended.
+	s := d.waitText(waitLong, "✓ SUCCEEDED", "scenario good", "r roll back to v1  d deploy")
+	if bar := lastLine(s); !strings.Contains(bar, "h history") || strings.Contains(bar, "(no run)") {
+		t.Errorf("the key bar after the run lists run keys: %q", bar)
+	}
+	d.keys("?")
+	d.waitText(waitLong, "Scenario good", "3-2-1 rule")
+	d.keys("?") // closes the help (escape then h would read as alt+h)
+	d.waitScreen("help closed", waitLong, func(s string) bool { return cockpitDrawn(s) && !strings.Contains(s, "Scenario good") })
+	d.keys("h")
+	d.waitText(waitLong, "Release history", "marks the release live now (v2)")
+	d.keys("j", "r")
+	d.waitText(waitLong, "Roll back demo-shop/demo?", "v2 (live since", "deployed by histo", "→ v1")
+	d.keys("y")
+	d.waitText(waitLong, "ROLLED BACK to v1 by histo")
+	if code := d.quit(); code != 0 {
+		t.Errorf("the demo exited with status %d, want 0; scrollback:\n%s", code, d.history())
+	}
+	d.assertNoLeftovers()
+}
+
+// lastLine is a screen's last non-blank line.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n "), "\n")
+	return lines[len(lines)-1]
+}
