@@ -37,7 +37,7 @@ func (s *Server) cockpit(sess ssh.Session, me *member, log *slog.Logger) string 
 	}
 	opts := tui.Options{
 		Actor: me.actor, Theme: theme, ReadOnly: me.actor.Role == engine.RoleViewer,
-		KeyMap: &km, App: s.o.App, Env: s.o.Env, SLO: s.o.SLO, Scenario: s.o.Scenario,
+		KeyMap: &km, App: s.o.App, Env: s.o.Env, SLO: s.o.SLO, Scenario: s.o.Scenario, NoHealthCheck: s.o.NoHealthCheck,
 		// Backend calls outlive the session: a rollback or a deploy
 		// started here goes on when this client disconnects.
 		Context: s.ctx,

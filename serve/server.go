@@ -70,6 +70,8 @@ type Options struct {
 	App, Env string
 	// SLO thresholds drawn by the sparklines.
 	SLO tui.SLO
+	// NoHealthCheck: the plan checks no host's health (HEALTH shows a dash).
+	NoHealthCheck bool
 	// Scenario is the training scenario of a demo server (shown in every
 	// session's cockpit); zero otherwise.
 	Scenario tui.Scenario

@@ -120,6 +120,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 			Sampler: liveSampler(ctx, fleet.Env, fleet.Traffic(), fleet.Engine.Metrics, fleet.Hub)}, fleet: fleet}
 		opts.App, opts.Env = fleet.Plan.App, fleet.Env.Name
 		setSLO(&opts, fleet.Env)
+		opts.NoHealthCheck = noHealthCheck(fleet.Plan, fleet.Env)
 		opts.Scenario = tui.Scenario{Name: dopts.Scenario.Name, Briefing: dopts.Scenario.Briefing}
 		if stateDir == "" {
 			stateDir = ".flightdeck"
@@ -147,6 +148,7 @@ func runServe(c *cobra.Command, g *globals, sf *serveFlags) error {
 			}}
 		opts.App, opts.Env = l.plan.App, l.env.Name
 		setSLO(&opts, l.env)
+		opts.NoHealthCheck = noHealthCheck(l.plan, l.env)
 		stateDir = l.stateDir
 	}
 	hkPath := sf.hostKey
