@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"flightdeck/engine/plan"
 )
@@ -332,6 +335,33 @@ func defaultRollbackTarget(runs []RunSummary, env string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no successful deploy of %s in the journal; name the release with --to", env)
+}
+
+// CheckActorName refuses a name that could forge records where it is
+// written (revisions.log lines, the cockpit, the journal's text): empty,
+// longer than 64 bytes, not UTF-8, or holding spaces or control characters.
+func CheckActorName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("the actor's name is empty")
+	case len(name) > 64:
+		return fmt.Errorf("the actor's name %.20q… is longer than 64 bytes", name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("the actor's name %q is not UTF-8", name)
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsGraphic(r) }):
+		return fmt.Errorf("the actor's name %q holds spaces or control characters", name)
+	}
+	return nil
+}
+
+// CheckLocalActor checks FLIGHTDECK_ACTOR when it is set.
+func CheckLocalActor() error {
+	if name, ok := os.LookupEnv("FLIGHTDECK_ACTOR"); ok && name != "" {
+		if err := CheckActorName(name); err != nil {
+			return fmt.Errorf("FLIGHTDECK_ACTOR: %w", err)
+		}
+	}
+	return nil
 }
 
 // LocalActor is the operator running flightdeck on this machine.

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // On-host layout, compatible with Capistrano.
@@ -68,5 +70,17 @@ func RevisionLine(t time.Time, info SwitchInfo) string {
 		action = "deploy"
 	}
 	return fmt.Sprintf("%s %s release=%s previous=%s actor=%s",
-		t.UTC().Format(time.RFC3339), action, info.Release, prev, strings.ReplaceAll(actor, " ", "_"))
+		t.UTC().Format(time.RFC3339), oneWord(string(action)), oneWord(info.Release), oneWord(prev), oneWord(actor))
+}
+
+// oneWord keeps a revisions.log field one word on one line: spaces,
+// control characters (a newline would add a forged line) and invalid
+// UTF-8 become '_'.
+func oneWord(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsGraphic(r) {
+			return '_'
+		}
+		return r
+	}, s)
 }

@@ -38,6 +38,9 @@ type loaded struct {
 
 // load reads the plan and picks the environment; every problem is bad input.
 func (g *globals) load() (*loaded, error) {
+	if err := engine.CheckLocalActor(); err != nil {
+		return nil, badInput(err)
+	}
 	p, err := plan.Load(g.planFile)
 	if err != nil {
 		return nil, badInput(err)

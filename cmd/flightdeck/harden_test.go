@@ -320,3 +320,83 @@ func TestHugePlanIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestActorWithNewlineIsRefused (item 18): FLIGHTDECK_ACTOR holding a
+// newline (which would add a forged line to revisions.log) or spaces is
+// refused, exit 2, nothing touched.
+func TestActorWithNewlineIsRefused(t *testing.T) {
+	p := newProject(t, 1, 2, rolling2, "")
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	log := filepath.Join(p.host(1), "revisions.log")
+	before, _ := os.ReadFile(log)
+	for _, actor := range []string{"mallory\n2026-01-01T00:00:00Z deploy release=r9 previous=r1 actor=alice", "mallory\x1b]0;pwned\x07", "two words"} {
+		for _, args := range [][]string{{"deploy", "--headless", "--release", "r2"}, {"rollback", "--headless", "--to", "r1"}} {
+			cmd := exec.Command(binary, args...)
+			cmd.Dir = p.dir
+			cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR="+actor, "NO_COLOR=1")
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "FLIGHTDECK_ACTOR") {
+				t.Fatalf("actor %q: %v exit %d, want 2 naming FLIGHTDECK_ACTOR:\n%s", actor, args, code, out)
+			}
+		}
+	}
+	if after, _ := os.ReadFile(log); string(after) != string(before) || current(t, p.host(1)) != "r1" {
+		t.Fatalf("revisions.log or current changed:\n%s", after)
+	}
+}
+
+// TestStateIsPrivate (item 18): the state directory (journals keep hook
+// output) is made 0700 and its files 0600.
+func TestStateIsPrivate(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	p := newProject(t, 1, 2, rolling2, fmt.Sprintf("hooks:\n  after_switch: 'echo secret-ish hook output'\nrestart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	run := p.killHeldDeploy(t, "r2") // leaves its lock file behind
+	writeFile(t, gate, "")
+	want := map[string]os.FileMode{
+		p.stateDir(): 0o700, filepath.Join(p.stateDir(), "journal"): 0o700, filepath.Join(p.stateDir(), "locks"): 0o700,
+		p.journalFile(run): 0o600, p.lockFile(): 0o600,
+	}
+	for path, mode := range want {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s is %v, want %v", path, fi.Mode().Perm(), mode)
+		}
+	}
+}
+
+// TestCheckRefusesAddressesDeployRefuses (item 18): one validation of SSH
+// addresses: `check` refuses what `deploy` would (a port out of range, an
+// empty host or user, a bad jump list), at file:line:column, exit 2.
+func TestCheckRefusesAddressesDeployRefuses(t *testing.T) {
+	for _, tt := range []struct{ ssh, jump, want string }{
+		{"deploy@web-1:99999", "", `flightdeck.yaml:8:14: host "web-1": ssh: port "99999" is not a number in 1-65535`},
+		{"deploy@:22", "", "empty host"},
+		{"@web-1", "", "empty user"},
+		{"deploy@[::1]x", "", "expected ':port'"},
+		{"deploy@web-1", "bastion:0", `jump host bastion:0: port "0"`},
+		{"deploy@web-1", "bastion,,other", "empty hop"},
+	} {
+		dir := t.TempDir()
+		plan := fmt.Sprintf("app: shop\nsource: ./build\nenvironments:\n  production:\n    deploy_to: /srv/shop\n    hosts:\n      - name: web-1\n        ssh: %q\n", tt.ssh)
+		if tt.jump != "" {
+			plan += fmt.Sprintf("    ssh:\n      jump: %q\n", tt.jump)
+		}
+		os.MkdirAll(filepath.Join(dir, "build"), 0o755)
+		writeFile(t, filepath.Join(dir, "flightdeck.yaml"), plan)
+		p := &project{t: t, dir: dir, plan: filepath.Join(dir, "flightdeck.yaml")}
+		for _, args := range [][]string{{"check"}, {"deploy", "--headless", "--release", "r1"}} {
+			out, code := p.run(args...)
+			if code != 2 || !strings.Contains(out, tt.want) || !strings.Contains(out, "flightdeck.yaml:") {
+				t.Errorf("ssh %q jump %q: %v exit %d, want 2 with file:line:col and %q:\n%s", tt.ssh, tt.jump, args, code, tt.want, out)
+			}
+		}
+	}
+}

@@ -231,6 +231,11 @@ func (v *validator) environment(p *Plan, name string, e *Environment) {
 		v.positive(base, "connect_timeout", c.ConnectTimeout)
 		v.positive(base, "command_timeout", c.CommandTimeout)
 		v.atLeast(base, "max_parallel_dials", c.MaxParallelDials, 1)
+		if c.Jump != "" {
+			if _, err := SplitJumpList(c.Jump); err != nil {
+				v.errorf(v.at(child(base, "jump")), "%v", err)
+			}
+		}
 	}
 	if a := e.AutoRollback; a != nil {
 		base := child(ep, "auto_rollback")
@@ -330,6 +335,11 @@ func (v *validator) hosts(p *Plan, env string, e *Environment, kind StrategyKind
 		}
 		if h.Name != "" {
 			label = fmt.Sprintf("host %q", h.Name)
+		}
+		if h.SSH != "" {
+			if _, _, _, err := SplitSSHAddress(h.SSH); err != nil {
+				v.errorf(v.at(child(hp, "ssh")), "%s: ssh: %v", label, err)
+			}
 		}
 		switch {
 		case h.Local != "" && h.SSH != "":

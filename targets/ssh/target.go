@@ -174,11 +174,11 @@ const maxJumpHops = 8
 // ProxyJump included); the later ones through the chain only.
 func (r *Resolver) resolveChain(list string, sc plan.SSHConfig, depth int) (*Target, error) {
 	var prev *Target
-	for i, hop := range strings.Split(list, ",") {
-		hop = strings.TrimSpace(hop)
-		if hop == "" {
-			return nil, fmt.Errorf("jump list %q has an empty hop", list)
-		}
+	hops, err := plan.SplitJumpList(list)
+	if err != nil {
+		return nil, err
+	}
+	for i, hop := range hops {
 		d := depth + i + 1
 		if d > maxJumpHops {
 			return nil, fmt.Errorf("jump list %q: more than %d hops (is there a ProxyJump cycle?)", list, maxJumpHops)
@@ -201,11 +201,7 @@ func (r *Resolver) resolveChain(list string, sc plan.SSHConfig, depth int) (*Tar
 // depth is how many jump hops lead to it; with ownJump, its ProxyJump
 // setting from the ssh config applies.
 func (r *Resolver) resolveAddr(s string, sc plan.SSHConfig, depth int, ownJump bool) (Target, error) {
-	userPart, hostPart := "", s
-	if i := strings.LastIndex(s, "@"); i >= 0 {
-		userPart, hostPart = s[:i], s[i+1:]
-	}
-	host, port, err := splitHostPort(hostPart)
+	userPart, host, port, err := plan.SplitSSHAddress(s)
 	if err != nil {
 		return Target{}, err
 	}
@@ -316,43 +312,3 @@ func (r *Resolver) expand(p string) string {
 
 // splitHostPort splits "host", "host:port", "[v6]" or "[v6]:port"; port 0
 // means none was given.
-func splitHostPort(s string) (string, int, error) {
-	if s == "" {
-		return "", 0, errors.New("empty address")
-	}
-	if strings.HasPrefix(s, "[") {
-		end := strings.Index(s, "]")
-		if end < 0 {
-			return "", 0, fmt.Errorf("address %q: missing ']'", s)
-		}
-		host, rest := s[1:end], s[end+1:]
-		if rest == "" {
-			return host, 0, nil
-		}
-		if !strings.HasPrefix(rest, ":") {
-			return "", 0, fmt.Errorf("address %q: expected ':port' after ']'", s)
-		}
-		p, err := parsePort(rest[1:])
-		return host, p, err
-	}
-	if strings.Count(s, ":") > 1 {
-		return s, 0, nil // bare IPv6 address
-	}
-	host, ps, found := strings.Cut(s, ":")
-	if !found {
-		return host, 0, nil
-	}
-	if host == "" {
-		return "", 0, fmt.Errorf("address %q: empty host", s)
-	}
-	p, err := parsePort(ps)
-	return host, p, err
-}
-
-func parsePort(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n <= 0 || n > 65535 {
-		return 0, fmt.Errorf("port %q is not a number in 1-65535", s)
-	}
-	return n, nil
-}
