@@ -76,3 +76,38 @@ func BenchmarkRunSlowSubscriber(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkListRuns summarises a state directory holding 300 finished
+// runs of 120 events each (a year of deploys): every deploy lists the
+// runs several times (the last good release, the 3-2-1 check, the
+// checklist's history).
+func BenchmarkListRuns(b *testing.B) {
+	dir := b.TempDir()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for r := range 300 {
+		run := fmt.Sprintf("production-%s-%06x", t0.Add(time.Duration(r)*time.Hour).Format("20060102T150405"), r)
+		j, err := engine.OpenJournal(dir, run)
+		if err != nil {
+			b.Fatal(err)
+		}
+		evs := []engine.Event{{Seq: 1, Run: run, Type: engine.EvRunStarted, Time: t0, Start: &engine.RunInfo{Kind: engine.KindDeploy, Env: "production", Release: fmt.Sprintf("r%d", r)}}}
+		for i := 2; i < 120; i++ {
+			evs = append(evs, engine.Event{Seq: uint64(i), Run: run, Type: engine.EvHostPhase, Host: fmt.Sprintf("web-%d", i%20), Phase: engine.PhaseLive, Release: fmt.Sprintf("r%d", r), Time: t0})
+		}
+		evs = append(evs, engine.Event{Seq: 120, Run: run, Type: engine.EvRunFinished, Outcome: engine.OutcomeSucceeded, Time: t0.Add(time.Second)})
+		if err := j.Append(evs...); err != nil {
+			b.Fatal(err)
+		}
+		j.Close()
+	}
+	if _, err := engine.ListRuns(dir); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		runs, err := engine.ListRuns(dir)
+		if err != nil || len(runs) != 300 || runs[299].Outcome != engine.OutcomeSucceeded {
+			b.Fatalf("ListRuns: %d runs, %v", len(runs), err)
+		}
+	}
+}

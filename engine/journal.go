@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"flightdeck/internal/atomicfile"
 )
 
 // JournalDir is the folder under the state directory that holds one JSON
@@ -301,6 +303,14 @@ func ListRuns(stateDir string) ([]RunSummary, error) {
 		if !ok || de.IsDir() {
 			continue
 		}
+		info, err := de.Info()
+		if err != nil {
+			continue // removed since ReadDir
+		}
+		if s, ok := cachedSummary(dir, name, info); ok {
+			out = append(out, s)
+			continue
+		}
 		evs, err := ReadJournal(stateDir, name)
 		var dmg *JournalDamageError
 		if err != nil && !errors.As(err, &dmg) {
@@ -312,6 +322,8 @@ func ListRuns(stateDir string) ([]RunSummary, error) {
 		s := Summarise(evs)
 		if dmg != nil {
 			s.Damage = dmg.Error()
+		} else if s.Status == StatusFinished {
+			cacheSummary(dir, name, info, s)
 		}
 		out = append(out, s)
 	}
@@ -322,6 +334,46 @@ func ListRuns(stateDir string) ([]RunSummary, error) {
 		return out[i].Run < out[j].Run
 	})
 	return out, nil
+}
+
+// summaryCache is what <run>.summary.json holds: the summary of a
+// finished run and the size and modification time of the journal it was
+// made from. A finished run's journal is never appended to again, so the
+// summary stays right while the file is the same; any change to it (an
+// edit, a repair) makes the cache stale and the journal is read again.
+type summaryCache struct {
+	Size    int64      `json:"size"`
+	ModTime time.Time  `json:"mod_time"`
+	Summary RunSummary `json:"summary"`
+}
+
+func summaryPath(dir, run string) string { return filepath.Join(dir, run+".summary.json") }
+
+// cachedSummary returns the cached summary of run when it was made from
+// the journal file as it is now.
+func cachedSummary(dir, run string, journal os.FileInfo) (RunSummary, bool) {
+	b, err := os.ReadFile(summaryPath(dir, run))
+	if err != nil {
+		return RunSummary{}, false
+	}
+	var c summaryCache
+	if json.Unmarshal(b, &c) != nil || c.Size != journal.Size() || !c.ModTime.Equal(journal.ModTime()) ||
+		c.Summary.Run != run || c.Summary.Status != StatusFinished {
+		return RunSummary{}, false
+	}
+	return c.Summary, true
+}
+
+// cacheSummary keeps a finished run's summary beside its journal, so that
+// listing the runs does not read every journal again (every deploy lists
+// them). It is only a cache: when it cannot be written (a read-only state
+// directory), the journal is read the next time.
+func cacheSummary(dir, run string, journal os.FileInfo, s RunSummary) {
+	b, err := json.Marshal(summaryCache{Size: journal.Size(), ModTime: journal.ModTime(), Summary: s})
+	if err != nil {
+		return
+	}
+	_ = atomicfile.Write(summaryPath(dir, run), b, 0o600)
 }
 
 // Summarise builds a run summary from its events.
