@@ -258,7 +258,7 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 		if err := x.waitHealthy(ctx, backend); err != nil {
 			return err
 		}
-		if !trafficStrategy(x.env) || x.info.Kind == KindRollback {
+		if a.Rebalance {
 			if err := x.rebalance(ctx); err != nil {
 				return err
 			}

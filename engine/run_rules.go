@@ -16,7 +16,7 @@ func rulesFor(cfg RunConfig) runRules {
 		migrate: len(p.Hooks.Migrate) > 0, smoke: len(p.Smoke) > 0, cache: p.CacheNamespaceEnv != "",
 		routed: cfg.Router != nil, keep: p.KeepReleases, sloP99: 200 * time.Millisecond,
 		skipRollbackPath: cfg.SkipRollbackPath, overrideBy: cfg.Actor.Name,
-		halt: env.Strategy.OnFailure == "halt",
+		halt: env.Strategy.OnFailure == "halt", traffic: trafficStrategy(env),
 	}
 	if cfg.Metrics != nil {
 		rules.gate = GateFromPlan(env.Gate)

@@ -190,8 +190,9 @@ type runRules struct {
 	// skipRollbackPath, when set, is why overrideBy overrode a failed
 	// rollback-path check.
 	skipRollbackPath, overrideBy string
-	// routed: the run drives a router (routes are settled at the end).
-	routed bool
+	// routed: the run drives a router (routes are settled at the end);
+	// traffic: the strategy moves traffic by steps (canary, blue/green, A/B).
+	routed, traffic bool
 	// keep is keep_releases (0: no pruning).
 	keep int
 	// halt: the plan's on_failure is halt (a failed run stops where it is).
@@ -546,6 +547,7 @@ func (m *machine) take(now time.Time, a Action, out *output) bool {
 			a.Smoke = m.rules.smoke && !st.Observed.Smoke && !m.assigned(func(w Action) bool { return w.Smoke })
 			a.CacheCheck = m.rules.cache && !st.Observed.Cache && !m.assigned(func(w Action) bool { return w.CacheCheck })
 		}
+		a.Rebalance = m.rules.routed && (!m.rules.traffic || st.Info.Kind == KindRollback) && (a.Kind == ActSwitch || a.Kind == ActRevert)
 		m.begin(out, k, a)
 	case ActRoute:
 		if m.busy(routeWork) {

@@ -739,3 +739,36 @@ func TestStepRouterFailureRollsBack(t *testing.T) {
 		t.Fatalf("finalize %+v", fin)
 	}
 }
+
+// TestStepRebalanceFollowsTheStrategy: a routed rolling deploy's switches
+// split traffic by capacity as each host comes back; a canary's do not
+// (its steps move traffic); the step says which.
+func TestStepRebalanceFollowsTheStrategy(t *testing.T) {
+	t.Run("rolling", func(t *testing.T) {
+		s := rollingMachine(t, runRules{routed: true}, "a", "b")
+		s.done(s.m.work[verifyWork], nil)
+		s.done(s.m.work[hostWork("a")], nil, prepared("a")...)
+		out := s.done(s.m.work[hostWork("b")], nil, prepared("b")...)
+		if a := s.mustFind(out, ActSwitch, "a"); !a.Rebalance {
+			t.Fatalf("rolling switch %+v does not rebalance", a)
+		}
+	})
+	t.Run("rolling without a router", func(t *testing.T) {
+		s := rollingMachine(t, runRules{}, "a", "b")
+		s.done(s.m.work[verifyWork], nil)
+		s.done(s.m.work[hostWork("a")], nil, prepared("a")...)
+		out := s.done(s.m.work[hostWork("b")], nil, prepared("b")...)
+		if a := s.mustFind(out, ActSwitch, "a"); a.Rebalance {
+			t.Fatalf("switch %+v rebalances without a router", a)
+		}
+	})
+	t.Run("canary", func(t *testing.T) {
+		s := canaryStepper(t, runRules{routed: true, traffic: true})
+		s.done(s.m.work[verifyWork], nil)
+		s.done(s.m.work[hostWork("a")], nil, prepared("a")...)
+		out := s.done(s.m.work[hostWork("b")], nil, prepared("b")...)
+		if a := s.mustFind(out, ActSwitch, "a"); a.Rebalance {
+			t.Fatalf("canary switch %+v rebalances", a)
+		}
+	})
+}

@@ -106,6 +106,11 @@ type Action struct {
 	// the new release before it takes traffic; CacheCheck to ask its cache
 	// namespace.
 	Smoke, CacheCheck bool
+	// Rebalance asks a host's switch or revert, once the host serves
+	// again, to split traffic by capacity (the share of backends on each
+	// release): rolling and symlink deploys, and rollback runs, whose
+	// traffic follows the hosts rather than steps.
+	Rebalance bool
 	// Previous is the release that keeps the rest of the traffic (route),
 	// and CohortOn says that a cohort rule is in force.
 	Previous string
