@@ -312,9 +312,15 @@ func (x *executor) route(ctx context.Context, a Action) error {
 	} else if err := x.traffic.ensure(ctx, prev, nil); err != nil {
 		return err
 	}
-	if a.Weight == 0 {
+	if a.Weight == 0 && x.traffic.share(prev, next) > 0 {
 		route.Candidate = ""
 	}
+	// Otherwise (a canary rolled back from 100 %: every host runs the
+	// candidate until the first is reverted) the candidate stays in the
+	// route at weight 0: the traffic layers send its share to the other
+	// side while the stable release has nothing in rotation. Without it
+	// they had nowhere to send requests (the router and HAProxy answered
+	// 503; nginx refused an upstream of backup servers only).
 	start := time.Now()
 	if err := x.traffic.setRoute(ctx, route); err != nil {
 		return err
