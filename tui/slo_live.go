@@ -20,7 +20,10 @@ type liveMetric struct {
 	name  string
 	value func(sampler.Point) float64
 	limit float64
-	text  func(sampler.Point) string
+	// top, without a limit, is the scale shared by every release's line
+	// (the candidate's share of the traffic shows); 0: the line's own maximum.
+	top  float64
+	text func(sampler.Point) string
 }
 
 func (m *Model) liveMetrics() []liveMetric {
@@ -117,6 +120,18 @@ func (m *Model) renderLive(lines []string, w, h int) []string {
 	spc := m.samplesPerCell()
 	n := min(len(live.Times), cells*spc)
 	from := len(live.Times) - n
+	for i := range metrics {
+		if metrics[i].limit > 0 {
+			continue
+		}
+		for _, s := range ser {
+			for _, p := range s.Points[from:] {
+				if !p.NoData {
+					metrics[i].top = max(metrics[i].top, metrics[i].value(p))
+				}
+			}
+		}
+	}
 	for _, s := range ser {
 		relSt := m.style.bold
 		if s.Release == m.snap.Info.Release {
@@ -158,11 +173,7 @@ func boolInt(b bool) int {
 func (m *Model) liveRow(label string, mt liveMetric, pts []sampler.Point, cells, spc int) string {
 	top := 2 * mt.limit
 	if mt.limit <= 0 {
-		for _, p := range pts {
-			if !p.NoData {
-				top = max(top, mt.value(p))
-			}
-		}
+		top = mt.top
 	}
 	line := m.liveLine(pts, mt, top, cells, spc)
 	value, verdict := "–", m.style.muted.Render("no traffic")

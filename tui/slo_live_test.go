@@ -119,6 +119,11 @@ func TestLiveSLOPane(t *testing.T) {
 	if !strings.ContainsRune(errLine, 0x2800|0x40|0x04|0x02|0x01|0x80|0x20|0x10|0x08) {
 		t.Errorf("r42's err line shows no full bar where it breaches (⣿):\n%s", errLine)
 	}
+	// The req lines share one scale: r41's 200/s fills its cells, r42's
+	// 50/s a quarter of them.
+	if r41, r42 := lineWith(lines, "req", 0), lineWith(lines, "req", 1); !strings.ContainsRune(r41, '⣿') || strings.ContainsRune(r42, '⣿') || !strings.ContainsRune(r42, '⣀') {
+		t.Errorf("req lines on one scale: r41 %q, r42 %q", r41, r42)
+	}
 	// The gate's failure is marked on the time axis.
 	gate := lineWith(lines, "gate", 0)
 	if !strings.Contains(gate, "✗") || !strings.Contains(gate, "step 1 FAIL") {
