@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,9 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 	s := k.String()
 	if s == "ctrl+c" {
 		return m.quit()
+	}
+	if m.weightOn {
+		return m.weightKey(k)
 	}
 	if m.filterOn {
 		m.filterKey(k)
@@ -198,4 +202,38 @@ func (m *Model) setFilter(f string) {
 	m.cursor, m.offset = 0, 0
 	m.selectedHost = ""
 	m.refilter()
+}
+
+// weightKey edits the canary weight being typed; enter sends it (after
+// the engine's own check of that number), esc cancels.
+func (m *Model) weightKey(k tea.KeyPressMsg) tea.Cmd {
+	switch s := k.String(); s {
+	case "esc":
+		m.weightOn = false
+		m.setStatus("set weight: cancelled", false)
+	case "enter":
+		w, err := strconv.ParseFloat(strings.TrimSuffix(m.weightText, "%"), 64)
+		if err != nil {
+			m.setStatus(fmt.Sprintf("set weight: %q is not a number of percent", m.weightText), true)
+			return nil
+		}
+		c := engine.Command{Kind: engine.CmdSetWeight, Weight: w, Actor: m.opts.Actor}
+		if err := engine.Check(m.snap, c); err != nil {
+			m.setStatus("set weight: "+fullReason(c, err), true)
+			return nil
+		}
+		m.weightOn = false
+		return m.send(c, fmt.Sprintf("set weight %g%%", w))
+	case "backspace", "ctrl+h":
+		m.setStatus("", false)
+		if r := []rune(m.weightText); len(r) > 0 {
+			m.weightText = string(r[:len(r)-1])
+		}
+	default:
+		m.setStatus("", false)
+		if len(k.Text) == 1 && strings.ContainsAny(k.Text, "0123456789.") && len(m.weightText) < 6 {
+			m.weightText += k.Text
+		}
+	}
+	return nil
 }

@@ -85,6 +85,21 @@ var bindings = []binding{
 				fmt.Sprintf("%s goes to 100%% of the traffic now, skipping the remaining steps and their gates.", m.snap.Info.Release),
 			}, yes: "promote all", danger: true}
 		}},
+	{act: ActSetWeight, desc: "set the canary's weight by number (w 30 enter)", mutates: true, traffic: true,
+		label: func(*Model) string { return "weight" },
+		// Available when the engine would take some weight now: asked
+		// with one it would accept when setting is possible at all.
+		command: func(m *Model) engine.Command {
+			w := 50.0
+			if m.snap.StepTarget == w {
+				w = 51
+			}
+			return engine.Command{Kind: engine.CmdSetWeight, Weight: w}
+		},
+		run: func(m *Model) tea.Cmd {
+			m.weightOn, m.weightText = true, ""
+			return nil
+		}},
 	{act: ActApprove, desc: "approve a promotion another operator proposed", mutates: true,
 		command: func(*Model) engine.Command { return engine.Command{Kind: engine.CmdApprove} }},
 	{act: ActAck, desc: "acknowledge the selected checklist item", bar: true, mutates: true,
@@ -207,7 +222,8 @@ func bindingOf(a Action) *binding {
 // cockpit shows, from the bindings table (whether or not this session
 // may send it: serve hands a viewer's attempts to the engine, which
 // refuses and journals them). ok is false for a key that sends no command
-// to a run (deploys start runs; moving around sends nothing).
+// to a run by itself (deploys start runs, a weight is typed after w,
+// moving around sends nothing).
 func (m *Model) RunCommand(key string) (c engine.Command, ok bool) {
 	for i := range bindings {
 		b := &bindings[i]
@@ -215,7 +231,8 @@ func (m *Model) RunCommand(key string) (c engine.Command, ok bool) {
 			continue
 		}
 		c = b.command(m)
-		if c.Kind == engine.CmdDeploy {
+		if c.Kind == engine.CmdDeploy || c.Kind == engine.CmdSetWeight {
+			// Deploys start runs; a weight is typed after the key.
 			return engine.Command{}, false
 		}
 		c.Actor = m.opts.Actor

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -69,3 +70,25 @@ func TestAvailabilityIsTheEngines(t *testing.T) {
 }
 
 func ptrF(f float64) *float64 { return &f }
+
+// TestSetWeightByNumber: w, a number and enter set a canary's weight;
+// the number is checked by the engine's rule before it is sent.
+func TestSetWeightByNumber(t *testing.T) {
+	m, rec := loaded(canaryRun(), 120, 40, nil)
+	defer m.Close()
+	press(t, m, "w", "1", "5", "0", "enter") // 150 %: the engine's rule refuses it here
+	if len(rec.commands()) != 0 || !strings.Contains(screen(m), "set weight: cannot set weight 150%") {
+		t.Fatalf("150%% sent or not refused: %v\n%s", rec.commands(), screen(m))
+	}
+	press(t, m, "backspace", "backspace", "enter")
+	got := rec.commands()
+	if len(got) != 1 || got[0].Kind != engine.CmdSetWeight || got[0].Weight != 1 {
+		t.Fatalf("commands %+v, want set-weight 1", got)
+	}
+	r, _ := loaded(rollingRun(4), 120, 40, nil)
+	defer r.Close()
+	press(t, r, "w")
+	if s := screen(r); r.weightOn || !strings.Contains(s, "weight: set-weight needs a traffic strategy") {
+		t.Fatalf("w on a rolling run:\n%s", s)
+	}
+}

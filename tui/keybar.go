@@ -17,6 +17,13 @@ import (
 
 func (m *Model) statusLine(w int) string {
 	switch {
+	case m.weightOn:
+		prompt := m.style.accent.Render("set the canary's weight: "+m.weightText+m.glyphs.caret+"%") +
+			m.style.muted.Render(fmt.Sprintf("  now %g%%%senter sets%sesc cancels", m.snap.Weight, m.glyphs.sep, m.glyphs.sep))
+		if m.statusErr && m.status != "" {
+			prompt += "  " + m.style.breach.Render(m.glyphs.breach+" "+m.status)
+		}
+		return prompt
 	case m.filterOn:
 		return m.style.accent.Render("/"+m.filter+m.glyphs.caret) + m.style.muted.Render(fmt.Sprintf("  %d of %d hosts%senter keep%sesc clear", m.fleetLen(), len(m.snap.Hosts), m.glyphs.sep, m.glyphs.sep))
 	case m.status != "" && m.statusErr:

@@ -20,6 +20,7 @@ const (
 	ActStepDown   Action = "step_down"   // canary: previous weight step
 	ActPromote    Action = "promote"     // go to the next step now
 	ActPromoteAll Action = "promote_all" // go straight to 100 % (confirmed)
+	ActSetWeight  Action = "set_weight"  // canary: set the weight by number
 	ActApprove    Action = "approve"     // approve another operator's proposed promotion (four eyes)
 	ActAck        Action = "ack"         // acknowledge the selected checklist item
 	ActDeploy     Action = "deploy"      // between runs: start a new deploy
@@ -52,6 +53,7 @@ func Actions() []Action {
 type KeyMap struct {
 	Pause, Rollback, Abort                key.Binding
 	StepUp, StepDown, Promote, PromoteAll key.Binding
+	SetWeight                             key.Binding
 	Approve, Ack, Deploy, DeployBad       key.Binding
 	History, Filter, Details, NextPane    key.Binding
 	Up, Down, PageUp, PageDown            key.Binding
@@ -72,6 +74,7 @@ func DefaultKeyMap() KeyMap {
 		StepDown:   b(ActStepDown, "-"),
 		Promote:    b(ActPromote, "P"),
 		PromoteAll: b(ActPromoteAll, "ctrl+p"),
+		SetWeight:  b(ActSetWeight, "w"),
 		Approve:    b(ActApprove, "A"),
 		Ack:        b(ActAck, "space"),
 		Deploy:     b(ActDeploy, "d"),
@@ -108,6 +111,8 @@ func (k *KeyMap) Binding(a Action) *key.Binding {
 		return &k.Promote
 	case ActPromoteAll:
 		return &k.PromoteAll
+	case ActSetWeight:
+		return &k.SetWeight
 	case ActApprove:
 		return &k.Approve
 	case ActAck:

@@ -158,10 +158,12 @@ type Model struct {
 	selectedHost string // name of the host under the cursor
 	filter       string
 	filterOn     bool
-	visible      []int // indices of hosts matching the filter (nil: all)
-	fleetRows    int   // fleet rows shown in the last render
-	nameWidth    int   // width of the HOST column
-	nameCount    int   // hosts nameWidth was measured over
+	weightOn     bool   // typing a canary weight (w)
+	weightText   string // the weight typed so far
+	visible      []int  // indices of hosts matching the filter (nil: all)
+	fleetRows    int    // fleet rows shown in the last render
+	nameWidth    int    // width of the HOST column
+	nameCount    int    // hosts nameWidth was measured over
 
 	checkCursor int
 	eventScroll int // event pane scroll from the newest (0 = follow)
