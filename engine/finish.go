@@ -34,7 +34,11 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 			case watch:
 				msg = fmt.Sprintf("watching %s with all its traffic for %s (auto-rollback trigger)", st.Info.Release, m.rules.trigger.For)
 			}
-			m.emit(out, now, Event{Type: EvSettling, Outcome: a.Outcome, Until: now.Add(m.rules.settle), Message: msg})
+			until := now.Add(m.rules.settle)
+			if watch {
+				until = now.Add(max(m.rules.settle, m.rules.trigger.For)) // the countdown says when it ends
+			}
+			m.emit(out, now, Event{Type: EvSettling, Outcome: a.Outcome, Until: until, Message: msg})
 			if measure {
 				// The release is judged once more, with all its traffic: a
 				// step's measurement in flight no longer counts.

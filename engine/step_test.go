@@ -449,6 +449,9 @@ func TestStepTriggerWatchesTheReleaseWithAllItsTraffic(t *testing.T) {
 			if s.m.st.Settling != OutcomeSucceeded || w.Kind != ActTrigger || w.Serial == before || w.Delay != 0 {
 				t.Fatalf("settling %q, trigger %+v: the trigger does not start a fresh window with all the traffic", s.m.st.Settling, w)
 			}
+			if what, left, running, ok := s.m.st.Countdown(s.now); !ok || !running || left != 3*time.Second {
+				t.Fatalf("countdown %q %s running %v ok %v, want the trigger's 3s window", what, left, running, ok)
+			}
 			s.now = t0.Add(time.Hour)
 			if out := s.step(tickInput{}); s.m.busy(finalizeWork) || len(out.actions) != 0 {
 				t.Fatalf("finished before the trigger's window ended: %v", actionStrings(out.actions))
