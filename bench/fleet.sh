@@ -47,6 +47,9 @@ cd "$(dirname "$0")/.."
 SIZES=("${@:-20 100}")
 read -r -a SIZES <<<"${SIZES[*]}"
 RUNS=${RUNS:-5}
+# Ansible and Capistrano run only on fleets of at most PEERS_MAX hosts (with
+# forks = hosts, Ansible needs a Python process per host).
+PEERS_MAX=${PEERS_MAX:-100}
 COMPARE=${COMPARE:-cli rollback deploy onefile}
 if [[ -z "${TMPDIR:-}" && -d /dev/shm ]]; then export TMPDIR=/dev/shm; fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleet-bench.XXXXXX")
@@ -478,11 +481,13 @@ for n in "${SIZES[@]}"; do
 		/usr/bin/time -v "$BIN" deploy -cluster "$dir/cluster.json" -runs "$RUNS" 2>"$dir/time.txt"
 		echo "driver peak RSS (time -v): $(awk -F': ' '/Maximum resident/ {printf "%.1f MB", $2/1024}' "$dir/time.txt")"
 
-		if command -v ansible-playbook >/dev/null; then ansible_rollback "$dir" || echo "ansible: failed"; else echo "ansible: not installed (apt-get install ansible)"; fi
-		if command -v cap >/dev/null; then cap_rollback "$dir" || echo "capistrano: failed"; else echo "capistrano: not installed (apt-get install capistrano)"; fi
+		if (( n > PEERS_MAX )); then echo "ansible, capistrano: skipped above PEERS_MAX=$PEERS_MAX hosts"
+		elif command -v ansible-playbook >/dev/null; then ansible_rollback "$dir" || echo "ansible: failed"; else echo "ansible: not installed (apt-get install ansible)"; fi
+		if (( n > PEERS_MAX )); then :
+		elif command -v cap >/dev/null; then cap_rollback "$dir" || echo "capistrano: failed"; else echo "capistrano: not installed (apt-get install capistrano)"; fi
 	fi
 	if [[ " $COMPARE " == *" deploy "* ]]; then deploy_compare "$dir"; fi
-	if [[ " $COMPARE " == *" onefile "* ]]; then onefile_compare "$dir"; fi
+	if [[ " $COMPARE " == *" onefile "* ]] && (( n <= PEERS_MAX )); then onefile_compare "$dir"; fi
 
 	exec 9>&-
 	wait "$SERVE_PID" || true
