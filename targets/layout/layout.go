@@ -62,8 +62,9 @@ type Options struct {
 	// Now is the clock for revisions.log lines (default time.Now).
 	Now func() time.Time
 	// LinkBases is how many complete releases besides current Prepare
-	// reads manifests from to find files it can hard-link (default 2, the
-	// newest by name); negative means none.
+	// may read manifests from to find files it can hard-link (default 2,
+	// the newest by name; a manifest larger than the files it could spare
+	// sending is not read); negative means none.
 	LinkBases int
 }
 

@@ -238,14 +238,29 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 	}
 	var cands []candidate
 	taken := map[linkKey]bool{}
-	// The first base's manifest is read first; when it lacks files, the
-	// other bases' are read at once (each is a few round trips and up to
-	// megabytes). A base without a readable manifest is skipped.
+	// The first base's manifest is read first. When it lacks files, the
+	// other bases' manifests are read, at once, but only those smaller
+	// than the files still missing: reading a manifest (a few round trips
+	// and up to megabytes, for every host) must not cost more than sending
+	// what it could spare. A base without a readable manifest is skipped.
 	manifests := make([]*engine.Manifest, len(bases))
-	read := func(from, to int) error {
+	readOthers := func() error {
+		missing := int64(0)
+		seen := map[linkKey]bool{}
+		for _, e := range want.Entries {
+			k := linkKey{e.Hash, FileMode(e)}
+			if e.Kind == engine.KindFile && !taken[k] && !seen[k] {
+				seen[k] = true
+				missing += e.Size
+			}
+		}
 		var rg errgroup.Group
-		for i := from; i < to; i++ {
+		for i := 1; i < len(bases); i++ {
 			rg.Go(func() error {
+				name := path.Join(l.ReleasePath(bases[i]), engine.ManifestName)
+				if fi, err := fsys.Lstat(ctx, name); err != nil || fi.Size() > missing {
+					return nil
+				}
 				manifests[i], _ = readManifest(ctx, fsys, l.ReleasePath(bases[i]))
 				return nil
 			})
@@ -253,16 +268,18 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		_ = rg.Wait()
 		return ctx.Err()
 	}
+	if len(bases) > 0 {
+		manifests[0], _ = readManifest(ctx, fsys, l.ReleasePath(bases[0]))
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
 	for i, id := range bases {
 		if len(taken) == len(needed) {
 			break
 		}
-		if i <= 1 {
-			to := 1
-			if i == 1 {
-				to = len(bases)
-			}
-			if err := read(i, to); err != nil {
+		if i == 1 {
+			if err := readOthers(); err != nil {
 				return nil, err
 			}
 		}

@@ -49,6 +49,7 @@ func Run(t *testing.T, f Factory) {
 		{"PrepareIdempotent", testPrepareIdempotent},
 		{"ExistingReleaseVerifiedBeforeReuse", testExistingReleaseVerified},
 		{"LinksOnlyIntactSameMode", testLinksOnlyIntactSameMode},
+		{"LinksFromOlderReleasesWhenWorthIt", testLinksFromOlderReleases},
 		{"PrepareRejectsBadManifests", testPrepareRejects},
 		{"SwitchRefusesIncompleteReleases", testSwitchRefuses},
 		{"InspectChangesNothingCleanRemovesLeftovers", testInspectAndClean},
@@ -440,6 +441,38 @@ func testLinksOnlyIntactSameMode(t *testing.T, f Factory) {
 	}
 	if err := e.h.Verify(e.ctx, "r2"); err != nil {
 		t.Error(err)
+	}
+}
+
+// testLinksFromOlderReleases: a file current lacks is linked from an
+// older release when what is missing outweighs that release's manifest;
+// when it does not (a few bytes), the file is sent rather than the
+// manifest read.
+func testLinksFromOlderReleases(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	big := strings.Repeat("x", 64<<10)
+	e.prepare("r1", Tree{Files: map[string]string{"big.bin": big, "small.txt": "s\n", "k.txt": "kept\n"}})
+	e.switchTo("r1")
+	e.prepare("r2", Tree{Files: map[string]string{"k.txt": "kept\n", "o.txt": "other\n"}})
+	e.switchTo("r2")
+	var last engine.Progress
+	a := Artifact(t, "r3", Tree{Files: map[string]string{"big.bin": big, "small.txt": "s\n", "k.txt": "kept\n"}})
+	if err := e.h.Prepare(e.ctx, a, func(p engine.Progress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	if last.BytesSent != 0 || Inode(t, e.rel("r1", "big.bin")) != Inode(t, e.rel("r3", "big.bin")) ||
+		Inode(t, e.rel("r1", "small.txt")) != Inode(t, e.rel("r3", "small.txt")) {
+		t.Errorf("r3: %d bytes sent; want big.bin and small.txt linked from r1 (current r2 lacks them)", last.BytesSent)
+	}
+	a = Artifact(t, "r4", Tree{Files: map[string]string{"small.txt": "s\n", "k.txt": "kept\n"}})
+	if err := e.h.Prepare(e.ctx, a, func(p engine.Progress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	if last.BytesSent != 2 || Inode(t, e.rel("r3", "small.txt")) == Inode(t, e.rel("r4", "small.txt")) {
+		t.Errorf("r4: %d bytes sent; want the 2-byte small.txt sent (smaller than any manifest that has it)", last.BytesSent)
+	}
+	if Inode(t, e.rel("r2", "k.txt")) != Inode(t, e.rel("r4", "k.txt")) {
+		t.Error("r4/k.txt was not linked from current")
 	}
 }
 
