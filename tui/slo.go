@@ -187,13 +187,7 @@ func (m *Model) sloStatus() string {
 	}
 	if n := len(st.Gates); n > 0 {
 		gr := st.Gates[n-1]
-		l := lvWarn
-		switch gr.Verdict {
-		case engine.VerdictPass:
-			l = lvOK
-		case engine.VerdictFail:
-			l = lvBreach
-		}
+		l := gateLevel(gr.Verdict)
 		parts = append(parts, m.style.of(l).Render(fmt.Sprintf("gate step %d: %s %s", gr.Step, m.glyphs.levelGlyph(l), strings.ToUpper(string(gr.Verdict))))+
 			m.style.muted.Render(" "+gr.Reason))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/engine/sampler"
+	"flightdeck/tui/describe"
 )
 
 // liveMetric is one line of a release: what it plots and its limit (0:
@@ -344,12 +345,4 @@ func (m *Model) gateMark(l level) string {
 	return "?"
 }
 
-func gateLevel(v engine.Verdict) level {
-	switch v {
-	case engine.VerdictPass:
-		return lvOK
-	case engine.VerdictFail:
-		return lvBreach
-	}
-	return lvWarn
-}
+func gateLevel(v engine.Verdict) level { return describe.VerdictLevel(v) }

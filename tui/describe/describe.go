@@ -143,6 +143,18 @@ func (g Glyphs) RunState(st *engine.State, now time.Time) (string, Level) {
 	return g.None + " IDLE (no run)", Muted
 }
 
+// VerdictLevel is a gate verdict's level: pass is OK, fail a breach,
+// anything else (inconclusive, no data) a warning.
+func VerdictLevel(v engine.Verdict) Level {
+	switch v {
+	case engine.VerdictPass:
+		return OK
+	case engine.VerdictFail:
+		return Breach
+	}
+	return Warn
+}
+
 // Event describes an event as one line (no time stamp) and a level; ""
 // for an event that adds nothing to read (the line that follows says it).
 // Host events start with "[host] ".
@@ -262,14 +274,7 @@ func (g Glyphs) event(e engine.Event) (string, Level) {
 		return fmt.Sprintf("step %d", e.Wave), Info
 	case engine.EvGateResult:
 		if gr := e.Gate; gr != nil {
-			l := Warn
-			switch gr.Verdict {
-			case engine.VerdictPass:
-				l = OK
-			case engine.VerdictFail:
-				l = Breach
-			}
-			return fmt.Sprintf("gate step %d: %s (%s)", gr.Step, strings.ToUpper(string(gr.Verdict)), gr.Reason), l
+			return fmt.Sprintf("gate step %d: %s (%s)", gr.Step, strings.ToUpper(string(gr.Verdict)), gr.Reason), VerdictLevel(gr.Verdict)
 		}
 	case engine.EvMetricSample:
 		if s := e.Sample; s != nil {
