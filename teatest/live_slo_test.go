@@ -51,7 +51,7 @@ func liveRows(pane []string) map[string]string {
 // TestTmuxLiveSLOs: during a rolling, a blue/green and a symlink demo
 // release the SLO pane shows per-release req/s, error rate and p99 lines
 // that take a new point every second (two captures a second apart differ),
-// also while the run is paused (rolling).
+// while the run is paused and once it goes on.
 func TestTmuxLiveSLOs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the tmux demo is skipped in -short mode")
@@ -60,9 +60,19 @@ func TestTmuxLiveSLOs(t *testing.T) {
 	for _, strategy := range []string{"rolling", "bluegreen", "symlink"} {
 		t.Run(strategy, func(t *testing.T) {
 			d := startDemo(t, nil, nil, "--hosts", "4", "--strategy", strategy)
-			// A release in progress with traffic measured: a req line with a rate.
+			// Hold the release: the probe traffic flows while it is paused.
+			// A symlink release cannot be: it is over in seconds (and
+			// finishing, not pausable, soon after it started); it is
+			// measured while it runs.
+			pause := strategy != "symlink"
+			d.waitText(waitLong, "RUNNING")
+			if pause {
+				d.keys("p")
+				d.waitText(waitLong, "PAUSED")
+			}
+			// Traffic measured during the release: a req line with a rate.
 			var rel string
-			s := d.waitScreen("live req/s of the release", waitLong, func(s string) bool {
+			s := d.waitScreen("live req/s of a release", waitLong, func(s string) bool {
 				if !strings.Contains(s, "RUNNING") && !strings.Contains(s, "PAUSED") {
 					return false
 				}
@@ -84,20 +94,18 @@ func TestTmuxLiveSLOs(t *testing.T) {
 				t.Errorf("the SLO pane does not say it is live:\n%s", strings.Join(sloPane(s), "\n"))
 			}
 			// The next sample shows within a couple of seconds: the line
-			// holds more samples or has moved.
-			newPoints := func(before string) func(string) bool {
+			// holds more samples or has moved; while paused, and again once
+			// the release goes on.
+			newPoint := func(before string, paused bool) func(string) bool {
 				return func(s string) bool {
 					now := liveRows(sloPane(s))[rel+" req"]
-					return now != "" && now != before
+					return now != "" && now != before && (!paused || strings.Contains(s, "PAUSED"))
 				}
 			}
-			d.waitScreen("a new point on "+rel+"'s req line", 5*time.Second, newPoints(rows[rel+" req"]))
-			if strategy == "rolling" {
+			s = d.waitScreen("a new point on "+rel+"'s req line", 5*time.Second, newPoint(rows[rel+" req"], pause))
+			if pause {
 				d.keys("p")
-				s = d.waitText(waitLong, "PAUSED")
-				d.waitScreen("a new point while paused", 5*time.Second, func(s2 string) bool {
-					return strings.Contains(s2, "PAUSED") && newPoints(liveRows(sloPane(s))[rel+" req"])(s2)
-				})
+				d.waitScreen("a new point once resumed", 5*time.Second, newPoint(liveRows(sloPane(s))[rel+" req"], false))
 			}
 			if code := d.quit(); code != 0 && code != 1 {
 				t.Errorf("the demo exited with status %d; scrollback:\n%s", code, d.history())
