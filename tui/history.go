@@ -65,7 +65,9 @@ func (m *Model) rollbackTarget() string {
 	if m.active() {
 		return st.Info.Previous
 	}
-	if m.history != nil {
+	if m.history != nil && !m.historyStale() {
+		// (A history read before the last run ended would name the
+		// release before an older deploy: it is not asked then.)
 		if t, err := engine.RollbackTargetOf(m.history, m.envName()); err == nil {
 			return t
 		}
@@ -183,7 +185,7 @@ func (m *Model) historyView(w, h int) []string {
 	case m.historyErr != "":
 		lines = append(lines, m.style.breach.Render("  "+m.glyphs.breach+" history: "+m.historyErr))
 		return m.glyphs.block(lines, w, h)
-	case m.history == nil:
+	case m.history == nil || m.historyStale():
 		lines = append(lines, m.style.muted.Render("  reading the journal…"))
 		return m.glyphs.block(lines, w, h)
 	}
@@ -238,8 +240,25 @@ func (m *Model) historyView(w, h int) []string {
 	return m.glyphs.block(lines, w, h)
 }
 
-// historySelected is the release under the history cursor ("" none).
+// historyStale reports a history read before the run the cockpit shows
+// ended (its line is not in it yet): it is not shown nor acted on until
+// the new read arrives.
+func (m *Model) historyStale() bool {
+	st := m.snap
+	if st.Run == "" || st.Status != engine.StatusFinished {
+		return false
+	}
+	return !slices.ContainsFunc(m.history, func(r engine.RunSummary) bool {
+		return r.Run == st.Run && r.Status == engine.StatusFinished
+	})
+}
+
+// historySelected is the release under the history cursor ("" none, or
+// while the history is being read again).
 func (m *Model) historySelected() string {
+	if m.historyStale() {
+		return ""
+	}
 	rows := m.historyRows()
 	if len(rows) == 0 {
 		return ""

@@ -111,3 +111,22 @@ func TestQuitWarning(t *testing.T) {
 		t.Fatalf("y does not quit: %v", msgs)
 	}
 }
+
+// TestStaleHistoryIsNotUsed: a history read before the shown run ended
+// names neither the rollback's target nor rows to act on.
+func TestStaleHistoryIsNotUsed(t *testing.T) {
+	stale := []engine.RunSummary{
+		{Run: "a", Kind: engine.KindDeploy, Env: "prod", Release: "r41", Previous: "r40", Outcome: engine.OutcomeSucceeded, Status: engine.StatusFinished},
+	}
+	h := &histRecorder{recorder: newRecorder(), runs: stale}
+	m, _ := loadedOn(h, finishedRun(), 120, 40, nil) // r41 → r42 succeeded, not in the history read
+	defer m.Close()
+	runCmd(m, m.loadHistory())
+	if got := m.rollbackTarget(); got != "r41" {
+		t.Fatalf("rollback target %q with a stale history, want r41 (the finished run's previous)", got)
+	}
+	press(t, m, "h")
+	if s := screen(m); !strings.Contains(s, "reading the journal") {
+		t.Fatalf("a stale history is shown:\n%s", s)
+	}
+}
