@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"flightdeck/engine/plan"
@@ -52,8 +53,19 @@ func Build(ctx context.Context, p *plan.Plan, id string, out io.Writer) (a *Arti
 	return BuildWith(ctx, p, id, out, BuildOptions{})
 }
 
-// BuildWith is Build with options.
-func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts BuildOptions) (a *Artifact, cleanup func(), err error) {
+// BuildWith is Build with options. A release with no files is refused
+// unless the plan allows it (allow_empty): it is a source gone wrong.
+func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts BuildOptions) (*Artifact, func(), error) {
+	a, cleanup, err := buildWith(ctx, p, id, out, opts)
+	if err == nil && !p.AllowEmpty {
+		if !slices.ContainsFunc(a.Manifest.Entries, func(e ManifestEntry) bool { return e.Kind != KindDir }) {
+			return nil, cleanup, &BuildError{Step: "source", Err: fmt.Errorf("release %s would hold no files (from %s); if that is intended, set allow_empty: true in the plan", id, a.Dir)}
+		}
+	}
+	return a, cleanup, err
+}
+
+func buildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts BuildOptions) (a *Artifact, cleanup func(), err error) {
 	cleanup = func() {}
 	if err := ValidateReleaseID(id); err != nil {
 		return nil, cleanup, err
@@ -75,9 +87,9 @@ func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts
 	}
 	needWorkspace := src.Git != nil || len(p.Build) > 0
 	if !needWorkspace {
-		dir := resolve(p.Dir, src.Dir)
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return nil, cleanup, fmt.Errorf("source %s: not a directory", dir)
+		dir, err := sourceRoot(p)
+		if err != nil {
+			return nil, cleanup, err
 		}
 		a.Dir = dir
 	} else {
@@ -109,9 +121,9 @@ func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts
 				return nil, cleanup, fmt.Errorf("remove .git from workspace: %w", err)
 			}
 		} else {
-			dir := resolve(p.Dir, src.Dir)
-			if !dirExists(dir) {
-				return nil, cleanup, fmt.Errorf("source %s: not a directory", dir)
+			dir, err := sourceRoot(p)
+			if err != nil {
+				return nil, cleanup, err
 			}
 			if err := copyTree(dir, work); err != nil {
 				return nil, cleanup, fmt.Errorf("copy source into workspace: %w", err)
@@ -128,6 +140,17 @@ func BuildWith(ctx context.Context, p *plan.Plan, id string, out io.Writer, opts
 			if !dirExists(a.Dir) {
 				return nil, cleanup, &BuildError{Step: "build_output", Err: fmt.Errorf("%s was not produced by the build", p.BuildOutput)}
 			}
+			// The release is what build_output holds, resolved; a link
+			// out of the workspace would release another tree.
+			real, err := filepath.EvalSymlinks(a.Dir)
+			if err != nil {
+				return nil, cleanup, &BuildError{Step: "build_output", Err: err}
+			}
+			realWork, _ := filepath.EvalSymlinks(work)
+			if rel, err := filepath.Rel(realWork, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				return nil, cleanup, &BuildError{Step: "build_output", Err: fmt.Errorf("%s leads out of the build workspace (to %s)", p.BuildOutput, real)}
+			}
+			a.Dir = real
 		}
 	}
 	m, err := BuildManifest(a.Dir, id)
@@ -184,6 +207,20 @@ func runBuild(ctx context.Context, dir string, out io.Writer, step string, name 
 		return &BuildError{Step: step, Err: err, Output: buf.String()}
 	}
 	return nil
+}
+
+// sourceRoot is the plan's source directory with symlinks resolved: a
+// source that is a link (build -> dist) releases its target's contents.
+func sourceRoot(p *plan.Plan) (string, error) {
+	dir := resolve(p.Dir, p.Source.Dir)
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("source %s: %w", dir, err)
+	}
+	if !dirExists(real) {
+		return "", fmt.Errorf("source %s: not a directory", dir)
+	}
+	return real, nil
 }
 
 // bestEffort is output for people: a write that fails (its reader went

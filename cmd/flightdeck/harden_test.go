@@ -400,3 +400,62 @@ func TestCheckRefusesAddressesDeployRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestSymlinkedSourceIsReleased (item 2): a source that is a symlink to a
+// directory (build -> dist), relative or absolute, with and without build
+// steps, releases the target's files (the build runs in the isolated
+// workspace, never in the real tree); a release with no files is refused
+// (exit 1, no host touched) unless allow_empty says so.
+func TestSymlinkedSourceIsReleased(t *testing.T) {
+	for _, tt := range []struct {
+		name, extra string
+		abs         bool
+	}{
+		{"relative", "", false},
+		{"absolute", "", true},
+		{"absolute with build", "build:\n  - 'echo made > made.txt'\nbuild_output: .\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProject(t, 1, 4, rolling2, tt.extra)
+			build := filepath.Join(p.dir, "build")
+			dist := filepath.Join(p.dir, "dist")
+			if err := os.Rename(build, dist); err != nil {
+				t.Fatal(err)
+			}
+			target := "dist"
+			if tt.abs {
+				target = dist
+			}
+			if err := os.Symlink(target, build); err != nil {
+				t.Fatal(err)
+			}
+			if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+				t.Fatalf("deploy exit %d:\n%s", code, out)
+			}
+			for _, f := range []string{"file0000.txt", "static/file0001.txt"} {
+				if _, err := os.Stat(filepath.Join(p.host(1), "current", f)); err != nil {
+					t.Errorf("the release lacks %s: %v", f, err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dist, "made.txt")); err == nil {
+				t.Error("the build ran inside the real source tree")
+			}
+		})
+	}
+	t.Run("empty", func(t *testing.T) {
+		p := newProject(t, 1, 0, rolling2, "")
+		os.RemoveAll(filepath.Join(p.dir, "build", "static"))
+		out, code := p.run("deploy", "--headless", "--release", "r1")
+		if code != 1 || !strings.Contains(out, "no files") || !strings.Contains(out, "allow_empty") {
+			t.Fatalf("empty release: exit %d, want 1 saying it holds no files:\n%s", code, out)
+		}
+		if _, err := os.Stat(p.host(1)); !os.IsNotExist(err) {
+			t.Fatalf("a host was touched for an empty release: %v", err)
+		}
+		b, _ := os.ReadFile(p.plan)
+		writeFile(t, p.plan, "allow_empty: true\n"+string(b))
+		if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+			t.Fatalf("allowed empty release: exit %d:\n%s", code, out)
+		}
+	})
+}

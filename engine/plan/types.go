@@ -19,10 +19,13 @@ type Plan struct {
 	// by Parse, so they are absolute in a parsed plan.
 	Dir string `yaml:"-"`
 
-	App          string   `yaml:"app"`
-	Source       *Source  `yaml:"source"`
-	Build        []string `yaml:"build"`
-	BuildOutput  string   `yaml:"build_output"`
+	App         string   `yaml:"app"`
+	Source      *Source  `yaml:"source"`
+	Build       []string `yaml:"build"`
+	BuildOutput string   `yaml:"build_output"`
+	// AllowEmpty lets a release hold no files (a deploy of nothing is
+	// refused otherwise: it is almost always a source that went wrong).
+	AllowEmpty   bool     `yaml:"allow_empty"`
 	KeepReleases int      `yaml:"keep_releases"`
 	Restart      string   `yaml:"restart"`
 	Health       *Health  `yaml:"health"`
