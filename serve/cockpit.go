@@ -12,7 +12,6 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/ssh"
 	"github.com/charmbracelet/colorprofile"
-	"github.com/charmbracelet/x/ansi"
 
 	"flightdeck/engine"
 	"flightdeck/themes"
@@ -190,7 +189,7 @@ func (w *sessionModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	}
 	_, cmd := w.m.Update(msg)
 	if isKey {
-		w.srv.setActivity(w.me, dialogOf(w.m.Render()))
+		w.srv.setActivity(w.me, w.m.Confirming())
 	}
 	if audit != nil {
 		return w, tea.Batch(cmd, audit)
@@ -199,29 +198,6 @@ func (w *sessionModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (w *sessionModel) View() tea.View { return w.m.View() }
-
-// dialogs maps the title of each confirmation dialog of the cockpit to
-// what others are told the session is doing.
-var dialogs = []struct{ title, doing string }{
-	{"Roll back ", "confirming rollback"},
-	{"Abort the run?", "confirming abort"},
-	{"Promote all the way?", "confirming promote all"},
-	{"Deploy a bad release?", "confirming bad deploy"},
-	{"Deploy a new release of ", "confirming deploy"},
-}
-
-// dialogOf says which confirmation dialog a rendered screen shows ("" for none).
-func dialogOf(screen string) string {
-	plain := ansi.Strip(screen)
-	for _, d := range dialogs {
-		if i := strings.Index(plain, d.title); i >= 0 {
-			if d.title != "Roll back " || strings.Contains(plain[i:min(len(plain), i+80)], "?") {
-				return d.doing
-			}
-		}
-	}
-	return ""
-}
 
 // viewerAttempt turns a viewer's key for a run command (the cockpit's
 // bindings table says which) into that command, sent to the engine as

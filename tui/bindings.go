@@ -64,7 +64,7 @@ var bindings = []binding{
 	{act: ActAbort, desc: "abort the run (asks to confirm)", bar: true, mutates: true, dangerous: true,
 		command: func(m *Model) engine.Command { return engine.Command{Kind: engine.CmdAbort} },
 		confirm: func(m *Model) confirmDialog {
-			return confirmDialog{title: "Abort the run?", lines: []string{
+			return confirmDialog{doing: "abort", title: "Abort the run?", lines: []string{
 				"The run stops and the hosts it switched go back to " + orNone(m.snap.Info.Previous, "their previous release") + ".",
 				m.affected(),
 			}, yes: "abort", danger: true}
@@ -81,7 +81,7 @@ var bindings = []binding{
 		label:   func(*Model) string { return "promote all" },
 		command: func(*Model) engine.Command { return engine.Command{Kind: engine.CmdPromoteAll} },
 		confirm: func(m *Model) confirmDialog {
-			return confirmDialog{title: "Promote all the way?", lines: []string{
+			return confirmDialog{doing: "promote all", title: "Promote all the way?", lines: []string{
 				fmt.Sprintf("%s goes to 100%% of the traffic now, skipping the remaining steps and their gates.", m.snap.Info.Release),
 			}, yes: "promote all", danger: true}
 		}},
@@ -124,7 +124,7 @@ var bindings = []binding{
 		command: func(*Model) engine.Command { return engine.Command{Kind: engine.CmdDeploy} },
 		local:   func(m *Model) string { return m.busy },
 		confirm: func(m *Model) confirmDialog {
-			return confirmDialog{title: "Deploy a new release of " + m.appEnv() + "?", lines: []string{
+			return confirmDialog{doing: "deploy", title: "Deploy a new release of " + m.appEnv() + "?", lines: []string{
 				"A new release is built and deployed to every host with the plan's strategy" + prefixed(" (", m.snap.Info.Strategy, ")") + ".",
 				"Live now: " + orNone(m.liveRelease(), "unknown (no run seen)") + ".",
 			}, yes: "deploy", danger: true}
@@ -149,7 +149,7 @@ var bindings = []binding{
 			return ""
 		},
 		confirm: func(m *Model) confirmDialog {
-			return confirmDialog{title: "Deploy a bad release?", lines: []string{
+			return confirmDialog{doing: "bad deploy", title: "Deploy a bad release?", lines: []string{
 				"A release with this fault goes out, to show the gates and the rollback:",
 				m.backend.(FaultDeployer).Fault(),
 			}, yes: "deploy", danger: true}

@@ -116,7 +116,7 @@ func (m *Model) rollbackDialog(target string) confirmDialog {
 	st := m.snap
 	title := "Roll back " + m.appEnv() + "?"
 	if m.active() {
-		return confirmDialog{title: title, lines: []string{
+		return confirmDialog{doing: "rollback", title: title, lines: []string{
 			m.fromTo(st.Info.Release+" (being deployed by run "+st.Run+")", orNone(target, "each host's previous release")) +
 				" (the release live before this run).",
 			m.affected(),
@@ -147,7 +147,7 @@ func (m *Model) rollbackDialog(target string) confirmDialog {
 	} else {
 		lines = append(lines, "Hosts affected: every host of the environment.")
 	}
-	return confirmDialog{title: title, lines: lines, yes: "roll back", danger: true,
+	return confirmDialog{doing: "rollback", title: title, lines: lines, yes: "roll back", danger: true,
 		run: func() tea.Cmd {
 			return m.between("rollback", func(ctx context.Context) error { return m.backend.Rollback(ctx, m.opts.Actor, target) })
 		}}

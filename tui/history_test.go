@@ -130,3 +130,19 @@ func TestStaleHistoryIsNotUsed(t *testing.T) {
 		t.Fatalf("a stale history is shown:\n%s", s)
 	}
 }
+
+// TestConfirmingNamesTheOpenDialog: what serve tells the other sessions.
+func TestConfirmingNamesTheOpenDialog(t *testing.T) {
+	m, _ := loaded(canaryRun(), 120, 40, nil)
+	defer m.Close()
+	for _, tc := range []struct{ key, want string }{{"r", "confirming rollback"}, {"a", "confirming abort"}, {"ctrl+p", "confirming promote all"}} {
+		press(t, m, tc.key)
+		if got := m.Confirming(); got != tc.want {
+			t.Errorf("after %s: %q, want %q", tc.key, got, tc.want)
+		}
+		press(t, m, "esc")
+		if got := m.Confirming(); got != "" {
+			t.Errorf("after esc: %q", got)
+		}
+	}
+}

@@ -181,11 +181,24 @@ type Model struct {
 }
 
 type confirmDialog struct {
+	// doing is what other operators are told this session is confirming
+	// ("rollback"; "" for nothing worth telling).
+	doing  string
 	title  string
 	lines  []string
 	yes    string
 	danger bool
 	run    func() tea.Cmd
+}
+
+// Confirming says which action's confirmation dialog is open
+// ("confirming rollback"), "" when none is: serve tells the other
+// sessions.
+func (m *Model) Confirming() string {
+	if m.overlay != overlayConfirm || m.confirm == nil || m.confirm.doing == "" {
+		return ""
+	}
+	return "confirming " + m.confirm.doing
 }
 
 // feedMsg is a coalesced update from the hub.
