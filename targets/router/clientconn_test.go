@@ -58,25 +58,39 @@ func TestStalledBodyTimesOut(t *testing.T) {
 		t.Errorf("a stalled client counted as a backend failure: %+v", s)
 	}
 
-	// A body that keeps coming, if slowly, is not cut: each read has its
-	// own deadline, and the deadline is lifted afterwards (the answer
-	// does not depend on how long the backend takes after the body).
+}
+
+// A body that keeps coming, if slowly, is not cut: each read has its own
+// deadline, not the whole upload.
+func TestSlowBodyWithinBodyTimeout(t *testing.T) {
+	sb := startScripted(t, func(conn, n int, req *http.Request) rawReply {
+		return rawReply{raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}
+	})
+	cfg := testConfig(t)
+	cfg.BodyReadTimeout = time.Second
+	tr := routeTo(t, cfg, sb)
 	pr, pw := io.Pipe()
 	go func() {
-		for range 4 {
+		for range 30 { // 1.5 s in all: longer than one read's deadline
 			pw.Write([]byte("x"))
 			time.Sleep(50 * time.Millisecond) // a slow client, well within the per-read deadline
 		}
 		pw.Close()
 	}()
 	req, _ := http.NewRequest(http.MethodPost, tr.proxyURL+"/trickle", pr)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("trickled body: status %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Errorf("trickled body: %d %q", resp.StatusCode, body)
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if len(sb.bodies) != 1 || sb.bodies[0] != strings.Repeat("x", 30) {
+		t.Errorf("backend got %q", sb.bodies)
 	}
 }
 
