@@ -122,6 +122,9 @@ type Event struct {
 	Weight   *float64  `json:"weight,omitempty"`
 	Command  string    `json:"command,omitempty"`
 	Target   string    `json:"target,omitempty"`
+	// Next says what comes when Until is reached (Waiting): "step 2
+	// (50%)", "wave 3 of 4", "the gate's verdict on step 1".
+	Next string `json:"next,omitempty"`
 
 	Gate     *GateResult    `json:"gate,omitempty"`
 	Rule     *RuleResult    `json:"rule,omitempty"`

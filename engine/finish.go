@@ -43,7 +43,8 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 				// The release is judged once more, with all its traffic: a
 				// step's measurement in flight no longer counts.
 				m.cancel(out, gateWork)
-				m.measure(now, out, st.Step, fmt.Sprintf("measuring %s with all its traffic for %s", st.Info.Release, m.rules.gate.Interval))
+				m.measure(now, out, st.Step, fmt.Sprintf("measuring %s with all its traffic for %s", st.Info.Release, m.rules.gate.Interval),
+					fmt.Sprintf("the gate's verdict on %s with all its traffic", st.Info.Release))
 			}
 			if watch {
 				// The trigger watches one whole window with all the traffic

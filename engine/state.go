@@ -318,7 +318,7 @@ func (s *State) Apply(e Event) {
 		s.WaveEnded = e.Time
 		s.startHold(e.Time)
 	case EvWaiting:
-		s.WaitUntil, s.WaitFor = e.Until, e.Message
+		s.WaitUntil, s.WaitFor = e.Until, firstNonEmpty(e.Next, e.Message) // journals before Next: the message
 	case EvPaused:
 		if s.Status == StatusRunning {
 			s.Status = StatusPaused

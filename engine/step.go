@@ -565,7 +565,7 @@ func (m *machine) take(now time.Time, a Action, out *output) bool {
 		if g == nil || m.busy(gateWork) {
 			return false
 		}
-		m.measure(now, out, a.Wave, fmt.Sprintf("measuring step %d for %s", a.Wave, g.Interval))
+		m.measure(now, out, a.Wave, fmt.Sprintf("measuring step %d for %s", a.Wave, g.Interval), fmt.Sprintf("the gate's verdict on step %d", a.Wave))
 	case ActStep:
 		if a.Wave == len(st.Info.Steps) && a.Wave > 1 && needsApproval(st, "promote") {
 			if st.Proposal != nil {
@@ -594,7 +594,7 @@ func (m *machine) take(now time.Time, a Action, out *output) bool {
 		return true
 	case ActWait:
 		if !st.WaitUntil.Equal(a.Until) {
-			m.emit(out, now, Event{Type: EvWaiting, Until: a.Until,
+			m.emit(out, now, Event{Type: EvWaiting, Until: a.Until, Next: a.Reason,
 				Message: fmt.Sprintf("%s in %s", a.Reason, a.Until.Sub(now).Round(time.Millisecond))})
 		}
 		out.wakeAt(a.Until)
@@ -619,10 +619,10 @@ func (m *machine) assigned(task func(Action) bool) bool {
 }
 
 // measure starts a gate measurement of the new release (step: the step it
-// judges, or the last one while settling).
-func (m *machine) measure(now time.Time, out *output, step int, what string) {
+// judges, or the last one while settling; next: what its end brings).
+func (m *machine) measure(now time.Time, out *output, step int, what, next string) {
 	g := m.rules.gate
-	m.emit(out, now, Event{Type: EvWaiting, Until: now.Add(g.Interval), Wave: step, Message: what})
+	m.emit(out, now, Event{Type: EvWaiting, Until: now.Add(g.Interval), Wave: step, Message: what, Next: next})
 	m.begin(out, gateWork, Action{Kind: ActMeasure, Wave: step, Release: m.st.Info.Release, Window: g.Interval})
 }
 

@@ -599,7 +599,8 @@ func TestStepSteppingWhilePausedStaysPaused(t *testing.T) {
 			s.step(commandInput{cmd: Command{Kind: CmdResume, Actor: op}})
 			if st.Step < len(st.Info.Steps) {
 				what, left, running, ok := st.Countdown(s.now)
-				if !ok || !running || left != tt.left || !strings.Contains(what, fmt.Sprintf("step %d", st.Step+1)) {
+				next := fmt.Sprintf("step %d (%d%%)", st.Step+1, st.Info.Steps[st.Step])
+				if !ok || !running || left != tt.left || what != next {
 					t.Fatalf("after resume: countdown %q %s running %v ok %v", what, left, running, ok)
 				}
 			}
