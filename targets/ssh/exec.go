@@ -273,7 +273,7 @@ func parseSHA256Sum(out []byte) (map[string]string, error) {
 		if !ok {
 			hash, name, ok = strings.Cut(line, " *")
 		}
-		if !ok || len(hash) != 64 {
+		if !ok || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
 			return nil, fmt.Errorf("sha256sum: unexpected line %q", line)
 		}
 		if escaped {

@@ -221,6 +221,12 @@ func (r *Resolver) resolveAddr(s string, sc plan.SSHConfig, depth int, ownJump b
 	}
 	if hn := get("HostName"); hn != "" {
 		host = strings.ReplaceAll(hn, "%h", alias)
+		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+			host = host[1 : len(host)-1] // an IPv6 address written as in a URL
+		}
+		if host == "" || strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '[' || r == ']' || r == '/' }) {
+			return Target{}, fmt.Errorf("ssh config: %s: bad HostName %q", alias, hn)
+		}
 	}
 	if port == 0 {
 		if p := get("Port"); p != "" {
