@@ -152,12 +152,17 @@ func (r *Router) Close() error {
 type RejectedError struct {
 	Command string
 	Output  string
+	// Err is how the command ended (an exit status, or killed at its
+	// timeout: then nginx said nothing).
+	Err error
 }
 
 func (e *RejectedError) Error() string {
-	return fmt.Sprintf("nginx rejected the new configuration (%s failed; the previous upstream file is back and nginx was not reloaded): %s",
-		e.Command, strings.TrimSpace(e.Output))
+	return fmt.Sprintf("nginx rejected the new configuration (%s failed: %v; the previous upstream file is back and nginx was not reloaded): %s",
+		e.Command, e.Err, strings.TrimSpace(e.Output))
 }
+
+func (e *RejectedError) Unwrap() error { return e.Err }
 
 // Check verifies, before anything changes, that the files can be written
 // and nginx's master runs.
@@ -247,10 +252,11 @@ func (r *Router) write(ctx context.Context, st *pools.State) error {
 		}
 	}
 	if out, err := r.run(ctx, r.cfg.TestCommand); err != nil {
+		rej := &RejectedError{Command: r.cfg.TestCommand, Output: out, Err: err}
 		if rerr := restore(); rerr != nil {
-			return fmt.Errorf("%w (and putting the previous files back failed: %v)", &RejectedError{Command: r.cfg.TestCommand, Output: out}, rerr)
+			return fmt.Errorf("%w (and putting the previous files back failed: %v)", rej, rerr)
 		}
-		return &RejectedError{Command: r.cfg.TestCommand, Output: out}
+		return rej
 	}
 	master, err := masterPID(r.cfg.PIDFile)
 	if err != nil {

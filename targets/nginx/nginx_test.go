@@ -176,8 +176,9 @@ func TestRejectedConfig(t *testing.T) {
 	err = l.rt.SetPool(c, "v2", []string{"no-such-host.invalid:8080"})
 	var rej *nginx.RejectedError
 	if !errors.As(err, &rej) || !strings.Contains(err.Error(), `host not found in upstream "no-such-host.invalid:8080"`) ||
-		!strings.Contains(err.Error(), "the previous upstream file is back and nginx was not reloaded") {
-		t.Fatalf("SetPool with an unresolvable server = %v; want nginx's message", err)
+		!strings.Contains(err.Error(), "the previous upstream file is back and nginx was not reloaded") ||
+		!strings.Contains(err.Error(), "failed: exit status 1") {
+		t.Fatalf("SetPool with an unresolvable server = %v; want nginx's message and its exit status", err)
 	}
 	if got := l.upstreamFile(); got != prev {
 		t.Errorf("the upstream file changed:\n%s\nwant the previous one:\n%s", got, prev)
