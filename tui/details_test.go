@@ -28,7 +28,7 @@ func failedHost(outputLines int, msg string) []engine.Event {
 func TestFailureShowsItsCause(t *testing.T) {
 	m, _ := loaded(failedHost(3, "ok"), 100, 40, nil)
 	defer m.Close()
-	if s := screen(m); !strings.Contains(s, "connection refused — restart web-02") {
+	if s := screen(m); !strings.Contains(s, "connection refused (restart web-02") {
 		t.Fatalf("the fleet row does not lead with the cause:\n%s", s)
 	}
 	press(t, m, "j", "enter")
@@ -94,5 +94,19 @@ func TestCockpitEscapesControls(t *testing.T) {
 		if !strings.Contains(raw, `\x1b]0;owned`) {
 			t.Errorf("screen after %v does not show the escaped text", keys)
 		}
+	}
+}
+
+// TestVerdictLeadsWithTheCause: a failed run's status line says the
+// verdict and, first, the cause of the failure.
+func TestVerdictLeadsWithTheCause(t *testing.T) {
+	evs := withEvents(failedHost(1, "x"), time.Second,
+		engine.Event{Type: engine.EvReport, Report: &engine.Report{Outcome: engine.OutcomeFailed, Verdict: "FAILED"}},
+		engine.Event{Type: engine.EvRunFinished, Outcome: engine.OutcomeFailed,
+			Error: "wave 1: restart web-02: /srv/shop/releases/r42/bin/start.sh: connect: connection refused"})
+	m, _ := loaded(evs, 100, 30, nil)
+	defer m.Close()
+	if s := screen(m); !strings.Contains(s, "verdict: FAILED — connection refused (wave 1: restart web-02:") {
+		t.Fatalf("the verdict does not lead with the cause:\n%s", s)
 	}
 }

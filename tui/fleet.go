@@ -258,11 +258,7 @@ func (m *Model) progress(hs *engine.HostState, w int) (string, level) {
 	if hs.Err != "" {
 		// The cause leads ("connection refused"), then where: a cut error
 		// never shows only the start of a path.
-		cause, where := causeFirst(describe.Clean(hs.Err))
-		if where != "" {
-			cause += " " + m.glyphs.dash + " " + where
-		}
-		return m.glyphs.cut(cause, w), lvBreach
+		return m.glyphs.cut(m.causeText(hs.Err), w), lvBreach
 	}
 	p := hs.Progress
 	if hs.Phase != engine.PhasePreparing || p.FilesTotal == 0 || m.untouched(hs) {

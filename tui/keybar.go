@@ -33,11 +33,27 @@ func (m *Model) statusLine(w int) string {
 	case m.snap.TrafficErr != "":
 		return m.style.breach.Render(m.glyphs.breach + " traffic: " + describe.Clean(m.snap.TrafficErr))
 	case m.snap.Report != nil && m.snap.Status == engine.StatusFinished:
-		return m.style.bold.Render("verdict: " + describe.Clean(m.snap.Report.Verdict))
+		v := m.style.bold.Render("verdict: " + describe.Clean(m.snap.Report.Verdict))
+		if cause, _ := causeFirst(m.snap.Err); m.snap.Err != "" && m.snap.Outcome != engine.OutcomeSucceeded &&
+			!strings.Contains(m.snap.Report.Verdict, cause) {
+			v += m.style.breach.Render(" " + m.glyphs.dash + " " + m.causeText(m.snap.Err))
+		}
+		return v
 	case m.snap.Err != "":
-		return m.style.breach.Render(describe.Clean(m.snap.Err))
+		return m.style.breach.Render(m.causeText(m.snap.Err))
 	}
 	return ""
+}
+
+// causeText leads an error with its cause: "connection refused (restart
+// web-3: dial tcp …)", so that a line cut at the screen's edge still says
+// what went wrong.
+func (m *Model) causeText(err string) string {
+	cause, where := causeFirst(describe.Clean(err))
+	if where == "" {
+		return cause
+	}
+	return cause + " (" + where + ")"
 }
 
 type barItem struct {
