@@ -45,6 +45,14 @@ type LiveSource interface {
 	LiveSLO() *sampler.Snapshot
 }
 
+// LiveNotifier is a LiveSource that says when a new snapshot is out: the
+// cockpit then redraws at once instead of at its next clock tick.
+type LiveNotifier interface {
+	// LiveChanged returns a channel closed when the next snapshot is out
+	// (nil: never).
+	LiveChanged() <-chan struct{}
+}
+
 // FaultDeployer is a Backend that can deploy a release with a fault, to
 // show the gates and the rollback: the demo. The cockpit offers its "bad
 // deploy" key only over such a backend.
@@ -162,6 +170,15 @@ func (b *EngineBackend) LiveSLO() *sampler.Snapshot {
 		return nil
 	}
 	return b.Sampler.Snapshot()
+}
+
+// LiveChanged is closed when the sampler publishes its next snapshot (nil
+// without a sampler).
+func (b *EngineBackend) LiveChanged() <-chan struct{} {
+	if b.Sampler == nil {
+		return nil
+	}
+	return b.Sampler.Changed()
 }
 
 // SetPresence replaces the list of connected operators.

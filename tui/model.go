@@ -287,9 +287,32 @@ func (m *Model) liveVer() uint64 {
 	return m.live.Version
 }
 
-// Init starts the hub subscription and the clock.
+// Init starts the hub subscription, the clock and the live SLO feed.
 func (m *Model) Init() tea.Cmd {
-	return tea.Batch(m.listen(), m.tick(), m.loadHistory())
+	return tea.Batch(m.listen(), m.tick(), m.loadHistory(), m.listenLive())
+}
+
+// liveMsg says that the live SLO sampler published a new snapshot.
+type liveMsg struct{}
+
+// listenLive waits for the sampler's next snapshot (nil without one).
+func (m *Model) listenLive() tea.Cmd {
+	ln, ok := m.backend.(LiveNotifier)
+	if !ok {
+		return nil
+	}
+	ch, stop := ln.LiveChanged(), m.stop
+	if ch == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		select {
+		case <-ch:
+			return liveMsg{}
+		case <-stop:
+			return nil
+		}
+	}
 }
 
 // Close ends the model's subscription (Run and quitting do it; call it
@@ -356,6 +379,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.stateVer++
 		return m, nil
+	case liveMsg:
+		m.readLive()
+		return m, m.listenLive()
 	case tickMsg:
 		// Clocks move; who is connected may change without any run event.
 		if p := m.backend.Presence(); !slices.Equal(p, m.presence) {

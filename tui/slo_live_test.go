@@ -208,3 +208,39 @@ func TestSLOPaneWithoutTrafficSource(t *testing.T) {
 		t.Errorf("web-1's HEALTH is not a dash: %q", r)
 	}
 }
+
+// notifyingRecorder says when a new snapshot is out, as the sampler does.
+type notifyingRecorder struct {
+	*liveRecorder
+	changed chan struct{}
+}
+
+func (n *notifyingRecorder) LiveChanged() <-chan struct{} { return n.changed }
+
+// A new sample redraws at once: the cockpit waits on the sampler's signal,
+// not only on its clock tick.
+func TestLiveSampleRedrawsWithoutTick(t *testing.T) {
+	end := t0.Add(time.Hour)
+	rec := &notifyingRecorder{liveRecorder: &liveRecorder{recorder: newRecorder(), snap: liveSnapshot(1, 10, end)}, changed: make(chan struct{})}
+	m := New(rec, Options{Actor: alice, Now: func() time.Time { return end }, Location: time.UTC, TickEvery: -1})
+	defer m.Close()
+	m.width, m.height = 160, 48
+	wait := m.listenLive()
+	if wait == nil {
+		t.Fatal("a notifying backend gives no live feed")
+	}
+	got := make(chan any, 1)
+	go func() { got <- wait() }()
+	next := liveSnapshot(2, 11, end.Add(time.Second))
+	next.Series[0].Points[10] = sampler.Point{RPS: 77, ErrorRate: 0, P99: 10 * time.Millisecond}
+	rec.set(next)
+	close(rec.changed)
+	msg := <-got
+	if _, ok := msg.(liveMsg); !ok {
+		t.Fatalf("the live feed returned %T, want liveMsg", msg)
+	}
+	m.Update(msg)
+	if !strings.Contains(strings.Join(sloLines(m), "\n"), "77/s") {
+		t.Errorf("the new sample is not drawn:\n%s", strings.Join(sloLines(m), "\n"))
+	}
+}

@@ -23,6 +23,14 @@ type watchBackend struct {
 	sampler *sampler.Sampler
 }
 
+// LiveChanged is closed when the sampler's next snapshot is out.
+func (w *watchBackend) LiveChanged() <-chan struct{} {
+	if w.sampler == nil {
+		return nil
+	}
+	return w.sampler.Changed()
+}
+
 // LiveSLO is the sampler's latest snapshot (nil without a traffic layer).
 func (w *watchBackend) LiveSLO() *sampler.Snapshot {
 	if w.sampler == nil {

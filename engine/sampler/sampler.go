@@ -124,6 +124,8 @@ func (s *Snapshot) Find(release string) *Series {
 type Sampler struct {
 	cfg  Config
 	snap atomic.Pointer[Snapshot]
+	// changed is closed (and replaced) when a new snapshot is published.
+	changed atomic.Pointer[chan struct{}]
 
 	mu       sync.Mutex // serialises Sample
 	have     bool
@@ -159,8 +161,14 @@ func New(cfg Config) *Sampler {
 	}
 	s := &Sampler{cfg: cfg}
 	s.snap.Store(&Snapshot{Source: cfg.Source, Interval: cfg.Interval})
+	ch := make(chan struct{})
+	s.changed.Store(&ch)
 	return s
 }
+
+// Changed returns a channel closed when the next snapshot is published, so
+// that a reader redraws as soon as a sample lands.
+func (s *Sampler) Changed() <-chan struct{} { return *s.changed.Load() }
 
 // Snapshot returns the latest snapshot (never nil). It is cheap: readers
 // may call it on every frame.
@@ -401,4 +409,6 @@ func (s *Sampler) publish(edit func(*Snapshot)) {
 		edit(sn)
 	}
 	s.snap.Store(sn)
+	ch := make(chan struct{})
+	close(*s.changed.Swap(&ch))
 }

@@ -225,8 +225,19 @@ func TestSamplerKeepsWindow(t *testing.T) {
 	var snaps []*sampler.Snapshot
 	for range 12 {
 		clk.add(time.Second)
+		changed := s.Changed()
+		select {
+		case <-changed:
+			t.Fatal("Changed is closed before a sample")
+		default:
+		}
 		if err := s.Sample(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		select {
+		case <-changed:
+		default:
+			t.Fatal("Changed is not closed by a sample")
 		}
 		snaps = append(snaps, s.Snapshot())
 	}
