@@ -459,3 +459,54 @@ func TestSymlinkedSourceIsReleased(t *testing.T) {
 		}
 	})
 }
+
+// TestJournalFullAtTheEndIsNoSuccess (item 6): the state directory fills
+// up (RLIMIT_FSIZE, set with prlimit, makes writes past a size fail as a
+// full disk does) while the run finishes: the run must not report success
+// (exit 1, saying the journal could not be written), and a resume once
+// there is room finishes it with a journal that reads whole.
+func TestJournalFullAtTheEndIsNoSuccess(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit is missing (apt-get install util-linux)")
+	}
+	p := newProject(t, 1, 3, rolling2, "")
+	for _, rel := range []string{"r1", "r2"} {
+		if out, code := p.run("deploy", "--headless", "--release", rel); code != 0 {
+			t.Fatalf("deploy %s exit %d:\n%s", rel, code, out)
+		}
+	}
+	// r3's journal has r2's shape: its last line (RunFinished, ~150
+	// bytes) is where the limit falls.
+	runs, _ := engine.ListRuns(p.stateDir())
+	fi, err := os.Stat(p.journalFile(runs[len(runs)-1].Run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := fi.Size() - 75
+	cmd := exec.Command(prlimit, fmt.Sprintf("--fsize=%d:%d", limit, limit), binary, "deploy", "--headless", "--release", "r3")
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=tester", "NO_COLOR=1")
+	out, _ := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if code == 0 || strings.Contains(last, "SUCCEEDED") || !strings.Contains(string(out), "journal could not be written") {
+		t.Fatalf("deploy with a full state directory: exit %d, want 1 saying the journal could not be written:\n%s", code, out)
+	}
+	if out, code := p.run("resume", "--headless"); code != 0 {
+		t.Fatalf("resume once there is room: exit %d:\n%s", code, out)
+	}
+	runs, err = engine.ListRuns(p.stateDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Status != engine.StatusFinished || r.Damage != "" {
+			t.Errorf("run %s: %s %s", r.Run, r.Status, r.Damage)
+		}
+	}
+	if c := current(t, p.host(1)); c != "r3" {
+		t.Errorf("current %q after the resume, want r3", c)
+	}
+}
