@@ -241,16 +241,32 @@ func New(cfg Config) (*Probe, error) {
 	return p, nil
 }
 
+// maxConnsFor is how many connections the probe opens at most: enough
+// for every request of 1/8 s (at least 256) to be in flight at once.
+// Beyond it, a request waits for a connection (the wait counts in its
+// latency, and past the timeout as a failure) instead of dialling a new
+// one. Unbounded, a slow spell of the target turned into a dial storm:
+// each request timed out closed its connection and each new one dialled,
+// and on a loaded machine the probe's own dials and its Transport's lock
+// (1,823 goroutines queued on it in one bench run) kept the target's
+// process (the router, in the demo) from recovering: bench/hitless.sh
+// lost tens of thousands of requests per blue/green deploy that way.
+func maxConnsFor(rate float64) int {
+	return max(256, int(math.Ceil(rate/8)))
+}
+
 // newClient returns a client tuned for many short concurrent requests to
-// one host: idle connections for the whole in-flight cap, bounded dials,
-// no compression, no proxies, no redirects.
+// one host: idle connections for the whole in-flight cap, bounded dials
+// and connections, no compression, no proxies, no redirects.
 func newClient(cfg Config) *http.Client {
+	maxConns := maxConnsFor(cfg.Rate)
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          cfg.MaxInFlight,
 		MaxIdleConnsPerHost:   cfg.MaxInFlight,
+		MaxConnsPerHost:       maxConns,
 		IdleConnTimeout:       30 * time.Second,
 		TLSHandshakeTimeout:   cfg.Timeout,
 		ExpectContinueTimeout: time.Second,

@@ -457,3 +457,33 @@ func TestUserHeader(t *testing.T) {
 		t.Fatalf("user ids seen: %v, want u0..u6 only", seen)
 	}
 }
+
+// A target that stops answering does not make the probe open a
+// connection per request: past maxConnsFor, requests wait for one.
+func TestConnectionsAreBounded(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	release := make(chan struct{})
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	defer close(release)
+	const rate = 2000
+	p := startProbe(t, Config{URL: s.URL, Rate: rate, Duration: 400 * time.Millisecond, Timeout: 5 * time.Second})
+	// 800 requests are sent over 400 ms and none is answered.
+	waitFor(t, 5*time.Second, "the sending window to end", func() bool { return !p.Snapshot().Running })
+	limit := int64(maxConnsFor(rate))
+	if got := conns.Load(); got > limit || got < limit/2 {
+		t.Fatalf("the probe opened %d connections to a target that answers nothing, want at most %d (and most of them)", got, limit)
+	}
+}
