@@ -71,4 +71,18 @@ func TestIncidentTools(t *testing.T) {
 	if bad, code := runIn(t, base, "", "journal", "-f", "fleet/flightdeck.yaml", "show", "last", "--only", "gatez"); code != 2 || !strings.Contains(bad, "unknown kind") {
 		t.Errorf("--only gatez: exit %d, want 2 naming the unknown kind:\n%s", code, bad)
 	}
+	// replay: bad input exits 2 (the replay itself is tested in teatest).
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"last"}, "replay needs a terminal"},
+		{[]string{"last", "--speed", "-1"}, "--speed -1"},
+		{[]string{"../etc"}, "bad run id"},
+	} {
+		out, code := runIn(t, base, "", append([]string{"replay", "-f", "fleet/flightdeck.yaml"}, tt.args...)...)
+		if code != 2 || !strings.Contains(out, tt.want) {
+			t.Errorf("replay %v: exit %d, want 2 and %q:\n%s", tt.args, code, tt.want, out)
+		}
+	}
 }
