@@ -187,7 +187,8 @@ func (m *Model) fleetRow(hs *engine.HostState, c fleetCols, w int, now time.Time
 // it had, so the fleet says "unchanged" rather than "prepared".
 func (m *Model) untouched(hs *engine.HostState) bool {
 	return m.snap.Status == engine.StatusFinished && !hs.Touched &&
-		(hs.Phase == engine.PhasePrepared || hs.Phase == engine.PhaseQueued || hs.Phase == engine.PhasePreparing)
+		(hs.Phase == engine.PhasePrepared || hs.Phase == engine.PhaseQueued || hs.Phase == engine.PhasePreparing ||
+			hs.Phase == engine.PhaseSkipped)
 }
 
 // hostState is the host's own state from a HostStater backend: "up" is

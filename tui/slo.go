@@ -175,15 +175,24 @@ func classify(v, limit float64) level {
 func (m *Model) sloStatus() string {
 	st := m.snap
 	var parts []string
-	if st.Active() && st.WaitUntil.After(m.now()) {
-		what := "next wave"
-		if st.Info.Strategy == "canary" {
-			what = "next step"
+	// The engine's one countdown: it stands still while the run is paused
+	// and says what it counts down to.
+	if what, left, running, ok := st.Countdown(m.now()); ok && st.Active() && left > 0 {
+		label := "next wave"
+		switch {
+		case st.Settling != "" && st.WaitUntil.IsZero():
+			label = "run ends"
+		case st.Info.Strategy == "canary":
+			label = "next step"
 		}
-		if st.Status == engine.StatusPaused {
-			what += " (paused)"
+		text := fmt.Sprintf("%s in %s", label, fmtAge(left.Round(time.Second)))
+		if !running {
+			text += " once resumed"
 		}
-		parts = append(parts, m.style.accent.Render(fmt.Sprintf("%s in %s", what, fmtAge(st.WaitUntil.Sub(m.now()).Round(time.Second)))))
+		if what != "" && label != "run ends" {
+			text += ": " + what
+		}
+		parts = append(parts, m.style.accent.Render(text))
 	}
 	if n := len(st.Gates); n > 0 {
 		gr := st.Gates[n-1]
