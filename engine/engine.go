@@ -217,12 +217,47 @@ func (e *Engine) resumeLocked(ctx context.Context, actor Actor, lock HeldLock, n
 	if dmg != nil {
 		notices = append(notices, dmg.Error()+"; the run is resumed from the others and the hosts")
 	}
+	if err := e.checkRunHosts(id, Fold(evs)); err != nil {
+		return nil, err
+	}
 	r, err := e.newRun(RunConfig{Kind: Fold(evs).Info.Kind, Actor: actor, RunID: id, Lock: lock}, notices)
 	if err != nil {
 		return nil, err
 	}
 	defer e.ended(r)
 	return r.Resume(ctx, evs)
+}
+
+// RunHostsError is returned when an unfinished run names hosts that the
+// plan no longer has: it cannot be finished (its hosts would never
+// answer), and nothing was touched.
+type RunHostsError struct {
+	Run     string
+	Missing []string
+}
+
+func (e *RunHostsError) Error() string {
+	return fmt.Sprintf("run %s is unfinished and was started on %s, which the plan no longer has: nothing was touched; "+
+		"put them back in the plan so that `flightdeck resume` can finish the run (or take the run back) on every host it touched",
+		e.Run, strings.Join(e.Missing, ", "))
+}
+
+// checkRunHosts refuses to resume a run on a plan that lacks some of its hosts.
+func (e *Engine) checkRunHosts(run string, st *State) error {
+	have := make(map[string]bool, len(e.Hosts))
+	for _, h := range e.Hosts {
+		have[h.Name()] = true
+	}
+	var missing []string
+	for _, h := range st.Info.Hosts {
+		if !have[h.Name] {
+			missing = append(missing, h.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return &RunHostsError{Run: run, Missing: missing}
+	}
+	return nil
 }
 
 func (e *Engine) newRun(cfg RunConfig, notices []string) (*Run, error) {

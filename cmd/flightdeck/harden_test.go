@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"flightdeck/engine"
 	"flightdeck/internal/syncbuf"
+	"flightdeck/targets/local"
 )
 
 // These tests pin issue 14's hardening of the state (journal, locks) and
@@ -509,4 +512,49 @@ func TestJournalFullAtTheEndIsNoSuccess(t *testing.T) {
 	if c := current(t, p.host(1)); c != "r3" {
 		t.Errorf("current %q after the resume, want r3", c)
 	}
+}
+
+// runBounded runs flightdeck with a deadline: a command that hangs fails
+// the test instead of the suite.
+func (p *project) runBounded(d time.Duration, args ...string) (string, int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=tester", "NO_COLOR=1")
+	out, _ := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		p.t.Fatalf("%v hung (killed after %s):\n%s", args, d, out)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// TestResumeWithAHostGoneFromThePlan (item 8): the unfinished run names a
+// host the plan no longer has: resume, deploy and rollback refuse at once
+// (exit 2, naming it) instead of waiting for it; with the host back in
+// the plan, resume finishes the run.
+func TestResumeWithAHostGoneFromThePlan(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	p := newProject(t, 2, 2, rolling2, fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	p.killHeldDeploy(t, "r2")
+	writeFile(t, gate, "")
+	full, _ := os.ReadFile(p.plan)
+	i := strings.Index(string(full), "      - name: web-2")
+	j := strings.Index(string(full), "    strategy:")
+	writeFile(t, p.plan, string(full[:i])+string(full[j:]))
+	for _, args := range [][]string{{"resume", "--headless"}, {"deploy", "--headless", "--release", "r3"}, {"rollback", "--headless", "--to", "r1"}} {
+		out, code := p.runBounded(30*time.Second, args...)
+		if code != 2 || !strings.Contains(out, "web-2") {
+			t.Fatalf("%v exit %d, want 2 naming web-2:\n%s", args, code, out)
+		}
+	}
+	writeFile(t, p.plan, string(full))
+	if out, code := p.runBounded(30*time.Second, "resume", "--headless"); code != 0 && code != 1 {
+		t.Fatalf("resume with web-2 back: exit %d:\n%s", code, out)
+	}
+	assertFleetConsistent(t, []*local.Host{local.New("web-1", p.host(1)), local.New("web-2", p.host(2))})
 }

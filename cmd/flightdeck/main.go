@@ -79,6 +79,8 @@ func exitCode(err error) int {
 		return exitLocked
 	case errors.As(err, &be):
 		return exitFailed
+	case errors.As(err, new(*engine.RunHostsError)):
+		return exitBadInput // refused before anything was touched
 	case errors.As(err, &tm):
 		return exitBadInput // checked before the first switch: nothing was touched
 	case errors.As(err, &pe), errors.As(err, &pes):
