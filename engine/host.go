@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -14,6 +15,30 @@ type Artifact struct {
 	Manifest *Manifest
 	// Commit is the source commit, when the release was built from git.
 	Commit string
+
+	stored struct {
+		once sync.Once
+		m    *Manifest
+		b    []byte
+		err  error
+	}
+}
+
+// StoredManifest is the manifest every host stores in the release
+// (ManifestName): Manifest naming the release and its commit, and its
+// encoding, made once for all hosts. Manifest must not change once it
+// was called.
+func (a *Artifact) StoredManifest() (*Manifest, []byte, error) {
+	a.stored.once.Do(func() {
+		m := *a.Manifest
+		m.Release = a.ID
+		if m.Commit == "" {
+			m.Commit = a.Commit
+		}
+		a.stored.m = &m
+		a.stored.b, a.stored.err = m.Marshal()
+	})
+	return a.stored.m, a.stored.b, a.stored.err
 }
 
 // Progress reports how far a host's prepare has come.

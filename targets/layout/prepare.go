@@ -114,12 +114,7 @@ func (l *Layout) prepare(ctx context.Context, fsys FS, a *engine.Artifact, progr
 		}
 	}()
 
-	stored := *a.Manifest
-	stored.Release = a.ID
-	if stored.Commit == "" {
-		stored.Commit = a.Commit
-	}
-	mb, err := stored.Marshal()
+	stored, mb, err := a.StoredManifest()
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
@@ -140,7 +135,7 @@ func (l *Layout) prepare(ctx context.Context, fsys FS, a *engine.Artifact, progr
 	if err := fsys.Chmod(ctx, tmp, 0o755); err != nil {
 		return err
 	}
-	if err := checkTree(ctx, fsys, tmp, &stored); err != nil {
+	if err := checkTree(ctx, fsys, tmp, stored); err != nil {
 		return fmt.Errorf("the written release is not complete: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
