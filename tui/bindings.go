@@ -59,7 +59,15 @@ var bindings = []binding{
 	{act: ActRollback, desc: "roll back (asks to confirm)", bar: true, mutates: true, dangerous: true,
 		label:   func(m *Model) string { return "roll back" + orNone(prefixed(" to ", m.rollbackTarget()), "") },
 		command: func(m *Model) engine.Command { return engine.Command{Kind: engine.CmdRollback} },
-		local:   func(m *Model) string { return m.busy },
+		local: func(m *Model) string {
+			if m.busy != "" {
+				return m.busy
+			}
+			if !m.active() && m.noRollbackTarget() {
+				return "no earlier release in the journal (h: pick one)"
+			}
+			return ""
+		},
 		confirm: func(m *Model) confirmDialog { return m.rollbackDialog(m.rollbackTarget()) }},
 	{act: ActAbort, desc: "abort the run (asks to confirm)", bar: true, mutates: true, dangerous: true,
 		command: func(m *Model) engine.Command { return engine.Command{Kind: engine.CmdAbort} },

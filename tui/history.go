@@ -79,6 +79,17 @@ func (m *Model) rollbackTarget() string {
 	return ""
 }
 
+// noRollbackTarget reports that the journal, read and current, names no
+// release to roll back to (the only deploy was the first, or none
+// succeeded): a plain r would be refused; the history can name one.
+func (m *Model) noRollbackTarget() bool {
+	if m.history == nil || m.historyStale() {
+		return false
+	}
+	_, err := engine.RollbackTargetOf(m.history, m.envName())
+	return err != nil
+}
+
 func (m *Model) envName() string { return orNone(m.snap.Info.Env, m.opts.Env) }
 
 // liveSince describes since when and by whom release has been live:

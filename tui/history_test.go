@@ -146,3 +146,20 @@ func TestConfirmingNamesTheOpenDialog(t *testing.T) {
 		}
 	}
 }
+
+// TestNoEarlierRelease: when the journal's only deploy was the first, r
+// says there is nothing to roll back to (and points at the history).
+func TestNoEarlierRelease(t *testing.T) {
+	runs := []engine.RunSummary{{Run: "prod-20250314T093000-abc", Kind: engine.KindDeploy, Env: "prod", Release: "r42",
+		Outcome: engine.OutcomeSucceeded, Status: engine.StatusFinished}}
+	m, rec := loadedOn(&histRecorder{recorder: newRecorder(), runs: runs}, finishedRun(), 120, 40, nil)
+	defer m.Close()
+	runCmd(m, m.loadHistory())
+	press(t, m, "r")
+	if s := screen(m); m.overlay == overlayConfirm || !strings.Contains(s, "no earlier release in the journal") {
+		t.Fatalf("r with nothing to roll back to:\n%s", s)
+	}
+	if len(rec.rollbacks) != 0 {
+		t.Fatalf("rollbacks %v", rec.rollbacks)
+	}
+}
