@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/golden"
 	xt "github.com/charmbracelet/x/exp/teatest/v2"
 
+	"flightdeck/engine"
 	"flightdeck/engine/plan"
 	"flightdeck/themes"
 	"flightdeck/tui"
@@ -152,12 +153,32 @@ func TestTmuxReplayOfADemoRun(t *testing.T) {
 	}
 	t.Parallel()
 	d := startDemo(t, nil, nil, "--hosts", "4", "--strategy", "rolling")
-	run := d.waitText(waitLong, "run finished")
+	// The release's end (the bootstrap run's "run finished" comes first).
+	run := d.waitScreen("the release's end", waitLong, func(s string) bool {
+		header, _, _ := strings.Cut(s, "\n")
+		return strings.Contains(header, "v1 → v2") && !strings.Contains(header, "RUNNING") && !strings.Contains(header, "PAUSED") &&
+			strings.Contains(s, "run finished")
+	})
+	// And its journal is complete.
+	deadline := time.Now().Add(waitLong)
+	for {
+		runs, err := engine.ListRuns(filepath.Join(d.dir, ".flightdeck"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(runs); n >= 2 && runs[n-1].Status == engine.StatusFinished && runs[n-1].Release == "v2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release's journal is not finished: %+v", runs)
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval, not synchronisation
+	}
 	d.run("new-session", "-d", "-s", "replay", "-x", "160", "-y", "48",
 		"-e", "XDG_CONFIG_HOME="+filepath.Join(filepath.Dir(d.dir), "config"),
 		binary, "replay", "-f", filepath.Join(d.dir, "flightdeck.yaml"), "last", "--speed", "0")
 	var replay string
-	deadline := time.Now().Add(waitLong)
+	deadline = time.Now().Add(waitLong)
 	for {
 		replay = d.run("capture-pane", "-p", "-t", "replay")
 		if strings.Contains(replay, "end of run") && strings.Contains(replay, "run finished") {
