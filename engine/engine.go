@@ -182,6 +182,14 @@ func (e *Engine) Resume(ctx context.Context, actor Actor, command string) (*Stat
 	if err != nil {
 		return nil, err
 	}
+	if id == "" {
+		// Nothing in the journal to finish: say so only if the fleet
+		// agrees (a split fleet with no run to explain it is not "done").
+		if split := e.fleetSplit(ctx); split != "" {
+			return nil, fmt.Errorf("the journal has no run to resume, but the hosts disagree (%s) and no unfinished run explains it (a deleted journal?): "+
+				"put them on one release with `flightdeck rollback --to ID` or a new deploy", split)
+		}
+	}
 	return e.withLock(ctx, actor, command, id, func(lock HeldLock, notices []string) (*State, error) {
 		return e.resumeLocked(ctx, actor, lock, notices)
 	})
@@ -240,6 +248,19 @@ func (e *RunHostsError) Error() string {
 	return fmt.Sprintf("run %s is unfinished and was started on %s, which the plan no longer has: nothing was touched; "+
 		"put them back in the plan so that `flightdeck resume` can finish the run (or take the run back) on every host it touched",
 		e.Run, strings.Join(e.Missing, ", "))
+}
+
+// fleetSplit inspects every host (read-only) and describes their current
+// releases when they disagree. A host that cannot be inspected is left
+// out (resume has nothing to do with it either way).
+func (e *Engine) fleetSplit(ctx context.Context) string {
+	statuses := make(map[string]HostStatus, len(e.Hosts))
+	for _, h := range e.Hosts {
+		if st, err := h.Inspect(ctx); err == nil {
+			statuses[h.Name()] = st
+		}
+	}
+	return FleetSplit(statuses)
 }
 
 // checkRunHosts refuses to resume a run on a plan that lacks some of its hosts.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -43,7 +44,12 @@ func (r *Run) Execute(ctx context.Context) (*State, error) {
 	}
 	defer r.journal.Close()
 	r.x = r.newExecutor(info, traffic)
-	in := startInput{info: info, actor: r.cfg.Actor, target: r.cfg.Target, notices: r.notices(ctx),
+	notices := r.notices(ctx)
+	if split := FleetSplit(statuses); split != "" && info.Kind == KindDeploy {
+		// No unfinished run explains it (it would have been finished first).
+		notices = append(notices, "the hosts disagree before this deploy ("+split+") and no unfinished run in the journal explains it (a deleted journal?); this deploy puts every host on "+info.Release)
+	}
+	in := startInput{info: info, actor: r.cfg.Actor, target: r.cfg.Target, notices: notices,
 		promotion: r.cfg.Promotion}
 	if info.Kind == KindDeploy {
 		in.checklist = PlanChecklist(r.cfg.Plan, r.cfg.Env, r.cfg.Findings, r.cfg.Acks)
@@ -193,6 +199,30 @@ func (r *Run) inspectAll(ctx context.Context, target string) (statuses map[strin
 		return nil, nil, errors.Join(errs...)
 	}
 	return out, checks, nil
+}
+
+// FleetSplit describes the hosts' current releases when they disagree
+// ("web-1 on r2, web-2 on r1", by host name), or "" when they agree.
+func FleetSplit(statuses map[string]HostStatus) string {
+	names := make([]string, 0, len(statuses))
+	seen := map[string]bool{}
+	for name, st := range statuses {
+		names = append(names, name)
+		seen[st.Current] = true
+	}
+	if len(seen) < 2 {
+		return ""
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		cur := statuses[n].Current
+		if cur == "" {
+			cur = "no release"
+		}
+		parts[i] = n + " on " + cur
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (r *Run) runInfo(statuses map[string]HostStatus) RunInfo {

@@ -558,3 +558,38 @@ func TestResumeWithAHostGoneFromThePlan(t *testing.T) {
 	}
 	assertFleetConsistent(t, []*local.Host{local.New("web-1", p.host(1)), local.New("web-2", p.host(2))})
 }
+
+// TestDeletedJournalOfASplitFleet (item 9): the journal of an unfinished
+// run is deleted while the fleet is split: resume does not say "nothing
+// to resume" (exit 1, naming each host's release), and a deploy warns
+// (journaled) and puts every host on one release.
+func TestDeletedJournalOfASplitFleet(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	p := newProject(t, 2, 2, "      kind: rolling\n      wave_size: 1\n      pause: 0s\n",
+		fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || [ \"$HOST\" = web-2 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+	}
+	run := p.killHeldDeploy(t, "r2") // web-1 switched, web-2 not
+	writeFile(t, gate, "")
+	if err := os.Remove(p.journalFile(run)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p.lockFile())
+	if a, b := current(t, p.host(1)), current(t, p.host(2)); a != "r2" || b != "r1" {
+		t.Fatalf("fleet after the kill: web-1 %s, web-2 %s; want r2 and r1", a, b)
+	}
+	out, code := p.run("resume", "--headless")
+	if code != 1 || !strings.Contains(out, "web-1 on r2, web-2 on r1") || strings.Contains(out, "nothing to resume in") {
+		t.Fatalf("resume over a split fleet without its journal: exit %d, want 1 naming each host's release:\n%s", code, out)
+	}
+	out, code = p.run("deploy", "--headless", "--release", "r3")
+	if code != 0 || !strings.Contains(out, "web-1 on r2, web-2 on r1") {
+		t.Fatalf("deploy over the split fleet: exit %d, want 0 with a warning naming the split:\n%s", code, out)
+	}
+	for i := 1; i <= 2; i++ {
+		if c := current(t, p.host(i)); c != "r3" {
+			t.Fatalf("web-%d on %q after the deploy", i, c)
+		}
+	}
+}
