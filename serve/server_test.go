@@ -127,6 +127,8 @@ func TestPresenceShowsOpenDialog(t *testing.T) {
 	b := idleBackend()
 	ts := startServer(t, Options{Keys: keysFor(t, alice, bob), Backend: b, App: "shop", Env: "prod"})
 	ta := ts.open(t, alice, 120, 30)
+	// Presence is in the order sessions joined: bob joins once alice has.
+	ta.waitFor(10*time.Second, "alice(operator)")
 	tb := ts.open(t, bob, 120, 30)
 	tb.waitFor(10*time.Second, "alice(operator)", "bob(viewer)")
 	ta.keys("r") // between runs: the rollback dialog opens
