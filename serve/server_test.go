@@ -122,19 +122,21 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestPresenceShowsOpenDialog(t *testing.T) {
-	alice := newUser(t, "alice", engine.RoleOperator)
+	alice := newUser(t, "alice", engine.RoleOwner)
 	bob := newUser(t, "bob", engine.RoleViewer)
 	b := idleBackend()
 	ts := startServer(t, Options{Keys: keysFor(t, alice, bob), Backend: b, App: "shop", Env: "prod"})
 	ta := ts.open(t, alice, 120, 30)
 	// Presence is in the order sessions joined: bob joins once alice has.
-	ta.waitFor(10*time.Second, "alice(operator)")
+	ta.waitFor(10*time.Second, "alice(owner)")
 	tb := ts.open(t, bob, 120, 30)
-	tb.waitFor(10*time.Second, "alice(operator)", "bob(viewer)")
-	ta.keys("r") // between runs: the rollback dialog opens
-	tb.waitFor(5*time.Second, "alice: confirming rollback")
+	tb.waitFor(10*time.Second, "alice(owner)", "bob(viewer)")
+	// Between runs, with an empty journal, a deploy's dialog opens (a
+	// rollback has nothing to go to).
+	ta.keys("d")
+	tb.waitFor(5*time.Second, "alice: confirming deploy")
 	out, _, _ := ts.run(t, bob, nil, "status")
-	if !strings.Contains(out, "connected: alice: confirming rollback(operator) bob(viewer)") {
+	if !strings.Contains(out, "connected: alice: confirming deploy(owner) bob(viewer)") {
 		t.Fatalf("status does not show the open dialog:\n%s", out)
 	}
 	ta.keys("n")
