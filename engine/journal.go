@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -125,7 +126,32 @@ func (j *Journal) Append(evs ...Event) error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("fsync journal %s: %w", j.path, err)
 	}
+	if slices.ContainsFunc(evs, func(e Event) bool { return e.Type == EvRunFinished }) {
+		j.keepSummary()
+	}
 	return nil
+}
+
+// keepSummary caches the summary of the run that just finished beside its
+// journal (see cacheSummary), so that no reader has to.
+func (j *Journal) keepSummary() {
+	f, err := os.Open(j.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return
+	}
+	evs, err := DecodeEvents(f, j.path)
+	if err != nil || len(evs) == 0 || evs[0].Start == nil {
+		return
+	}
+	if s := Summarise(evs); s.Status == StatusFinished {
+		dir, name := filepath.Split(j.path)
+		cacheSummary(filepath.Clean(dir), strings.TrimSuffix(name, ".jsonl"), info, s)
+	}
 }
 
 // Close closes the journal file.

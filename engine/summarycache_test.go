@@ -34,13 +34,26 @@ func TestListRunsCachesFinishedSummaries(t *testing.T) {
 	write("production-a", start("production-a", "r1", t0), finish("production-a", 2, OutcomeSucceeded, t0.Add(time.Minute)))
 	write("production-b", start("production-b", "r2", t0.Add(time.Hour)))
 
+	jdir := filepath.Join(dir, JournalDir)
+	// The journal writer keeps the summary once the run finished: no
+	// reader needs to write it.
+	if _, err := os.Stat(summaryPath(jdir, "production-a")); err != nil {
+		t.Fatalf("the finished run's summary was not kept by its writer: %v", err)
+	}
 	first, err := ListRuns(dir)
 	if err != nil || len(first) != 2 {
 		t.Fatalf("ListRuns = %+v, %v", first, err)
 	}
-	jdir := filepath.Join(dir, JournalDir)
+	// A journal of an older version, without its summary: the first
+	// listing keeps it.
+	if err := os.Remove(summaryPath(jdir, "production-a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ListRuns(dir); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(summaryPath(jdir, "production-a")); err != nil {
-		t.Fatalf("the finished run's summary was not kept: %v", err)
+		t.Fatalf("the finished run's summary was not kept by the listing: %v", err)
 	}
 	if _, err := os.Stat(summaryPath(jdir, "production-b")); !os.IsNotExist(err) {
 		t.Fatalf("the unfinished run's summary was kept: %v", err)
