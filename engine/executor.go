@@ -229,7 +229,7 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 	}
 	if cmd := x.plan.Restart; cmd != "" {
 		x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release})
-		if err := x.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(RunHost{Backend: backend})); err != nil {
+		if err := x.exec(ctx, h, "restart", plan.Hook{Run: cmd, Timeout: x.plan.RestartTimeout}, a.Release, slotEnv(RunHost{Backend: backend})); err != nil {
 			return err
 		}
 		if deploy {

@@ -10,6 +10,21 @@ import (
 // journaled, published and performed, and the results of the work come
 // back as inputs.
 
+type abortKey struct{}
+
+// WithAbort returns ctx carrying abort: cancelling ctx stops a run after
+// its work in flight (a first Ctrl-C); cancelling abort stops that work
+// too (a second Ctrl-C: a hung hook or restart is killed, its host fails).
+func WithAbort(ctx, abort context.Context) context.Context {
+	return context.WithValue(ctx, abortKey{}, abort)
+}
+
+// AbortOf returns the abort context WithAbort put in ctx, or nil.
+func AbortOf(ctx context.Context) context.Context {
+	a, _ := ctx.Value(abortKey{}).(context.Context)
+	return a
+}
+
 // snapshotEvery bounds how often subscribers get a new state snapshot.
 const snapshotEvery = 50 * time.Millisecond
 
@@ -18,7 +33,12 @@ const snapshotEvery = 50 * time.Millisecond
 func (r *Run) loop(ctx context.Context) (*State, error) {
 	// Work already started finishes even when ctx is cancelled, so that no
 	// host is left between two steps; cancelling only stops new work.
-	workCtx := context.WithoutCancel(ctx)
+	// An abort (a second Ctrl-C) stops the work in flight too.
+	workCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	if a := AbortOf(ctx); a != nil {
+		defer context.AfterFunc(a, abort)()
+	}
 	tick := time.NewTicker(snapshotEvery)
 	defer tick.Stop()
 	defer r.publishSnapshot()

@@ -593,3 +593,61 @@ func TestDeletedJournalOfASplitFleet(t *testing.T) {
 		}
 	}
 }
+
+// TestHungRestartTimesOutAndInterruptsAnswer (item 10): restart_timeout
+// bounds a hung restart (the host fails and the run rolls back); without
+// it, a first SIGINT is answered at once (the run stops once the work in
+// flight is done) and a second one aborts the hung restart, so the
+// deploy exits instead of waiting out the default 5 minutes; resume then
+// finishes the run.
+func TestHungRestartTimesOutAndInterruptsAnswer(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	hung := fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate)
+	t.Run("restart_timeout", func(t *testing.T) {
+		p := newProject(t, 1, 2, rolling2, hung+"restart_timeout: 1s\n")
+		if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+			t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+		}
+		out, code := p.runBounded(60*time.Second, "deploy", "--headless", "--release", "r2")
+		if code != 1 || !strings.Contains(out, "timed out after 1s") {
+			t.Fatalf("deploy with a hung restart: exit %d, want 1 with the restart timed out after 1s:\n%s", code, out)
+		}
+		if c := current(t, p.host(1)); c != "r1" {
+			t.Fatalf("current %q, want r1 (rolled back)", c)
+		}
+	})
+	t.Run("interrupts", func(t *testing.T) {
+		p := newProject(t, 1, 2, rolling2, hung)
+		if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
+			t.Fatalf("deploy r1 exit %d:\n%s", code, out)
+		}
+		cmd := exec.Command(binary, "deploy", "--headless", "--release", "r2")
+		cmd.Dir = p.dir
+		cmd.Env = append(os.Environ(), "FLIGHTDECK_ACTOR=tester", "NO_COLOR=1")
+		var out syncbuf.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		defer func() { cmd.Process.Kill(); <-exited }()
+		waitFor(t, func() bool { return strings.Contains(out.String(), "restarting") })
+		cmd.Process.Signal(os.Interrupt)
+		waitFor(t, func() bool { return strings.Contains(out.String(), "stopping once the work in flight is done") })
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("the deploy did not exit after a second interrupt:\n%s", out.String())
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 1 {
+			t.Fatalf("interrupted deploy exit %d, want 1:\n%s", code, out.String())
+		}
+		writeFile(t, gate, "")
+		if out, code := p.runBounded(60*time.Second, "resume", "--headless"); code != 0 && code != 1 {
+			t.Fatalf("resume exit %d:\n%s", code, out)
+		}
+		assertFleetConsistent(t, []*local.Host{local.New("web-1", p.host(1))})
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -49,9 +50,50 @@ func main() {
 	// A closed terminal (SIGHUP) stops a command as Ctrl-C does: work in
 	// flight finishes and what the command started is removed (a demo's
 	// lab, its processes); by default it would kill the process outright.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := interrupts(os.Stderr)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:]))
+}
+
+// interrupts answers signals at once: the first (Ctrl-C, SIGTERM, SIGHUP)
+// cancels ctx, so a run stops after the work in flight; the second aborts
+// that work too (a hung hook or restart is killed and its host fails; the
+// journal says so and `flightdeck resume` finishes the run); a third
+// exits at once.
+func interrupts(w io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	abortCtx, abort := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				n++
+				switch n {
+				case 1:
+					fmt.Fprintf(w, "\nflightdeck: %v: stopping once the work in flight is done (nothing new starts); interrupt again to abort that work\n", s)
+					cancel()
+				case 2:
+					fmt.Fprintf(w, "\nflightdeck: %v again: aborting the work in flight (its hosts fail; `flightdeck resume` finishes the run); a third interrupt exits at once\n", s)
+					abort()
+				default:
+					fmt.Fprintf(w, "\nflightdeck: %v: exiting now; `flightdeck resume` finishes the run\n", s)
+					os.Exit(exitFailed)
+				}
+			}
+		}
+	}()
+	return engine.WithAbort(ctx, abortCtx), func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+		abort()
+	}
 }
 
 func run(ctx context.Context, args []string) int {

@@ -8,6 +8,7 @@ import (
 // Defaults applied to keys left out of a plan (see REFERENCE.md).
 const (
 	DefaultKeepReleases     = 5
+	DefaultRestartTimeout   = 5 * time.Minute
 	DefaultParallel         = 16
 	DefaultOnFailure        = "rollback"
 	DefaultGitRef           = "HEAD"
@@ -43,6 +44,9 @@ func DefaultCanarySteps() []int { return []int{1, 5, 25, 100} }
 // applyDefaults fills every key left out of the plan with its default, so
 // that callers never see a zero value for a tunable. It is idempotent.
 func (p *Plan) applyDefaults() {
+	if p.RestartTimeout.Duration == 0 {
+		p.RestartTimeout.Duration = DefaultRestartTimeout
+	}
 	if p.KeepReleases == 0 {
 		p.KeepReleases = DefaultKeepReleases
 	}

@@ -24,6 +24,9 @@ func SplitSSHAddress(s string) (user, host string, port int, err error) {
 		return "", "", 0, fmt.Errorf("address %q: spaces, commas and control characters are not allowed", s)
 	}
 	host, port, err = splitHostPort(hostPart)
+	if err == nil && strings.ContainsAny(host, "[]/\\") {
+		return "", "", 0, fmt.Errorf("address %q: host %q holds '[', ']', '/' or '\\' (an IPv6 address with a port is written [addr]:port)", s, host)
+	}
 	return user, host, port, err
 }
 

@@ -25,12 +25,14 @@ type Plan struct {
 	BuildOutput string   `yaml:"build_output"`
 	// AllowEmpty lets a release hold no files (a deploy of nothing is
 	// refused otherwise: it is almost always a source that went wrong).
-	AllowEmpty   bool     `yaml:"allow_empty"`
-	KeepReleases int      `yaml:"keep_releases"`
-	Restart      string   `yaml:"restart"`
-	Health       *Health  `yaml:"health"`
-	Hooks        Hooks    `yaml:"hooks"`
-	Promotion    []string `yaml:"promotion"`
+	AllowEmpty   bool   `yaml:"allow_empty"`
+	KeepReleases int    `yaml:"keep_releases"`
+	Restart      string `yaml:"restart"`
+	// RestartTimeout bounds the restart command on each host (default 5m).
+	RestartTimeout Duration `yaml:"restart_timeout"`
+	Health         *Health  `yaml:"health"`
+	Hooks          Hooks    `yaml:"hooks"`
+	Promotion      []string `yaml:"promotion"`
 	// Migrations are migration files (or globs) scanned for destructive
 	// statements before a rolling or canary deploy.
 	Migrations []string `yaml:"migrations"`

@@ -79,6 +79,7 @@ func (v *validator) plan(p *Plan) {
 	v.hooks(p.Hooks, "hooks")
 	v.checklist(p)
 	v.state(p.State)
+	v.positive("", "restart_timeout", p.RestartTimeout)
 	if h := p.Health; h != nil {
 		if h.URL == "" {
 			v.errorf(v.keyAt("health"), `health needs a url, e.g. url: "http://{{.Host}}:8080/healthz"`)
