@@ -130,6 +130,12 @@ func TestStaleLockTakeoverHasOneWinner(t *testing.T) {
 	}
 }
 
+// heldRestart is a plan's restart that, for any release but r1, waits
+// until the file gate exists.
+func heldRestart(gate string) string {
+	return fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate)
+}
+
 // killHeldDeploy starts a deploy of rel whose restart waits for gate,
 // SIGKILLs it there and returns its (unfinished) run.
 func (p *project) killHeldDeploy(t *testing.T, rel string) string {
@@ -173,7 +179,7 @@ func appendFile(t *testing.T, path, s string) {
 // so the journal reads whole afterwards and every command keeps working.
 func TestTornJournalTailIsCutOnResume(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
-	p := newProject(t, 1, 2, rolling2, fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	p := newProject(t, 1, 2, rolling2, heldRestart(gate))
 	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
 		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
 	}
@@ -207,7 +213,7 @@ func TestTornJournalTailIsCutOnResume(t *testing.T) {
 // a new deploy or a rollback.
 func TestDamagedJournalLineNeverLocksOut(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
-	p := newProject(t, 1, 2, rolling2, fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	p := newProject(t, 1, 2, rolling2, heldRestart(gate))
 	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
 		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
 	}
@@ -536,7 +542,7 @@ func (p *project) runBounded(d time.Duration, args ...string) (string, int) {
 // the plan, resume finishes the run.
 func TestResumeWithAHostGoneFromThePlan(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
-	p := newProject(t, 2, 2, rolling2, fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
+	p := newProject(t, 2, 2, rolling2, heldRestart(gate))
 	if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
 		t.Fatalf("deploy r1 exit %d:\n%s", code, out)
 	}
@@ -602,7 +608,7 @@ func TestDeletedJournalOfASplitFleet(t *testing.T) {
 // finishes the run.
 func TestHungRestartTimesOutAndInterruptsAnswer(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
-	hung := fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate)
+	hung := heldRestart(gate)
 	t.Run("restart_timeout", func(t *testing.T) {
 		p := newProject(t, 1, 2, rolling2, hung+"restart_timeout: 1s\n")
 		if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
