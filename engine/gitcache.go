@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"flightdeck/internal/atomicfile"
 )
 
 // A gitCache keeps a plan's git source between builds, under the build
@@ -191,8 +193,8 @@ func (c *gitCache) loadHashes() {
 	}
 }
 
-// saveHashes rewrites the hash file (write, fsync, rename): a torn file
-// would only cost hashing again, but a wrong hash must never be read.
+// saveHashes rewrites the hash file atomically: a torn file would only
+// cost hashing again, but a wrong hash must never be read.
 func (c *gitCache) saveHashes() error {
 	if !c.added {
 		return nil
@@ -203,23 +205,7 @@ func (c *gitCache) saveHashes() error {
 		b.Write(line)
 		b.WriteByte('\n')
 	}
-	tmp := filepath.Join(c.dir, "sha256.tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(c.dir, "sha256"))
+	return atomicfile.Write(filepath.Join(c.dir, "sha256"), b.Bytes(), 0o600)
 }
 
 // close unlocks the entry.
