@@ -149,8 +149,7 @@ func (f *fleet) backend() *backend {
 // to its output as it would on a terminal.
 type framed struct {
 	*tui.Model
-	mu    sync.Mutex
-	frame string
+	frames
 }
 
 func (f *framed) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -158,15 +157,22 @@ func (f *framed) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return f, cmd
 }
 
-func (f *framed) View() tea.View {
-	v := f.Model.View()
+func (f *framed) View() tea.View { return f.keep(f.Model.View()) }
+
+// frames keeps the last frame a program drew, as plain text.
+type frames struct {
+	mu    sync.Mutex
+	frame string
+}
+
+func (f *frames) keep(v tea.View) tea.View {
 	f.mu.Lock()
 	f.frame = ansi.Strip(v.Content)
 	f.mu.Unlock()
 	return v
 }
 
-func (f *framed) last() string {
+func (f *frames) last() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.frame

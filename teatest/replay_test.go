@@ -4,12 +4,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
-	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/golden"
 	xt "github.com/charmbracelet/x/exp/teatest/v2"
 
@@ -22,8 +20,7 @@ import (
 // framedReplay keeps the last frame a replay drew.
 type framedReplay struct {
 	*tui.Replay
-	mu    sync.Mutex
-	frame string
+	frames
 }
 
 func (f *framedReplay) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -31,19 +28,7 @@ func (f *framedReplay) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return f, cmd
 }
 
-func (f *framedReplay) View() tea.View {
-	v := f.Replay.View()
-	f.mu.Lock()
-	f.frame = ansi.Strip(v.Content)
-	f.mu.Unlock()
-	return v
-}
-
-func (f *framedReplay) last() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.frame
-}
+func (f *framedReplay) View() tea.View { return f.keep(f.Replay.View()) }
 
 // TestReplayShowsTheRunsFinalScreen (acceptance 5 of issue 15): a run
 // driven from the cockpit (deploy, pause, resume) is played back from its
