@@ -450,14 +450,50 @@ func TestTmuxCockpitPauseRollbackQuit(t *testing.T) {
 	d.keys("p")
 	d.waitText(waitLong, "PAUSED by "+actor)
 
+	// A step while paused is carried out once and the run stays paused
+	// (issue 15, acceptance 3; that nothing moves afterwards, the
+	// countdown standing still, is pinned with a clock by the engine's
+	// TestStepSteppingWhilePausedStaysPaused).
+	state := filepath.Join(d.dir, ".flightdeck")
+	d.keys("+")
+	stepped := func() (bool, []engine.Event) {
+		runs, err := engine.ListRuns(state)
+		if err != nil || len(runs) == 0 {
+			return false, nil
+		}
+		evs, _ := engine.ReadJournal(state, runs[len(runs)-1].Run)
+		for _, e := range evs {
+			if e.Type == engine.EvCommand && e.Command == string(engine.CmdStepUp) && e.Actor == actor {
+				return true, evs
+			}
+		}
+		return false, nil
+	}
+	deadline := time.Now().Add(waitLong)
+	for {
+		ok, evs := stepped()
+		if ok {
+			if st := engine.Fold(evs); st.Status != engine.StatusPaused || st.PausedBy != actor {
+				t.Errorf("after + while paused the run is %s (paused by %q), want paused by %s", st.Status, st.PausedBy, actor)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal has no step-up by %s after +", actor)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.waitScreen("still paused after +", waitLong, func(s string) bool {
+		return strings.Contains(s, "PAUSED by "+actor)
+	})
+
 	d.keys("r")
 	d.waitText(waitLong, "Roll back demo-shop/demo?", "→ v1")
 	d.keys("y")
 	d.waitText(waitLong, "ROLLED BACK")
 
-	state := filepath.Join(d.dir, ".flightdeck")
 	var evs []engine.Event
-	deadline := time.Now().Add(waitLong)
+	deadline = time.Now().Add(waitLong)
 	for {
 		runs, err := engine.ListRuns(state)
 		if err != nil {

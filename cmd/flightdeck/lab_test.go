@@ -84,7 +84,10 @@ func TestLabAcceptance(t *testing.T) {
 	src := filepath.Join(dir, "build")
 	os.MkdirAll(src, 0o755)
 	writeFile(t, filepath.Join(src, "index.html"), "r1\n")
-	writeFile(t, filepath.Join(dir, "flightdeck.yaml"), "app: shop\nsource: ./build\nkeep_releases: 5\n"+snippet)
+	// The health check makes each deploy wait until every host serves
+	// (the lab's hosts start their service once a first release is there).
+	writeFile(t, filepath.Join(dir, "flightdeck.yaml"), "app: shop\nsource: ./build\nkeep_releases: 5\n"+
+		"health: {url: \"http://{backend}/healthz\", timeout: 30s}\n"+snippet)
 	if out, code := run("deploy", "--headless", "--release", "r1"); code != 0 {
 		t.Fatalf("deploy r1: exit %d:\n%s", code, out)
 	}

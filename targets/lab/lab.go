@@ -857,7 +857,8 @@ func (l *Lab) Snippet() string {
 	fmt.Fprintf(&b, "# flightdeck lab %s: %d hosts on %s (%s), reached over SSH with host keys verified.\n", l.Name, len(l.Hosts), l.Network, l.Subnet)
 	fmt.Fprintf(&b, "# Put this environment into your plan (beside app: and source:) and deploy to it:\n")
 	fmt.Fprintf(&b, "#   flightdeck deploy --env %s\n", l.Name)
-	fmt.Fprintf(&b, "# Each host serves the release current points to on :%d (the demo service).\n", ServicePort)
+	fmt.Fprintf(&b, "# Each host serves the release current points to on :%d (the demo service, started after the\n", ServicePort)
+	fmt.Fprintf(&b, "# first deploy); a plan with health: {url: \"http://{backend}/healthz\"} has each deploy wait for it.\n")
 	fmt.Fprintf(&b, "environments:\n  %s:\n    deploy_to: %s\n", l.Name, DeployTo)
 	fmt.Fprintf(&b, "    ssh:\n      identity_file: %s\n      known_hosts: %s\n      connect_timeout: 5s\n      command_timeout: 30s\n",
 		yamlQuote(l.KeyFile()), yamlQuote(l.KnownHostsFile()))
