@@ -59,12 +59,19 @@ func TestTmuxLiveSLOs(t *testing.T) {
 	t.Parallel()
 	for _, strategy := range []string{"rolling", "bluegreen", "symlink"} {
 		t.Run(strategy, func(t *testing.T) {
-			d := startDemo(t, nil, nil, "--hosts", "4", "--strategy", strategy)
 			// Hold the release: the probe traffic flows while it is paused.
 			// A symlink release cannot be: it is over in seconds (and
 			// finishing, not pausable, soon after it started); it is
-			// measured while it runs.
+			// measured while it runs. The paused ones start slowly (each
+			// new service answers 503 for 3 s), so that the release is
+			// still running when p arrives, on a quiet machine too (a good
+			// blue/green release is over in under a second there).
 			pause := strategy != "symlink"
+			args := []string{"--hosts", "4", "--strategy", strategy}
+			if pause {
+				args = append(args, "--scenario", "slow-start")
+			}
+			d := startDemo(t, nil, nil, args...)
 			d.waitText(waitLong, "RUNNING")
 			if pause {
 				d.keys("p")
