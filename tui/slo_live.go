@@ -221,15 +221,7 @@ func liveLevel(v, top float64) int {
 // does not cross it: a breach pokes through the line, in the breach
 // colour. In ASCII: _ and - at or under the limit, ^ and # over it.
 func (m *Model) liveLine(pts []sampler.Point, mt liveMetric, top float64, cells, spc int) string {
-	var b strings.Builder
-	run := strings.Builder{}
-	cur := lvNone
-	flush := func() {
-		if run.Len() > 0 {
-			b.WriteString(m.style.of(cur).Render(run.String()))
-			run.Reset()
-		}
-	}
+	out := styledRuns{m: m}
 	pad := cells*spc - len(pts) // samples missing on the left
 	for c := range cells {
 		var r rune
@@ -275,14 +267,9 @@ func (m *Model) liveLine(pts []sampler.Point, mt liveMetric, top float64, cells,
 				lv = classify(worst, mt.limit)
 			}
 		}
-		if lv != cur {
-			flush()
-			cur = lv
-		}
-		run.WriteRune(r)
+		out.add(lv, string(r))
 	}
-	flush()
-	return b.String()
+	return out.String()
 }
 
 // gateAxis marks each gate verdict of the run under the sample it was

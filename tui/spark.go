@@ -20,24 +20,43 @@ func (m *Model) sparkline(vals []float64, top float64, width int, classify func(
 		b.WriteString(m.style.muted.Render(strings.Repeat(" ", pad)))
 	}
 	levels := m.glyphs.spark
-	run := strings.Builder{}
-	cur := lvNone
-	flush := func() {
-		if run.Len() > 0 {
-			b.WriteString(m.style.of(cur).Render(run.String()))
-			run.Reset()
-		}
-	}
+	r := styledRuns{m: m}
 	for _, v := range vals {
-		l := classify(v)
-		if l != cur {
-			flush()
-			cur = l
-		}
-		run.WriteString(levels[sparkIndex(v, top, len(levels))])
+		r.add(classify(v), levels[sparkIndex(v, top, len(levels))])
 	}
-	flush()
+	b.WriteString(r.String())
 	return b.String()
+}
+
+// styledRuns writes cells of several levels, styling each run of cells of
+// one level once (a style per cell would multiply the escape sequences).
+type styledRuns struct {
+	m   *Model
+	b   strings.Builder
+	run strings.Builder
+	cur level
+}
+
+// add appends s, a cell of level lv.
+func (r *styledRuns) add(lv level, s string) {
+	if lv != r.cur {
+		r.flush()
+		r.cur = lv
+	}
+	r.run.WriteString(s)
+}
+
+func (r *styledRuns) flush() {
+	if r.run.Len() > 0 {
+		r.b.WriteString(r.m.style.of(r.cur).Render(r.run.String()))
+		r.run.Reset()
+	}
+}
+
+// String ends the last run and returns what was written.
+func (r *styledRuns) String() string {
+	r.flush()
+	return r.b.String()
 }
 
 // sparkIndex maps v in [0, top] to one of n levels.
