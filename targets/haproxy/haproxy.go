@@ -720,13 +720,10 @@ func (r *Router) Undrain(ctx context.Context, addr string) error {
 // rotation (not drained, not in maintenance).
 func (r *Router) WaitHealthy(ctx context.Context, addr string) error {
 	r.mu.Lock()
-	rel, drained := r.st.ReleaseOf(addr), r.st.IsDrained(addr)
+	err := r.st.InRotation(addr)
 	r.mu.Unlock()
-	if rel == "" {
-		return fmt.Errorf("waiting for %s to be healthy: %w: it is in no pool", addr, router.ErrUnknownBackend)
-	}
-	if drained {
-		return fmt.Errorf("waiting for %s to be healthy: it is drained", addr)
+	if err != nil {
+		return err
 	}
 	last := ""
 	for {

@@ -463,13 +463,10 @@ func (r *Router) Undrain(ctx context.Context, addr string) error {
 // and passes its health check.
 func (r *Router) WaitHealthy(ctx context.Context, addr string) error {
 	r.mu.Lock()
-	rel, drained := r.st.ReleaseOf(addr), r.st.IsDrained(addr)
+	err := r.st.InRotation(addr)
 	r.mu.Unlock()
-	switch {
-	case rel == "":
-		return fmt.Errorf("waiting for %s to be healthy: %w: it is in no pool", addr, router.ErrUnknownBackend)
-	case drained:
-		return fmt.Errorf("waiting for %s to be healthy: it is drained", addr)
+	if err != nil {
+		return err
 	}
 	return r.waitHealth(ctx, addr)
 }

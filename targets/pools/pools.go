@@ -82,6 +82,19 @@ func (s *State) SetPool(release string, addrs []string) {
 // IsDrained reports whether addr is drained.
 func (s *State) IsDrained(addr string) bool { return slices.Contains(s.Drained, addr) }
 
+// InRotation returns nil when addr is in a pool and not drained, or why
+// a wait for it to be healthy cannot succeed (wrapping ErrUnknownBackend
+// when it is in no pool).
+func (s *State) InRotation(addr string) error {
+	switch {
+	case s.ReleaseOf(addr) == "":
+		return fmt.Errorf("waiting for %s to be healthy: %w: it is in no pool", addr, ErrUnknownBackend)
+	case s.IsDrained(addr):
+		return fmt.Errorf("waiting for %s to be healthy: it is drained", addr)
+	}
+	return nil
+}
+
 // SetDrained drains (or undrains) addr.
 func (s *State) SetDrained(addr string, drained bool) {
 	s.Drained = slices.DeleteFunc(s.Drained, func(a string) bool { return a == addr })
