@@ -82,6 +82,15 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, b.Name)
 }
 
+// Addrs returns the addresses of the backends named, in order.
+func Addrs(bs map[string]*Backend, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = bs[n].Addr
+	}
+	return out
+}
+
 // Hits sends n GET requests to url (with header h) and counts who
 // answered: the value of the response header by (X-Backend for these
 // backends), "status N" for another status than 200, or "error".

@@ -68,13 +68,7 @@ func newLab(t *testing.T, o labOpts) *lab {
 	return l
 }
 
-func (l *lab) addr(names ...string) []string {
-	var out []string
-	for _, n := range names {
-		out = append(out, l.be[n].Addr)
-	}
-	return out
-}
+func (l *lab) addr(names ...string) []string { return testbackend.Addrs(l.be, names...) }
 
 // hits sends n requests (with header h, when set) and counts who answered.
 func (l *lab) hits(n int, h http.Header) map[string]int {

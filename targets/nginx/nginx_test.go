@@ -49,13 +49,7 @@ func newLab(t *testing.T, cohorts bool, names ...string) *lab {
 	return l
 }
 
-func (l *lab) addr(names ...string) []string {
-	var out []string
-	for _, n := range names {
-		out = append(out, l.be[n].Addr)
-	}
-	return out
-}
+func (l *lab) addr(names ...string) []string { return testbackend.Addrs(l.be, names...) }
 
 func (l *lab) hits(n int, h http.Header) map[string]int {
 	l.t.Helper()
