@@ -49,6 +49,21 @@ func newLab(t *testing.T, cohorts bool, names ...string) *lab {
 	return l
 }
 
+// draining reports whether the adapter's state has addr draining.
+func (l *lab) draining(ctx context.Context, addr string) bool {
+	l.t.Helper()
+	st, err := l.rt.State(ctx)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, b := range st.Backends {
+		if b.Addr == addr {
+			return b.Draining
+		}
+	}
+	return false
+}
+
 func (l *lab) addr(names ...string) []string { return testbackend.Addrs(l.be, names...) }
 
 func (l *lab) hits(n int, h http.Header) map[string]int {
@@ -222,13 +237,16 @@ func TestDrainWaitsForInFlight(t *testing.T) {
 	}
 	drained := make(chan error, 1)
 	go func() { drained <- l.rt.Drain(c, l.be["a"].Addr, 20*time.Second) }()
-	// The reload takes effect while Drain runs: wait until requests stop
-	// reaching a.
+	// The reload takes effect while Drain runs: the adapter's state says
+	// a is draining once nginx runs workers of the new configuration and
+	// the old ones stopped accepting (ten answers from b did not prove it:
+	// for a moment after a reload the old workers still accept).
 	deadline := time.Now().Add(20 * time.Second)
-	for h := l.hits(10, nil); h["b"] != 10; h = l.hits(10, nil) {
+	for !l.draining(c, l.be["a"].Addr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("a still gets requests after 20s of draining: %v\n%s", h, l.upstreamFile())
+			t.Fatalf("a is not draining after 20s:\n%s", l.upstreamFile())
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	// Requests after the reload go to b only; the drain still waits for
 	// the old worker holding a's request.
