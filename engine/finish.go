@@ -194,6 +194,10 @@ func (m *machine) rollbackPath(now time.Time, err error, out *output) {
 		m.emit(out, now, ruleEvent(RuleRollbackPath, RuleCheck{Status: RuleOK, Note: "previous release " + st.Info.Previous + " verified intact on every host"}))
 	case err == nil:
 		m.emit(out, now, ruleEvent(RuleRollbackPath, RuleCheck{Status: RuleNA, Note: "first release: nothing to roll back to"}))
+	case st.Status == StatusRollingBack:
+		// Aborted while checking: nothing was switched forward, and the
+		// check's answer no longer decides anything.
+		m.emit(out, now, ruleEvent(RuleRollbackPath, RuleCheck{Status: RuleNA, Note: "not checked to the end: the run was rolled back first (" + err.Error() + ")"}))
 	case m.rules.skipRollbackPath == "":
 		// The run ends (advance finishes it once no prepare is in flight).
 		m.emit(out, now, ruleEvent(RuleRollbackPath, RuleCheck{Status: RuleFailed, Note: err.Error()}))

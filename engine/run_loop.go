@@ -33,18 +33,22 @@ const snapshotEvery = 50 * time.Millisecond
 func (r *Run) loop(ctx context.Context) (*State, error) {
 	// Work already started finishes even when ctx is cancelled, so that no
 	// host is left between two steps; cancelling only stops new work.
-	// An abort (a second Ctrl-C) stops the work in flight too.
-	workCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
-	defer abort()
+	// An abort (a second Ctrl-C) cancels that work, and what the run does
+	// next (rolling back what it switched) gets a context of its own.
+	loopCtx, endLoop := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLoop()
+	// Each generation of work is cancelled with loopCtx at the latest.
+	workCtx, abortWork := newWorkContext(loopCtx)
+	var aborted <-chan struct{}
 	if a := AbortOf(ctx); a != nil {
-		defer context.AfterFunc(a, abort)()
+		aborted = a.Done()
 	}
 	tick := time.NewTicker(snapshotEvery)
 	defer tick.Stop()
 	defer r.publishSnapshot()
 	defer r.stopMeasuring()
 	if w, ok := r.cfg.Router.(RouterWatcher); ok {
-		wctx, cancel := context.WithCancel(workCtx)
+		wctx, cancel := context.WithCancel(loopCtx)
 		defer cancel()
 		go w.Watch(wctx, func(msg string) {
 			select {
@@ -76,6 +80,11 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 		case <-interrupt:
 			interrupt = nil
 			r.feed(workCtx, stopInput{})
+		case <-aborted:
+			aborted, interrupt = nil, nil
+			abortWork()
+			workCtx, abortWork = newWorkContext(loopCtx)
+			r.feed(workCtx, abortInput{actor: r.cfg.Actor})
 		}
 	}
 	if r.probe != nil && r.m.st.Status != StatusFinished {
@@ -88,6 +97,12 @@ func (r *Run) loop(ctx context.Context) (*State, error) {
 		return r.m.st, ErrInterrupted
 	}
 	return r.m.st, nil
+}
+
+// newWorkContext returns the context the run's work is started with, and
+// the function that aborts that work; the loop's own context bounds it.
+func newWorkContext(loopCtx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(loopCtx)
 }
 
 // collect takes an input and, when it is work, every other work result

@@ -140,6 +140,13 @@ type tickInput struct{}
 // finished at once.
 type stopInput struct{}
 
+// abortInput: the run was interrupted a second time (a second Ctrl-C):
+// the loop has cancelled the work in flight (a hung hook or restart is
+// killed and its host fails), and a deploy still running rolls back what
+// it switched, as an operator's abort does. A run already rolling back,
+// or whose outcome is decided, stops as after a first interrupt.
+type abortInput struct{ actor Actor }
+
 // haltInput: the journal cannot be written; nothing more is done.
 // Unstarted are the actions the run loop did not perform because their
 // step's events could not be journaled: no result of theirs will come, so
@@ -155,6 +162,7 @@ func (finalInput) isInput()   {}
 func (routerInput) isInput()  {}
 func (tickInput) isInput()    {}
 func (stopInput) isInput()    {}
+func (abortInput) isInput()   {}
 func (haltInput) isInput()    {}
 
 // output is what the step decided.
@@ -258,18 +266,9 @@ func (m *machine) step(now time.Time, in input) output {
 		}
 	case tickInput:
 	case stopInput:
-		if m.st.Settling != "" {
-			m.cut = true // the outcome is decided: finish now
-			if !m.cutNoticed && m.st.Status == StatusRunning && (m.busy(gateWork) || m.watching()) {
-				// Say so: the run ends without its last judgement.
-				m.cutNoticed = true
-				m.emit(&out, now, Event{Type: EvNotice, Error: fmt.Sprintf("interrupted while settling: %s was not judged with all its traffic (the last measurement was cut short)", m.st.Info.Release)})
-			}
-		} else if !m.stopped && m.st.Active() {
-			m.stopped = true
-			m.emit(&out, now, Event{Type: EvNotice, Message: "run interrupted: work in flight finishes, nothing new starts; `flightdeck resume` (or the next deploy) finishes it"})
-		}
-		m.cancel(&out, gateWork, triggerWork)
+		m.stop(now, &out)
+	case abortInput:
+		m.abort(now, in.actor, &out)
 	case haltInput:
 		m.halted, m.stopped = true, true
 		for _, a := range in.unstarted {
@@ -283,6 +282,39 @@ func (m *machine) step(now time.Time, in input) output {
 	}
 	m.advance(now, &out)
 	return out
+}
+
+// stop answers an interrupt: work in flight finishes, nothing new
+// starts; an outcome already decided is finished at once.
+func (m *machine) stop(now time.Time, out *output) {
+	if m.st.Settling != "" {
+		m.cut = true // the outcome is decided: finish now
+		if !m.cutNoticed && m.st.Status == StatusRunning && (m.busy(gateWork) || m.watching()) {
+			// Say so: the run ends without its last judgement.
+			m.cutNoticed = true
+			m.emit(out, now, Event{Type: EvNotice, Error: fmt.Sprintf("interrupted while settling: %s was not judged with all its traffic (the last measurement was cut short)", m.st.Info.Release)})
+		}
+	} else if !m.stopped && m.st.Active() {
+		m.stopped = true
+		m.emit(out, now, Event{Type: EvNotice, Message: "run interrupted: work in flight finishes, nothing new starts; `flightdeck resume` (or the next deploy) finishes it"})
+	}
+	m.cancel(out, gateWork, triggerWork)
+}
+
+// abort answers a second interrupt. The work in flight was cancelled by
+// the loop; its results come back as failures. A deploy that is running
+// or paused rolls back every host it touched (the outcome is "aborted");
+// anything else stops once the cancelled work is back.
+func (m *machine) abort(now time.Time, actor Actor, out *output) {
+	st := m.st
+	if st.Settling != "" || st.Info.Kind != KindDeploy || (st.Status != StatusRunning && st.Status != StatusPaused) {
+		m.stop(now, out)
+		return
+	}
+	m.stopped = false // the rollback is new work, started on purpose
+	m.emit(out, now, Event{Type: EvRollbackStart, Command: string(CmdAbort), Actor: actor.Name, Fingerprint: actor.Fingerprint,
+		Message: "aborted by a second interrupt: the work in flight was stopped; rolling back the hosts this run switched " +
+			"(interrupt again to exit at once; `flightdeck resume` then finishes the rollback)"})
 }
 
 // done reports whether the run loop may end: the run finished, or it was

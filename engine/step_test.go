@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -775,4 +776,68 @@ func TestStepRebalanceFollowsTheStrategy(t *testing.T) {
 			t.Fatalf("canary switch %+v rebalances", a)
 		}
 	})
+}
+
+// TestStepAbortRollsBackWhatItSwitched: a second interrupt (abortInput)
+// turns a stopped deploy into a rollback of the hosts it touched, within
+// the same run, ending "aborted"; a rollback already running, or a run
+// with nothing switched, just stops or ends.
+func TestStepAbortRollsBackWhatItSwitched(t *testing.T) {
+	s := rollingMachine(t, runRules{}, "a", "b", "c", "d")
+	s.done(s.m.work[verifyWork], nil)
+	var out output
+	for _, h := range []string{"a", "b", "c", "d"} {
+		out = s.done(s.m.work[hostWork(h)], nil, phase(h, PhasePrepared, "r2"))
+	}
+	// Wave 1 (a, b) switches: a goes live, b's restart hangs.
+	s.mustFind(out, ActSwitch, "b")
+	out = s.done(s.mustFind(out, ActSwitch, "a"), nil, live("a")...)
+	s.step(workInput{results: []workResult{{key: hostWork("b"), action: s.m.work[hostWork("b")], events: []Event{phase("b", PhaseSwitching, "r2")}}}})
+	s.step(stopInput{})
+	if s.m.done() {
+		t.Fatal("the stopped run ended with b's switch in flight")
+	}
+	out = s.step(abortInput{actor: owner})
+	i := slices.IndexFunc(out.events, func(e Event) bool { return e.Type == EvRollbackStart })
+	if i < 0 || out.events[i].Command != string(CmdAbort) || out.events[i].Actor != "olivia" || s.m.st.Status != StatusRollingBack {
+		t.Fatalf("abort journaled %v, status %s", types(out.events), s.m.st.Status)
+	}
+	if _, ok := find(out, ActRevert, "a"); !ok {
+		t.Fatalf("a is not rolled back at once: %v", actionStrings(out.actions))
+	}
+	if _, ok := find(out, ActRevert, "c"); ok {
+		t.Fatal("c, never touched, is rolled back")
+	}
+	// b's cancelled restart comes back as a failure; b is rolled back too.
+	out = s.done(Action{Kind: ActSwitch, Host: "b", Release: "r2"}, context.Canceled)
+	out = s.done(s.mustFind(out, ActRevert, "b"), nil, phase("b", PhaseReverted, "r1"))
+	out = s.done(Action{Kind: ActRevert, Host: "a", Release: "r1"}, nil, phase("a", PhaseReverted, "r1"))
+	if fin := s.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeAborted {
+		t.Fatalf("finalize %+v, want aborted", fin)
+	}
+
+	// Aborted while preparing: nothing to roll back, the run ends aborted.
+	p := rollingMachine(t, runRules{}, "a", "b")
+	p.step(stopInput{})
+	p.step(abortInput{actor: owner})
+	p.done(p.m.work[verifyWork], context.Canceled)
+	p.done(Action{Kind: ActPrepare, Host: "a", Release: "r2"}, context.Canceled)
+	out = p.done(Action{Kind: ActPrepare, Host: "b", Release: "r2"}, context.Canceled)
+	if fin := p.mustFind(out, ActFinalize, ""); fin.Outcome != OutcomeAborted {
+		t.Fatalf("aborted while preparing: finalize %+v (rule 1 %s: %s)", fin, p.m.st.Rule1.Status, p.m.st.Rule1.Note)
+	}
+
+	// A second interrupt during a rollback stops it where it is (resume
+	// finishes it): nothing new starts.
+	r := rollingMachine(t, runRules{}, "a", "b")
+	r.done(r.m.work[verifyWork], nil)
+	r.done(r.m.work[hostWork("a")], nil, phase("a", PhasePrepared, "r2"))
+	out = r.done(r.m.work[hostWork("b")], nil, phase("b", PhasePrepared, "r2"))
+	out = r.done(r.mustFind(out, ActSwitch, "a"), nil, live("a")...)
+	out = r.step(commandInput{cmd: Command{Kind: CmdRollback, Actor: owner}})
+	r.step(abortInput{actor: owner})
+	out = r.done(Action{Kind: ActSwitch, Host: "b", Release: "r2"}, nil, live("b")...)
+	if len(out.actions) != 0 {
+		t.Fatalf("an aborted rollback starts %v", actionStrings(out.actions))
+	}
 }

@@ -603,9 +603,9 @@ func TestDeletedJournalOfASplitFleet(t *testing.T) {
 // TestHungRestartTimesOutAndInterruptsAnswer (item 10): restart_timeout
 // bounds a hung restart (the host fails and the run rolls back); without
 // it, a first SIGINT is answered at once (the run stops once the work in
-// flight is done) and a second one aborts the hung restart, so the
-// deploy exits instead of waiting out the default 5 minutes; resume then
-// finishes the run.
+// flight is done) and a second one aborts the hung restart and rolls the
+// switched hosts back within the same run, so the deploy exits on the
+// previous release instead of waiting out the default 5 minutes.
 func TestHungRestartTimesOutAndInterruptsAnswer(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
 	hung := heldRestart(gate)
@@ -623,7 +623,9 @@ func TestHungRestartTimesOutAndInterruptsAnswer(t *testing.T) {
 		}
 	})
 	t.Run("interrupts", func(t *testing.T) {
-		p := newProject(t, 1, 2, rolling2, hung)
+		// web-1 switches and goes live on r2; web-2's restart hangs.
+		p := newProject(t, 2, 2, rolling2,
+			fmt.Sprintf("restart: '[ \"$RELEASE_VERSION\" = r1 ] || [ \"$HOST\" = web-1 ] || while [ ! -e %s ]; do sleep 0.01; done'\n", gate))
 		if out, code := p.run("deploy", "--headless", "--release", "r1"); code != 0 {
 			t.Fatalf("deploy r1 exit %d:\n%s", code, out)
 		}
@@ -650,10 +652,22 @@ func TestHungRestartTimesOutAndInterruptsAnswer(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != 1 {
 			t.Fatalf("interrupted deploy exit %d, want 1:\n%s", code, out.String())
 		}
-		writeFile(t, gate, "")
-		if out, code := p.runBounded(60*time.Second, "resume", "--headless"); code != 0 && code != 1 {
-			t.Fatalf("resume exit %d:\n%s", code, out)
+		// Rolled back by the aborted run itself: no resume needed.
+		for i := 1; i <= 2; i++ {
+			if c := current(t, p.host(i)); c != "r1" {
+				t.Fatalf("web-%d on %q after the abort, want r1 (rolled back by the aborted run):\n%s", i, c, out.String())
+			}
 		}
-		assertFleetConsistent(t, []*local.Host{local.New("web-1", p.host(1))})
+		if !strings.Contains(out.String(), "aborted by a second interrupt") {
+			t.Fatalf("the output does not say the run was aborted by the second interrupt:\n%s", out.String())
+		}
+		js, code := p.run("journal", "show", "last", "--json")
+		if code != 0 || !strings.Contains(js, `"outcome":"aborted"`) {
+			t.Fatalf("journal of the aborted run (exit %d) has no aborted outcome:\n%s", code, js)
+		}
+		if out, code := p.run("resume", "--headless"); code != 0 || !strings.Contains(out, "nothing to resume") {
+			t.Fatalf("resume after the aborted run: exit %d, want 0 with nothing to resume:\n%s", code, out)
+		}
+		assertFleetConsistent(t, []*local.Host{local.New("web-1", p.host(1)), local.New("web-2", p.host(2))})
 	})
 }

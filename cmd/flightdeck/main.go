@@ -57,9 +57,10 @@ func main() {
 
 // interrupts answers signals at once: the first (Ctrl-C, SIGTERM, SIGHUP)
 // cancels ctx, so a run stops after the work in flight; the second aborts
-// that work too (a hung hook or restart is killed and its host fails; the
-// journal says so and `flightdeck resume` finishes the run); a third
-// exits at once.
+// that work too (a hung hook or restart is killed and its host fails) and
+// a deploy rolls back the hosts it switched, within the same run; a third
+// exits at once (the journal says where the run was, and `flightdeck
+// resume` finishes it).
 func interrupts(w io.Writer) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	abortCtx, abort := context.WithCancel(context.Background())
@@ -79,7 +80,7 @@ func interrupts(w io.Writer) (context.Context, func()) {
 					fmt.Fprintf(w, "\nflightdeck: %v: stopping once the work in flight is done (nothing new starts); interrupt again to abort that work\n", s)
 					cancel()
 				case 2:
-					fmt.Fprintf(w, "\nflightdeck: %v again: aborting the work in flight (its hosts fail; `flightdeck resume` finishes the run); a third interrupt exits at once\n", s)
+					fmt.Fprintf(w, "\nflightdeck: %v again: aborting the work in flight (its hosts fail) and rolling back what this run switched; a third interrupt exits at once\n", s)
 					abort()
 				default:
 					fmt.Fprintf(w, "\nflightdeck: %v: exiting now; `flightdeck resume` finishes the run\n", s)
