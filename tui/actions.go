@@ -88,7 +88,7 @@ func (m *Model) askQuit() tea.Cmd {
 	if m.active() {
 		note := "The run continues without the cockpit; reattach to follow it."
 		if m.opts.QuitStopsRun {
-			note = "Quitting interrupts the run: work in flight finishes, nothing new starts; `flightdeck resume` finishes it."
+			note = "Quitting interrupts the run: work in flight finishes, nothing new starts (Ctrl-C then aborts it and rolls back what it switched); `flightdeck resume` finishes it."
 		}
 		lines = append(lines, fmt.Sprintf("Run %s is %s.", m.snap.Run, strings.ReplaceAll(string(m.snap.Status), "_", " ")), note)
 	}

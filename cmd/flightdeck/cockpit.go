@@ -60,11 +60,22 @@ func cockpit(c *cobra.Command, backend tui.Backend, opts tui.Options, start func
 		}()
 	}
 	uiErr := tui.Run(ctx, backend, opts)
-	cancel()
 	if start == nil {
+		cancel()
 		return uiErr
 	}
-	r := <-done
+	var r result
+	select {
+	case r = <-done:
+	default:
+		// The run goes on: closing the cockpit was its first interrupt,
+		// so that a Ctrl-C now aborts it (and rolls back what it switched).
+		if interrupt := interruptOf(c.Context()); interrupt != nil {
+			interrupt("the cockpit was closed during the run")
+		}
+		cancel()
+		r = <-done
+	}
 	if uiErr != nil {
 		return uiErr
 	}

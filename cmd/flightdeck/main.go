@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -60,40 +61,68 @@ func main() {
 // that work too (a hung hook or restart is killed and its host fails) and
 // a deploy rolls back the hosts it switched, within the same run; a third
 // exits at once (the journal says where the run was, and `flightdeck
-// resume` finishes it).
+// resume` finishes it). Closing the cockpit during a run counts as the
+// first (see interruptOf).
 func interrupts(w io.Writer) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	abortCtx, abort := context.WithCancel(context.Background())
+	it := &interrupter{w: w, cancel: cancel, abort: abort}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
-		n := 0
 		for {
 			select {
 			case <-done:
 				return
 			case s := <-sigs:
-				n++
-				switch n {
-				case 1:
-					fmt.Fprintf(w, "\nflightdeck: %v: stopping once the work in flight is done (nothing new starts); interrupt again to abort that work\n", s)
-					cancel()
-				case 2:
-					fmt.Fprintf(w, "\nflightdeck: %v again: aborting the work in flight (its hosts fail) and rolling back what this run switched; a third interrupt exits at once\n", s)
-					abort()
-				default:
-					fmt.Fprintf(w, "\nflightdeck: %v: exiting now; `flightdeck resume` finishes the run\n", s)
-					os.Exit(exitFailed)
-				}
+				it.interrupt(s.String())
 			}
 		}
 	}()
+	ctx = context.WithValue(ctx, interrupterKey{}, it)
 	return engine.WithAbort(ctx, abortCtx), func() {
 		signal.Stop(sigs)
 		close(done)
 		cancel()
 		abort()
+	}
+}
+
+// interrupter counts a process's interrupts: signals, and the cockpit
+// closed during a run.
+type interrupter struct {
+	w             io.Writer
+	cancel, abort context.CancelFunc
+	mu            sync.Mutex
+	n             int
+}
+
+type interrupterKey struct{}
+
+// interruptOf returns the function that interrupts the process's run as a
+// signal would (what names the cause), or nil outside main.
+func interruptOf(ctx context.Context) func(what string) {
+	if it, ok := ctx.Value(interrupterKey{}).(*interrupter); ok {
+		return it.interrupt
+	}
+	return nil
+}
+
+func (it *interrupter) interrupt(what string) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.n++
+	switch it.n {
+	case 1:
+		fmt.Fprintf(it.w, "\nflightdeck: %s: stopping once the work in flight is done (nothing new starts); interrupt again to abort that work and roll back what the run switched\n", what)
+		it.cancel()
+	case 2:
+		fmt.Fprintf(it.w, "\nflightdeck: %s again: aborting the work in flight (its hosts fail) and rolling back what this run switched; a third interrupt exits at once\n", what)
+		it.abort()
+	default:
+		fmt.Fprintf(it.w, "\nflightdeck: %s: exiting now; `flightdeck resume` finishes the run\n", what)
+		os.Exit(exitFailed)
 	}
 }
 
