@@ -397,9 +397,13 @@ func (r *envRun) close() {
 
 // predial connects to every host that connects ahead (SSH: dial, host key
 // check, authentication, SFTP) in the background, so that the dials overlap
-// the build. It changes nothing on any host; an error is left for the run's
-// first operation on that host, which dials again and reports it.
+// the build, and has an etcd state backend grant the lock's lease ahead.
+// It changes nothing on any host; an error is left for the run's first
+// operation on that host, which dials again and reports it.
 func (r *envRun) predial(ctx context.Context) {
+	if r.state.etcd != nil {
+		r.state.etcd.Prepare(r.eng.Env.Name)
+	}
 	ctx, r.stopDial = context.WithCancel(ctx)
 	for _, h := range r.hosts {
 		if c, ok := h.(interface{ Connect(context.Context) error }); ok {

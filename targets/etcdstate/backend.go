@@ -50,7 +50,14 @@ func (h heldLock) Fence(ctx context.Context) error { return h.l.Fence(ctx) }
 // so there is never a lock to take over.
 func (h heldLock) Recovered() *engine.LockInfo { return nil }
 
-func (h heldLock) Release() error { return h.l.Release(context.Background()) }
+// Release lets the lock go in the background: the run is over and its
+// journal committed, so its outcome need not wait for the lock key's
+// deletion. The store's next lock of the environment, and its Close, wait
+// for it.
+func (h heldLock) Release() error {
+	h.l.s.releaseLater(h.l)
+	return nil
+}
 
 type runJournal struct{ *Journal }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"flightdeck/engine"
@@ -44,12 +45,19 @@ func ValidRunID(run string) error { return engine.ValidateRunID(run) }
 
 // OpenJournal opens run's journal for appending, fenced by lock (nil:
 // unfenced, e.g. a migration). A run that already has events (a resumed
-// run) continues after them.
+// run) continues after them. The journal of the run the lock was taken
+// for was read with the lock, and is not read again.
 func (s *Store) OpenJournal(ctx context.Context, run string, lock *Lock) (*Journal, error) {
 	if err := ValidRunID(run); err != nil {
 		return nil, err
 	}
-	evs, _, err := s.readJournal(ctx, run)
+	var evs []engine.Event
+	var err error
+	if kvs, ok := lock.takePrefetchedOf(run); ok {
+		evs, err = decodeKeys(run, kvs)
+	} else {
+		evs, _, err = s.readJournal(ctx, run)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +222,7 @@ func (s *Store) readJournal(ctx context.Context, run string) ([]engine.Event, in
 	end := clientv3.GetPrefixRangeEnd(pfx)
 	from := pfx
 	var rev int64
-	var evs []engine.Event
+	var kvs []*mvccpb.KeyValue
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(256)}
 		if rev > 0 {
@@ -230,24 +238,33 @@ func (s *Store) readJournal(ctx context.Context, run string) ([]engine.Event, in
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		for _, kv := range resp.Kvs {
-			batch, err := decodeBatch(kv.Value)
-			if err != nil {
-				return nil, 0, fmt.Errorf("etcd: journal key %s: %w", kv.Key, err)
-			}
-			evs = append(evs, batch...)
-		}
+		kvs = append(kvs, resp.Kvs...)
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+	evs, err := decodeKeys(run, kvs)
+	return evs, rev, err
+}
+
+// decodeKeys decodes a run's journal keys (in key order) and checks that
+// their events are in order.
+func decodeKeys(run string, kvs []*mvccpb.KeyValue) ([]engine.Event, error) {
+	var evs []engine.Event
+	for _, kv := range kvs {
+		batch, err := decodeBatch(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: journal key %s: %w", kv.Key, err)
+		}
+		evs = append(evs, batch...)
+	}
 	for i := 1; i < len(evs); i++ {
 		if evs[i].Seq <= evs[i-1].Seq {
-			return nil, 0, fmt.Errorf("etcd: the journal of run %s has event %d after %d", run, evs[i].Seq, evs[i-1].Seq)
+			return nil, fmt.Errorf("etcd: the journal of run %s has event %d after %d", run, evs[i].Seq, evs[i-1].Seq)
 		}
 	}
-	return evs, rev, nil
+	return evs, nil
 }
 
 func decodeBatch(b []byte) ([]engine.Event, error) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -54,10 +55,11 @@ func (e *HeldError) Unwrap() error {
 // from etcd longer than the lease's TTL) or it was broken.
 var ErrLockLost = errors.New("the environment's lock is no longer held by this controller")
 
-// Lock is a held environment lock. A goroutine keeps its lease alive and
-// tracks until when the lease is surely valid, for fencing.
+// Lock is a held environment lock: a key attached to its environment's
+// session lease (see session), named by its create revision.
 type Lock struct {
 	s      *Store
+	sess   *session
 	env    string
 	key    string
 	lease  clientv3.LeaseID
@@ -65,47 +67,75 @@ type Lock struct {
 	rev    int64
 	holder Holder
 
-	mu         sync.Mutex
-	validUntil time.Time
-	lost       error
-	changed    chan struct{} // closed and replaced on every change of validUntil or lost
-	cancel     context.CancelFunc
-	done       chan struct{}
+	mu sync.Mutex
+	// lost is set when this lock is gone though its lease may live on
+	// (its key was deleted or taken over, or it was released).
+	lost     error
+	changed  chan struct{} // closed when lost is set
+	released bool
+	// first is the journal of the run named in the lock's info, read in
+	// the transaction that took the lock (nil once used, or when the
+	// answer was partial).
+	first *prefetched
 }
+
+// prefetched is a run's journal as read with the lock.
+type prefetched struct {
+	run string
+	kvs []*mvccpb.KeyValue
+}
+
+// prefetchLimit bounds the journal keys read with the lock.
+const prefetchLimit = 256
 
 // AcquireLock takes env's lock for info, or fails with *HeldError naming
 // the holder. The lock key is created in one transaction only if absent,
-// attached to a fresh lease of the configured TTL.
+// attached to env's session lease (granted first if Prepare did not). The
+// same transaction reads the journal of the run info names, for
+// OpenJournal: under the lock nobody else writes it.
 func (s *Store) AcquireLock(ctx context.Context, env string, info engine.LockInfo) (*Lock, error) {
-	ttl := s.cfg.Lease
-	var grant *clientv3.LeaseGrantResponse
-	sent := time.Now()
-	err := s.request(ctx, func(ctx context.Context) (err error) {
-		grant, err = s.cli.Grant(ctx, int64(ttl/time.Second))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd: grant the lock's lease: %w", err)
+	if err := s.released(ctx, env); err != nil {
+		return nil, err
 	}
-	ttl = time.Duration(grant.TTL) * time.Second
-	h := Holder{LockInfo: info, Lease: int64(grant.ID), TTL: ttl}
+	for retried := false; ; retried = true {
+		ss := s.sessionFor(env)
+		if err := ss.wait(ctx); err != nil {
+			return nil, err
+		}
+		l, err := s.lockOn(ctx, ss, env, info)
+		if !retried && (errors.Is(err, rpctypes.ErrLeaseNotFound) || rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrLeaseNotFound)) {
+			// The session's lease is gone and its renewals did not tell
+			// yet (revoked by a broken lock, or this process was
+			// suspended past its TTL): the next session grants a new one.
+			ss.update(time.Time{}, fmt.Errorf("%w: its lease %x is gone", ErrLockLost, int64(ss.lease)))
+			ss.cancel()
+			continue
+		}
+		return l, err
+	}
+}
+
+// lockOn takes env's lock on session ss's lease (see AcquireLock).
+func (s *Store) lockOn(ctx context.Context, ss *session, env string, info engine.LockInfo) (*Lock, error) {
+	h := Holder{LockInfo: info, Lease: int64(ss.lease), TTL: ss.ttl}
 	val, err := json.Marshal(h)
 	if err != nil {
 		return nil, err
 	}
 	key := s.lockKey(env)
+	then := []clientv3.Op{clientv3.OpPut(key, string(val), clientv3.WithLease(ss.lease))}
+	if info.Run != "" && ValidRunID(info.Run) == nil {
+		then = append(then, clientv3.OpGet(s.journalPrefix(info.Run), clientv3.WithPrefix(), clientv3.WithLimit(prefetchLimit)))
+	}
 	var resp *clientv3.TxnResponse
 	err = s.request(ctx, func(ctx context.Context) (err error) {
 		resp, err = s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(grant.ID))).
+			Then(then...).
 			Else(clientv3.OpGet(key)).
 			Commit()
 		return err
 	})
-	if err != nil || !resp.Succeeded {
-		s.revoke(grant.ID)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd: take the lock of %s: %w", env, err)
 	}
@@ -121,11 +151,30 @@ func (s *Store) AcquireLock(ctx context.Context, env string, info engine.LockInf
 		}
 		return nil, &HeldError{Env: env, Holder: held, Age: time.Since(held.Started)}
 	}
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Lock{s: s, env: env, key: key, lease: grant.ID, ttl: ttl, rev: resp.Header.Revision, holder: h,
-		validUntil: sent.Add(ttl), changed: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
-	go l.keepAlive(lctx)
+	ss.hold(1)
+	l := &Lock{s: s, sess: ss, env: env, key: key, lease: ss.lease, ttl: ss.ttl, rev: resp.Header.Revision, holder: h,
+		changed: make(chan struct{})}
+	if len(then) > 1 {
+		if r := resp.Responses[1].GetResponseRange(); r != nil && !r.More {
+			l.first = &prefetched{run: info.Run, kvs: r.Kvs}
+		}
+	}
 	return l, nil
+}
+
+// takePrefetchedOf returns run's journal keys read with lock (nil: none), once.
+func (l *Lock) takePrefetchedOf(run string) ([]*mvccpb.KeyValue, bool) {
+	if l == nil {
+		return nil, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.first
+	if p == nil || p.run != run {
+		return nil, false
+	}
+	l.first = nil
+	return p.kvs, true
 }
 
 func (s *Store) revoke(id clientv3.LeaseID) {
@@ -135,47 +184,13 @@ func (s *Store) revoke(id clientv3.LeaseID) {
 	})
 }
 
-// keepAlive renews the lease every third of its TTL. The lease is surely
-// valid until the send time of the last acknowledged renewal plus the
-// TTL; a renewal answered "not found" means the lease is gone for good.
-func (l *Lock) keepAlive(ctx context.Context) {
-	defer close(l.done)
-	every := l.ttl / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		sent := time.Now()
-		actx, cancel := context.WithTimeout(ctx, every)
-		resp, err := l.s.cli.KeepAliveOnce(actx, l.lease)
-		cancel()
-		switch {
-		case err == nil && resp.TTL > 0:
-			l.update(sent.Add(time.Duration(resp.TTL)*time.Second), nil)
-		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
-			l.update(time.Time{}, fmt.Errorf("%w: its lease %x expired in etcd (this controller was cut off from etcd for longer than %s, or the lock was broken)", ErrLockLost, int64(l.lease), l.ttl))
-			return
-		}
-	}
-}
-
-func (l *Lock) update(until time.Time, lost error) {
+func (l *Lock) markLost(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lost != nil {
-		return
+	if l.lost == nil {
+		l.lost = err
+		close(l.changed)
 	}
-	l.validUntil, l.lost = until, lost
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-
-func (l *Lock) markLost(err error) {
-	l.update(time.Time{}, err)
 }
 
 // Holder is what the lock key says.
@@ -187,11 +202,16 @@ func (l *Lock) Revision() int64 { return l.rev }
 // TTL is the lease's time to live.
 func (l *Lock) TTL() time.Duration { return l.ttl }
 
-// Lost is non-nil once the lease is known to be gone.
+// Lost is non-nil once the lock or its lease is known to be gone.
 func (l *Lock) Lost() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lost
+	lost := l.lost
+	l.mu.Unlock()
+	if lost != nil {
+		return lost
+	}
+	_, lost, _ = l.sess.state()
+	return lost
 }
 
 // margin is how much validity a fence demands: a switch starts only while
@@ -202,16 +222,28 @@ func (l *Lock) margin() time.Duration { return l.ttl / 3 }
 // ErrLockLost (gone for good), or an error saying the lease could not be
 // renewed lately (it may come back when etcd answers again).
 func (l *Lock) Check() error {
+	err, _, _ := l.check()
+	return err
+}
+
+// check is Check, and the channels that are closed when its answer may
+// change.
+func (l *Lock) check() (error, <-chan struct{}, <-chan struct{}) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lost != nil {
-		return l.lost
+	lost, mine := l.lost, l.changed
+	l.mu.Unlock()
+	if lost != nil {
+		return lost, mine, nil
 	}
-	if left := time.Until(l.validUntil); left < l.margin() {
+	until, lost, changed := l.sess.state()
+	if lost != nil {
+		return lost, mine, changed
+	}
+	if left := time.Until(until); left < l.margin() {
 		return fmt.Errorf("the lock's lease could not be renewed with etcd for %s (%s of its %s TTL left at most)",
-			time.Since(l.validUntil.Add(-l.ttl)).Round(100*time.Millisecond), max(left, 0).Round(100*time.Millisecond), l.ttl)
+			time.Since(until.Add(-l.ttl)).Round(100*time.Millisecond), max(left, 0).Round(100*time.Millisecond), l.ttl), mine, changed
 	}
-	return nil
+	return nil, mine, changed
 }
 
 // Fence waits until the lock is surely ours (see Check) and returns nil,
@@ -220,10 +252,7 @@ func (l *Lock) Check() error {
 func (l *Lock) Fence(ctx context.Context) error {
 	var since time.Time
 	for {
-		l.mu.Lock()
-		changed := l.changed
-		l.mu.Unlock()
-		err := l.Check()
+		err, mine, changed := l.check()
 		if err == nil || errors.Is(err, ErrLockLost) {
 			if !since.IsZero() && l.s.cfg.OnStall != nil {
 				l.s.cfg.OnStall(Stall{What: "lock lease of " + l.env, Since: since, Err: err, Over: true})
@@ -241,6 +270,7 @@ func (l *Lock) Fence(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("fence: %w (%v)", ctx.Err(), err)
 		case <-changed:
+		case <-mine:
 		}
 	}
 }
@@ -279,18 +309,28 @@ func (l *Lock) SetRun(ctx context.Context, run string) error {
 	return nil
 }
 
-// Release deletes the lock key (if it is still ours) and revokes the lease.
+// Release deletes the lock key if it is still ours, in one transaction.
+// The session's lease stays for the environment's next lock from this
+// store; Close revokes it.
 func (l *Lock) Release(ctx context.Context) error {
-	l.cancel()
-	<-l.done
+	l.mu.Lock()
+	released := l.released
+	l.released = true
+	l.mu.Unlock()
+	if released {
+		return nil
+	}
 	err := l.s.request(context.WithoutCancel(ctx), func(ctx context.Context) error {
 		_, err := l.s.cli.Txn(ctx).If(l.cmp()).Then(clientv3.OpDelete(l.key)).Commit()
 		return err
 	})
-	l.s.revoke(l.lease)
 	l.markLost(fmt.Errorf("%w: released", ErrLockLost))
+	l.sess.hold(-1)
 	if err != nil {
-		return fmt.Errorf("etcd: release the lock of %s: %w (its lease expires in %s)", l.env, err, l.ttl)
+		// The key may still be there: let its lease go, so that it
+		// expires after its TTL even while this store stays open.
+		l.sess.abandon(fmt.Errorf("%w: its release failed", ErrLockLost))
+		return fmt.Errorf("etcd: release the lock of %s: %w (its lease expires within %s)", l.env, err, l.ttl)
 	}
 	return nil
 }

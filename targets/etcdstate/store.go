@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -78,6 +79,15 @@ type Store struct {
 	cli *clientv3.Client
 	cfg Config
 	pfx string
+	// ctx ends when the store is closed (lease grants and renewals).
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[string]*session // by environment
+	// releasing holds, by environment, a channel closed once the last
+	// background release of its lock is done.
+	releasing map[string]chan struct{}
 }
 
 // UnreachableError says that no endpoint answered (or the TLS handshake
@@ -214,10 +224,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, classify(cfg, err)
 	}
-	s := &Store{cli: cli, cfg: cfg, pfx: cfg.Prefix}
+	sctx, scancel := context.WithCancel(context.Background())
+	s := &Store{cli: cli, cfg: cfg, pfx: cfg.Prefix, ctx: sctx, cancel: scancel, sessions: map[string]*session{}, releasing: map[string]chan struct{}{}}
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if _, err := cli.Get(pctx, s.pfx+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		scancel()
 		cli.Close()
 		return nil, classify(cfg, err)
 	}
@@ -241,8 +253,14 @@ func isAuthErr(err error) bool {
 	return false
 }
 
-// Close closes the connection.
-func (s *Store) Close() error { return s.cli.Close() }
+// Close stops renewing the store's leases, revokes those that hold no
+// lock (a lock still held frees itself when its lease expires, as if this
+// controller had died) and closes the connection.
+func (s *Store) Close() error {
+	s.closeSessions()
+	s.cancel()
+	return s.cli.Close()
+}
 
 // Describe names where the state lives, for messages.
 func (s *Store) Describe() string {
