@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -170,17 +171,28 @@ func (r *Run) inspectAll(ctx context.Context, target string) (statuses map[strin
 			r.sem <- struct{}{}
 			defer func() { <-r.sem }()
 			// The run holds the lock: it may remove leftovers of
-			// interrupted work before looking.
-			err := h.Clean(ctx)
-			var st HostStatus
-			if err == nil {
-				st, err = h.Inspect(ctx)
+			// interrupted work while it looks (Clean removes temporary
+			// names only, which Inspect never reports). The rollback
+			// target is checked meanwhile too (reading only): its result
+			// counts for a host that has the target and does not run it.
+			var cleanErr, checkErr error
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cleanErr = h.Clean(ctx)
+			}()
+			if target != "" {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					checkErr = h.Check(ctx, target)
+				}()
 			}
-			var checkErr error
+			st, err := h.Inspect(ctx)
+			wg.Wait()
+			err = cmp.Or(cleanErr, err)
 			checked := err == nil && target != "" && st.Current != target && slices.Contains(st.Releases, target)
-			if checked {
-				checkErr = h.Check(ctx, target)
-			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

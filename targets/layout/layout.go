@@ -32,6 +32,7 @@
 package layout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"flightdeck/engine"
@@ -169,28 +171,57 @@ func (l *Layout) Inspect(ctx context.Context, fsys FS) (engine.HostStatus, error
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
-	if _, err := fsys.Lstat(ctx, l.root); errors.Is(err, fs.ErrNotExist) {
+	// deploy_to, current and releases/ are read at once (deploy_to is
+	// trusted; the other two are its entries): one round trip over SFTP
+	// before releases/ is listed, instead of one per step.
+	var rootErr, curErr, relsErr error
+	var cur string
+	var rels []string
+	together(
+		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
+		func() { cur, curErr = l.current(ctx, fsys) },
+		func() { rels, relsErr = l.releases(ctx, fsys) },
+	)
+	if errors.Is(rootErr, fs.ErrNotExist) {
 		return st, nil
-	} else if err != nil {
-		return st, fmt.Errorf("inspect %s: %w", l.name, err)
 	}
-	cur, err := l.current(ctx, fsys)
-	if err != nil {
-		return st, fmt.Errorf("inspect %s: %w", l.name, err)
-	}
-	rels, err := l.releases(ctx, fsys)
-	if err != nil {
+	if err := cmp.Or(rootErr, curErr, relsErr); err != nil {
 		return st, fmt.Errorf("inspect %s: %w", l.name, err)
 	}
 	st.Current, st.Releases = cur, rels
 	return st, nil
 }
 
+// together runs fns at once and returns when all have: steps that do not
+// depend on one another, so that a remote FS has them all in flight in
+// one round trip. Each fn must only read, or use names whose components
+// were checked before (no speculative step goes through a symlink).
+func together(fns ...func()) {
+	var wg sync.WaitGroup
+	wg.Add(len(fns) - 1)
+	for _, f := range fns[1:] {
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	fns[0]()
+	wg.Wait()
+}
+
 // current returns the release id the current link names, "" when there is
 // no current link.
 func (l *Layout) current(ctx context.Context, fsys FS) (string, error) {
 	link := path.Join(l.root, engine.CurrentLink)
-	fi, err := fsys.Lstat(ctx, link)
+	// readlink never follows the link; its answer counts only when lstat
+	// says current is one.
+	var fi fs.FileInfo
+	var target string
+	var err, linkErr error
+	together(
+		func() { fi, err = fsys.Lstat(ctx, link) },
+		func() { target, linkErr = fsys.ReadLink(ctx, link) },
+	)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -200,8 +231,7 @@ func (l *Layout) current(ctx context.Context, fsys FS) (string, error) {
 	if fi.Mode()&fs.ModeSymlink == 0 {
 		return "", fmt.Errorf("%s is not a symlink", link)
 	}
-	target, err := fsys.ReadLink(ctx, link)
-	if err != nil {
+	if err := linkErr; err != nil {
 		return "", fmt.Errorf("read %s: %w", engine.CurrentLink, err)
 	}
 	abs := target
@@ -261,14 +291,29 @@ func (l *Layout) Clean(ctx context.Context, fsys FS) error {
 }
 
 func (l *Layout) clean(ctx context.Context, fsys FS) error {
-	if _, err := fsys.Lstat(ctx, l.root); errors.Is(err, fs.ErrNotExist) {
+	// deploy_to's lstat and listing and releases/'s lstat at once (one
+	// round trip over SFTP): "/." lists deploy_to itself even when it is
+	// a symlink (trusted: the plan names it); only what is under it is
+	// untrusted, so releases/ is listed only once its lstat is seen.
+	var rootErr, relsErr, topErr error
+	var rels bool
+	var top []fs.FileInfo
+	together(
+		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
+		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
+		func() { top, topErr = fsys.ReadDir(ctx, l.root+"/.") },
+	)
+	if errors.Is(rootErr, fs.ErrNotExist) {
 		return nil
-	} else if err != nil {
+	} else if err := cmp.Or(rootErr, relsErr); err != nil {
 		return err
 	}
-	ents, err := l.listReleasesDir(ctx, fsys)
-	if err != nil {
-		return err
+	var ents []fs.FileInfo
+	if rels {
+		var err error
+		if ents, err = fsys.ReadDir(ctx, l.releasesDir()); err != nil {
+			return fmt.Errorf("list %s: %w", engine.ReleasesDir, err)
+		}
 	}
 	for _, e := range ents {
 		if !strings.HasPrefix(e.Name(), engine.TempPrefix) {
@@ -278,11 +323,8 @@ func (l *Layout) clean(ctx context.Context, fsys FS) error {
 			return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
 		}
 	}
-	// "/." lists deploy_to itself even when it is a symlink (trusted: the
-	// plan names it); only what is under it is untrusted.
-	top, err := fsys.ReadDir(ctx, l.root+"/.")
-	if err != nil {
-		return fmt.Errorf("list %s: %w", l.root, err)
+	if topErr != nil {
+		return fmt.Errorf("list %s: %w", l.root, topErr)
 	}
 	for _, e := range top {
 		n := e.Name()
@@ -318,31 +360,36 @@ func (l *Layout) doSwitch(ctx context.Context, fsys FS, info engine.SwitchInfo) 
 	if err := engine.ValidateReleaseID(info.Release); err != nil {
 		return err
 	}
-	if _, err := expect(ctx, fsys, l.releasesDir(), "directory"); err != nil {
-		return err
+	// The entries of deploy_to first, at once (one round trip over SFTP):
+	// releases/, revisions.log (refused before current changes when it is
+	// not a file) and current when the caller did not say what it was.
+	var relsErr, logErr, prevErr error
+	var rels bool
+	together(
+		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
+		func() { _, logErr = expect(ctx, fsys, path.Join(l.root, engine.RevisionsLog), "file") },
+		func() {
+			if info.Previous == "" {
+				info.Previous, prevErr = l.current(ctx, fsys)
+			}
+		},
+	)
+	if relsErr != nil {
+		return relsErr
 	}
-	rp := l.ReleasePath(info.Release)
-	exists, err := expect(ctx, fsys, rp, "directory")
-	if err != nil {
-		return err
-	}
-	if !exists {
+	if !rels {
 		return fmt.Errorf("release %s is not on the host", info.Release)
 	}
+	if err := l.expectRelease(ctx, fsys, info.Release); err != nil {
+		return err
+	}
 	if !info.Checked {
-		if _, err := l.check(ctx, fsys, info.Release); err != nil {
+		if _, err := l.checkRelease(ctx, fsys, info.Release); err != nil {
 			return fmt.Errorf("release is not complete: %w", err)
 		}
 	}
-	if info.Previous == "" {
-		prev, err := l.current(ctx, fsys)
-		if err != nil {
-			return err
-		}
-		info.Previous = prev
-	}
-	if _, err := expect(ctx, fsys, path.Join(l.root, engine.RevisionsLog), "file"); err != nil {
-		return err // refused before current changes
+	if err := cmp.Or(prevErr, logErr); err != nil {
+		return err
 	}
 	tmp := path.Join(l.root, engine.CurrentLink+engine.TempPrefix+engine.RandomSuffix(8))
 	if err := fsys.Symlink(ctx, engine.ReleasesDir+"/"+info.Release, tmp); err != nil {

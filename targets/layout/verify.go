@@ -17,7 +17,7 @@ import (
 
 // listParallel bounds the directories listed at once by Check and Prepare:
 // enough to keep a remote host's pipe full, few enough to stay polite.
-const listParallel = 16
+const listParallel = 64
 
 // CheckManifest rejects a manifest that could write outside the release:
 // every path must be relative, clean, without "..", not the manifest file
@@ -149,14 +149,44 @@ func (l *Layout) check(ctx context.Context, fsys FS, id string) (*engine.Manifes
 	} else if !exists {
 		return nil, fmt.Errorf("%s: %w", root, fs.ErrNotExist)
 	}
-	m, err := readManifest(ctx, fsys, root)
+	return l.checkRelease(ctx, fsys, id)
+}
+
+// expectRelease checks that releases/<id> is a directory, not a symlink,
+// once releases/ was seen to be one.
+func (l *Layout) expectRelease(ctx context.Context, fsys FS, id string) error {
+	exists, err := expect(ctx, fsys, l.ReleasePath(id), "directory")
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("release %s is not on the host", id)
+	}
+	return nil
+}
+
+// checkRelease is check once releases/ and releases/<id> were seen to be
+// directories: the manifest is read while the release's top directory is
+// listed (one round trip for both over SFTP).
+func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+	root := l.ReleasePath(id)
+	var m *engine.Manifest
+	var top []fs.FileInfo
+	var err, listErr error
+	together(
+		func() { m, err = readManifest(ctx, fsys, root) },
+		func() { top, listErr = fsys.ReadDir(ctx, root) },
+	)
 	if err != nil {
 		return nil, err
 	}
 	if m.Release != id {
 		return nil, fmt.Errorf("manifest names release %q", m.Release)
 	}
-	if err := checkTree(ctx, fsys, root, m); err != nil {
+	if listErr != nil {
+		return nil, fmt.Errorf("list .: %w", listErr)
+	}
+	if err := checkTreeFrom(ctx, fsys, root, m, top); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -179,17 +209,23 @@ func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manife
 // only once its parent's listing showed it is a directory, so no listing
 // goes through a symlink.
 func checkTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) error {
+	top, err := fsys.ReadDir(ctx, root)
+	if err != nil {
+		return fmt.Errorf("list .: %w", err)
+	}
+	return checkTreeFrom(ctx, fsys, root, m, top)
+}
+
+// checkTreeFrom is checkTree with root's listing, top, already read.
+func checkTreeFrom(ctx context.Context, fsys FS, root string, m *engine.Manifest, top []fs.FileInfo) error {
 	children := map[string][]engine.ManifestEntry{}
 	for _, e := range m.Entries {
 		d := path.Dir(e.Path)
 		children[d] = append(children[d], e)
 	}
 	level := []string{"."}
+	lists := [][]fs.FileInfo{top}
 	for len(level) > 0 {
-		lists, err := listLevel(ctx, fsys, root, level)
-		if err != nil {
-			return err
-		}
 		var next []string
 		var links []engine.ManifestEntry
 		for i, d := range level {
@@ -217,6 +253,12 @@ func checkTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) er
 			return err
 		}
 		level = next
+		if len(level) > 0 {
+			var err error
+			if lists, err = listLevel(ctx, fsys, root, level); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
