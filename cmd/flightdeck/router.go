@@ -59,6 +59,7 @@ request in flight.`,
 	f.BoolVar(&cfg.MetricsAuth, "metrics-auth", false, "require the admin token on /metrics too")
 	f.DurationVar(&cfg.BodyReadTimeout, "body-timeout", router.DefaultBodyReadTimeout, "longest wait for each read of a request body (408 after it)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "most client connections open at once (0: no cap); beyond it new ones wait to be accepted")
+	f.IntVar(&cfg.RetryBodyLimit, "retry-body-limit", router.DefaultRetryBodyLimit, "bytes of a request body kept so that the request can go to another backend when one closed the connection unread (negative: none)")
 	return c
 }
 

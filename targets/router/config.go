@@ -21,6 +21,7 @@ const (
 	DefaultDialTimeout     = 2 * time.Second
 	DefaultResponseTimeout = 60 * time.Second
 	DefaultBodyReadTimeout = 60 * time.Second
+	DefaultRetryBodyLimit  = 64 << 10
 	DefaultTokenFileName   = "router.token"
 )
 
@@ -63,9 +64,18 @@ type Config struct {
 	// the cap the router stops accepting: new clients wait in the
 	// listener's backlog until a connection closes.
 	MaxConns int
-	// NoRetry disables the single retry of body-less requests whose
-	// connection to the backend failed (retry is on by default).
+	// NoRetry disables the single retry on another backend of a request
+	// the backend provably did not process (retry is on by default; see
+	// the package documentation for the rule).
 	NoRetry bool
+	// RetryBodyLimit is how much of a request body the router keeps while
+	// sending it, so that the request can be sent again when the backend
+	// closed the connection without reading it; default
+	// DefaultRetryBodyLimit (64 KiB), negative keeps none. A request whose
+	// body is longer is still retried when the connection was refused
+	// (nothing was sent), but not once part of its body has gone to a
+	// backend that died.
+	RetryBodyLimit int
 	// TrustForwardedHeaders keeps the client's X-Forwarded-For and appends
 	// the peer address to it (set it when another proxy is in front);
 	// otherwise the header is replaced by the peer address.
@@ -120,6 +130,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BodyReadTimeout <= 0 {
 		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.RetryBodyLimit == 0 {
+		c.RetryBodyLimit = DefaultRetryBodyLimit
 	}
 	if c.MaxConns < 0 {
 		return c, fmt.Errorf("router config: max conns %d must be 0 (no cap) or more", c.MaxConns)

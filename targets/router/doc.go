@@ -55,18 +55,42 @@
 // peek found still open; an idempotent request without a body skips the
 // peek and, if the connection turns out to be closed before any answer
 // byte, is sent again once on a new connection, as net/http's Transport
-// does. Health checks use the same client on a kept-alive connection of
+// does (and so is any request the backend provably did not read: see
+// Retry). Health checks use the same client on a kept-alive connection of
 // their own, and all backends' checks share one phase, so that a round
 // wakes the router once. /metrics shows, per backend, the idle
 // connections, the dials and those resends.
 //
-// Retry: a request that fails to connect (dial error: nothing was sent to
-// the backend) is retried once on another backend of the same release,
-// whatever its method and body, because the backend provably never saw
-// it, and the exchange reads nothing of the client's body before it holds
-// a connection. (Upgrades and re-encoded queries go through
-// httputil.ReverseProxy, whose transport closes the body on error: there
-// only requests without a body are retried.)
+// Retry: a request that the backend provably did not process is sent
+// once to another backend of the same release, whatever its method:
+//
+//   - its connection was refused (a dial error: nothing was sent, and the
+//     exchange reads nothing of the client's body before it holds a
+//     connection);
+//   - or the connection ended before any byte of an answer and the
+//     kernel shows that the backend never read the request (see
+//     liveness.unread): the connection was reset, because the backend's
+//     socket was closed with the request unread in it or before it
+//     arrived (one closed with everything read ends with a FIN), or bytes
+//     of the request are still unacknowledged. This is a backend killed
+//     or hung while requests arrive, and the keep-alive race of a backend
+//     closing an idle connection the router just reused.
+//
+// When the connection was a reused one, the request first goes once more
+// to the same backend on a new connection (a live backend that closed an
+// idle connection answers it; a dead one refuses it, and the refusal
+// sends the request elsewhere). A backend that read the whole request and
+// closed without answering may have acted on it: an idempotent request
+// without a body is sent again, any other is answered 502 (nginx's
+// proxy_next_upstream without non_idempotent). To send a body again, the
+// exchange keeps what it reads of it (proxyState.kept) up to
+// Config.RetryBodyLimit; a longer body that has started towards a backend
+// makes its request unreplayable. A handler that acts before reading the
+// whole body and is killed before answering also leaves a reset: its
+// request is sent again, which an idempotency key guards against.
+// (Upgrades and re-encoded queries go through httputil.ReverseProxy,
+// whose transport closes the body on error: there only requests without
+// a body are retried, and only after a refused connection.)
 //
 // Client connections: each read of a request body waits at most
 // Config.BodyReadTimeout (60 s, as nginx's client_body_timeout); a client

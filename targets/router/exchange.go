@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"time"
@@ -56,21 +55,25 @@ func (r *Router) exchange(pw *proxyWriter, b *backend) error {
 		} else {
 			c.nc.Close()
 		}
-		if errors.Is(err, errStaleConn) {
+		if errors.Is(err, errStaleConn) || errors.Is(err, errUnread) {
 			if reused && !fresh {
-				fresh = true // the backend closed it while idle: once more on a new connection
+				// The backend closed it while idle, or as the request
+				// arrived: once more on a new connection. (A backend that
+				// died refuses that one, and failed sends the request to
+				// another backend.)
+				fresh = true
 				b.conns.resends.Add(1)
 				continue
 			}
-			err = io.ErrUnexpectedEOF
 		}
 		return err
 	}
 }
 
 // roundTrip does one request/response exchange on c. See exchange for
-// the error contract; errStaleConn means the connection died before any
-// answer and the request can be sent again.
+// the error contract; errStaleConn and errUnread mean that the connection
+// died before any answer and that the request can be sent again (see
+// unanswered).
 func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error) {
 	in := pw.in
 	hasBody := hasBody(in)
@@ -80,7 +83,7 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	// its answer, if it sent one, is what the client gets.
 	var sendErr error
 	if hasBody {
-		if err := r.writeBody(c.bw, in); err != nil {
+		if err := r.writeBody(c.bw, pw); err != nil {
 			var bodyErr *clientBodyError
 			if errors.As(err, &bodyErr) {
 				return false, err
@@ -101,7 +104,7 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 	if sendErr != nil {
 		defer func() {
 			reusable = false
-			if err != nil {
+			if err != nil && !errors.Is(err, errUnread) {
 				err = sendErr // no answer either: the write failure is the news
 			}
 		}()
@@ -125,10 +128,7 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 		if !extended && !headBuffered(c.br) {
 			if c.br.Buffered() == 0 {
 				if _, err := c.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-					if !hasBody && idempotent(in) {
-						err = errStaleConn // no answer byte: send it again
-					}
-					return false, err
+					return false, pw.unanswered(c, err)
 				}
 			}
 			if !headBuffered(c.br) {
@@ -148,8 +148,8 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 				err = errInterrupted
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				err = errResponseTimedOut
-			case !gotBytes && !hasBody && idempotent(in):
-				err = errStaleConn
+			case !gotBytes:
+				err = pw.unanswered(c, err)
 			}
 			return false, err
 		}
@@ -219,6 +219,23 @@ func (r *Router) roundTrip(pw *proxyWriter, c *upConn) (reusable bool, err error
 		pw.emitTrailers(dst)
 	}
 	return f.reusable, nil
+}
+
+// unanswered classifies err, the failure of a connection that brought no
+// byte of an answer: errStaleConn for a request that may simply be sent
+// again (idempotent, without a body), errUnread for one the backend
+// provably did not read (see liveness.unread) and that can still be sent
+// whole (pw.replayable), err itself otherwise: the backend may have read
+// and processed a request it did not answer, and a non-idempotent one is
+// then not sent twice.
+func (pw *proxyWriter) unanswered(c *upConn, err error) error {
+	switch {
+	case !hasBody(pw.in) && idempotent(pw.in):
+		return errStaleConn
+	case pw.replayable() && c.alive.unread():
+		return errUnread
+	}
+	return err
 }
 
 // defaultQuickAnswer is how long a backend's answer is awaited before the

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,10 @@ type rawReply struct {
 	wait  chan struct{} // when set, closed by the test to let raw follow
 	raw   string        // written as is
 	close bool          // close the connection after writing raw
+	// closeUnread: after writing raw, wait until the next request's
+	// first bytes arrive and close the connection without reading them
+	// (the kernel then resets it).
+	closeUnread bool
 }
 
 // scriptedBackend is a TCP server on loopback that parses each request
@@ -75,6 +80,12 @@ func startScripted(t *testing.T, answer func(conn, n int, req *http.Request) raw
 				<-rep.wait
 			}
 			io.WriteString(c, rep.raw)
+			if rep.closeUnread {
+				if err := awaitBytes(c); err != nil {
+					t.Errorf("scripted backend: waiting for a request: %v", err)
+				}
+				rep.close = true
+			}
 			if rep.close {
 				c.Close()
 				sb.closed <- id
@@ -83,6 +94,21 @@ func startScripted(t *testing.T, answer func(conn, n int, req *http.Request) raw
 		}
 	})
 	return sb
+}
+
+// awaitBytes waits until bytes can be read from c, without reading them.
+func awaitBytes(c net.Conn) error {
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var buf [1]byte
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return perr != syscall.EAGAIN
+	})
+	return errors.Join(err, perr)
 }
 
 // serveConns accepts connections on ln until the test ends, each handled

@@ -12,3 +12,6 @@ type liveness struct{}
 func (l *liveness) init(net.Conn) {}
 
 func (l *liveness) check() bool { return true }
+
+// unread: see unread_other.go.
+func (l *liveness) unread() bool { return false }

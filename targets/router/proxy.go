@@ -67,6 +67,7 @@ type proxyState struct {
 	pool     *pool
 	backend  *backend
 	retried  bool
+	kept     keptBody // the request body read so far, kept to send it again
 	outcome  outcome
 	canceled bool
 	abort    bool // the response was cut short: abort the client connection
@@ -86,6 +87,9 @@ func (r *Router) getWriter() *proxyWriter {
 // putWriter resets pw and returns it to the pool, unless a large answer
 // grew its scratch space beyond what is worth keeping.
 func (r *Router) putWriter(pw *proxyWriter) {
+	if pw.kept.buf != nil {
+		r.bufs.Put(pw.kept.buf)
+	}
 	pw.proxyState = proxyState{}
 	if cap(pw.hdrBuf)+cap(pw.long) > maxPooledScratch || cap(pw.fields) > 256 {
 		return
@@ -245,9 +249,10 @@ func (r *Router) proxyError(w http.ResponseWriter, out *http.Request, err error)
 }
 
 // failed handles a failed round trip to pw.backend: count it and return
-// another backend of the release to retry a dial failure on, or answer 502
-// and return nil. replayable says whether the request (its body
-// included) is still whole, so that it can be sent again.
+// another backend of the release to send the request to when this one
+// provably did not process it (notProcessed), or answer 502 and return
+// nil. replayable says whether the request (its body included) is still
+// whole, so that it can be sent again.
 func (r *Router) failed(pw *proxyWriter, err error, replayable bool) *backend {
 	// The client's body could not be read: its fault, not the backend's.
 	// The connection is closed after the answer: the body is in an
@@ -275,7 +280,7 @@ func (r *Router) failed(pw *proxyWriter, err error, replayable bool) *backend {
 	}
 	b := pw.backend
 	b.connErrors.Inc()
-	if !r.cfg.NoRetry && !pw.retried && isDialError(err) && replayable {
+	if !r.cfg.NoRetry && !pw.retried && replayable && notProcessed(err) {
 		if alt := pw.pool.next(b); alt != nil {
 			pw.retried = true
 			pw.backend = alt
@@ -310,10 +315,12 @@ func (r *Router) forward(pw *proxyWriter) {
 		err := r.exchange(pw, b)
 		b.inflight.Add(-1)
 		// A dial error leaves the request untouched: the exchange reads
-		// nothing of the body before it has a connection. So a request
-		// whose connection was refused is sent to another backend whatever
-		// its method and body: this backend never saw it.
-		if err == nil || r.failed(pw, err, true) == nil {
+		// nothing of the body before it has a connection. A connection
+		// the backend closed without reading the request leaves it whole
+		// when its body was kept (pw.replayable). Either way the request
+		// goes to another backend whatever its method: this one never
+		// saw it.
+		if err == nil || r.failed(pw, err, pw.replayable()) == nil {
 			return
 		}
 		// retry on the new pw.backend
@@ -387,6 +394,15 @@ func isHex(c byte) bool {
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// notProcessed reports whether err means that the backend did not
+// process the request, so that it may go to another backend: the
+// connection was refused (nothing was sent), or it died before any byte
+// of an answer and the request was idempotent without a body
+// (errStaleConn) or provably unread by the backend (errUnread).
+func notProcessed(err error) bool {
+	return isDialError(err) || errors.Is(err, errStaleConn) || errors.Is(err, errUnread)
 }
 
 // bodyless reports whether req can be replayed as is.

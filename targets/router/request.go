@@ -98,53 +98,100 @@ func isFramingHeader(k string) bool {
 }
 
 // writeBody sends the client's request body: as is when its length is
-// known, chunked (with the client's trailers) otherwise.
-func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) (err error) {
-	buf := r.bufs.Get()
-	defer r.bufs.Put(buf)
+// known, chunked (with the client's trailers) otherwise. It keeps what it
+// reads in pw.kept while that fits Config.RetryBodyLimit, and sends what
+// an earlier attempt kept first, so that a request the backend closed the
+// connection on unread can be sent whole to another one (see failed).
+func (r *Router) writeBody(bw *bufio.Writer, pw *proxyWriter) (err error) {
+	in := pw.in
+	k := &pw.kept
 	chunked := in.ContentLength < 0
-	// The buffer's tail holds a chunk's size line.
-	data, num := buf[:len(buf)-32], buf[len(buf)-32:len(buf)-32]
+	limit := r.cfg.RetryBodyLimit
+	if in.ContentLength > int64(limit) {
+		limit = 0 // it will not fit: keep nothing
+	}
 	var sent int64
-	// Each read of the client's body gets BodyReadTimeout: a client that
-	// trickles its body must not hold this connection (and the backend's)
-	// for ever. The deadline is lifted once the body is read, before the
-	// server's background read waits for the next request. When a read
-	// fails, the deadline is moved into the past instead: net/http would
-	// otherwise wait, with no deadline, for the rest of the body to
-	// discard it after the answer.
-	cc := connOf(in.Context())
-	if cc != nil {
+	if len(k.buf) > 0 {
+		if err := writeData(bw, pw.num[:0], k.buf, chunked); err != nil {
+			return err
+		}
+		sent = int64(len(k.buf))
+	}
+	if !k.eof {
+		var scratch []byte // the copy buffer, once nothing more is kept
 		defer func() {
-			if _, ok := err.(*clientBodyError); ok {
-				cc.SetReadDeadline(aLongTimeAgo)
-			} else {
-				cc.SetReadDeadline(time.Time{})
+			if scratch != nil {
+				r.bufs.Put(scratch)
 			}
 		}()
-	}
-	for {
+		// Each read of the client's body gets BodyReadTimeout: a client
+		// that trickles its body must not hold this connection (and the
+		// backend's) for ever. The deadline is lifted once the body is
+		// read, before the server's background read waits for the next
+		// request. When a read fails, the deadline is moved into the past
+		// instead: net/http would otherwise wait, with no deadline, for
+		// the rest of the body to discard it after the answer.
+		cc := connOf(in.Context())
 		if cc != nil {
-			cc.SetReadDeadline(time.Now().Add(r.cfg.BodyReadTimeout))
+			defer func() {
+				if _, ok := err.(*clientBodyError); ok {
+					cc.SetReadDeadline(aLongTimeAgo)
+				} else {
+					cc.SetReadDeadline(time.Time{})
+				}
+			}()
 		}
-		n, rerr := in.Body.Read(data)
-		if n > 0 {
-			if chunked {
-				bw.Write(append(strconv.AppendInt(num, int64(n), 16), '\r', '\n'))
+		for {
+			if cc != nil {
+				cc.SetReadDeadline(time.Now().Add(r.cfg.BodyReadTimeout))
 			}
-			if _, err := bw.Write(data[:n]); err != nil {
-				return err
+			var data []byte
+			keep := !k.over && limit > 0
+			if keep {
+				if k.buf == nil {
+					k.buf = r.bufs.Get()[:0]
+				}
+				if len(k.buf) == cap(k.buf) && cap(k.buf) < limit {
+					grown := make([]byte, len(k.buf), min(2*cap(k.buf), limit))
+					copy(grown, k.buf)
+					r.bufs.Put(k.buf)
+					k.buf = grown
+				}
+				data = k.buf[len(k.buf):min(cap(k.buf), limit)]
+				keep = len(data) > 0 // else full at the limit
 			}
-			if chunked {
-				bw.WriteString("\r\n")
+			if !keep {
+				if scratch == nil {
+					scratch = r.bufs.Get()
+				}
+				data = scratch
 			}
-			sent += int64(n)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return &clientBodyError{rerr}
+			n, rerr := in.Body.Read(data)
+			if n > 0 {
+				switch {
+				case keep:
+					k.buf = k.buf[:len(k.buf)+n]
+				case !k.over:
+					// Longer than the limit: this request cannot be sent
+					// again once any of it has gone to a backend.
+					k.over = true
+					if k.buf != nil {
+						r.bufs.Put(k.buf)
+						k.buf = nil
+					}
+				}
+				if err := writeData(bw, pw.num[:0], data[:n], chunked); err != nil {
+					return err
+				}
+				sent += int64(n)
+			}
+			if rerr == io.EOF {
+				k.eof = true
+				break
+			}
+			if rerr != nil {
+				return &clientBodyError{rerr}
+			}
 		}
 	}
 	if !chunked {
@@ -154,19 +201,48 @@ func (r *Router) writeBody(bw *bufio.Writer, in *http.Request) (err error) {
 		return nil
 	}
 	bw.WriteString("0\r\n")
-	for k, vs := range in.Trailer {
-		if !validFieldName(k) || !trailerAllowed(k) {
+	for name, vs := range in.Trailer {
+		if !validFieldName(name) || !trailerAllowed(name) {
 			continue
 		}
 		for _, v := range vs {
 			if validFieldValue(v) {
-				writeField(bw, k, v)
+				writeField(bw, name, v)
 			}
 		}
 	}
 	_, err = bw.WriteString("\r\n")
 	return err
 }
+
+// writeData writes p, as one chunk when chunked (num is scratch space
+// for the size line).
+func writeData(bw *bufio.Writer, num, p []byte, chunked bool) error {
+	if chunked {
+		bw.Write(append(strconv.AppendInt(num, int64(len(p)), 16), '\r', '\n'))
+	}
+	if _, err := bw.Write(p); err != nil {
+		return err
+	}
+	if chunked {
+		bw.WriteString("\r\n")
+	}
+	return nil
+}
+
+// keptBody is what a request's body attempts read from the client: the
+// bytes themselves while they fit Config.RetryBodyLimit, so that the
+// request can be sent again.
+type keptBody struct {
+	buf  []byte // the body read so far (a pooled buffer, grown up to the limit)
+	over bool   // more than the limit was read: buf was dropped
+	eof  bool   // the client's body has been read to its end
+}
+
+// replayable reports whether the request, its body included, can still
+// be sent again whole: nothing of the body was read, or all that was read
+// is kept.
+func (pw *proxyWriter) replayable() bool { return !pw.kept.over }
 
 // trailerAllowed reports whether the canonical field name k may be passed
 // on as a trailer field (after a chunked body), in either direction. A

@@ -172,6 +172,7 @@ func (c *upConn) interrupt() {
 // Errors of the exchange with a backend.
 var (
 	errStaleConn        = errors.New("backend closed a kept-alive connection before answering")
+	errUnread           = errors.New("backend closed the connection without reading the request")
 	errMalformedReply   = errors.New("malformed response from backend")
 	errHeaderTooLarge   = errors.New("backend response header too large")
 	errTooMany1xx       = errors.New("backend sent too many informational responses")
