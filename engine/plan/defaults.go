@@ -27,7 +27,7 @@ const (
 	DefaultKeepWarm         = 10 * time.Minute
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultCommandTimeout   = 5 * time.Minute
-	DefaultMaxParallelDials = 8
+	DefaultMaxParallelDials = 64
 	DefaultAutoRollbackFor  = 30 * time.Second
 	DefaultProbeRate        = 10
 	DefaultProbeTimeout     = 2 * time.Second

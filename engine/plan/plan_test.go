@@ -468,7 +468,7 @@ func TestDefaults(t *testing.T) {
 	if pr.Router.Drain.Duration != 30*time.Second || pr.Strategy.Drain.Duration != 30*time.Second || pr.Strategy.KeepWarm.Duration != 10*time.Minute {
 		t.Errorf("drain/keep_warm defaults: %v %v %v", pr.Router.Drain, pr.Strategy.Drain, pr.Strategy.KeepWarm)
 	}
-	if pr.SSH.ConnectTimeout.Duration != 10*time.Second || pr.SSH.CommandTimeout.Duration != 5*time.Minute || pr.SSH.MaxParallelDials != 8 {
+	if pr.SSH.ConnectTimeout.Duration != 10*time.Second || pr.SSH.CommandTimeout.Duration != 5*time.Minute || pr.SSH.MaxParallelDials != 64 {
 		t.Errorf("ssh defaults: %+v", *pr.SSH)
 	}
 	if pr.Probe.Rate != 10 || pr.Probe.Timeout.Duration != 2*time.Second || pr.AutoRollback.For.Duration != 30*time.Second {

@@ -19,8 +19,10 @@ import (
 
 // PoolOptions configure a Pool. Zero values mean the defaults.
 type PoolOptions struct {
-	// MaxParallelDials bounds connections being set up at once (default 8:
-	// OpenSSH's MaxStartups 10 drops unauthenticated connections beyond it).
+	// MaxParallelDials bounds connections being set up at once, to all
+	// servers together (default DefaultMaxParallelDials): each holds a
+	// handshake's CPU and memory here. To one server (one address) at most
+	// MaxDialsPerServer are set up at once whatever this says.
 	MaxParallelDials int
 	// KeepaliveInterval is how often keepalive@openssh.com is sent (default
 	// 15s); a connection that does not answer within it is closed. Negative
@@ -58,8 +60,10 @@ type Pool struct {
 	opts  PoolOptions
 	dials chan struct{}
 
-	mu       sync.Mutex
-	conns    map[string]*conn
+	mu    sync.Mutex
+	conns map[string]*conn
+	// servers bounds the dials to each address (MaxDialsPerServer).
+	servers  map[string]*serverDials
 	hostKeys map[string]*hostKeys
 	warned   map[string]bool
 	closed   bool
@@ -102,8 +106,61 @@ func NewPool(opts PoolOptions) *Pool {
 		opts:     opts,
 		dials:    make(chan struct{}, opts.MaxParallelDials),
 		conns:    map[string]*conn{},
+		servers:  map[string]*serverDials{},
 		hostKeys: map[string]*hostKeys{},
 	}
+}
+
+// MaxDialsPerServer bounds the connections set up at once to one server:
+// OpenSSH's MaxStartups (10 by default) drops unauthenticated connections
+// beyond it. Hosts with the same user and address share one connection,
+// so it binds only logins of several users on one server (or one address
+// that forwards to several).
+const MaxDialsPerServer = 8
+
+// serverDials is the dial slots of one address and how many dials hold
+// or wait for them (the entry is dropped when none does).
+type serverDials struct {
+	slots chan struct{}
+	users int
+}
+
+// acquire takes a slot to dial addr, first among the dials to addr, then
+// among all dials, and returns its release.
+func (p *Pool) acquire(ctx context.Context, addr string) (func(), error) {
+	p.mu.Lock()
+	sd, ok := p.servers[addr]
+	if !ok {
+		sd = &serverDials{slots: make(chan struct{}, MaxDialsPerServer)}
+		p.servers[addr] = sd
+	}
+	sd.users++
+	p.mu.Unlock()
+	leave := func() {
+		p.mu.Lock()
+		if sd.users--; sd.users == 0 {
+			delete(p.servers, addr)
+		}
+		p.mu.Unlock()
+	}
+	select {
+	case sd.slots <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
+	select {
+	case p.dials <- struct{}{}:
+	case <-ctx.Done():
+		<-sd.slots
+		leave()
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-p.dials
+		<-sd.slots
+		leave()
+	}, nil
 }
 
 // Host returns the engine.Host for target t, displayed as name. Hosts with
@@ -245,12 +302,11 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		}
 	}
 
-	select {
-	case p.dials <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
+	release, err := p.acquire(ctx, t.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
-	defer func() { <-p.dials }()
+	defer release()
 
 	timeout := t.ConnectTimeout
 	if timeout <= 0 {
@@ -259,7 +315,6 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var nc net.Conn
-	var err error
 	if jump != nil {
 		nc, err = jump.client.DialContext(dctx, "tcp", t.Addr)
 	} else {

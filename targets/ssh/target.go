@@ -22,7 +22,7 @@ const (
 	DefaultPort             = 22
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultCommandTimeout   = 5 * time.Minute
-	DefaultMaxParallelDials = 8
+	DefaultMaxParallelDials = 64
 )
 
 // Target is everything needed to reach one host and find its deploy_to.

@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -38,14 +39,22 @@ type silentServer struct {
 	l        net.Listener
 	accepted atomic.Int32
 	wg       sync.WaitGroup
+	// accepts, when set, is sent the count after each accepted connection.
+	accepts chan int32
 }
 
 func newSilentServer(t *testing.T) *silentServer {
+	return newSilentServerWith(t, nil)
+}
+
+// newSilentServerWith is newSilentServer telling accepts (when not nil) of
+// each connection as it comes; the channel must have room for them all.
+func newSilentServerWith(t *testing.T, accepts chan int32) *silentServer {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &silentServer{l: l}
+	s := &silentServer{l: l, accepts: accepts}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -54,7 +63,10 @@ func newSilentServer(t *testing.T) *silentServer {
 			if err != nil {
 				return
 			}
-			s.accepted.Add(1)
+			n := s.accepted.Add(1)
+			if s.accepts != nil {
+				s.accepts <- n
+			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -106,5 +118,58 @@ func TestDialsAreBoundedAndTimedOut(t *testing.T) {
 	}
 	if n := srv.accepted.Load(); n != 6 {
 		t.Errorf("server saw %d connections, want 6", n)
+	}
+}
+
+// TestDialsPerServerBounded: however many dials the pool allows at once,
+// one server (one address) gets at most MaxDialsPerServer connections
+// being set up at once (sshd's MaxStartups drops the ones beyond 10),
+// and dials to another server do not wait for them.
+func TestDialsPerServerBounded(t *testing.T) {
+	const n = 2 * MaxDialsPerServer
+	busyAccepts := make(chan int32, n)
+	busy, other := newSilentServerWith(t, busyAccepts), newSilentServerWith(t, make(chan int32, 2))
+	p := NewPool(PoolOptions{MaxParallelDials: 64})
+	defer p.Close()
+	ctx := ctxT(t)
+	const timeout = 2 * time.Second
+	var wg sync.WaitGroup
+	dial := func(srv *silentServer, user string) {
+		tg := Target{User: user, Addr: srv.l.Addr().String(), DeployTo: "/srv/app",
+			IdentityFiles: []string{writeTestKey(t)}, ExplicitIdentity: true,
+			KnownHosts: []string{t.TempDir() + "/kh"}, ConnectTimeout: timeout}
+		h := p.Host("h", tg) // distinct users: distinct connections
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.Connect(ctx); err == nil || !strings.Contains(err.Error(), "timed out") {
+				t.Errorf("%s@%s: %v, want a connect timeout", user, tg.Addr, err)
+			}
+		}()
+	}
+	start := time.Now()
+	for i := range n {
+		dial(busy, fmt.Sprintf("u%d", i))
+	}
+	// Once the busy server has its first round, the other server's dials
+	// go through while that round waits for its timeout.
+	for range MaxDialsPerServer {
+		<-busyAccepts
+	}
+	for i := range 2 {
+		dial(other, fmt.Sprintf("o%d", i))
+	}
+	for range 2 {
+		<-other.accepts
+	}
+	if got := busy.accepted.Load(); got != MaxDialsPerServer {
+		t.Errorf("the busy server had %d connections when the other's were accepted, want %d: its dials are not bounded per server, or the other's waited for them", got, MaxDialsPerServer)
+	}
+	wg.Wait()
+	if got := busy.accepted.Load(); got != n {
+		t.Errorf("the busy server saw %d connections, want %d", got, n)
+	}
+	if d := time.Since(start); d < 2*timeout {
+		t.Errorf("%d dials to one server with %d slots and a %s timeout took %s, want >= %s: dials are not bounded per server", n, MaxDialsPerServer, timeout, d, 2*timeout)
 	}
 }
