@@ -42,6 +42,16 @@ type HeldLock interface {
 	Release() error
 }
 
+// RunsAtLock is implemented by held locks that read the runs in the
+// request that took the lock: the run that holds the lock looks for an
+// unfinished run to finish first without asking the store again.
+type RunsAtLock interface {
+	// RunsAtLock summarises every run as the lock found them, oldest
+	// first (ok false when it did not read them, or they were taken).
+	// It answers once.
+	RunsAtLock(ctx context.Context) (runs []RunSummary, ok bool, err error)
+}
+
 // RunJournal appends one run's events. Append returns once the events
 // are durable (fsynced, or committed by the store); a store that does
 // not answer makes it wait, and ctx's end makes it give up.

@@ -218,7 +218,11 @@ func (e *Engine) withLock(ctx context.Context, actor Actor, command, run string,
 }
 
 func (e *Engine) resumeLocked(ctx context.Context, actor Actor, lock HeldLock, notices []string) (*State, error) {
-	id, evs, dmg, err := unfinishedRunDamage(ctx, e.StateBackend(), e.Env.Name)
+	st := e.StateBackend()
+	if rl, ok := lock.(RunsAtLock); ok {
+		st = runsAtLock{StateBackend: st, lock: rl}
+	}
+	id, evs, dmg, err := unfinishedRunDamage(ctx, st, e.Env.Name)
 	if err != nil || id == "" {
 		return nil, err
 	}
@@ -234,6 +238,20 @@ func (e *Engine) resumeLocked(ctx context.Context, actor Actor, lock HeldLock, n
 	}
 	defer e.ended(r)
 	return r.Resume(ctx, evs)
+}
+
+// runsAtLock lists the runs as the lock read them, once.
+type runsAtLock struct {
+	StateBackend
+	lock RunsAtLock
+}
+
+func (r runsAtLock) ListRuns(ctx context.Context) ([]RunSummary, error) {
+	runs, ok, err := r.lock.RunsAtLock(ctx)
+	if err != nil || ok {
+		return runs, err
+	}
+	return r.StateBackend.ListRuns(ctx)
 }
 
 // RunHostsError is returned when an unfinished run names hosts that the

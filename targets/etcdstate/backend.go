@@ -14,6 +14,7 @@ type Backend struct{ *Store }
 var (
 	_ engine.StateBackend = Backend{}
 	_ engine.RunFollower  = Backend{}
+	_ engine.RunsAtLock   = heldLock{}
 )
 
 // AcquireLock implements engine.StateBackend.
@@ -45,6 +46,11 @@ func (h heldLock) OpenJournal(ctx context.Context, run string) (engine.RunJourna
 }
 
 func (h heldLock) Fence(ctx context.Context) error { return h.l.Fence(ctx) }
+
+// RunsAtLock implements engine.RunsAtLock.
+func (h heldLock) RunsAtLock(ctx context.Context) ([]engine.RunSummary, bool, error) {
+	return h.l.RunsAtLock(ctx)
+}
 
 // Recovered: a dead controller's lock frees itself when its lease expires,
 // so there is never a lock to take over.

@@ -129,7 +129,7 @@ func BenchmarkDeploy20Hosts(b *testing.B) {
 }
 
 type benchFleet struct {
-	b     *testing.B
+	b     testing.TB
 	src   string
 	plan  *plan.Plan
 	eng   *engine.Engine
@@ -137,7 +137,7 @@ type benchFleet struct {
 	timed *timedState
 }
 
-func newBenchFleet(b *testing.B, c *etcdtest.Cluster) *benchFleet {
+func newBenchFleet(b testing.TB, c *etcdtest.Cluster) *benchFleet {
 	dir := b.TempDir()
 	src := filepath.Join(dir, "build")
 	if err := os.MkdirAll(src, 0o755); err != nil {
@@ -264,6 +264,15 @@ func (l timedLock) OpenJournal(ctx context.Context, run string) (engine.RunJourn
 		return nil, err
 	}
 	return timedJournal{j, l.t}, nil
+}
+
+func (l timedLock) RunsAtLock(ctx context.Context) ([]engine.RunSummary, bool, error) {
+	rl, ok := l.HeldLock.(engine.RunsAtLock)
+	if !ok {
+		return nil, false, nil
+	}
+	defer l.t.add("list-at-lock", time.Now())
+	return rl.RunsAtLock(ctx)
 }
 
 func (l timedLock) Fence(ctx context.Context) error {

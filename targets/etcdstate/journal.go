@@ -295,8 +295,13 @@ func (s *Store) ListRuns(ctx context.Context) ([]engine.RunSummary, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("etcd: list runs: %w", err)
 	}
-	out := make([]engine.RunSummary, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	return s.summariseRuns(ctx, resp.Kvs)
+}
+
+// summariseRuns makes the run list of ListRuns from the run summary keys.
+func (s *Store) summariseRuns(ctx context.Context, kvs []*mvccpb.KeyValue) ([]engine.RunSummary, error) {
+	out := make([]engine.RunSummary, 0, len(kvs))
+	for _, kv := range kvs {
 		var sum engine.RunSummary
 		if err := json.Unmarshal(kv.Value, &sum); err != nil {
 			return nil, fmt.Errorf("etcd: run summary %s: %w", kv.Key, err)

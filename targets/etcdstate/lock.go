@@ -73,10 +73,10 @@ type Lock struct {
 	lost     error
 	changed  chan struct{} // closed when lost is set
 	released bool
-	// first is the journal of the run named in the lock's info, read in
-	// the transaction that took the lock (nil once used, or when the
-	// answer was partial).
-	first *prefetched
+	// first is the journal of the run named in the lock's info, and runs
+	// the run summaries, read in the transaction that took the lock (nil
+	// once used, or when the answer was partial).
+	first, runs *prefetched
 }
 
 // prefetched is a run's journal as read with the lock.
@@ -91,8 +91,9 @@ const prefetchLimit = 256
 // AcquireLock takes env's lock for info, or fails with *HeldError naming
 // the holder. The lock key is created in one transaction only if absent,
 // attached to env's session lease (granted first if Prepare did not). The
-// same transaction reads the journal of the run info names, for
-// OpenJournal: under the lock nobody else writes it.
+// same transaction reads the run summaries (RunsAtLock) and the journal
+// of the run info names (OpenJournal): what the run holding the lock
+// reads first, and what only the lock's holder writes.
 func (s *Store) AcquireLock(ctx context.Context, env string, info engine.LockInfo) (*Lock, error) {
 	if err := s.released(ctx, env); err != nil {
 		return nil, err
@@ -123,7 +124,8 @@ func (s *Store) lockOn(ctx context.Context, ss *session, env string, info engine
 		return nil, err
 	}
 	key := s.lockKey(env)
-	then := []clientv3.Op{clientv3.OpPut(key, string(val), clientv3.WithLease(ss.lease))}
+	then := []clientv3.Op{clientv3.OpPut(key, string(val), clientv3.WithLease(ss.lease)),
+		clientv3.OpGet(s.pfx+"/runs/", clientv3.WithPrefix())}
 	if info.Run != "" && ValidRunID(info.Run) == nil {
 		then = append(then, clientv3.OpGet(s.journalPrefix(info.Run), clientv3.WithPrefix(), clientv3.WithLimit(prefetchLimit)))
 	}
@@ -154,12 +156,29 @@ func (s *Store) lockOn(ctx context.Context, ss *session, env string, info engine
 	ss.hold(1)
 	l := &Lock{s: s, sess: ss, env: env, key: key, lease: ss.lease, ttl: ss.ttl, rev: resp.Header.Revision, holder: h,
 		changed: make(chan struct{})}
-	if len(then) > 1 {
-		if r := resp.Responses[1].GetResponseRange(); r != nil && !r.More {
+	if r := resp.Responses[1].GetResponseRange(); r != nil && !r.More {
+		l.runs = &prefetched{kvs: r.Kvs}
+	}
+	if len(then) > 2 {
+		if r := resp.Responses[2].GetResponseRange(); r != nil && !r.More {
 			l.first = &prefetched{run: info.Run, kvs: r.Kvs}
 		}
 	}
 	return l, nil
+}
+
+// RunsAtLock summarises the runs as they were when the lock was taken
+// (read in the same transaction), once; ok is false after that.
+func (l *Lock) RunsAtLock(ctx context.Context) (runs []engine.RunSummary, ok bool, err error) {
+	l.mu.Lock()
+	p := l.runs
+	l.runs = nil
+	l.mu.Unlock()
+	if p == nil {
+		return nil, false, nil
+	}
+	runs, err = l.s.summariseRuns(ctx, p.kvs)
+	return runs, true, err
 }
 
 // takePrefetchedOf returns run's journal keys read with lock (nil: none), once.

@@ -3,6 +3,8 @@ package etcdstate
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -152,6 +154,41 @@ func TestLockSession(t *testing.T) {
 		}
 	})
 
+	t.Run("the runs are read with the lock, once", func(t *testing.T) {
+		s := open(t, eps)
+		ctx := ctxT(t, 20*time.Second)
+		for i, finished := range []bool{true, false} {
+			run := fmt.Sprintf("production-20260501T12000%d-run", i)
+			j, err := s.OpenJournal(ctx, run, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Append(ctx, runEventsAt(time.Date(2026, 5, 1, 12, 0, i, 0, time.UTC), run, 3, finished)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := s.ListRuns(ctx)
+		if err != nil || len(want) != 2 {
+			t.Fatalf("ListRuns = %+v, %v", want, err)
+		}
+		l, err := Backend{Store: s}.AcquireLock(ctx, "production", info("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		rl := l.(engine.RunsAtLock)
+		got, ok, err := rl.RunsAtLock(ctx)
+		if err != nil || !ok || !reflect.DeepEqual(got, want) {
+			t.Fatalf("RunsAtLock = %+v, %t, %v; want %+v", got, ok, err, want)
+		}
+		if got[1].Status == engine.StatusFinished || got[1].Events != 4 {
+			t.Errorf("the unfinished run: %+v", got[1])
+		}
+		if _, ok, _ := rl.RunsAtLock(ctx); ok {
+			t.Error("RunsAtLock answered twice: a later caller would read runs as old as the lock")
+		}
+	})
+
 	t.Run("the journal of the lock's run is read with the lock", func(t *testing.T) {
 		s := open(t, eps)
 		ctx := ctxT(t, 30*time.Second)
@@ -206,4 +243,22 @@ func TestLockSession(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDeployReadsRunsWithTheLock: a deploy on etcd asks for the runs in
+// the transaction that takes its lock, not in a request of its own.
+func TestDeployReadsRunsWithTheLock(t *testing.T) {
+	f := newBenchFleet(t, cluster(t))
+	for i := range 2 {
+		f.deploy(i)
+	}
+	f.timed.mu.Lock()
+	defer f.timed.mu.Unlock()
+	if n, m := f.timed.n["list"], f.timed.n["list-at-lock"]; n != 0 || m != 2 {
+		t.Errorf("two deploys listed the runs %d times on their own and %d times with the lock; want 0 and 2", n, m)
+	}
+	runs, err := f.store.ListRuns(context.Background())
+	if err != nil || len(runs) != 2 || runs[1].Status != engine.StatusFinished || runs[1].Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("runs = %+v, %v", runs, err)
+	}
 }
