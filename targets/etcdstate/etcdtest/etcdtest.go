@@ -168,6 +168,14 @@ func (m *Member) Running() bool {
 	}
 }
 
+// PID is the member's process id (0 when it never ran).
+func (m *Member) PID() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Kill ends the member with SIGKILL and waits for it.
 func (m *Member) Kill() { m.signal(syscall.SIGKILL) }
 
