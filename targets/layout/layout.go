@@ -53,10 +53,11 @@ const maxManifest = 256 << 20
 // passed to every method, so that a host kind can bind it to a connection
 // per operation. A Layout is safe for concurrent use.
 type Layout struct {
-	name  string
-	root  string
-	now   func() time.Time
-	bases int
+	name      string
+	root      string
+	now       func() time.Time
+	bases     int
+	manifests *Manifests
 }
 
 // Options configure a Layout. Zero values mean the defaults.
@@ -68,12 +69,15 @@ type Options struct {
 	// the newest by name; a manifest larger than the files it could spare
 	// sending is not read); negative means none.
 	LinkBases int
+	// Manifests, when not nil, is shared by the layouts of a fleet so that
+	// a manifest read from many hosts is parsed once.
+	Manifests *Manifests
 }
 
 // New returns the layout of the host name whose deploy_to is the absolute
 // slash-separated path deployTo.
 func New(name, deployTo string, opts Options) *Layout {
-	l := &Layout{name: name, root: path.Clean(deployTo), now: opts.Now, bases: opts.LinkBases}
+	l := &Layout{name: name, root: path.Clean(deployTo), now: opts.Now, bases: opts.LinkBases, manifests: opts.Manifests}
 	if l.now == nil {
 		l.now = time.Now
 	}

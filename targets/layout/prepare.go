@@ -256,7 +256,7 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 				if fi, err := fsys.Lstat(ctx, name); err != nil || fi.Size() > missing {
 					return nil
 				}
-				manifests[i], _ = readManifest(ctx, fsys, l.ReleasePath(bases[i]))
+				manifests[i], _ = l.readManifest(ctx, fsys, l.ReleasePath(bases[i]))
 				return nil
 			})
 		}
@@ -264,7 +264,7 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		return ctx.Err()
 	}
 	if len(bases) > 0 {
-		manifests[0], _ = readManifest(ctx, fsys, l.ReleasePath(bases[0]))
+		manifests[0], _ = l.readManifest(ctx, fsys, l.ReleasePath(bases[0]))
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

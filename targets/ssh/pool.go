@@ -67,6 +67,9 @@ type Pool struct {
 	hostKeys map[string]*hostKeys
 	warned   map[string]bool
 	closed   bool
+	// manifests are shared by the pool's hosts: a release's manifest is
+	// parsed once for the fleet.
+	manifests layout.Manifests
 }
 
 // warn passes msg to OnWarning the first time it is given.
@@ -166,7 +169,7 @@ func (p *Pool) acquire(ctx context.Context, addr string) (func(), error) {
 // Host returns the engine.Host for target t, displayed as name. Hosts with
 // the same user and address share one connection.
 func (p *Pool) Host(name string, t Target) *Host {
-	return &Host{name: name, t: t, pool: p, conn: p.conn(t), lay: layout.New(name, t.DeployTo, layout.Options{})}
+	return &Host{name: name, t: t, pool: p, conn: p.conn(t), lay: layout.New(name, t.DeployTo, layout.Options{Manifests: &p.manifests})}
 }
 
 // Close closes every connection of the pool.
