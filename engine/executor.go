@@ -27,7 +27,8 @@ type executor struct {
 	// info is the run as it started; it never changes.
 	info  RunInfo
 	actor Actor
-	// sem bounds the hosts worked on at once (prepare, inspect, verify, prune).
+	// sem bounds the hosts worked on at once (prepare, inspect, verify, prune,
+	// starting an idle slot).
 	sem chan struct{}
 	// report hands an input to the run loop.
 	report func(input)

@@ -236,6 +236,16 @@ func (x *executor) standby(ctx context.Context, h Host, a Action) error {
 	if rh.Backend == "" {
 		return fmt.Errorf("host has no backend for slot %s", rh.Slot)
 	}
+	// Starting a slot is work on its host like a prepare, bounded by the
+	// plan's parallel: every host's idle slot started at once is a burst
+	// of process start-ups that, where hosts share cores (the demo's
+	// fleet), starves the slots serving traffic meanwhile.
+	select {
+	case x.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-x.sem }()
 	x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release, Message: "starting slot " + string(rh.Slot)})
 	if cmd := x.plan.Restart; cmd != "" {
 		if err := x.exec(ctx, h, "restart", plan.Hook{Run: cmd}, a.Release, slotEnv(rh)); err != nil {

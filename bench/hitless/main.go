@@ -207,7 +207,7 @@ func runStrategy(ctx context.Context, name string, opts demo.Options, n int, ste
 		return nil, ctx.Err()
 	}
 	r.steady = p.Snapshot()
-	fmt.Fprintf(os.Stderr, "   steady state: %d requests, %d failed, p50 %s, p99 %s\n", r.steady.Total.Requests, r.steady.Total.Failed, r.steady.Total.P50, r.steady.Total.P99)
+	fmt.Fprintf(os.Stderr, "   steady state: %d requests, %d failed, p50 %s, p99 %s, longest gap %s\n", r.steady.Total.Requests, r.steady.Total.Failed, r.steady.Total.P50, r.steady.Total.P99, r.steady.LongestGap.Round(time.Millisecond))
 
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile + "." + name)
@@ -517,7 +517,7 @@ func printResults(rs []*result, rate, hosts int, header bool) {
 	if header {
 		fmt.Fprintf(tw, "hitless bench: %d hosts, probe %d req/s\n", hosts, rate)
 	}
-	fmt.Fprintln(tw, "STRATEGY\tCYCLES\tOUTCOMES\tREQUESTS\tFAILED\tLONGEST GAP\tSTEADY P99\tDEPLOY P99 p50/max\tRATIO p50/max\tRTO p50/max\tGATE RETRIES\tPEAK RSS sum (procs)\tPEAK PSS sum\tBENCH PROC RSS\tLAB CONTAINERS peak")
+	fmt.Fprintln(tw, "STRATEGY\tCYCLES\tOUTCOMES\tREQUESTS\tFAILED\tLONGEST GAP\tSTEADY GAP\tSTEADY P99\tDEPLOY P99 p50/max\tRATIO p50/max\tRTO p50/max\tGATE RETRIES\tPEAK RSS sum (procs)\tPEAK PSS sum\tBENCH PROC RSS\tLAB CONTAINERS peak")
 	for _, r := range rs {
 		var outs []string
 		for _, o := range []engine.Outcome{engine.OutcomeSucceeded, engine.OutcomeRolledBack, engine.OutcomeFailed, engine.OutcomeAborted} {
@@ -547,8 +547,8 @@ func printResults(rs []*result, rate, hosts int, header bool) {
 		if r.peakLab > 0 {
 			labMem = fmt.Sprintf("%.1f MB", float64(r.peakLab)/(1<<20))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f MB (%d)\t%.1f MB\t%.1f MB\t%s\n", r.strategy, r.cycles, strings.Join(outs, ", "),
-			r.requests, failed, ms(r.longestGap), ms(steady), dep, ratio, rto, r.inconclusive, float64(r.peakRSS)/(1<<20), r.peakProcs, float64(r.peakPSS)/(1<<20), float64(r.peakSelf)/(1<<20), labMem)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f MB (%d)\t%.1f MB\t%.1f MB\t%s\n", r.strategy, r.cycles, strings.Join(outs, ", "),
+			r.requests, failed, ms(r.longestGap), ms(r.steady.LongestGap), ms(steady), dep, ratio, rto, r.inconclusive, float64(r.peakRSS)/(1<<20), r.peakProcs, float64(r.peakPSS)/(1<<20), float64(r.peakSelf)/(1<<20), labMem)
 	}
 	tw.Flush()
 }

@@ -152,7 +152,7 @@ type Environment struct {
 	Gate            *Gate         `yaml:"gate"`
 	AutoRollback    *AutoRollback `yaml:"auto_rollback"`
 	Probe           *Probe        `yaml:"probe"`
-	Parallel        int           `yaml:"parallel"` // max hosts worked on at once (prepare), default 16
+	Parallel        int           `yaml:"parallel"` // max hosts worked on at once (prepare, starting an idle slot), default 16
 	RequireApproval []string      `yaml:"require_approval"`
 }
 

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -266,6 +267,12 @@ func (f *Fleet) writePlan() error {
 	if f.opts.Interactive {
 		pause = "3s"
 	}
+	// Every host of the demo runs on this machine, so working on more
+	// hosts at once than it has cores only makes them queue for the CPU:
+	// a blue/green deploy starting every host's idle slot at once (two
+	// process start-ups each, the restart hook and the service) starved
+	// the router, the probe and the serving slots for about a second.
+	fmt.Fprintf(&b, "    parallel: %d\n", runtime.NumCPU())
 	fmt.Fprintf(&b, "    strategy:\n      kind: %s\n", f.opts.Strategy)
 	switch f.opts.Strategy {
 	case plan.Rolling:
