@@ -43,6 +43,11 @@ type PoolOptions struct {
 	// UploadWorkers is the number of files a Prepare uploads at once over
 	// SFTP (default 16); each holds packet buffers, so this bounds memory.
 	UploadWorkers int
+	// MaxUploads bounds the files sent over SFTP at once by all the pool's
+	// hosts together (default 128), so that memory does not grow with the
+	// hosts prepared at once: each file in flight holds up to 64 packets
+	// of 32 KB (a cold deploy of 500 hosts at once held ~1.5 MB per host).
+	MaxUploads int
 }
 
 // WithSettings returns opts with the environment's max_parallel_dials
@@ -59,6 +64,8 @@ func (opts PoolOptions) WithSettings(sc *plan.SSHConfig) PoolOptions {
 type Pool struct {
 	opts  PoolOptions
 	dials chan struct{}
+	// uploads bounds the files sent at once (MaxUploads).
+	uploads chan struct{}
 
 	mu    sync.Mutex
 	conns map[string]*conn
@@ -105,9 +112,13 @@ func NewPool(opts PoolOptions) *Pool {
 	if opts.UploadWorkers <= 0 {
 		opts.UploadWorkers = 16
 	}
+	if opts.MaxUploads <= 0 {
+		opts.MaxUploads = 128
+	}
 	return &Pool{
 		opts:     opts,
 		dials:    make(chan struct{}, opts.MaxParallelDials),
+		uploads:  make(chan struct{}, opts.MaxUploads),
 		conns:    map[string]*conn{},
 		servers:  map[string]*serverDials{},
 		hostKeys: map[string]*hostKeys{},

@@ -173,3 +173,27 @@ func TestDialsPerServerBounded(t *testing.T) {
 		t.Errorf("%d dials to one server with %d slots and a %s timeout took %s, want >= %s: dials are not bounded per server", n, MaxDialsPerServer, timeout, d, 2*timeout)
 	}
 }
+
+// TestUploadsBoundedAcrossHosts: every file sent takes one of the pool's
+// upload slots (MaxUploads), shared by all its hosts: while another host
+// holds the only slot, a prepare that must send a file waits for it.
+func TestUploadsBoundedAcrossHosts(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{MaxUploads: 1})
+	ctx := ctxT(t)
+	h := f.pool.Host("web1", target(f.c, f.c.Servers[0]))
+	if err := h.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.pool.uploads <- struct{}{} // another host's upload in flight
+	done := make(chan error, 1)
+	go func() { done <- h.Prepare(ctx, release(t, "r1", map[string]string{"a": "1"}), nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the prepare ended (%v) while the pool's only upload slot was held", err)
+	case <-time.After(time.Second): // it waits; a slow machine only makes this check weaker
+	}
+	<-f.pool.uploads
+	if err := <-done; err != nil {
+		t.Fatalf("once the slot is free: %v", err)
+	}
+}

@@ -258,7 +258,7 @@ func (f remoteFS) writeSFTP(ctx context.Context, ops []layout.Op, done func(int,
 			continue
 		}
 		g.Go(func() error {
-			if err := f.place(op, i, done, syncEach); err != nil {
+			if err := f.place(gctx, op, i, done, syncEach); err != nil {
 				cancel()
 				return err
 			}
@@ -279,7 +279,7 @@ func (f remoteFS) writeSFTP(ctx context.Context, ops []layout.Op, done func(int,
 // place hard-links op.Link to op.Name, or sends op's content when there
 // is no link or linking fails (EMLINK, a release pruned meanwhile), and
 // reports the file done.
-func (f remoteFS) place(op layout.Op, i int, done func(int, int64), sync bool) error {
+func (f remoteFS) place(ctx context.Context, op layout.Op, i int, done func(int, int64), sync bool) error {
 	if op.Link != "" {
 		if err := f.r.sftp.Link(op.Link, op.Name); err == nil {
 			f.r.kick()
@@ -287,7 +287,7 @@ func (f remoteFS) place(op layout.Op, i int, done func(int, int64), sync bool) e
 			return nil
 		}
 	}
-	n, err := f.upload(op, sync)
+	n, err := f.upload(ctx, op, sync)
 	if err != nil {
 		return err
 	}
@@ -296,9 +296,17 @@ func (f remoteFS) place(op layout.Op, i int, done func(int, int64), sync bool) e
 }
 
 // upload creates op.Name (which must not exist) from op.Open, sets its
-// mode and, with sync, fsyncs it (fsync@openssh.com) before closing.
-func (f remoteFS) upload(op layout.Op, sync bool) (int64, error) {
+// mode and, with sync, fsyncs it (fsync@openssh.com) before closing. It
+// holds one of the pool's upload slots (PoolOptions.MaxUploads) meanwhile.
+func (f remoteFS) upload(ctx context.Context, op layout.Op, sync bool) (int64, error) {
 	r := f.r
+	uploads := r.h.pool.uploads
+	select {
+	case uploads <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-uploads }()
 	src, err := op.Open()
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", op.Name, err)
@@ -400,7 +408,7 @@ func (f remoteFS) writeTar(ctx context.Context, ops []layout.Op, done func(int, 
 	g.SetLimit(r.h.pool.opts.Workers)
 	for i, op := range ops {
 		if op.Kind == engine.KindFile && op.Link != "" && !batched[i] {
-			g.Go(func() error { return f.place(op, i, done, false) })
+			g.Go(func() error { return f.place(ctx, op, i, done, false) })
 		}
 	}
 	return g.Wait()
