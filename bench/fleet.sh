@@ -36,8 +36,18 @@
 # each) and RUNS rollbacks, each one CLI process, with its peak RSS and
 # where its time went (from the run's events).
 #
+# State in etcd vs files (COMPARE contains "state"): the one-file deploy of
+# "cli" with the journal and the lock in files and in a 3-member etcd
+# (Debian's etcd, defaults: fsync on) started on loopback by `fleet etcd`,
+# alternating file, etcd, file, etcd… PAIRS times (default 10) in one
+# invocation, each kind into its own deploy_to. The file state directory and
+# the members' data directories are both below STATE_DIR (default a fresh
+# directory under /var/tmp, i.e. on disk, not on tmpfs), so both journals
+# pay the same disk's fsync; the hosts stay under TMPDIR like the other modes.
+#
 # Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5;
-#        COMPARE="cli rollback deploy onefile" by default, any subset of the words)
+#        COMPARE="cli rollback deploy onefile" by default, any subset of the words
+#        or "state"; PAIRS=10 and STATE_DIR=/var/tmp for "state")
 # Needs: openssh-server (/usr/sbin/sshd), GNU time (/usr/bin/time), root or
 # a user sshd lets in. Work files go to $TMPDIR (default /dev/shm when it
 # exists, so that the disk is not what is measured).
@@ -460,6 +470,30 @@ PY
 	echo "$line"
 }
 
+# state_compare DIR N: the state comparison described at the top.
+state_compare() {
+	local dir=$1 n=$2 sd epid
+	sd=$(mktemp -d "${STATE_DIR:-/var/tmp}/fleet-state.XXXXXX")
+	mkdir -p "$sd/etcd" "$sd/work"
+	echo "state: file state and etcd data under $sd ($(df --output=source,fstype "$sd" | tail -1))"
+	mkfifo "$sd/hold"
+	"$BIN" etcd -dir "$sd/etcd" <"$sd/hold" >"$sd/etcd.log" 2>&1 &
+	epid=$!
+	exec 8>"$sd/hold"
+	for _ in $(seq 600); do [[ -f "$sd/etcd/etcd.json" ]] && break; kill -0 "$epid" || break; sleep 0.1; done
+	if [[ -f "$sd/etcd/etcd.json" ]]; then
+		uptime
+		"$BIN" state -cluster "$dir/cluster.json" -etcd "$sd/etcd/etcd.json" -bin "$FD" -work "$sd/work" \
+			-pairs "${PAIRS:-10}" -parallel "$n" || echo "state: failed"
+		uptime
+	else
+		echo "etcd did not start:"; cat "$sd/etcd.log"; tail -5 "$sd"/etcd/m*.log
+	fi
+	exec 8>&-
+	wait "$epid" || true
+	rm -rf "$sd"
+}
+
 for n in "${SIZES[@]}"; do
 	dir=$WORK/fleet$n
 	mkdir -p "$dir"
@@ -477,6 +511,7 @@ for n in "${SIZES[@]}"; do
 		"$BIN" cli -cluster "$dir/cluster.json" -bin "$FD" -runs "$RUNS" -parallel "$n"
 		uptime
 	fi
+	if [[ " $COMPARE " == *" state "* ]]; then state_compare "$dir" "$n"; fi
 	if [[ " $COMPARE " == *" rollback "* ]]; then
 		/usr/bin/time -v "$BIN" deploy -cluster "$dir/cluster.json" -runs "$RUNS" 2>"$dir/time.txt"
 		echo "driver peak RSS (time -v): $(awk -F': ' '/Maximum resident/ {printf "%.1f MB", $2/1024}' "$dir/time.txt")"

@@ -70,18 +70,8 @@ func cli(args []string) error {
 	if err := commitAll(repo, "r1"); err != nil {
 		return err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "app: fleet\nsource: {git: {repo: ./repo, ref: main}}\nkeep_releases: 5\nenvironments:\n  production:\n")
-	if *parallel > 0 {
-		fmt.Fprintf(&b, "    parallel: %d\n", *parallel)
-	}
-	fmt.Fprintf(&b, "    strategy: {kind: symlink}\n    ssh:\n      identity_file: '%s'\n      known_hosts: '%s'\n      connect_timeout: 30s\n      command_timeout: 2m\n    hosts:\n",
-		cf.ClientKey, cf.KnownHosts)
-	for i, a := range cf.Addrs {
-		fmt.Fprintf(&b, "      - {name: h%03d, ssh: '%s@%s', deploy_to: '%s'}\n", i, cf.User, a, filepath.Join(cf.DeployTo[i], *subdir))
-	}
 	planFile := filepath.Join(proj, "flightdeck.yaml")
-	if err := os.WriteFile(planFile, []byte(b.String()), 0o644); err != nil {
+	if err := writePlan(planFile, cf, *subdir, *parallel); err != nil {
 		return err
 	}
 	n := len(cf.Addrs)
@@ -152,6 +142,23 @@ func cli(args []string) error {
 			return v
 		}()))
 	return nil
+}
+
+// writePlan writes a plan deploying ./repo (git, branch main) beside it
+// to every server of cf, into subdir below each server's deploy directory,
+// with the symlink strategy.
+func writePlan(path string, cf *clusterFile, subdir string, parallel int) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "app: fleet\nsource: {git: {repo: ./repo, ref: main}}\nkeep_releases: 5\nenvironments:\n  production:\n")
+	if parallel > 0 {
+		fmt.Fprintf(&b, "    parallel: %d\n", parallel)
+	}
+	fmt.Fprintf(&b, "    strategy: {kind: symlink}\n    ssh:\n      identity_file: '%s'\n      known_hosts: '%s'\n      connect_timeout: 30s\n      command_timeout: 2m\n    hosts:\n",
+		cf.ClientKey, cf.KnownHosts)
+	for i, a := range cf.Addrs {
+		fmt.Fprintf(&b, "      - {name: h%03d, ssh: '%s@%s', deploy_to: '%s'}\n", i, cf.User, a, filepath.Join(cf.DeployTo[i], subdir))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // cliRun is one flightdeck process: its wall time, peak RSS and events.

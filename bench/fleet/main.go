@@ -13,6 +13,7 @@
 //	fleet verify -cluster C -release D -id r1 -subdir S [-remove]
 //	                                 check every host's S/current is the release with the same
 //	                                 files, then optionally delete S on every host
+//	fleet cli, fleet etcd, fleet state  see cli.go and state.go
 package main
 
 import (
@@ -41,7 +42,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy|release|push|verify|cli [flags]")
+		fmt.Fprintln(os.Stderr, "usage: fleet serve|deploy|release|push|verify|cli|etcd|state [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -58,6 +59,10 @@ func main() {
 		err = verify(os.Args[2:])
 	case "cli":
 		err = cli(os.Args[2:])
+	case "etcd":
+		err = etcdServe(os.Args[2:])
+	case "state":
+		err = stateCompare(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
