@@ -69,7 +69,11 @@ func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
 	for _, h := range l.env.Hosts {
 		switch {
 		case h.Local != "":
-			hs = append(hs, local.New(h.Name, h.Local))
+			var opts []local.Option
+			if l.plan.VerifyReleases == plan.VerifyFull {
+				opts = append(opts, local.WithFullVerify())
+			}
+			hs = append(hs, local.New(h.Name, h.Local, opts...))
 		case h.SSH != "":
 			if resolver == nil {
 				r, err := fdssh.NewResolver(fdssh.ResolveOptions{})
@@ -77,7 +81,8 @@ func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
 					return nil, err
 				}
 				resolver = r
-				l.pool = fdssh.NewPool(fdssh.PoolOptions{OnHostKeyAccepted: l.keyAccepted, OnWarning: l.warning}.WithSettings(l.env.SSH))
+				l.pool = fdssh.NewPool(fdssh.PoolOptions{OnHostKeyAccepted: l.keyAccepted, OnWarning: l.warning,
+					FullVerify: l.plan.VerifyReleases == plan.VerifyFull}.WithSettings(l.env.SSH))
 			}
 			t, err := resolver.Resolve(h, l.env)
 			if err != nil {

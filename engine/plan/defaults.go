@@ -11,6 +11,7 @@ const (
 	DefaultRestartTimeout   = 5 * time.Minute
 	DefaultParallel         = 16
 	DefaultOnFailure        = "rollback"
+	DefaultVerifyReleases   = VerifyChanged
 	DefaultGitRef           = "HEAD"
 	DefaultHealthTimeout    = 30 * time.Second
 	DefaultHealthInterval   = 200 * time.Millisecond
@@ -37,6 +38,16 @@ const (
 	DefaultHealthPath       = "/healthz"
 )
 
+// The values of verify_releases.
+const (
+	// VerifyChanged hashes only the files of a release whose stamp
+	// (device, inode, size, mode, modification time) changed since the
+	// host's last verification.
+	VerifyChanged = "changed"
+	// VerifyFull hashes every file of the release.
+	VerifyFull = "full"
+)
+
 // DefaultCanarySteps are the canary traffic percentages used when a canary
 // strategy gives no steps.
 func DefaultCanarySteps() []int { return []int{1, 5, 25, 100} }
@@ -49,6 +60,9 @@ func (p *Plan) applyDefaults() {
 	}
 	if p.KeepReleases == 0 {
 		p.KeepReleases = DefaultKeepReleases
+	}
+	if p.VerifyReleases == "" {
+		p.VerifyReleases = DefaultVerifyReleases
 	}
 	if p.Source != nil && p.Source.Git != nil && p.Source.Git.Ref == "" {
 		p.Source.Git.Ref = DefaultGitRef

@@ -75,6 +75,9 @@ func TestParseExample(t *testing.T) {
 	if p.KeepReleases != 5 {
 		t.Errorf("KeepReleases = %d", p.KeepReleases)
 	}
+	if p.VerifyReleases != VerifyChanged {
+		t.Errorf("VerifyReleases = %q, want %q", p.VerifyReleases, VerifyChanged)
+	}
 	if !slices.Equal(p.EnvOrder, []string{"production"}) {
 		t.Errorf("EnvOrder = %v", p.EnvOrder)
 	}
@@ -236,6 +239,8 @@ environments: {p: {hosts: [{name: a, local: /a}]}}
 			[]string{`6:41: host "a" is local: its directory is its deploy_to; remove deploy_to`}},
 		{"unknown strategy kind", head + "environments:\n  p:\n    hosts: [{name: a, local: /a}]\n    strategy: {kind: canery}\n",
 			[]string{`6:22: unknown strategy "canery" (did you mean "canary"?)`}},
+		{"unknown verify_releases", head + "verify_releases: sometimes\nenvironments: {p: {hosts: [{name: a, local: /a}]}}\n",
+			[]string{`3:18: unknown verify_releases "sometimes" (expected one of: changed, full)`}},
 		{"unknown on_failure", head + "environments:\n  p:\n    hosts: [{name: a, local: /a}]\n    strategy: {on_failure: ignore}\n",
 			[]string{`6:28: unknown on_failure "ignore" (expected one of: rollback, halt)`}},
 		{"canary steps", head + `environments:

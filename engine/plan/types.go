@@ -25,9 +25,14 @@ type Plan struct {
 	BuildOutput string   `yaml:"build_output"`
 	// AllowEmpty lets a release hold no files (a deploy of nothing is
 	// refused otherwise: it is almost always a source that went wrong).
-	AllowEmpty   bool   `yaml:"allow_empty"`
-	KeepReleases int    `yaml:"keep_releases"`
-	Restart      string `yaml:"restart"`
+	AllowEmpty   bool `yaml:"allow_empty"`
+	KeepReleases int  `yaml:"keep_releases"`
+	// VerifyReleases is how a release already on a host is verified
+	// against its manifest (the rollback-path check before a deploy):
+	// "changed" (hash only files whose stamp changed since the host's last
+	// verification) or "full" (hash every file).
+	VerifyReleases string `yaml:"verify_releases"`
+	Restart        string `yaml:"restart"`
 	// RestartTimeout bounds the restart command on each host (default 5m).
 	RestartTimeout Duration `yaml:"restart_timeout"`
 	Health         *Health  `yaml:"health"`

@@ -76,6 +76,7 @@ func (v *validator) plan(p *Plan) {
 			v.errorf(v.at("keep_releases"), "keep_releases must be at least 2 so that a rollback path stays ready, got %d", p.KeepReleases)
 		}
 	}
+	v.oneOf("", "verify_releases", p.VerifyReleases, VerifyChanged, VerifyFull)
 	v.hooks(p.Hooks, "hooks")
 	v.checklist(p)
 	v.state(p.State)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"io/fs"
+	"time"
 
 	"flightdeck/engine"
 )
@@ -64,6 +65,26 @@ type FS interface {
 	Write(ctx context.Context, ops []Op, done func(i int, sent int64)) error
 	// Hash returns the hex SHA-256 of each regular file in names, in order.
 	Hash(ctx context.Context, names []string) ([]string, error)
+	// Stamps describes every regular file under the directory root,
+	// following no symlink, by slash-separated path relative to root, and
+	// returns the host's clock as read before the first file was
+	// described. A host that cannot tell (no inode numbers, no
+	// nanosecond times) returns an error: its releases are then hashed
+	// in full.
+	Stamps(ctx context.Context, root string) (map[string]Stamp, time.Time, error)
+}
+
+// Stamp is what identifies a regular file's content on a host as long as
+// nothing rewrites it: the file (device and inode), its size, its
+// permission bits (with setuid, setgid and sticky, as in st_mode&07777)
+// and its modification time in nanoseconds since the epoch. Writing to a
+// file moves its modification time to the host's clock; replacing it
+// changes its inode; chmod changes its mode.
+type Stamp struct {
+	Dev, Ino uint64
+	Size     int64
+	Perm     uint32
+	MTime    int64
 }
 
 // Op is one entry FS.Write creates.

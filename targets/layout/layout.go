@@ -23,9 +23,10 @@
 //   - revisions.log gets one line per switch, fsynced, everywhere.
 //   - Prune never removes current nor a protected release (the rollback
 //     target); a pruned release is first renamed to a temporary name.
-//   - Reading (Inspect, Check, Verify) never changes anything; only Clean
-//     removes leftovers of interrupted work, and it must run under the
-//     engine's lock.
+//   - Reading (Inspect, Check) never changes anything; Verify writes only
+//     its record of the files it found intact (releases/.verified, see
+//     Layout.Verify); only Clean removes leftovers of interrupted work, and
+//     it must run under the engine's lock.
 //   - releases/, shared/, revisions.log and everything under them are
 //     untrusted: a symlink where a directory or file is expected is refused
 //     with a SymlinkError naming it, never followed.
@@ -58,6 +59,8 @@ type Layout struct {
 	now       func() time.Time
 	bases     int
 	manifests *Manifests
+	// fullVerify: Verify hashes every file (Options.FullVerify).
+	fullVerify bool
 }
 
 // Options configure a Layout. Zero values mean the defaults.
@@ -72,12 +75,17 @@ type Options struct {
 	// Manifests, when not nil, is shared by the layouts of a fleet so that
 	// a manifest read from many hosts is parsed once.
 	Manifests *Manifests
+	// FullVerify makes Verify hash every file of the release, instead of
+	// only those whose stamp changed since the host's last verification
+	// (see Layout.Verify).
+	FullVerify bool
 }
 
 // New returns the layout of the host name whose deploy_to is the absolute
 // slash-separated path deployTo.
 func New(name, deployTo string, opts Options) *Layout {
-	l := &Layout{name: name, root: path.Clean(deployTo), now: opts.Now, bases: opts.LinkBases, manifests: opts.Manifests}
+	l := &Layout{name: name, root: path.Clean(deployTo), now: opts.Now, bases: opts.LinkBases, manifests: opts.Manifests,
+		fullVerify: opts.FullVerify}
 	if l.now == nil {
 		l.now = time.Now
 	}

@@ -189,8 +189,28 @@ func (l *Layout) Check(ctx context.Context, fsys FS, id string) error {
 	return nil
 }
 
-// Verify checks releases/<id> as Check does and hashes every file against
+// Verify checks releases/<id> as Check does and hashes its files against
 // the manifest. The error names the first bad path.
+//
+// By default only the files that changed since the host's last
+// verification are hashed: the record releases/.verified (VerifiedName)
+// lists the stamp (device, inode, size, mode, modification time) of each
+// file that verification found intact, with its SHA-256; a file whose
+// stamp is unchanged and whose recorded SHA-256 is the manifest's is not
+// read again, and the record is then rewritten for the files of this
+// release. Hard-linked files share their inode, so a file hashed for one
+// release is vouched for in every release that links it. Any write
+// through the file system moves a file's modification time to the host's
+// clock (files modified within racyMargin of a verification are not
+// recorded), a replaced file has another inode, and chmod changes the
+// mode, so an unchanged stamp means that nothing rewrote the file through
+// the file system since it was hashed. What it cannot see: content
+// rewritten with its size kept and its modification time then set back
+// to the same nanosecond on purpose (utimensat), and damage below the
+// file system. Options.FullVerify hashes every file every time; so does a
+// host whose FS gives no Stamps. The status change time (ctime), which
+// nobody can set, is not in the stamp: flightdeck's own hard links and
+// prunes change it on every shared file at every deploy.
 func (l *Layout) Verify(ctx context.Context, fsys FS, id string) error {
 	if err := engine.ValidateReleaseID(id); err != nil {
 		return fmt.Errorf("verify %s: %w", l.name, err)
@@ -255,6 +275,9 @@ func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.
 }
 
 func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+	if !l.fullVerify {
+		return l.verifyChanged(ctx, fsys, id)
+	}
 	m, err := l.check(ctx, fsys, id)
 	if err != nil {
 		return nil, err

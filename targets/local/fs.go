@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -184,6 +185,43 @@ func (*FS) Hash(ctx context.Context, names []string) ([]string, error) {
 		out[i] = hex.EncodeToString(h.Sum(nil))
 	}
 	return out, nil
+}
+
+// Stamps describes every regular file under root (lstat, no symlink
+// followed) and returns the clock as read before the walk.
+func (*FS) Stamps(ctx context.Context, root string) (map[string]layout.Stamp, time.Time, error) {
+	now := time.Now()
+	out := map[string]layout.Stamp{}
+	err := filepath.WalkDir(filepath.FromSlash(root), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("stamps of %s: no inode information", root)
+		}
+		rel, err := filepath.Rel(filepath.FromSlash(root), p)
+		if err != nil {
+			return err
+		}
+		out[filepath.ToSlash(rel)] = layout.Stamp{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
+			Perm: st.Mode & 0o7777, MTime: st.Mtim.Nano()}
+		return nil
+	})
+	if err != nil {
+		return nil, now, fmt.Errorf("stamps of %s: %w", root, err)
+	}
+	return out, now, nil
 }
 
 // Write creates the ops in order on the calling goroutine and makes them

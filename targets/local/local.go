@@ -56,6 +56,11 @@ type Option func(*Host)
 // WithClock sets the clock used for revisions.log lines (tests).
 func WithClock(now func() time.Time) Option { return func(h *Host) { h.opts.Now = now } }
 
+// WithFullVerify makes Verify hash every file of a release, not only those
+// changed since the host's last verification (the plan's verify_releases:
+// full; see layout.Layout.Verify).
+func WithFullVerify() Option { return func(h *Host) { h.opts.FullVerify = true } }
+
 // WithSyncMode chooses how Prepare makes a release durable (default SyncAuto).
 func WithSyncMode(m SyncMode) Option { return func(h *Host) { h.fs.sync = m } }
 
@@ -102,7 +107,8 @@ func (h *Host) Prepare(ctx context.Context, a *engine.Artifact, progress func(en
 // Check reports whether releases/<id> is complete (see layout.Layout.Check).
 func (h *Host) Check(ctx context.Context, id string) error { return h.lay.Check(ctx, h.fs, id) }
 
-// Verify checks releases/<id> against its manifest, content included.
+// Verify checks releases/<id> against its manifest, content included
+// (see layout.Layout.Verify).
 func (h *Host) Verify(ctx context.Context, id string) error { return h.lay.Verify(ctx, h.fs, id) }
 
 // Switch points current at a complete release (see layout.Layout.Switch).

@@ -75,6 +75,9 @@ func prepared(t testing.TB, h *Host, id string, files map[string]string) *engine
 func TestConformance(t *testing.T) {
 	layouttest.Run(t, layouttest.Factory{
 		New: func(t *testing.T, name, deployTo string) engine.Host { return New(name, deployTo) },
+		NewFullVerify: func(t *testing.T, name, deployTo string) engine.Host {
+			return New(name, deployTo, WithFullVerify())
+		},
 		Fsynced: func(t *testing.T, deployTo string, fn func(engine.Host)) []string {
 			h := New("web1", deployTo)
 			return layouttest.Strace(t, os.Getpid(), func() { fn(h) })

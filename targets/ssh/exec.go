@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"flightdeck/engine"
+	"flightdeck/targets/layout"
 )
 
 // Exec runs req.Command on the host with `sh -c`, in req.Dir (default
@@ -238,6 +240,74 @@ func (f remoteFS) hashBatch(names []string) (map[string]string, error) {
 		maps.Copy(sums, got)
 	}
 	return sums, nil
+}
+
+// Stamps describes the regular files under root with one command on the
+// host, GNU find's -printf (device, inode, size, mode, modification time
+// in nanoseconds, path; NUL-terminated), after `date +%s.%N` reads the
+// host's clock. A host without GNU find or date fails here, and the
+// layout hashes its releases in full.
+func (f remoteFS) Stamps(ctx context.Context, root string) (map[string]layout.Stamp, time.Time, error) {
+	out, err := f.r.output("date +%s.%N && find -P " + Quote(root) + ` -type f -printf '%D %i %s %m %T@ %P\0'`)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("stamps of %s: %w", root, err)
+	}
+	return parseStamps(out)
+}
+
+// parseStamps reads the output of Stamps' command.
+func parseStamps(out []byte) (map[string]layout.Stamp, time.Time, error) {
+	clock, rest, ok := bytes.Cut(out, []byte{'\n'})
+	if !ok {
+		return nil, time.Time{}, errors.New("stamps: no clock")
+	}
+	now, err := parseNanos(string(clock))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("stamps: clock %q: %w", clock, err)
+	}
+	stamps := map[string]layout.Stamp{}
+	for _, rec := range bytes.Split(rest, []byte{0}) {
+		if len(rec) == 0 {
+			continue
+		}
+		f := strings.SplitN(string(rec), " ", 6)
+		if len(f) != 6 {
+			return nil, time.Time{}, fmt.Errorf("stamps: unexpected record %q", rec)
+		}
+		var st layout.Stamp
+		var perm uint64
+		var errs [5]error
+		st.Dev, errs[0] = strconv.ParseUint(f[0], 10, 64)
+		st.Ino, errs[1] = strconv.ParseUint(f[1], 10, 64)
+		st.Size, errs[2] = strconv.ParseInt(f[2], 10, 64)
+		perm, errs[3] = strconv.ParseUint(f[3], 8, 32)
+		st.MTime, errs[4] = parseNanos(f[4])
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, time.Time{}, fmt.Errorf("stamps: record %q: %w", rec, err)
+		}
+		st.Perm = uint32(perm)
+		stamps[f[5]] = st
+	}
+	return stamps, time.Unix(0, now), nil
+}
+
+// parseNanos reads SECONDS.FRACTION (as date +%s.%N and find's %T@ print
+// them) as nanoseconds since the epoch; the fraction must have at least
+// nine digits, so that no nanoseconds are guessed.
+func parseNanos(s string) (int64, error) {
+	sec, frac, ok := strings.Cut(strings.TrimSpace(s), ".")
+	if !ok || len(frac) < 9 || strings.Trim(frac, "0123456789") != "" {
+		return 0, fmt.Errorf("%q: want seconds and nanoseconds", s)
+	}
+	n, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	ns, err := strconv.ParseInt(frac[:9], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return n*1e9 + ns, nil
 }
 
 // parseOpenSSLDigest reads `openssl dgst -r` output: "HASH *NAME" per line.

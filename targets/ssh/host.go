@@ -227,8 +227,10 @@ func (h *Host) Check(ctx context.Context, id string) error {
 	})
 }
 
-// Verify checks releases/<id> against its manifest, hashing every file on
-// the host with openssl or sha256sum (Check only, when Target.VerifySizesOnly).
+// Verify checks releases/<id> against its manifest, hashing on the host
+// with openssl or sha256sum the files changed since its last verification
+// (every file with PoolOptions.FullVerify; see layout.Layout.Verify), or
+// only checks it, when Target.VerifySizesOnly.
 func (h *Host) Verify(ctx context.Context, id string) error {
 	return h.run(ctx, "verify "+id, func(ctx context.Context, r *remote) error {
 		if h.t.VerifySizesOnly {

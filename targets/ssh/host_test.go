@@ -19,19 +19,22 @@ func TestConformance(t *testing.T) {
 	s := c.Servers[0]
 	for _, mode := range []Transfer{TransferSFTP, TransferTar} {
 		t.Run(mode.String(), func(t *testing.T) {
-			newHost := func(t *testing.T, name, deployTo string) *Host {
-				p := NewPool(PoolOptions{Transfer: mode})
+			newHost := func(t *testing.T, name, deployTo string, full bool) *Host {
+				p := NewPool(PoolOptions{Transfer: mode, FullVerify: full})
 				t.Cleanup(func() { p.Close() })
 				tg := target(c, s)
 				tg.DeployTo = deployTo
 				return p.Host(name, tg)
 			}
 			layouttest.Run(t, layouttest.Factory{
-				New: func(t *testing.T, name, deployTo string) engine.Host { return newHost(t, name, deployTo) },
+				New: func(t *testing.T, name, deployTo string) engine.Host { return newHost(t, name, deployTo, false) },
+				NewFullVerify: func(t *testing.T, name, deployTo string) engine.Host {
+					return newHost(t, name, deployTo, true)
+				},
 				// The host connects once strace follows the listener, so
 				// the sshd process serving it is traced from its start.
 				Fsynced: func(t *testing.T, deployTo string, fn func(engine.Host)) []string {
-					return layouttest.Strace(t, s.PID(), func() { fn(newHost(t, "web1", deployTo)) })
+					return layouttest.Strace(t, s.PID(), func() { fn(newHost(t, "web1", deployTo, false)) })
 				},
 			})
 		})

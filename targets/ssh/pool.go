@@ -48,6 +48,10 @@ type PoolOptions struct {
 	// hosts prepared at once: each file in flight holds up to 64 packets
 	// of 32 KB (a cold deploy of 500 hosts at once held ~1.5 MB per host).
 	MaxUploads int
+	// FullVerify makes Verify hash every file of a release, not only those
+	// changed since the host's last verification (the plan's
+	// verify_releases: full; see layout.Layout.Verify).
+	FullVerify bool
 }
 
 // WithSettings returns opts with the environment's max_parallel_dials
@@ -180,7 +184,8 @@ func (p *Pool) acquire(ctx context.Context, addr string) (func(), error) {
 // Host returns the engine.Host for target t, displayed as name. Hosts with
 // the same user and address share one connection.
 func (p *Pool) Host(name string, t Target) *Host {
-	return &Host{name: name, t: t, pool: p, conn: p.conn(t), lay: layout.New(name, t.DeployTo, layout.Options{Manifests: &p.manifests})}
+	return &Host{name: name, t: t, pool: p, conn: p.conn(t), lay: layout.New(name, t.DeployTo,
+		layout.Options{Manifests: &p.manifests, FullVerify: p.opts.FullVerify})}
 }
 
 // Close closes every connection of the pool.

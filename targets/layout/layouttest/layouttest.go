@@ -33,6 +33,9 @@ type Factory struct {
 	// (which may not exist yet). Several hosts may share one deploy_to: each
 	// must start with no memory of the others.
 	New func(t *testing.T, name, deployTo string) engine.Host
+	// NewFullVerify, when set, returns a host as New does whose Verify
+	// hashes every file (the plan's verify_releases: full).
+	NewFullVerify func(t *testing.T, name, deployTo string) engine.Host
 	// Fsynced runs fn, which switches a host, and returns the names the
 	// host fsynced meanwhile (observed from outside, e.g. with strace). Nil
 	// skips the durability case with a message naming what is missing.
@@ -55,6 +58,7 @@ func Run(t *testing.T, f Factory) {
 		{"InspectChangesNothingCleanRemovesLeftovers", testInspectAndClean},
 		{"Prune", testPrune},
 		{"VerifyDetectsDamage", testVerifyDetects},
+		{"VerifyRecordsWhatItHashed", testVerifyRecord},
 		{"PlantedSymlinksAreNeverFollowed", testPlantedSymlinks},
 		{"SpecialModeBits", testSpecialModeBits},
 		{"RevisionsLogAndCurrentAreFsynced", testFsynced},
@@ -801,6 +805,176 @@ func testVerifyDetects(t *testing.T, f Factory) {
 	if err := e.h.Verify(e.ctx, "nope"); err == nil {
 		t.Error("verify of a missing release succeeded")
 	}
+}
+
+// Age sets the modification time of every regular file under root to an
+// hour ago, as if they had been written long before (a verification does
+// not record files modified moments before it).
+func Age(t testing.TB, root string) {
+	t.Helper()
+	old := time.Now().Add(-time.Hour)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		return os.Chtimes(p, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// VerifiedLines is the number of files releases/.verified vouches for
+// under deployTo (0 when it is missing).
+func VerifiedLines(t testing.TB, deployTo string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployTo, engine.ReleasesDir, ".verified"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n") - 1 // the header
+}
+
+// testVerifyRecord: Verify records the files it found intact in
+// releases/.verified (not those modified moments before), a file changed
+// since is hashed again and caught, a record that lies or is garbage is
+// no reason to pass, and a record planted as a symlink is not followed.
+func testVerifyRecord(t *testing.T, f Factory) {
+	edit := func(t *testing.T, p, content string) {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record := func(e *env) string { return e.rel(".verified") }
+
+	t.Run("files modified moments before are not recorded", func(t *testing.T) {
+		e := newEnv(t, f)
+		e.prepare("r1", Tree{Files: ManyFiles(10)})
+		// Later than the host's clock: within any margin, however slow
+		// this machine is between the write and the Verify.
+		soon := time.Now().Add(time.Hour)
+		err := filepath.WalkDir(e.rel("r1"), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			return os.Chtimes(p, soon, soon)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if n := VerifiedLines(t, e.dir); n != 0 {
+			t.Errorf("%d files recorded that were modified moments before, want 0", n)
+		}
+	})
+	t.Run("changed content is caught", func(t *testing.T) {
+		e := newEnv(t, f)
+		e.prepare("r1", Tree{Files: ManyFiles(10)})
+		Age(t, e.rel("r1"))
+		if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if n := VerifiedLines(t, e.dir); n != 10 {
+			t.Fatalf("%d files recorded, want 10", n)
+		}
+		if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+			t.Fatalf("second Verify of an intact release: %v", err)
+		}
+		// Same size, other content: the modification time moved.
+		edit(t, e.rel("r1", "d02/f0002.txt"), "CONTENT OF FILE 2\n")
+		wantErr(t, e.fresh().Verify(e.ctx, "r1"), "d02/f0002.txt: content changed")
+	})
+	t.Run("a record that lies or is garbage", func(t *testing.T) {
+		e := newEnv(t, f)
+		e.prepare("r1", Tree{Files: ManyFiles(10)})
+		Age(t, e.rel("r1"))
+		if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(record(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every recorded hash swapped for the hash of a damaged file:
+		// the record vouches for content the manifest does not name.
+		edit(t, e.rel("r1", "d03/f0003.txt"), "CONTENT OF FILE 3\n")
+		Age(t, e.rel("r1", "d03"))
+		lines := strings.Split(string(b), "\n")
+		for i, l := range lines[1:] {
+			if f := strings.Fields(l); len(f) == 6 {
+				f[5] = strings.Repeat("0", 64)
+				lines[i+1] = strings.Join(f, " ")
+			}
+		}
+		if err := os.WriteFile(record(e), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, e.fresh().Verify(e.ctx, "r1"), "d03/f0003.txt: content changed")
+		if err := os.WriteFile(record(e), []byte("garbage\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, e.fresh().Verify(e.ctx, "r1"), "d03/f0003.txt: content changed")
+	})
+	t.Run("a planted record symlink is not followed", func(t *testing.T) {
+		e := newEnv(t, f)
+		e.prepare("r1", Tree{Files: ManyFiles(10)})
+		Age(t, e.rel("r1"))
+		outside := filepath.Join(t.TempDir(), "outside")
+		if err := os.WriteFile(outside, []byte("keep me\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, record(e)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(outside); err != nil || string(b) != "keep me\n" {
+			t.Errorf("the symlink's target changed: %q, %v", b, err)
+		}
+		if fi, err := os.Lstat(record(e)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("record after Verify: %v, %v; want a regular file in the link's place", fi, err)
+		}
+	})
+	t.Run("full verification", func(t *testing.T) {
+		if f.NewFullVerify == nil {
+			t.Skip("the factory has no NewFullVerify")
+		}
+		e := newEnv(t, f)
+		e.prepare("r1", Tree{Files: ManyFiles(10)})
+		Age(t, e.rel("r1"))
+		if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		// Rewritten in place with its modification time set back: only
+		// hashing every file sees it.
+		p := e.rel("r1", "d04/f0004.txt")
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(t, p, "CONTENT OF FILE 4\n")
+		if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, f.NewFullVerify(t, "web1", e.dir).Verify(e.ctx, "r1"), "d04/f0004.txt: content changed")
+	})
 }
 
 // testPlantedSymlinks: releases/, shared/, revisions.log and entries under

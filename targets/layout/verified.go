@@ -1,0 +1,215 @@
+package layout
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"flightdeck/engine"
+)
+
+// VerifiedName is the record, in releases/, of the files the host's last
+// verification found intact: one line per file, its Stamp and the SHA-256
+// its content had. Verify hashes again only the files whose stamp is not
+// in it (see Layout.Verify). It is written by Verify under a temporary
+// name and renamed into place; a missing or unreadable record only means
+// that every file is hashed.
+const VerifiedName = ".verified"
+
+// verifiedHeader starts the record; another version is ignored.
+const verifiedHeader = "flightdeck verified v1\n"
+
+// maxVerified bounds the record read back.
+const maxVerified = 64 << 20
+
+// racyMargin: a file modified less than this before a verification read
+// the host's clock is not recorded, because a write right after it could
+// leave the modification time unchanged (time stamps are only as fine as
+// the file system keeps them: a second on some, a clock tick on others).
+const racyMargin = 2 * time.Second
+
+// hashChanged hashes the files of m under root that the host's record of
+// its last verification does not vouch for, and records what it found.
+// A file is vouched for when its stamp now (device, inode, size, mode,
+// modification time) is in the record with the manifest's SHA-256: the
+// file was hashed to that content and nothing rewrote it since, since any
+// write moves the modification time to the host's clock. The stamps are
+// read before anything is hashed, so a file changed while it is hashed
+// has another stamp by the next verification.
+func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engine.Manifest, stamps map[string]Stamp, now time.Time, rec map[Stamp]string) error {
+	var names []string
+	var files []engine.ManifestEntry
+	next := map[Stamp]string{}
+	for _, e := range m.Entries {
+		if e.Kind != engine.KindFile {
+			continue
+		}
+		st, ok := stamps[e.Path]
+		if ok && st.Size == e.Size && rec[st] == e.Hash {
+			next[st] = e.Hash
+			continue
+		}
+		names = append(names, path.Join(root, e.Path))
+		files = append(files, e)
+	}
+	if len(names) > 0 {
+		sums, err := fsys.Hash(ctx, names)
+		if err != nil {
+			return err
+		}
+		for i, e := range files {
+			if sums[i] != e.Hash {
+				return fmt.Errorf("%s: content changed: sha256 %s, want %s", e.Path, sums[i], e.Hash)
+			}
+			// A file modified just before now may be modified again
+			// without its time stamp moving: hashed again next time.
+			if st, ok := stamps[e.Path]; ok && st.Size == e.Size && time.Unix(0, st.MTime).Before(now.Add(-racyMargin)) {
+				next[st] = e.Hash
+			}
+		}
+	}
+	if !maps.Equal(next, rec) {
+		// Only a cache: a record that cannot be written costs a full
+		// hash next time, never a wrong answer.
+		_ = l.writeVerified(ctx, fsys, next)
+	}
+	return nil
+}
+
+// readVerified reads the record of the last verification; nil when it is
+// missing, unreadable or of another version.
+func (l *Layout) readVerified(ctx context.Context, fsys FS) map[Stamp]string {
+	b, err := fsys.ReadFile(ctx, path.Join(l.releasesDir(), VerifiedName), maxVerified)
+	if err != nil {
+		return nil
+	}
+	rec, err := parseVerified(b)
+	if err != nil {
+		return nil
+	}
+	return rec
+}
+
+// parseVerified reads a record: the header, then per line
+// "DEV INO SIZE PERM(octal) MTIME(ns) SHA256".
+func parseVerified(b []byte) (map[Stamp]string, error) {
+	rest, ok := bytes.CutPrefix(b, []byte(verifiedHeader))
+	if !ok {
+		return nil, errors.New("not a verified record of this version")
+	}
+	rec := map[Stamp]string{}
+	sc := bufio.NewScanner(bytes.NewReader(rest))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 6 || len(f[5]) != 64 || strings.Trim(f[5], "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("bad line %q", sc.Text())
+		}
+		st, err := parseStamp(f[:5])
+		if err != nil {
+			return nil, fmt.Errorf("bad line %q: %w", sc.Text(), err)
+		}
+		rec[st] = f[5]
+	}
+	return rec, sc.Err()
+}
+
+// parseStamp reads DEV INO SIZE PERM(octal) MTIME(ns).
+func parseStamp(f []string) (Stamp, error) {
+	var st Stamp
+	var err error
+	var perm uint64
+	if st.Dev, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+		return st, err
+	}
+	if st.Ino, err = strconv.ParseUint(f[1], 10, 64); err != nil {
+		return st, err
+	}
+	if st.Size, err = strconv.ParseInt(f[2], 10, 64); err != nil {
+		return st, err
+	}
+	if perm, err = strconv.ParseUint(f[3], 8, 32); err != nil {
+		return st, err
+	}
+	st.Perm = uint32(perm)
+	st.MTime, err = strconv.ParseInt(f[4], 10, 64)
+	return st, err
+}
+
+// formatVerified writes a record parseVerified reads.
+func formatVerified(rec map[Stamp]string) []byte {
+	var b bytes.Buffer
+	b.WriteString(verifiedHeader)
+	for st, h := range rec {
+		fmt.Fprintf(&b, "%d %d %d %o %d %s\n", st.Dev, st.Ino, st.Size, st.Perm, st.MTime, h)
+	}
+	return b.Bytes()
+}
+
+// writeVerified replaces the record: written under a temporary name in
+// releases/ (which Clean removes if it is left behind), then renamed over
+// the record.
+func (l *Layout) writeVerified(ctx context.Context, fsys FS, rec map[Stamp]string) error {
+	b := formatVerified(rec)
+	tmp := path.Join(l.releasesDir(), engine.TempPrefix+"verified-"+engine.RandomSuffix(6))
+	op := Op{Kind: engine.KindFile, Name: tmp, Mode: 0o644, Size: int64(len(b)), Open: bytesSource(b)}
+	if err := fsys.Write(ctx, []Op{op}, nil); err != nil {
+		_ = fsys.RemoveAll(context.WithoutCancel(ctx), tmp)
+		return fmt.Errorf("write %s: %w", VerifiedName, err)
+	}
+	if err := fsys.Replace(ctx, tmp, path.Join(l.releasesDir(), VerifiedName)); err != nil {
+		_ = fsys.RemoveAll(context.WithoutCancel(ctx), tmp)
+		return fmt.Errorf("write %s: %w", VerifiedName, err)
+	}
+	return nil
+}
+
+// verifyChanged checks releases/<id> as check does while it reads the
+// files' stamps and the record of the last verification, then hashes what
+// the record does not vouch for (hashChanged). Without stamps (a host that
+// cannot give them) every file is hashed.
+func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+	root := l.ReleasePath(id)
+	var (
+		m      *engine.Manifest
+		stamps map[string]Stamp
+		now    time.Time
+		serr   error
+		rec    map[Stamp]string
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		m, err = l.check(gctx, fsys, id)
+		return err
+	})
+	// The stamps and the record are read beside the check; they are used
+	// only once the check has passed (root is then a directory, not a
+	// symlink, and every entry has its kind, size and mode).
+	g.Go(func() error {
+		stamps, now, serr = fsys.Stamps(gctx, root)
+		return nil
+	})
+	g.Go(func() error {
+		rec = l.readVerified(gctx, fsys)
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return m, hashTree(ctx, fsys, root, m)
+	}
+	return m, l.hashChanged(ctx, fsys, root, m, stamps, now, rec)
+}
