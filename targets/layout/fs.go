@@ -66,12 +66,12 @@ type FS interface {
 	// Hash returns the hex SHA-256 of each regular file in names, in order.
 	Hash(ctx context.Context, names []string) ([]string, error)
 	// Stamps describes every regular file under the directory root,
-	// following no symlink, by slash-separated path relative to root, and
-	// returns the host's clock as read before the first file was
-	// described. A host that cannot tell (no inode numbers, no
-	// nanosecond times) returns an error: its releases are then hashed
-	// in full.
-	Stamps(ctx context.Context, root string) (map[string]Stamp, time.Time, error)
+	// following no symlink, by slash-separated path relative to root.
+	// recent names the files modified less than within before the
+	// host's clock as read when Stamps began (or later than it). A host
+	// that cannot tell (no inode numbers, no nanosecond times) returns an
+	// error: its releases are then hashed in full.
+	Stamps(ctx context.Context, root string, within time.Duration) (stamps map[string]Stamp, recent map[string]bool, err error)
 }
 
 // Stamp is what identifies a regular file's content on a host as long as

@@ -45,7 +45,7 @@ const racyMargin = 2 * time.Second
 // write moves the modification time to the host's clock. The stamps are
 // read before anything is hashed, so a file changed while it is hashed
 // has another stamp by the next verification.
-func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engine.Manifest, stamps map[string]Stamp, now time.Time, rec map[Stamp]string) error {
+func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engine.Manifest, stamps map[string]Stamp, recent map[string]bool, rec map[Stamp]string) error {
 	var names []string
 	var files []engine.ManifestEntry
 	next := map[Stamp]string{}
@@ -72,7 +72,7 @@ func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engin
 			}
 			// A file modified just before now may be modified again
 			// without its time stamp moving: hashed again next time.
-			if st, ok := stamps[e.Path]; ok && st.Size == e.Size && time.Unix(0, st.MTime).Before(now.Add(-racyMargin)) {
+			if st, ok := stamps[e.Path]; ok && st.Size == e.Size && !recent[e.Path] {
 				next[st] = e.Hash
 			}
 		}
@@ -181,7 +181,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 	var (
 		m      *engine.Manifest
 		stamps map[string]Stamp
-		now    time.Time
+		recent map[string]bool
 		serr   error
 		rec    map[Stamp]string
 	)
@@ -195,7 +195,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 	// only once the check has passed (root is then a directory, not a
 	// symlink, and every entry has its kind, size and mode).
 	g.Go(func() error {
-		stamps, now, serr = fsys.Stamps(gctx, root)
+		stamps, recent, serr = fsys.Stamps(gctx, root, racyMargin)
 		return nil
 	})
 	g.Go(func() error {
@@ -211,5 +211,5 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 		}
 		return m, hashTree(ctx, fsys, root, m)
 	}
-	return m, l.hashChanged(ctx, fsys, root, m, stamps, now, rec)
+	return m, l.hashChanged(ctx, fsys, root, m, stamps, recent, rec)
 }

@@ -188,10 +188,12 @@ func (*FS) Hash(ctx context.Context, names []string) ([]string, error) {
 }
 
 // Stamps describes every regular file under root (lstat, no symlink
-// followed) and returns the clock as read before the walk.
-func (*FS) Stamps(ctx context.Context, root string) (map[string]layout.Stamp, time.Time, error) {
-	now := time.Now()
+// followed); recent are those modified less than within before the walk
+// began, or later.
+func (*FS) Stamps(ctx context.Context, root string, within time.Duration) (map[string]layout.Stamp, map[string]bool, error) {
+	since := time.Now().Add(-within).UnixNano()
 	out := map[string]layout.Stamp{}
+	recent := map[string]bool{}
 	err := filepath.WalkDir(filepath.FromSlash(root), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -214,14 +216,18 @@ func (*FS) Stamps(ctx context.Context, root string) (map[string]layout.Stamp, ti
 		if err != nil {
 			return err
 		}
-		out[filepath.ToSlash(rel)] = layout.Stamp{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
+		name := filepath.ToSlash(rel)
+		out[name] = layout.Stamp{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
 			Perm: st.Mode & 0o7777, MTime: st.Mtim.Nano()}
+		if st.Mtim.Nano() > since {
+			recent[name] = true
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, now, fmt.Errorf("stamps of %s: %w", root, err)
+		return nil, nil, fmt.Errorf("stamps of %s: %w", root, err)
 	}
-	return out, now, nil
+	return out, recent, nil
 }
 
 // Write creates the ops in order on the calling goroutine and makes them

@@ -1,6 +1,9 @@
 package ssh
 
 import (
+	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,9 @@ func TestVerifyHashesWithOpenSSL(t *testing.T) {
 	ctx := ctxT(t)
 	h := f.hosts[0]
 	files := map[string]string{"app.js": "console.log(1)", "odd name's $(x) *.txt": "quoted", "line\nbreak.txt": "newline"}
+	for i := range sftpHashFiles { // more than Hash reads over SFTP
+		files[fmt.Sprintf("more/f%02d.txt", i)] = fmt.Sprint(i)
+	}
 	if err := h.Prepare(ctx, release(t, "r1", files), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +47,48 @@ func TestVerifyHashesWithOpenSSL(t *testing.T) {
 	}
 }
 
+// TestHashSmallFilesOverSFTP: a few small files are read over SFTP and
+// hashed here, a large one on the host, and a missing one fails.
+func TestHashSmallFilesOverSFTP(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{})
+	ctx := ctxT(t)
+	h := f.hosts[0]
+	big := strings.Repeat("x", sftpHashSize+1)
+	files := map[string]string{"a.txt": "small", "big.bin": big, "empty": ""}
+	if err := h.Prepare(ctx, release(t, "r1", files), nil); err != nil {
+		t.Fatal(err)
+	}
+	root := h.ReleasePath("r1")
+	names := []string{root + "/a.txt", root + "/big.bin", root + "/empty"}
+	var got []string
+	err := h.run(ctx, "hash", func(ctx context.Context, r *remote) error {
+		here, err := r.fs().hashHere(ctx, names)
+		if err != nil {
+			return err
+		}
+		if _, ok := here[names[1]]; ok || len(here) != 2 {
+			return fmt.Errorf("hashed here: %v, want a.txt and empty only", here)
+		}
+		got, err = r.fs().Hash(ctx, names)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, content := range []string{"small", big, ""} {
+		if want := fmt.Sprintf("%x", sha256.Sum256([]byte(content))); got[i] != want {
+			t.Errorf("%s: %s, want %s", names[i], got[i], want)
+		}
+	}
+	err = h.run(ctx, "hash", func(ctx context.Context, r *remote) error {
+		_, err := r.fs().Hash(ctx, []string{root + "/missing"})
+		return err
+	})
+	if err == nil {
+		t.Error("Hash of a missing file succeeded")
+	}
+}
+
 func TestParseOpenSSLDigest(t *testing.T) {
 	h := strings.Repeat("ab", 32)
 	got, err := parseOpenSSLDigest([]byte(h + " *a b *c\n" + h + " *-x\n"))
@@ -49,6 +97,26 @@ func TestParseOpenSSLDigest(t *testing.T) {
 	}
 	for _, bad := range []string{"nohash *x\n", h + "  x\n", strings.ToUpper(h) + " *x\n"} {
 		if _, err := parseOpenSSLDigest([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestParseStamps(t *testing.T) {
+	out := "S26 45691 91135 444 1796581177.8725723850 a b\x00R26 7 2 4755 1796581072.0000000010 line\nbreak\x00"
+	st, recent, err := parseStamps([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := st["a b"], st["line\nbreak"]
+	if a.Dev != 26 || a.Ino != 45691 || a.Size != 91135 || a.Perm != 0o444 || a.MTime != 1796581177872572385 {
+		t.Errorf("a b: %+v", a)
+	}
+	if b.Perm != 0o4755 || b.MTime != 1796581072000000001 || !recent["line\nbreak"] || recent["a b"] || len(st) != 2 {
+		t.Errorf("line\\nbreak: %+v, recent %v", b, recent)
+	}
+	for _, bad := range []string{"26 1 2 444 1.0000000000 x\x00", "S26 1 2 444 1.000001 x\x00", "S26 1 2 999 1.0000000000 x\x00", "S x\x00", " 1 2 3 4 5\x00"} {
+		if _, _, err := parseStamps([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

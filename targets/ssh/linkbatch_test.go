@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -100,5 +101,42 @@ func TestLinkBatchFallsBackPerFile(t *testing.T) {
 		if i != 3 && inode(t, op.Name) != inode(t, op.Link) {
 			t.Errorf("%s is not a hard link of %s", op.Name, op.Link)
 		}
+	}
+}
+
+// TestLinkCommandsSplit: names that do not fit one command line are
+// spread over several, each within maxCommand, every op in exactly one,
+// in order.
+func TestLinkCommandsSplit(t *testing.T) {
+	var ops []layout.Op
+	var idx []int
+	for i := range 3000 {
+		ops = append(ops, layout.Op{Kind: engine.KindFile, Name: fmt.Sprintf("/r/tmp/dir/it's file %04d.bin", i)})
+		idx = append(idx, i)
+	}
+	cmds := linkCommands("/r/base", "/r/tmp", ops, idx)
+	if len(cmds) < 2 {
+		t.Fatalf("%d commands for %d names, want several", len(cmds), len(ops))
+	}
+	next := 0
+	for _, c := range cmds {
+		if len(c.cmd) > maxCommand {
+			t.Errorf("command of %d bytes, over %d", len(c.cmd), maxCommand)
+		}
+		if !strings.HasPrefix(c.cmd, "cd /r/base && exec cp -l --parents -t /r/tmp -- ") {
+			t.Errorf("command starts %.60q", c.cmd)
+		}
+		for _, i := range c.idx {
+			if i != next {
+				t.Fatalf("op %d in place of %d", i, next)
+			}
+			next++
+		}
+		if want := " " + Quote(strings.TrimPrefix(ops[c.idx[0]].Name, "/r/tmp/")); !strings.Contains(c.cmd, want) {
+			t.Errorf("command lacks %s", want)
+		}
+	}
+	if next != len(ops) {
+		t.Errorf("%d ops in commands, want %d", next, len(ops))
 	}
 }

@@ -177,8 +177,8 @@ func (f remoteFS) mkdirs(ctx context.Context, ops []layout.Op) error {
 // rather than one SFTP request each.
 const linkBatchMin = 16
 
-// linkBatch hard-links, with one `cp -l --parents` per base release run
-// on the host (names on its stdin, NUL-separated, through xargs -0), the
+// linkBatch hard-links, with `cp -l --parents` run on the host per base
+// release (names on its command line, see linkCommands), the
 // file ops whose Link is the same path in another release; ops maps
 // each op's index to the op. It returns the indexes it linked. When a
 // command fails (a host without GNU cp, a file at its link limit), the
@@ -203,27 +203,60 @@ func (f remoteFS) linkBatch(ctx context.Context, root string, ops []layout.Op) m
 		if len(idx) < linkBatchMin || ctx.Err() != nil {
 			continue
 		}
-		var names bytes.Buffer
-		for _, i := range idx {
-			names.WriteString(strings.TrimPrefix(ops[i].Name, root+"/"))
-			names.WriteByte(0)
-		}
-		_, err := f.r.outputWith("cd "+Quote(base)+" && xargs -0 cp -l --parents -t "+Quote(root)+" --", &names)
-		f.r.kick()
-		if err == nil {
-			for _, i := range idx {
-				linked[i] = true
+		for _, batch := range linkCommands(base, root, ops, idx) {
+			_, err := f.r.output(batch.cmd)
+			f.r.kick()
+			if err == nil {
+				for _, i := range batch.idx {
+					linked[i] = true
+				}
+				continue
 			}
-			continue
-		}
-		for _, i := range idx {
-			if fi, err := f.r.sftp.Lstat(ops[i].Name); err == nil && fi.Mode().IsRegular() {
-				linked[i] = true
+			for _, i := range batch.idx {
+				if fi, err := f.r.sftp.Lstat(ops[i].Name); err == nil && fi.Mode().IsRegular() {
+					linked[i] = true
+				}
 			}
+			f.r.kick()
 		}
-		f.r.kick()
 	}
 	return linked
+}
+
+// linkCommand is one `cp -l` run on the host and the ops it links.
+type linkCommand struct {
+	cmd string
+	idx []int
+}
+
+// linkCommands splits the ops idx, linked from base at the same paths,
+// into `cd BASE && exec cp -l --parents -t ROOT -- NAME...` commands of at
+// most maxCommand bytes, every name quoted: the shell becomes cp (no other
+// process on the host, which costs more there than the command line).
+func linkCommands(base, root string, ops []layout.Op, idx []int) []linkCommand {
+	head := "cd " + Quote(base) + " && exec cp -l --parents -t " + Quote(root) + " --"
+	var out []linkCommand
+	var cur linkCommand
+	var b strings.Builder
+	for _, i := range idx {
+		q := " " + Quote(strings.TrimPrefix(ops[i].Name, root+"/"))
+		if len(cur.idx) > 0 && b.Len()+len(q) > maxCommand {
+			cur.cmd = b.String()
+			out = append(out, cur)
+			cur = linkCommand{}
+			b.Reset()
+		}
+		if b.Len() == 0 {
+			b.WriteString(head)
+		}
+		b.WriteString(q)
+		cur.idx = append(cur.idx, i)
+	}
+	if len(cur.idx) > 0 {
+		cur.cmd = b.String()
+		out = append(out, cur)
+	}
+	return out
 }
 
 // writeSFTP creates directories and symlinks, then links and uploads
