@@ -198,9 +198,12 @@ func closeLater(h *sftp.File) {
 	go func() { _ = h.Close() }()
 }
 
-// RemoveAll removes a tree over SFTP without following symlinks, making
-// directories writable first (a directory may be read-only). Files are
-// removed concurrently.
+// RemoveAll removes a tree without following symlinks: with one `rm -rf`
+// on the host (a pruned release is hundreds of files: one SFTP request
+// each, and a sequential walk of its directories, took seconds on a
+// loaded host), else, when rm fails (a read-only directory in the tree,
+// no rm), over SFTP, making directories writable first and removing
+// files concurrently.
 func (f remoteFS) RemoveAll(ctx context.Context, root string) error {
 	r := f.r
 	st, err := r.sftp.Lstat(root)
@@ -213,6 +216,12 @@ func (f remoteFS) RemoveAll(ctx context.Context, root string) error {
 	}
 	if !st.IsDir() {
 		return r.sftp.Remove(root)
+	}
+	if _, err := r.output("rm -rf -- " + Quote(root)); err == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	var files []string
 	dirs := []string{root}

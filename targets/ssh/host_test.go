@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,5 +125,48 @@ func TestExecPassesReleaseVersion(t *testing.T) {
 	// The connection is still usable after a timed-out command.
 	if _, err := h.Inspect(ctx); err != nil {
 		t.Errorf("Inspect after a timeout: %v", err)
+	}
+}
+
+// TestRemoveAllFollowsNoSymlink: a tree with read-only files and
+// directories and a symlink to a directory outside it is removed, and
+// what the symlink points at is left alone.
+func TestRemoveAllFollowsNoSymlink(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{})
+	ctx := ctxT(t)
+	h := f.hosts[0]
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(f.c.Servers[0].DeployTo, "releases", ".tmp-gone")
+	for _, d := range []string{"a/b", "c"} {
+		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"a/b/f", "c/g", "top"} {
+		if err := os.WriteFile(filepath.Join(tree, p), []byte(p), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(tree, "a", "out")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(tree, "c"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	err := h.run(ctx, "remove", func(ctx context.Context, r *remote) error { return r.fs().RemoveAll(ctx, tree) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(tree); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", tree, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(b) != "keep" {
+		t.Errorf("the symlink's target was touched: %q, %v", b, err)
 	}
 }
