@@ -260,7 +260,8 @@ func linkCommands(base, root string, ops []layout.Op, idx []int) []linkCommand {
 }
 
 // writeSFTP creates directories and symlinks, then links and uploads
-// files side by side; the first failure stops both.
+// files side by side (the batched links while the changed files are
+// sent); the first failure stops both.
 func (f remoteFS) writeSFTP(ctx context.Context, ops []layout.Op, done func(int, int64), syncEach bool) error {
 	if err := f.mkdirs(ctx, ops); err != nil {
 		return err
@@ -268,27 +269,23 @@ func (f remoteFS) writeSFTP(ctx context.Context, ops []layout.Op, done func(int,
 	r := f.r
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var batched map[int]bool
-	if len(ops) > 0 {
-		batched = f.linkBatch(ctx, path.Dir(ops[0].Name), ops)
-	}
-	for i := range batched {
-		done(i, 0)
-	}
+	// The batched links (one command on the host) run while the files
+	// without a link are sent; the links left over go one by one after.
+	batch := make(chan map[int]bool, 1)
+	go func() {
+		var batched map[int]bool
+		if len(ops) > 0 {
+			batched = f.linkBatch(ctx, path.Dir(ops[0].Name), ops)
+		}
+		batch <- batched
+	}()
 	links, lctx := errgroup.WithContext(ctx)
 	links.SetLimit(r.h.pool.opts.Workers)
 	up, uctx := errgroup.WithContext(ctx)
 	up.SetLimit(r.h.pool.opts.UploadWorkers)
-	for i, op := range ops {
-		if op.Kind != engine.KindFile || batched[i] {
-			continue
-		}
-		g, gctx := up, uctx
-		if op.Link != "" {
-			g, gctx = links, lctx
-		}
+	start := func(g *errgroup.Group, gctx context.Context, i int, op layout.Op) {
 		if gctx.Err() != nil {
-			continue
+			return
 		}
 		g.Go(func() error {
 			if err := f.place(gctx, op, i, done, syncEach); err != nil {
@@ -297,6 +294,20 @@ func (f remoteFS) writeSFTP(ctx context.Context, ops []layout.Op, done func(int,
 			}
 			return nil
 		})
+	}
+	for i, op := range ops {
+		if op.Kind == engine.KindFile && op.Link == "" {
+			start(up, uctx, i, op)
+		}
+	}
+	batched := <-batch
+	for i := range batched {
+		done(i, 0)
+	}
+	for i, op := range ops {
+		if op.Kind == engine.KindFile && op.Link != "" && !batched[i] {
+			start(links, lctx, i, op)
+		}
 	}
 	uerr := up.Wait()
 	lerr := links.Wait()
