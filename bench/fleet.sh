@@ -40,14 +40,14 @@
 # "cli" with the journal and the lock in files and in a 3-member etcd
 # (Debian's etcd, defaults: fsync on) started on loopback by `fleet etcd`,
 # alternating file, etcd, file, etcd… PAIRS times (default 10) in one
-# invocation, each kind into its own deploy_to. The file state directory and
+# invocation (FIRST=etcd: etcd, file, etcd, file…), each kind into its own deploy_to. The file state directory and
 # the members' data directories are both below STATE_DIR (default a fresh
 # directory under /var/tmp, i.e. on disk, not on tmpfs), so both journals
 # pay the same disk's fsync; the hosts stay under TMPDIR like the other modes.
 #
 # Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5;
 #        COMPARE="cli rollback deploy onefile" by default, any subset of the words
-#        or "state"; PAIRS=10 and STATE_DIR=/var/tmp for "state")
+#        or "state"; PAIRS=10, FIRST=file and STATE_DIR=/var/tmp for "state")
 # Needs: openssh-server (/usr/sbin/sshd), GNU time (/usr/bin/time), root or
 # a user sshd lets in. Work files go to $TMPDIR (default /dev/shm when it
 # exists, so that the disk is not what is measured).
@@ -484,7 +484,7 @@ state_compare() {
 	if [[ -f "$sd/etcd/etcd.json" ]]; then
 		uptime
 		"$BIN" state -cluster "$dir/cluster.json" -etcd "$sd/etcd/etcd.json" -bin "$FD" -work "$sd/work" \
-			-pairs "${PAIRS:-10}" -parallel "$n" || echo "state: failed"
+			-pairs "${PAIRS:-10}" -first "${FIRST:-file}" -parallel "$n" || echo "state: failed"
 		uptime
 	else
 		echo "etcd did not start:"; cat "$sd/etcd.log"; tail -5 "$sd"/etcd/m*.log

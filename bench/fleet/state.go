@@ -4,13 +4,14 @@ package main
 // one-file deploy from git by the flightdeck binary to every server of the
 // cluster, with the journal and the lock in files (--state DIR) and in a
 // 3-member etcd on loopback (--etcd), alternating file, etcd, file, etcd…
-// in one invocation. Each kind has its own deploy_to on every host and its
-// own state directory (hence its own build cache), so neither finds the
-// other's releases or builds. Both state directories and the etcd members'
-// data directories are below one -work directory, on the same filesystem.
+// (-first etcd: etcd, file, …) in one invocation. Each kind has its own
+// deploy_to on every host and its own state directory (hence its own build
+// cache), so neither finds the other's releases or builds. fleet.sh puts
+// both state directories (-work) and the etcd members' data (fleet etcd
+// -dir) below one directory, so that both journals pay the same disk.
 //
 //	fleet etcd -dir D [-members 3]   start the members (data in D), write D/etcd.json, run until stdin closes
-//	fleet state -cluster C -etcd D/etcd.json -bin FD -work DIR -pairs 10
+//	fleet state -cluster C -etcd D/etcd.json -bin FD -work DIR -pairs 10 [-first etcd]
 
 import (
 	"context"
@@ -22,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -200,9 +202,13 @@ func stateCompare(args []string) error {
 	files := fs.Int("files", 500, "files in the release")
 	total := fs.Int("bytes", 20<<20, "total release size")
 	parallel := fs.Int("parallel", 0, "the plan's parallel (0: its default)")
+	first := fs.String("first", "file", "the kind deployed first in each pair (file or etcd); the kinds alternate throughout")
 	_ = fs.Parse(args)
 	if *bin == "" || *work == "" || *etcdJSON == "" {
 		return fmt.Errorf("-bin, -work and -etcd are required")
+	}
+	if *first != "file" && *first != "etcd" {
+		return fmt.Errorf("-first: %q is neither file nor etcd", *first)
 	}
 	cf, err := readCluster(*cluster)
 	if err != nil {
@@ -284,14 +290,16 @@ func stateCompare(args []string) error {
 		if err := commitAll(repo, id); err != nil {
 			return err
 		}
-		f, err := run("file", "one-file deploy "+id, id)
-		if err != nil {
-			return err
+		got := map[string]result{}
+		for _, k := range kinds {
+			if *first == "etcd" {
+				k = kinds[1-slices.Index(kinds, k)]
+			}
+			if got[k], err = run(k, "one-file deploy "+id, id); err != nil {
+				return err
+			}
 		}
-		e, err := run("etcd", "one-file deploy "+id, id)
-		if err != nil {
-			return err
-		}
+		f, e := got["file"], got["etcd"]
 		ratios = append(ratios, e.wall/f.wall)
 		diffs = append(diffs, e.wall-f.wall)
 		fileMS, etcdMS = append(fileMS, f.wall), append(etcdMS, e.wall)
