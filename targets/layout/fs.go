@@ -87,6 +87,14 @@ type Stamp struct {
 	MTime    int64
 }
 
+// Pipeliner is implemented by an FS whose requests gain from being in
+// flight together, as a remote host's do (each costs a round trip): the
+// layout then sends the reads that do not depend on one another at once.
+type Pipeliner interface {
+	// Pipelined reports whether independent requests should be sent at once.
+	Pipelined() bool
+}
+
 // Op is one entry FS.Write creates.
 type Op struct {
 	Kind engine.FileKind

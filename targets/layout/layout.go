@@ -189,7 +189,7 @@ func (l *Layout) Inspect(ctx context.Context, fsys FS) (engine.HostStatus, error
 	var rootErr, curErr, relsErr error
 	var cur string
 	var rels []string
-	together(
+	together(fsys,
 		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
 		func() { cur, curErr = l.current(ctx, fsys) },
 		func() { rels, relsErr = l.releases(ctx, fsys) },
@@ -204,11 +204,20 @@ func (l *Layout) Inspect(ctx context.Context, fsys FS) (engine.HostStatus, error
 	return st, nil
 }
 
-// together runs fns at once and returns when all have: steps that do not
-// depend on one another, so that a remote FS has them all in flight in
-// one round trip. Each fn must only read, or use names whose components
-// were checked before (no speculative step goes through a symlink).
-func together(fns ...func()) {
+// together runs fns and returns when all have: steps that do not depend
+// on one another. Over an FS that pipelines (a remote host, where each
+// request costs a round trip) they run at once, so that they are all in
+// flight in one round trip; over another (system calls here) one after
+// another, which costs less than starting goroutines. Each fn must only
+// read, or use names whose components were checked before (no
+// speculative step goes through a symlink).
+func together(fsys FS, fns ...func()) {
+	if p, ok := fsys.(Pipeliner); !ok || !p.Pipelined() {
+		for _, f := range fns {
+			f()
+		}
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(len(fns) - 1)
 	for _, f := range fns[1:] {
@@ -230,7 +239,7 @@ func (l *Layout) current(ctx context.Context, fsys FS) (string, error) {
 	var fi fs.FileInfo
 	var target string
 	var err, linkErr error
-	together(
+	together(fsys,
 		func() { fi, err = fsys.Lstat(ctx, link) },
 		func() { target, linkErr = fsys.ReadLink(ctx, link) },
 	)
@@ -310,7 +319,7 @@ func (l *Layout) clean(ctx context.Context, fsys FS) error {
 	var rootErr, relsErr, topErr error
 	var rels bool
 	var top []fs.FileInfo
-	together(
+	together(fsys,
 		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
 		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
 		func() { top, topErr = fsys.ReadDir(ctx, l.root+"/.") },
@@ -377,7 +386,7 @@ func (l *Layout) doSwitch(ctx context.Context, fsys FS, info engine.SwitchInfo) 
 	// not a file) and current when the caller did not say what it was.
 	var relsErr, logErr, prevErr error
 	var rels bool
-	together(
+	together(fsys,
 		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
 		func() { _, logErr = expect(ctx, fsys, path.Join(l.root, engine.RevisionsLog), "file") },
 		func() {

@@ -255,7 +255,7 @@ func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.
 	var m *engine.Manifest
 	var top []fs.FileInfo
 	var err, listErr error
-	together(
+	together(fsys,
 		func() { m, err = l.readManifest(ctx, fsys, root) },
 		func() { top, listErr = fsys.ReadDir(ctx, root) },
 	)

@@ -31,9 +31,16 @@ type remoteFS struct {
 	r *remote
 }
 
-var _ layout.FS = remoteFS{}
+var (
+	_ layout.FS        = remoteFS{}
+	_ layout.Pipeliner = remoteFS{}
+)
 
 func (r *remote) fs() remoteFS { return remoteFS{r} }
+
+// Pipelined says that the layout should send independent requests at
+// once: each costs a round trip to the host (see layout.Pipeliner).
+func (remoteFS) Pipelined() bool { return true }
 
 func (f remoteFS) Lstat(ctx context.Context, name string) (fs.FileInfo, error) {
 	fi, err := f.r.sftp.Lstat(name)
