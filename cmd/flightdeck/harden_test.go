@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,11 +154,34 @@ func (p *project) killHeldDeploy(t *testing.T, rel string) string {
 	waitFor(t, func() bool { return strings.Contains(out.String(), "restarting") })
 	cmd.Process.Kill()
 	cmd.Wait()
+	// The restart hook runs in its own process group on the (local) host
+	// and outlives the killed deploy, as a command on a real host would:
+	// it is this test's to stop, or it waits on its gate forever.
+	t.Cleanup(func() { killMentioning(t, filepath.Dir(p.dir)) })
 	id, _, err := engine.UnfinishedRun(p.stateDir(), "production")
 	if err != nil || id == "" {
 		t.Fatalf("no unfinished run after the kill: %q %v\n%s", id, err, out.String())
 	}
 	return id
+}
+
+// killMentioning SIGKILLs every process whose command line mentions
+// marker (a test's temporary directory).
+func killMentioning(t *testing.T, marker string) {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range procs {
+		b, err := os.ReadFile(path)
+		if err != nil || !bytes.Contains(b, []byte(marker)) {
+			continue // gone already, or not ours
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path))); err == nil && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 func (p *project) journalFile(run string) string {
