@@ -113,8 +113,12 @@ func (r *Replay) advance(n int) {
 	for _, e := range batch {
 		r.state.Apply(e)
 	}
-	r.hub.Publish(batch...)
+	// The snapshot first: the cockpit may drain the events as soon as
+	// they are published, and it takes the hub's snapshot with them; an
+	// older snapshot would show the end of the run (its events) over the
+	// state before it (seen: "run finished" over a fleet of 0 hosts).
 	r.hub.SetSnapshot(r.state.Clone())
+	r.hub.Publish(batch...)
 	r.pos = n
 }
 
