@@ -92,17 +92,7 @@ func cli(args []string) error {
 	var deploys, rollbacks []*cliRun
 	for i := range *runs {
 		id := fmt.Sprintf("r%d", i+2)
-		// One file changed: the first asset gets the release id in front.
-		p := filepath.Join(repo, "assets/00/file0000.bin")
-		old, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		copy(old, fmt.Sprintf("%-8s", id))
-		if err := os.WriteFile(p, old, 0o644); err != nil {
-			return err
-		}
-		if err := commitAll(repo, id); err != nil {
+		if err := commitOneFile(repo, id); err != nil {
 			return err
 		}
 		r, err := run("one-file deploy "+id, "deploy", "--headless", "--json", "--release", id)
@@ -271,4 +261,19 @@ func removeTree(p string) {
 		return nil
 	})
 	_ = os.RemoveAll(p)
+}
+
+// commitOneFile commits release id with one file changed: the first asset
+// gets the release id in front.
+func commitOneFile(repo, id string) error {
+	p := filepath.Join(repo, "assets/00/file0000.bin")
+	old, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	copy(old, fmt.Sprintf("%-8s", id))
+	if err := os.WriteFile(p, old, 0o644); err != nil {
+		return err
+	}
+	return commitAll(repo, id)
 }

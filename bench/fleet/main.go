@@ -17,22 +17,18 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"flightdeck/engine"
@@ -108,18 +104,7 @@ func serve(args []string) error {
 	}
 	fmt.Printf("%d servers up, cluster file %s\n", *n, filepath.Join(*dir, "cluster.json"))
 	// Run until stdin closes or a signal arrives.
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
-		close(done)
-	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-sig:
-	}
-	return nil
+	return waitStdin()
 }
 
 func deploy(args []string) error {

@@ -278,16 +278,7 @@ func stateCompare(args []string) error {
 	var ratios, diffs, fileMS, etcdMS, cpuFile, cpuEtcd []float64
 	for i := range *pairs {
 		id := fmt.Sprintf("r%d", i+2)
-		p := filepath.Join(repo, "assets/00/file0000.bin")
-		old, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		copy(old, fmt.Sprintf("%-8s", id))
-		if err := os.WriteFile(p, old, 0o644); err != nil {
-			return err
-		}
-		if err := commitAll(repo, id); err != nil {
+		if err := commitOneFile(repo, id); err != nil {
 			return err
 		}
 		got := map[string]result{}
