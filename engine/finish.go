@@ -19,6 +19,7 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 		return false // work in flight ends first
 	}
 	st := m.st
+	m.recovered(now, a.Outcome, out)
 	if a.Outcome == OutcomeSucceeded {
 		deploy := st.Info.Kind == KindDeploy
 		measure := m.rules.gate != nil && deploy
@@ -58,6 +59,22 @@ func (m *machine) finish(now time.Time, a Action, out *output) bool {
 	}
 	m.finalize(now, a.Outcome, a.Reason, out)
 	return true
+}
+
+// recovered journals the end of a rollback once every host is back on the
+// release it reverted to: the recovery time (RTO) runs from the rollback's
+// start to this moment. What follows it (the probe's settle window, the
+// route settled, the report) watches a fleet that has already recovered,
+// and is not counted: the RTO used to end with the run, so a 3 s settle
+// window read as a 3 s recovery. A rollback that failed never recovered
+// and has no RTO.
+func (m *machine) recovered(now time.Time, outcome Outcome, out *output) {
+	st := m.st
+	if st.RollbackAt.IsZero() || !st.RolledBackAt.IsZero() || outcome == OutcomeFailed {
+		return
+	}
+	m.emit(out, now, Event{Type: EvRolledBack, Target: st.RevertTo,
+		Message: fmt.Sprintf("every host back on %s in %s (RTO)", st.RevertTo, now.Sub(st.RollbackAt).Round(time.Millisecond))})
 }
 
 // settle waits, once the outcome is decided, for the settle time and the
@@ -130,9 +147,8 @@ func (m *machine) finished(now time.Time, in finalInput, out *output) {
 			rep.Failed = append(rep.Failed, h.Name)
 		}
 	}
-	if !st.RollbackAt.IsZero() {
-		rep.RTO = now.Sub(st.RollbackAt)
-		m.emit(out, now, Event{Type: EvRolledBack, Target: st.RevertTo, Message: fmt.Sprintf("rollback finished in %s", rep.RTO.Round(time.Millisecond))})
+	if !st.RollbackAt.IsZero() && !st.RolledBackAt.IsZero() {
+		rep.RTO = st.RolledBackAt.Sub(st.RollbackAt)
 	}
 	m.emit(out, now, untouched(st, a.Outcome)...)
 	m.emit(out, now, finalChecklist(st, rep)...)

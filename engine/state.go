@@ -347,7 +347,7 @@ func (s *State) Apply(e Event) {
 		s.Status = StatusRollingBack
 		s.RevertTo = e.Target
 		s.RollbackBy = e.Actor
-		s.RollbackAt = e.Time
+		s.RollbackAt, s.RolledBackAt = e.Time, time.Time{}
 		s.Reason = e.Message
 		s.Aborted = e.Command == string(CmdAbort)
 		s.Proposal = nil

@@ -841,3 +841,71 @@ func TestStepAbortRollsBackWhatItSwitched(t *testing.T) {
 		t.Fatalf("an aborted rollback starts %v", actionStrings(out.actions))
 	}
 }
+
+// TestStepRTOEndsWhenEveryHostIsBack: a rollback's recovery time runs from
+// its start to the moment the last host is back on the old release; the
+// probe's settle window after it watches a fleet that has recovered and is
+// not counted (the RTO used to end with the run and read as the settle
+// time). A rollback that fails has no RTO.
+func TestStepRTOEndsWhenEveryHostIsBack(t *testing.T) {
+	rules := runRules{settle: 3 * time.Second, probe: true}
+	rollback := func(t *testing.T) *stepper {
+		env := &plan.Environment{Name: "prod", Strategy: plan.Strategy{Kind: plan.Rolling}}
+		info := RunInfo{Kind: KindRollback, App: "shop", Env: "prod", Strategy: "rolling", Release: "r1", Previous: "r2",
+			Waves: PlanWaves([]string{"a", "b"}, 2), Hosts: []RunHost{{Name: "a", Current: "r2"}, {Name: "b", Current: "r2"}}}
+		s := &stepper{t: t, m: newMachine(NewState(), PlannerFor(env, nil, 0), rules), now: t0}
+		return s.start(info)
+	}
+	for _, tt := range []struct {
+		name    string
+		bErr    error
+		wantRTO time.Duration
+	}{
+		{"every host back", nil, 1500 * time.Millisecond},
+		{"a host fails", errors.New("release r1 is not on this host"), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := rollback(t)
+			ra, rb := s.m.work[hostWork("a")], s.m.work[hostWork("b")]
+			if ra.Kind != ActRevert || rb.Kind != ActRevert {
+				t.Fatalf("a rollback run starts with %s and %s", ra.Kind, rb.Kind)
+			}
+			s.now = t0.Add(time.Second)
+			s.done(ra, nil, phase("a", PhaseReverted, "r1"))
+			s.now = t0.Add(1500 * time.Millisecond)
+			var evs []Event
+			if tt.bErr == nil {
+				evs = []Event{phase("b", PhaseReverted, "r1")}
+			}
+			out := s.done(rb, tt.bErr, evs...)
+			if tt.bErr == nil {
+				if s.m.st.Settling != OutcomeSucceeded || !out.wake.Equal(t0.Add(4500*time.Millisecond)) {
+					t.Fatalf("settling %q until %v", s.m.st.Settling, out.wake)
+				}
+				s.now = t0.Add(4500 * time.Millisecond)
+				out = s.step(tickInput{})
+				s.mustFind(out, ActFinalize, "")
+			}
+			s.now = s.now.Add(200 * time.Millisecond)
+			s.step(finalInput{probe: &ProbeSummary{Rate: 10, Requests: 100}})
+			rep := s.m.st.Report
+			if rep == nil {
+				t.Fatalf("no report: %v", types(s.evs))
+			}
+			if rep.RTO != tt.wantRTO {
+				t.Fatalf("RTO %s, want %s (outcome %s)", rep.RTO, tt.wantRTO, rep.Outcome)
+			}
+			back := slices.IndexFunc(s.evs, func(e Event) bool { return e.Type == EvRolledBack })
+			if (back >= 0) != (tt.wantRTO > 0) {
+				t.Fatalf("RolledBack journaled: %v, want %v: %v", back >= 0, tt.wantRTO > 0, types(s.evs))
+			}
+			if back >= 0 && !s.evs[back].Time.Equal(t0.Add(1500*time.Millisecond)) {
+				t.Fatalf("RolledBack at %v, want when b was back", s.evs[back].Time)
+			}
+			// The journal alone gives the same RTO (a watcher, a replay).
+			if st := Fold(s.evs); st.Report == nil || st.Report.RTO != tt.wantRTO {
+				t.Fatalf("folded report %+v", st.Report)
+			}
+		})
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,6 +30,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"flightdeck/internal/freeport"
 )
 
 // etcdFile describes the running etcd members for `fleet state`.
@@ -54,15 +55,13 @@ func etcdServe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("etcd not found (apt-get install etcd-server): %w", err)
 	}
-	clients, peers := make([]string, *n), make([]string, *n)
+	addrs, err := freeport.Addrs(2 * *n)
+	if err != nil {
+		return err
+	}
+	clients, peers := addrs[:*n], addrs[*n:]
 	var initial []string
 	for i := range *n {
-		if clients[i], err = freePort(); err != nil {
-			return err
-		}
-		if peers[i], err = freePort(); err != nil {
-			return err
-		}
 		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, peers[i]))
 	}
 	ef := etcdFile{Endpoints: clients, DataDir: *dir}
@@ -130,15 +129,6 @@ func etcdReady(endpoints []string, limit time.Duration) error {
 		}
 	}
 	return nil
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // waitStdin returns when stdin closes or SIGINT/SIGTERM arrives.

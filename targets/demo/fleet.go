@@ -20,6 +20,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
+	"flightdeck/internal/freeport"
 	"flightdeck/targets/demo/service"
 	"flightdeck/targets/lab"
 	"flightdeck/targets/local"
@@ -130,7 +131,9 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	if err := os.MkdirAll(f.src, 0o755); err != nil {
 		return nil, err
 	}
-	if err := f.prepareTraffic(); err != nil {
+	var ports freeport.Set
+	defer ports.Release()
+	if err := f.prepareTraffic(&ports); err != nil {
 		return nil, err
 	}
 	if opts.Lab != nil {
@@ -138,9 +141,10 @@ func Start(ctx context.Context, opts Options) (_ *Fleet, err error) {
 	} else if f.sup, err = NewSupervisor(opts.Binary, filepath.Join(f.Dir, "ctl.sock"), filepath.Join(f.Dir, "logs")); err != nil {
 		return nil, err
 	}
-	if err := f.writePlan(); err != nil {
+	if err := f.writePlan(&ports); err != nil {
 		return nil, err
 	}
+	ports.Release()
 	if f.onLab != nil {
 		if f.Hosts, err = f.onLab.hosts(f.Env); err != nil {
 			return nil, err
@@ -200,16 +204,6 @@ func (p poolMetrics) Measure(ctx context.Context, release string, window time.Du
 	return m, err
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	return port, err
-}
-
 // Traffic is the fleet's traffic layer (also for a symlink fleet, whose
 // engine drives no router): the live SLO sampler reads its counters.
 func (f *Fleet) Traffic() engine.Router { return f.traffic.rtr }
@@ -219,7 +213,7 @@ func (f *Fleet) slots() bool {
 	return f.opts.Strategy == plan.BlueGreen || f.opts.Strategy == plan.AB
 }
 
-func (f *Fleet) writePlan() error {
+func (f *Fleet) writePlan(ports *freeport.Set) error {
 	var b strings.Builder
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 	fmt.Fprintf(&b, "# Written by `flightdeck demo`: the demo fleet's release plan.\napp: demo-shop\nsource: ./src\nkeep_releases: 4\n")
@@ -246,17 +240,17 @@ func (f *Fleet) writePlan() error {
 		}
 		fmt.Fprintf(&b, "      - name: %s\n        local: %s\n", name, q(filepath.Join(f.Dir, "hosts", name)))
 		if f.slots() {
-			blue, err := freePort()
+			blue, err := ports.Port()
 			if err != nil {
 				return err
 			}
-			green, err := freePort()
+			green, err := ports.Port()
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(&b, "        slots: {blue: '127.0.0.1:%s', green: '127.0.0.1:%s'}\n", blue, green)
 		} else {
-			p, err := freePort()
+			p, err := ports.Port()
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/engine/plan"
+	"flightdeck/internal/freeport"
 	"flightdeck/targets/haproxy"
 	"flightdeck/targets/nginx"
 	"flightdeck/targets/router"
@@ -41,7 +42,7 @@ type traffic struct {
 
 // prepareTraffic starts the built-in router, or checks that HAProxy or
 // nginx is installed and picks its frontend's address; it sets ProxyURL.
-func (f *Fleet) prepareTraffic() error {
+func (f *Fleet) prepareTraffic(ports *freeport.Set) error {
 	t := &traffic{kind: f.opts.Router, dir: f.Dir}
 	if t.kind == "" {
 		t.kind = plan.RouterFlightdeck
@@ -63,7 +64,7 @@ func (f *Fleet) prepareTraffic() error {
 	default:
 		return fmt.Errorf("unknown traffic layer %q: flightdeck, haproxy or nginx", t.kind)
 	}
-	port, err := freePort()
+	port, err := ports.Port()
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ package etcdtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"flightdeck/internal/freeport"
 	"flightdeck/internal/syncbuf"
 )
 
@@ -87,7 +87,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	bin := Binary(t)
 	var lastErr error
-	// A port taken between freeAddr and etcd's bind fails the start: try
+	// A port taken between freeport.Addrs and etcd's bind fails the start: try
 	// again on fresh ports.
 	for attempt := 0; attempt < 3; attempt++ {
 		c := &Cluster{t: t, bin: bin}
@@ -110,8 +110,12 @@ func (c *Cluster) start(n int, opts Options) error {
 		scheme = "https"
 	}
 	var initial []string
+	addrs, err := freeport.Addrs(2 * n)
+	if err != nil {
+		return err
+	}
 	for i := range n {
-		m := &Member{Name: fmt.Sprintf("m%d", i), Client: freeAddr(c.t), peer: freeAddr(c.t), bin: c.bin,
+		m := &Member{Name: fmt.Sprintf("m%d", i), Client: addrs[2*i], peer: addrs[2*i+1], bin: c.bin,
 			dataDir: filepath.Join(dir, fmt.Sprintf("m%d", i)), log: &syncbuf.Buffer{}}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"=http://"+m.peer)
@@ -138,7 +142,7 @@ func (c *Cluster) start(n int, opts Options) error {
 	c.tls = opts.TLS
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := c.waitLeader(ctx, nil)
+	_, err = c.waitLeader(ctx, nil)
 	return err
 }
 
@@ -381,16 +385,4 @@ func (c *Cluster) EnableAuth(t testing.TB, rootPassword, name, password string) 
 		}
 	}
 	c.rootPassword = rootPassword
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
