@@ -93,6 +93,10 @@ type Run struct {
 	wakeAt    time.Time
 	fatal     error
 	dirty     bool
+	// progress is prepare progress not yet journaled (holdProgress), due
+	// to be journaled on its own at progressDue.
+	progress    []workResult
+	progressDue time.Time
 	// targetChecked: this process checked the rollback target complete on
 	// every host before the first switch (checkRollbackTarget).
 	targetChecked bool
