@@ -46,7 +46,6 @@ const racyMargin = 2 * time.Second
 // read before anything is hashed, so a file changed while it is hashed
 // has another stamp by the next verification.
 func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engine.Manifest, stamps map[string]Stamp, recent map[string]bool, rec map[Stamp]string) error {
-	var names []string
 	var files []engine.ManifestEntry
 	next := map[Stamp]string{}
 	for _, e := range m.Entries {
@@ -58,24 +57,17 @@ func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engin
 			next[st] = e.Hash
 			continue
 		}
-		names = append(names, path.Join(root, e.Path))
 		files = append(files, e)
 	}
-	if len(names) > 0 {
-		sums, err := fsys.Hash(ctx, names)
-		if err != nil {
-			return err
+	err := hashFiles(ctx, fsys, root, files, func(e engine.ManifestEntry) {
+		// A file modified just before now may be modified again without
+		// its time stamp moving: hashed again next time.
+		if st, ok := stamps[e.Path]; ok && st.Size == e.Size && !recent[e.Path] {
+			next[st] = e.Hash
 		}
-		for i, e := range files {
-			if sums[i] != e.Hash {
-				return fmt.Errorf("%s: content changed: sha256 %s, want %s", e.Path, sums[i], e.Hash)
-			}
-			// A file modified just before now may be modified again
-			// without its time stamp moving: hashed again next time.
-			if st, ok := stamps[e.Path]; ok && st.Size == e.Size && !recent[e.Path] {
-				next[st] = e.Hash
-			}
-		}
+	})
+	if err != nil {
+		return err
 	}
 	if !maps.Equal(next, rec) {
 		// Only a cache: a record that cannot be written costs a full

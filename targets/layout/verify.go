@@ -415,16 +415,25 @@ func checkLinks(ctx context.Context, fsys FS, root string, links []engine.Manife
 // hashTree hashes every file of m under root (already checked by
 // checkTree) and compares with the manifest.
 func hashTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) error {
-	var names []string
 	var files []engine.ManifestEntry
 	for _, e := range m.Entries {
 		if e.Kind == engine.KindFile {
-			names = append(names, path.Join(root, e.Path))
 			files = append(files, e)
 		}
 	}
-	if len(names) == 0 {
+	return hashFiles(ctx, fsys, root, files, nil)
+}
+
+// hashFiles hashes files (their manifest entries, under root) and compares
+// each with its manifest's SHA-256; matched, when set, is told of each file
+// that matched, in order, until the first that did not.
+func hashFiles(ctx context.Context, fsys FS, root string, files []engine.ManifestEntry, matched func(engine.ManifestEntry)) error {
+	if len(files) == 0 {
 		return nil
+	}
+	names := make([]string, len(files))
+	for i, e := range files {
+		names[i] = path.Join(root, e.Path)
 	}
 	sums, err := fsys.Hash(ctx, names)
 	if err != nil {
@@ -433,6 +442,9 @@ func hashTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) err
 	for i, e := range files {
 		if sums[i] != e.Hash {
 			return fmt.Errorf("%s: content changed: sha256 %s, want %s", e.Path, sums[i], e.Hash)
+		}
+		if matched != nil {
+			matched(e)
 		}
 	}
 	return nil
