@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"flightdeck/internal/freeport"
 )
 
 // Server is a running Prometheus.
@@ -62,23 +63,44 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	// A port taken by someone else between picking it and Prometheus's
+	// bind makes it exit: start again on another port.
+	var lastErr error
+	for attempt := range 3 {
+		s, err := start(t, bin, cfgFile, filepath.Join(dir, fmt.Sprintf("data-%d", attempt)))
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("prometheus not ready: %v", lastErr)
+	return nil
+}
+
+// start runs one Prometheus on a free port until the test ends, and waits
+// until it is ready.
+func start(t testing.TB, bin, cfgFile, data string) (*Server, error) {
+	addrs, err := freeport.Addrs(1)
+	if err != nil {
+		return nil, err
+	}
+	addr := addrs[0]
 	log := &syncBuffer{}
 	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
 		"--web.listen-address="+addr,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--storage.tsdb.path="+data,
 		"--log.level=warn",
 	)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting prometheus: %v", err)
+		return nil, fmt.Errorf("starting prometheus: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	s := &Server{URL: "http://" + addr, log: log}
-	t.Cleanup(func() {
+	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -86,13 +108,15 @@ func Start(t testing.TB, interval time.Duration, targets ...string) *Server {
 			_ = cmd.Process.Kill()
 			<-exited
 		}
-	})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := waitReady(ctx, s.URL, exited); err != nil {
-		t.Fatalf("prometheus not ready: %v\n%s", err, log.String())
+		stop()
+		return nil, fmt.Errorf("%w\n%s", err, log.String())
 	}
-	return s
+	t.Cleanup(stop)
+	return s, nil
 }
 
 // Log returns what the server printed so far (for failure messages).
@@ -121,18 +145,6 @@ func waitReady(ctx context.Context, base string, exited <-chan error) error {
 		case <-tick.C:
 		}
 	}
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func promDur(d time.Duration) string {
