@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,27 +9,22 @@ import (
 	"time"
 
 	"flightdeck/engine"
+	"flightdeck/internal/freeport"
 	"flightdeck/targets/haproxy"
 	"flightdeck/targets/haproxy/haproxytest"
 	"flightdeck/targets/nginx/nginxtest"
 )
 
-func freeTCPAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // A server the plan names but HAProxy's backend lacks is bad input: exit
 // 2 naming the host, its address and the backend, and nothing changes
 // (no host switched, HAProxy's weights as configured).
 func TestHAProxyServerMissingIsBadInput(t *testing.T) {
-	known := freeTCPAddr(t)
-	proc := haproxytest.Start(t, haproxy.Setup{Listen: freeTCPAddr(t),
+	addrs, err := freeport.Addrs(2) // distinct: the known server is not HAProxy's own address
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := addrs[0]
+	proc := haproxytest.Start(t, haproxy.Setup{Listen: addrs[1],
 		Servers: []haproxy.SetupServer{{Name: "web1", Addr: known}}})
 	router := "    router: {kind: haproxy, socket: " + proc.Setup.Socket() + ", backend: app, log_ring: flightdeck}\n"
 	p := newProject(t, 2, 3, "      kind: canary\n", "")
