@@ -82,7 +82,7 @@ func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
 				}
 				resolver = r
 				l.pool = fdssh.NewPool(fdssh.PoolOptions{OnHostKeyAccepted: l.keyAccepted, OnWarning: l.warning,
-					FullVerify: l.plan.VerifyReleases == plan.VerifyFull}.WithSettings(l.env.SSH))
+					FullVerify: l.plan.VerifyReleases == plan.VerifyFull, KeeperCommand: keeperCommand()}.WithSettings(l.env.SSH))
 			}
 			t, err := resolver.Resolve(h, l.env)
 			if err != nil {

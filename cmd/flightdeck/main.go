@@ -220,7 +220,7 @@ on its own when they break.`,
 		newDemoCmd(g), newDemoServiceCmd(), newDemoCtlCmd(),
 		newServeCmd(g),
 		newAdviseCmd(g),
-		newLabCmd(), newLabInitCmd(),
+		newLabCmd(), newLabInitCmd(), newSSHKeeperCmd(),
 	)
 	return root
 }

@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"flightdeck/engine"
 	"flightdeck/internal/syncbuf"
@@ -159,5 +162,69 @@ func TestSSHHostDiesMidRun(t *testing.T) {
 	st := engine.Fold(evs)
 	if st.Report == nil || !strings.Contains(strings.Join(st.Report.Failed, ","), "web-3") || !strings.Contains(st.Host("web-3").Err, "web-3") && st.Host("web-3").Err == "" {
 		t.Fatalf("the journal's report does not name web-3 and its error: %+v", st.Report)
+	}
+}
+
+// TestSSHPersistKeepsConnections: with `ssh: {persist: …}` the first
+// command starts a connection keeper and the commands that follow reach
+// the hosts through its connections: three commands, one dial per host.
+// With no command left, the keeper exits after the persist time.
+func TestSSHPersistKeepsConnections(t *testing.T) {
+	c := sshtest.Start(t, 2)
+	ctl, err := os.MkdirTemp("", "fdk") // short: a socket path is at most 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(ctl) })
+	p := sshProject(t, c, c.KnownHosts, "")
+	plan, _ := os.ReadFile(p.plan)
+	writeFile(t, p.plan, strings.Replace(string(plan), "      command_timeout: 20s\n",
+		fmt.Sprintf("      command_timeout: 20s\n      persist: 5s\n      control_dir: '%s'\n", ctl), 1))
+
+	var pid int
+	for i, args := range [][]string{
+		{"deploy", "--headless", "--release", "r1"},
+		{"deploy", "--headless", "--release", "r2"},
+		{"rollback", "--headless"},
+	} {
+		out, code := p.run(args...)
+		if code != 0 || strings.Contains(out, "connecting directly") {
+			t.Fatalf("%v: exit %d:\n%s", args, code, out)
+		}
+		b, err := os.ReadFile(filepath.Join(ctl, "keeper.pid"))
+		if err != nil {
+			t.Fatalf("after %v: no keeper: %v", args, err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if i > 0 && n != pid {
+			t.Fatalf("after %v the keeper is %d, was %d: it did not persist", args, n, pid)
+		}
+		pid = n
+	}
+	log, _ := os.ReadFile(filepath.Join(ctl, "keeper.log"))
+	if n := strings.Count(string(log), "connected to "); n != len(c.Servers) {
+		t.Fatalf("the keeper dialled %d times for 3 commands, want once per host (%d):\n%s", n, len(c.Servers), log)
+	}
+	for i, s := range c.Servers {
+		if cur := remoteCurrent(t, s); cur != "r1" {
+			t.Errorf("web-%d current %q, want r1", i+1, cur)
+		}
+	}
+	// Idle: it exits on its own, and removes its socket.
+	running := func() bool { // a zombie has exited (its reaper may be slow)
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		i := bytes.LastIndexByte(b, ')')
+		return err == nil && i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for running() {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGTERM)
+			t.Fatalf("the keeper %d did not exit 5s after the last command", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(ctl, "keeper.sock")); !os.IsNotExist(err) {
+		t.Fatalf("keeper socket after exit: %v", err)
 	}
 }

@@ -310,6 +310,8 @@ environments:
 `, []string{`3:22: unknown environment "prod" in promotion (did you mean "production"?)`}},
 		{"require_approval", head + "environments:\n  p:\n    hosts: [{name: a, local: /a}]\n    require_approval: [promot, deploy]\n",
 			[]string{`6:24: unknown approval "promot" in require_approval (did you mean "promote"?)`, `6:32: unknown approval "deploy" in require_approval (expected one of: promote)`}},
+		{"ssh persist and control_dir", head + "environments:\n  p:\n    hosts: [{name: a, ssh: a.example, deploy_to: /srv/a}]\n    ssh: {persist: 25h, control_dir: run/fd}\n",
+			[]string{`6:20: persist must be between 0s (off) and 24h`, `6:38: control_dir must be an absolute path or start with ~/: "run/fd"`}},
 		{"parallel 0", head + "environments:\n  p:\n    hosts: [{name: a, local: /a}]\n    parallel: 0\n",
 			[]string{`6:15: parallel must be at least 1, got 0`}},
 		{"hook without command", head + "hooks:\n  migrate:\n    - {timeout: 5m}\n" + `environments: {p: {hosts: [{name: a, local: /a}]}}`,

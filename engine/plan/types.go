@@ -230,6 +230,13 @@ type SSHConfig struct {
 	CommandTimeout    Duration `yaml:"command_timeout"`
 	MaxParallelDials  int      `yaml:"max_parallel_dials"`
 	Jump              string   `yaml:"jump"`
+	// Persist keeps the connections open between commands for this long
+	// after the last one used them, in a connection keeper process (as
+	// OpenSSH's ControlPersist); 0, the default, dials in every command.
+	Persist Duration `yaml:"persist"`
+	// ControlDir is the keeper's private directory (absolute or ~/…;
+	// default $XDG_RUNTIME_DIR/flightdeck, else ~/.cache/flightdeck/ssh).
+	ControlDir string `yaml:"control_dir"`
 }
 
 // Router kinds: the traffic layer an environment's traffic strategies drive.

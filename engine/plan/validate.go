@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
@@ -233,6 +234,12 @@ func (v *validator) environment(p *Plan, name string, e *Environment) {
 		v.positive(base, "connect_timeout", c.ConnectTimeout)
 		v.positive(base, "command_timeout", c.CommandTimeout)
 		v.atLeast(base, "max_parallel_dials", c.MaxParallelDials, 1)
+		if p := child(base, "persist"); v.present(p) && (c.Persist.Duration < 0 || c.Persist.Duration > 24*time.Hour) {
+			v.errorf(v.at(p), "persist must be between 0s (off) and 24h")
+		}
+		if d := c.ControlDir; d != "" && !filepath.IsAbs(d) && d != "~" && !strings.HasPrefix(d, "~/") {
+			v.errorf(v.at(child(base, "control_dir")), "control_dir must be an absolute path or start with ~/: %q", d)
+		}
 		if c.Jump != "" {
 			if _, err := SplitJumpList(c.Jump); err != nil {
 				v.errorf(v.at(child(base, "jump")), "%v", err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,15 +54,60 @@ type PoolOptions struct {
 	// changed since the host's last verification (the plan's
 	// verify_releases: full; see layout.Layout.Verify).
 	FullVerify bool
+	// Persist, when positive, connects through the connection keeper of
+	// ControlDir (keeper.go), which keeps the connections open for Persist
+	// after the last process used them; KeeperCommand starts one when none
+	// runs (nil: a missing keeper is not started). Without a keeper the
+	// pool dials directly, and says so once through OnWarning.
+	Persist       time.Duration
+	ControlDir    string
+	KeeperCommand []string
+
+	// noSFTP: the keeper's own pools relay sessions and start no SFTP.
+	noSFTP bool
+	// onDial is told of each connection made.
+	onDial func(Target)
 }
 
-// WithSettings returns opts with the environment's max_parallel_dials
-// applied when opts does not set it.
+// WithSettings returns opts with the environment's max_parallel_dials,
+// persist and control_dir applied where opts does not set them.
 func (opts PoolOptions) WithSettings(sc *plan.SSHConfig) PoolOptions {
-	if opts.MaxParallelDials == 0 && sc != nil && sc.MaxParallelDials > 0 {
+	if sc == nil {
+		return opts
+	}
+	if opts.MaxParallelDials == 0 && sc.MaxParallelDials > 0 {
 		opts.MaxParallelDials = sc.MaxParallelDials
 	}
+	if opts.Persist == 0 && sc.Persist.Duration > 0 {
+		opts.Persist = sc.Persist.Duration
+	}
+	if opts.ControlDir == "" {
+		opts.ControlDir = ControlDir(sc.ControlDir)
+	}
 	return opts
+}
+
+// ControlDir returns the connection keeper's directory for the plan's
+// control_dir: ~/ expanded; by default $XDG_RUNTIME_DIR/flightdeck (a
+// per-user tmpfs the system removes at logout), else
+// ~/.cache/flightdeck/ssh.
+func ControlDir(configured string) string {
+	home, _ := os.UserHomeDir()
+	switch {
+	case configured == "~":
+		return home
+	case strings.HasPrefix(configured, "~/"):
+		return filepath.Join(home, configured[2:])
+	case configured != "":
+		return configured
+	}
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" && filepath.IsAbs(rt) {
+		return filepath.Join(rt, "flightdeck")
+	}
+	if cache, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(cache, "flightdeck", "ssh")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("flightdeck-ssh-%d", os.Geteuid()))
 }
 
 // Pool owns one SSH connection per target for the whole run. It is safe
@@ -81,6 +128,8 @@ type Pool struct {
 	// manifests are shared by the pool's hosts: a release's manifest is
 	// parsed once for the fleet.
 	manifests layout.Manifests
+	// keeper reaches the connection keeper (nil without Persist).
+	keeper *keeperClient
 }
 
 // warn passes msg to OnWarning the first time it is given.
@@ -119,7 +168,12 @@ func NewPool(opts PoolOptions) *Pool {
 	if opts.MaxUploads <= 0 {
 		opts.MaxUploads = 128
 	}
+	var kc *keeperClient
+	if opts.Persist > 0 {
+		kc = &keeperClient{dir: opts.ControlDir, persist: opts.Persist, command: opts.KeeperCommand}
+	}
 	return &Pool{
+		keeper:   kc,
 		opts:     opts,
 		dials:    make(chan struct{}, opts.MaxParallelDials),
 		uploads:  make(chan struct{}, opts.MaxUploads),
@@ -258,7 +312,9 @@ func (l *link) dead() bool {
 func (l *link) close() {
 	if l.closed.CompareAndSwap(false, true) {
 		l.client.Close()
-		l.sftp.Close()
+		if l.sftp != nil {
+			l.sftp.Close()
+		}
 	}
 }
 
@@ -313,6 +369,13 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		return nil, ErrPoolClosed
 	}
 	where := t.User + "@" + t.Addr
+	if p.keeper != nil && !acceptsNewKeys(t) {
+		l, err := p.dialKeeper(ctx, t)
+		if !errors.Is(err, errNoKeeper) {
+			return l, err
+		}
+		p.warn(fmt.Sprintf("ssh persist: %v; connecting directly", err))
+	}
 	var jump *link
 	if t.Jump != nil {
 		var err error
@@ -372,17 +435,34 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		stop()
 		return fail(err)
 	}
-	client := gossh.NewClient(sc, chans, reqs)
-	fc, err := sftp.NewClient(client,
-		sftp.UseConcurrentWrites(true),
-		sftp.MaxConcurrentRequestsPerFile(64),
-	)
+	l, err := p.newLink(gossh.NewClient(sc, chans, reqs), stop)
+	if err != nil {
+		return fail(err)
+	}
+	if p.opts.onDial != nil {
+		p.opts.onDial(t)
+	}
+	return l, nil
+}
+
+// newLink starts SFTP on client (unless the pool is the keeper's) and
+// watches the connection. stop ends the dial's deadline; it reports false
+// when the deadline had already fired.
+func (p *Pool) newLink(client *gossh.Client, stop func() bool) (*link, error) {
+	var fc *sftp.Client
+	var err error
+	if !p.opts.noSFTP {
+		fc, err = sftp.NewClient(client,
+			sftp.UseConcurrentWrites(true),
+			sftp.MaxConcurrentRequestsPerFile(64),
+		)
+	}
 	if !stop() || err != nil {
 		client.Close()
 		if err == nil {
 			err = errors.New("setting up SFTP")
 		}
-		return fail(fmt.Errorf("start SFTP: %w", err))
+		return nil, fmt.Errorf("start SFTP: %w", err)
 	}
 	l := &link{client: client, sftp: fc, done: make(chan struct{})}
 	go func() {

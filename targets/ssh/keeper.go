@@ -1,0 +1,404 @@
+package ssh
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
+)
+
+// The keeper keeps SSH connections open between flightdeck processes, as
+// OpenSSH's ControlMaster with ControlPersist does (and Ansible with it):
+// the first command of a plan with `ssh: {persist: 60s}` starts it, and
+// the commands that follow within the persist time reuse its connections
+// instead of paying a handshake per host (on a loaded server that is tens
+// of milliseconds of its CPU each, and the round trips to reach it).
+//
+// It is one process per user and control directory. A process asks it for
+// a target over a Unix socket in that directory: one request line (the
+// target as JSON), one answer line ("ok" or "error: …"), and then the
+// socket speaks SSH, with the keeper as the server: every session channel
+// the process opens is opened on the keeper's connection to the target and
+// relayed, its requests (exec, subsystem sftp) and exit status included.
+//
+// Trust: the directory must belong to this user and be private (0700);
+// the keeper also checks each client's credentials (SO_PEERCRED) and
+// serves only its own user. Its SSH host key is made at start and its
+// public half is written beside the socket; clients accept no other. The
+// keeper verifies every target's host key against the target's own
+// known_hosts files, as a direct dial does, and never trusts a new key (a
+// plan that accepts new host keys dials directly, so that what it trusts
+// is journaled). It forwards no agent and accepts only session channels.
+const (
+	keeperSocket = "keeper.sock"
+	keeperPub    = "keeper.pub"
+	keeperLock   = "keeper.lock"
+	keeperLog    = "keeper.log"
+	keeperPID    = "keeper.pid"
+	// keeperMaxRequest bounds a client's request line.
+	keeperMaxRequest = 64 << 10
+)
+
+// ErrKeeperRunning is returned by ServeKeeper when another keeper serves
+// the directory.
+var ErrKeeperRunning = errors.New("a connection keeper already serves this directory")
+
+// KeeperOptions configure ServeKeeper.
+type KeeperOptions struct {
+	// Dir is the control directory (created 0700 when missing).
+	Dir string
+	// Persist is how long the keeper stays without any client before it
+	// closes its connections and exits.
+	Persist time.Duration
+	// Ready, when set, is told "ready" once clients can connect.
+	Ready io.Writer
+	// Log, when set, gets one line per connection made or lost.
+	Log io.Writer
+}
+
+// keeperRequest is what a client asks the keeper for.
+type keeperRequest struct {
+	Target Target `json:"target"`
+}
+
+// keeper is a running connection keeper.
+type keeper struct {
+	opts   KeeperOptions
+	signer gossh.Signer
+	log    func(format string, args ...any)
+
+	mu      sync.Mutex
+	pools   map[string]*Pool // by the target's credentials
+	clients int
+	idle    *time.Timer
+}
+
+// ServeKeeper runs a connection keeper in opts.Dir until ctx ends or it
+// has had no client for opts.Persist.
+func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
+	if opts.Persist <= 0 {
+		return errors.New("the keeper needs a persist time")
+	}
+	if err := privateDir(opts.Dir, true); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(opts.Dir, keeperLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("keeper lock: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return ErrKeeperRunning
+		}
+		return fmt.Errorf("keeper lock: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		return err
+	}
+	sock := filepath.Join(opts.Dir, keeperSocket)
+	// A socket left by a keeper that died: this one holds the lock now.
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writePrivate(filepath.Join(opts.Dir, keeperPub), gossh.MarshalAuthorizedKey(signer.PublicKey())); err != nil {
+		return err
+	}
+	_ = writePrivate(filepath.Join(opts.Dir, keeperPID), fmt.Appendf(nil, "%d\n", os.Getpid()))
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("keeper socket: %w", err)
+	}
+	defer func() {
+		ln.Close()
+		os.Remove(sock)
+		os.Remove(filepath.Join(opts.Dir, keeperPub))
+		os.Remove(filepath.Join(opts.Dir, keeperPID))
+	}()
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	k := &keeper{opts: opts, signer: signer, pools: map[string]*Pool{}, log: func(string, ...any) {}}
+	if opts.Log != nil {
+		var lmu sync.Mutex
+		k.log = func(format string, args ...any) {
+			lmu.Lock()
+			defer lmu.Unlock()
+			fmt.Fprintf(opts.Log, time.Now().UTC().Format("2006-01-02T15:04:05.000Z ")+format+"\n", args...)
+		}
+	}
+	defer k.closePools()
+	k.idle = time.AfterFunc(opts.Persist, cancel)
+	context.AfterFunc(ctx, func() { ln.Close() })
+	if opts.Ready != nil {
+		fmt.Fprintln(opts.Ready, "ready")
+	}
+	k.log("keeper %d serving %s, persist %s", os.Getpid(), opts.Dir, opts.Persist)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				k.log("keeper %d exits: no client for %s", os.Getpid(), opts.Persist)
+				return nil
+			}
+			return fmt.Errorf("keeper accept: %w", err)
+		}
+		uc := c.(*net.UnixConn)
+		if err := sameUser(uc); err != nil {
+			k.log("refused a client: %v", err)
+			c.Close()
+			continue
+		}
+		k.enter()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer k.leave()
+			k.serve(ctx, uc)
+		}()
+	}
+}
+
+// enter and leave count clients; the persist time runs while there is none.
+func (k *keeper) enter() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.clients++
+	k.idle.Stop()
+}
+
+func (k *keeper) leave() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.clients--; k.clients == 0 {
+		k.idle.Reset(k.opts.Persist)
+	}
+}
+
+func (k *keeper) closePools() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.pools {
+		p.Close()
+	}
+}
+
+// pool returns the keeper's pool for t's credentials: targets that log in
+// with other keys or check other known_hosts files never share a
+// connection.
+func (k *keeper) pool(t Target) *Pool {
+	id, _ := json.Marshal([]any{t.IdentityFiles, t.ExplicitIdentity, t.AgentSocket, t.KnownHosts})
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p, ok := k.pools[string(id)]
+	if !ok {
+		p = NewPool(PoolOptions{noSFTP: true, onDial: func(t Target) { k.log("connected to %s", t.Key()) }})
+		k.pools[string(id)] = p
+	}
+	return p
+}
+
+// serve answers one client: its request, then SSH over the socket.
+func (k *keeper) serve(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReaderSize(io.LimitReader(c, keeperMaxRequest), 4096)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return
+	}
+	var req keeperRequest
+	if err := json.Unmarshal(line, &req); err != nil || req.Target.Addr == "" {
+		fmt.Fprintf(c, "error: bad request\n")
+		return
+	}
+	t := req.Target
+	t.AcceptNewHostKeys = false
+	for j := t.Jump; j != nil; j = j.Jump {
+		j.AcceptNewHostKeys = false
+	}
+	l, err := k.pool(t).conn(t).get(ctx)
+	if err != nil {
+		fmt.Fprintf(c, "error: %s\n", strconv.Quote(err.Error()))
+		return
+	}
+	if _, err := io.WriteString(c, "ok\n"); err != nil {
+		return
+	}
+	cfg := &gossh.ServerConfig{NoClientAuth: true}
+	cfg.AddHostKey(k.signer)
+	sc, chans, reqs, err := gossh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	defer sc.Close()
+	// The client's connection is its target's: it ends when the target's
+	// does, so that the client dials again (through the keeper, which
+	// dials the target again), and a keepalive is answered by the target.
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+	served := make(chan struct{})
+	defer close(served)
+	go func() {
+		select {
+		case <-l.done:
+			sc.Close()
+		case <-served:
+		}
+	}()
+	go func() {
+		for r := range reqs {
+			if r.Type != "keepalive@openssh.com" {
+				r.Reply(false, nil)
+				continue
+			}
+			_, _, err := l.client.SendRequest(r.Type, true, nil)
+			r.Reply(err == nil, nil)
+		}
+	}()
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			nc.Reject(gossh.Prohibited, "the connection keeper relays session channels only")
+			continue
+		}
+		go relayChannel(nc, l.client)
+	}
+}
+
+// relayChannel opens nc's session on the target and relays it: data both
+// ways, stderr, end of input, requests and their answers, exit status.
+func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
+	uch, ureqs, err := up.OpenChannel(nc.ChannelType(), nc.ExtraData())
+	if err != nil {
+		var oe *gossh.OpenChannelError
+		if errors.As(err, &oe) {
+			nc.Reject(oe.Reason, oe.Message)
+		} else {
+			nc.Reject(gossh.ConnectionFailed, err.Error())
+		}
+		return
+	}
+	cch, creqs, err := nc.Accept()
+	if err != nil {
+		uch.Close()
+		return
+	}
+	go func() {
+		_, _ = io.Copy(uch, cch)
+		_ = uch.CloseWrite()
+	}()
+	go func() {
+		for r := range creqs {
+			if r.Type == "auth-agent-req@openssh.com" || r.Type == "x11-req" {
+				r.Reply(false, nil) // never forwarded
+				continue
+			}
+			ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
+			if r.WantReply {
+				r.Reply(ok && err == nil, nil)
+			}
+		}
+		uch.Close() // the client closed its channel
+	}()
+	var out sync.WaitGroup
+	out.Add(2)
+	go func() {
+		defer out.Done()
+		_, _ = io.Copy(cch, uch)
+	}()
+	go func() {
+		defer out.Done()
+		_, _ = io.Copy(cch.Stderr(), uch.Stderr())
+	}()
+	out.Wait()
+	_ = cch.CloseWrite()
+	for r := range ureqs {
+		// exit-status, exit-signal: after the output, before the close.
+		ok, err := cch.SendRequest(r.Type, r.WantReply, r.Payload)
+		if r.WantReply {
+			r.Reply(ok && err == nil, nil)
+		}
+	}
+	cch.Close()
+}
+
+// sameUser checks that the peer of c runs as this process's user.
+func sameUser(c *net.UnixConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if int(cred.Uid) != os.Geteuid() {
+		return fmt.Errorf("peer pid %d runs as uid %d, not %d", cred.Pid, cred.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// privateDir checks that dir belongs to this user and only this user can
+// use it (creating it 0700 when create is set and it is missing).
+func privateDir(dir string, create bool) error {
+	if dir == "" {
+		return errors.New("no control directory")
+	}
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) && create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("control directory: %w", err)
+		}
+		fi, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("control directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("control directory %s is not a directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("control directory %s does not belong to this user", dir)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("control directory %s can be used by others (mode %#o): it must be 0700", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// writePrivate writes a 0600 file whole (temporary file and rename).
+func writePrivate(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}

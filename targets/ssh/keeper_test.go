@@ -1,0 +1,268 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"flightdeck/engine"
+	"flightdeck/internal/syncbuf"
+	"flightdeck/targets/ssh/sshtest"
+)
+
+// controlDir returns a private directory with a short path (a Unix
+// socket's path is limited to 108 bytes).
+func controlDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runningKeeper is a keeper served by this test process.
+type runningKeeper struct {
+	dir  string
+	log  *syncbuf.Buffer
+	stop context.CancelFunc
+	done chan error
+}
+
+func startKeeper(t *testing.T, dir string, persist time.Duration) *runningKeeper {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &runningKeeper{dir: dir, log: &syncbuf.Buffer{}, stop: cancel, done: make(chan error, 1)}
+	pr, pw := io.Pipe()
+	go func() {
+		k.done <- ServeKeeper(ctx, KeeperOptions{Dir: dir, Persist: persist, Ready: pw, Log: k.log})
+		pw.Close()
+	}()
+	if line, err := readLine(pr, 64); err != nil || line != "ready" {
+		cancel()
+		t.Fatalf("keeper: %q %v: %v", line, err, <-k.done)
+	}
+	go io.Copy(io.Discard, pr)
+	t.Cleanup(func() {
+		cancel()
+		<-k.done
+	})
+	return k
+}
+
+// dials counts the keeper's connections to targets so far.
+func (k *runningKeeper) dials() int { return strings.Count(k.log.String(), "connected to ") }
+
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) add(m string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, m)
+}
+
+func (w *warnings) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.msgs, "; ")
+}
+
+// TestKeeperKeepsConnectionsBetweenProcesses: pools of successive
+// processes (here: successive pools) reach their hosts through the keeper,
+// which dials each host once; files, commands with their output, stderr
+// and exit status, and switches all go through the relay.
+func TestKeeperKeepsConnectionsBetweenProcesses(t *testing.T) {
+	c := sshtest.Start(t, 2)
+	k := startKeeper(t, controlDir(t), time.Minute)
+	a := release(t, "r1", map[string]string{"index.html": "one", "bin/run.sh": "#!/bin/sh\necho run\n"})
+	for round := 1; round <= 3; round++ {
+		var warned warnings
+		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: k.dir, OnWarning: warned.add})
+		for i, s := range c.Servers {
+			h := p.Host(fmt.Sprintf("web%d", i+1), target(c, s))
+			ctx := ctxT(t)
+			switch round {
+			case 1:
+				if err := h.Prepare(ctx, a, nil); err != nil {
+					t.Fatal(err)
+				}
+				if err := h.Switch(ctx, engine.SwitchInfo{Release: "r1", Actor: "test"}); err != nil {
+					t.Fatal(err)
+				}
+			case 2:
+				st, err := h.Inspect(ctx)
+				if err != nil || st.Current != "r1" {
+					t.Fatalf("round 2, %s: current %q, %v", h.Name(), st.Current, err)
+				}
+				if err := h.Verify(ctx, "r1"); err != nil {
+					t.Fatalf("round 2, %s: verify: %v", h.Name(), err)
+				}
+			case 3:
+				var out bytes.Buffer
+				err := h.Exec(ctx, engine.ExecRequest{Command: "cat index.html; echo to-stderr >&2; exit 3",
+					Env: map[string]string{"RELEASE_PATH": h.ReleasePath("r1")}, Output: &out})
+				if err == nil || !strings.Contains(err.Error(), "3") {
+					t.Fatalf("round 3, %s: exit 3 came back as %v", h.Name(), err)
+				}
+				if got := out.String(); !strings.Contains(got, "one") || !strings.Contains(got, "to-stderr") {
+					t.Fatalf("round 3, %s: output %q", h.Name(), got)
+				}
+			}
+		}
+		p.Close()
+		if w := warned.String(); w != "" {
+			t.Fatalf("round %d did not use the keeper: %s", round, w)
+		}
+		if n := k.dials(); n != len(c.Servers) {
+			t.Fatalf("after round %d the keeper dialled %d times, want once per host (%d):\n%s", round, n, len(c.Servers), k.log)
+		}
+	}
+	for _, s := range c.Servers {
+		if got := readLink(t, filepath.Join(s.DeployTo, "current")); got != "releases/r1" {
+			t.Fatalf("%s: current -> %q", s.Addr, got)
+		}
+	}
+
+	// A target's connection lost under a client: the client's operation
+	// is retried on a new connection, which the keeper dials anew.
+	p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: k.dir})
+	defer p.Close()
+	h := p.Host("web1", target(c, c.Servers[0]))
+	if _, err := h.Inspect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.Servers[0].KillConnections()
+	if st, err := h.Inspect(ctxT(t)); err != nil || st.Current != "r1" {
+		t.Fatalf("inspect after the connection was lost: %q, %v", st.Current, err)
+	}
+	if n := k.dials(); n != len(c.Servers)+1 {
+		t.Fatalf("the keeper dialled %d times, want %d (once more after the loss):\n%s", n, len(c.Servers)+1, k.log)
+	}
+}
+
+// TestKeeperChecksHostKeys: through the keeper, a host whose key is not in
+// the plan's known_hosts is refused with the dial's own error (the keeper
+// never trusts a new key), and so is a changed key.
+func TestKeeperChecksHostKeys(t *testing.T) {
+	c := sshtest.Start(t, 1)
+	k := startKeeper(t, controlDir(t), time.Minute)
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := sshtest.Start(t, 1) // another key, written for c's address
+	wrong := filepath.Join(t.TempDir(), "known_hosts")
+	line := knownhosts.Line([]string{knownhosts.Normalize(c.Servers[0].Addr)}, other.Servers[0].HostKey)
+	if err := os.WriteFile(wrong, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, known, want string
+	}{
+		{"unknown", empty, "is unknown"},
+		{"changed", wrong, "has changed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var warned warnings
+			p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: k.dir, OnWarning: warned.add})
+			defer p.Close()
+			tg := target(c, c.Servers[0])
+			tg.KnownHosts = []string{tt.known}
+			_, err := p.Host("web1", tg).Inspect(ctxT(t))
+			if err == nil || !strings.Contains(strings.ToLower(err.Error()), tt.want) || !strings.Contains(err.Error(), "keeper") {
+				t.Fatalf("inspect with a %s host key: %v", tt.name, err)
+			}
+			if w := warned.String(); w != "" {
+				t.Fatalf("fell back to a direct dial: %s", w)
+			}
+		})
+	}
+	if n := k.dials(); n != 0 {
+		t.Fatalf("the keeper connected %d times:\n%s", n, k.log)
+	}
+}
+
+// TestKeeperUnusableFallsBackToDirect: a control directory others can use
+// is refused (and said once), a missing keeper with nothing to start one
+// too; the pool then dials directly, and works.
+func TestKeeperUnusableFallsBackToDirect(t *testing.T) {
+	c := sshtest.Start(t, 1)
+	open := controlDir(t)
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, dir, want string
+	}{
+		{"directory others can use", open, "must be 0700"},
+		{"no keeper", controlDir(t), "no connection keeper"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var warned warnings
+			p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: tt.dir, OnWarning: warned.add})
+			defer p.Close()
+			h := p.Host("web1", target(c, c.Servers[0]))
+			for range 2 {
+				if _, err := h.Inspect(ctxT(t)); err != nil {
+					t.Fatal(err)
+				}
+				h.Close()
+			}
+			if w := warned.String(); !strings.Contains(w, tt.want) || strings.Count(w, "connecting directly") != 1 {
+				t.Fatalf("warnings: %q, want one naming %q", w, tt.want)
+			}
+		})
+	}
+}
+
+// TestKeeperExitsWhenIdle: once its last client is gone the keeper waits
+// its persist time and exits, removing its socket; a second keeper for the
+// same directory is refused while the first runs.
+func TestKeeperExitsWhenIdle(t *testing.T) {
+	c := sshtest.Start(t, 1)
+	dir := controlDir(t)
+	k := startKeeper(t, dir, 300*time.Millisecond)
+	if err := ServeKeeper(context.Background(), KeeperOptions{Dir: dir, Persist: time.Minute}); !errors.Is(err, ErrKeeperRunning) {
+		t.Fatalf("a second keeper: %v", err)
+	}
+	p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
+	if _, err := p.Host("web1", target(c, c.Servers[0])).Inspect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	// While a client is connected the keeper stays, whatever its persist.
+	select {
+	case err := <-k.done:
+		t.Fatalf("the keeper exited with a client connected: %v", err)
+	default:
+	}
+	p.Close()
+	select {
+	case err := <-k.done:
+		k.done <- err // for the cleanup
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the keeper did not exit after its persist time")
+	}
+	if _, err := os.Stat(filepath.Join(dir, keeperSocket)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket after exit: %v", err)
+	}
+}
