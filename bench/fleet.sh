@@ -45,6 +45,10 @@
 # directory under /var/tmp, i.e. on disk, not on tmpfs), so both journals
 # pay the same disk's fsync; the hosts stay under TMPDIR like the other modes.
 #
+# With PERSIST=60s the cli mode's plan sets ssh persist: the cold deploy
+# starts a connection keeper, and the one-file deploys and rollbacks after
+# it reach the hosts through the keeper's connections (no handshakes).
+#
 # Usage: bench/fleet.sh [SIZES...]       (default: 20 100; RUNS=5;
 #        COMPARE="cli rollback deploy onefile" by default, any subset of the words
 #        or "state"; PAIRS=10, FIRST=file and STATE_DIR=/var/tmp for "state")
@@ -508,7 +512,7 @@ for n in "${SIZES[@]}"; do
 
 	if [[ " $COMPARE " == *" cli "* ]]; then
 		uptime
-		"$BIN" cli -cluster "$dir/cluster.json" -bin "$FD" -runs "$RUNS" -parallel "$n"
+		"$BIN" cli -cluster "$dir/cluster.json" -bin "$FD" -runs "$RUNS" -parallel "$n" -persist "${PERSIST:-0s}"
 		uptime
 	fi
 	if [[ " $COMPARE " == *" state "* ]]; then state_compare "$dir" "$n"; fi

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ func cli(args []string) error {
 	subdir := fs.String("subdir", "cli", "deploy_to below each server's deploy directory (must not exist)")
 	parallel := fs.Int("parallel", 0, "the plan's parallel (0: its default)")
 	keep := fs.Bool("keep", false, "leave the project and the deploy directories")
+	persist := fs.Duration("persist", 0, "the plan's ssh persist (0: off): the commands after the first reach the hosts through its connection keeper")
 	_ = fs.Parse(args)
 	if *bin == "" {
 		return fmt.Errorf("-bin is required")
@@ -71,11 +73,26 @@ func cli(args []string) error {
 		return err
 	}
 	planFile := filepath.Join(proj, "flightdeck.yaml")
-	if err := writePlan(planFile, cf, *subdir, *parallel); err != nil {
+	var ctl string
+	if *persist > 0 {
+		ctl = filepath.Join(proj, "ctl")
+		if err := os.Mkdir(ctl, 0o700); err != nil {
+			return err
+		}
+		// The keeper outlives each command: stop it with the bench.
+		defer func() {
+			if b, err := os.ReadFile(filepath.Join(ctl, "keeper.pid")); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGTERM)
+				}
+			}
+		}()
+	}
+	if err := writePlan(planFile, cf, *subdir, *parallel, *persist, ctl); err != nil {
 		return err
 	}
 	n := len(cf.Addrs)
-	fmt.Printf("cli: %d hosts, release %d files / %d bytes from git, strategy symlink\n", n, *files, *total)
+	fmt.Printf("cli: %d hosts, release %d files / %d bytes from git, strategy symlink, ssh persist %s\n", n, *files, *total, *persist)
 
 	run := func(what string, args ...string) (*cliRun, error) {
 		r, err := runCLI(*bin, planFile, args...)
@@ -123,8 +140,8 @@ func cli(args []string) error {
 	wall := func(r *cliRun) float64 { return ms(r.wall) }
 	rss := func(r *cliRun) float64 { return r.rssMB }
 	all := append(append([]*cliRun{cold}, deploys...), rollbacks...)
-	fmt.Printf("RESULT cli hosts=%d cold_deploy_ms=%.0f one_file_deploy_median_ms=%.0f rollback_median_ms=%.0f peak_rss_mb=%.1f\n",
-		n, ms(cold.wall), med(deploys, wall), med(rollbacks, wall), slices.Max(func() []float64 {
+	fmt.Printf("RESULT cli persist=%s hosts=%d cold_deploy_ms=%.0f one_file_deploy_median_ms=%.0f rollback_median_ms=%.0f peak_rss_mb=%.1f\n",
+		*persist, n, ms(cold.wall), med(deploys, wall), med(rollbacks, wall), slices.Max(func() []float64 {
 			var v []float64
 			for _, r := range all {
 				v = append(v, rss(r))
@@ -137,7 +154,7 @@ func cli(args []string) error {
 // writePlan writes a plan deploying ./repo (git, branch main) beside it
 // to every server of cf, into subdir below each server's deploy directory,
 // with the symlink strategy.
-func writePlan(path string, cf *clusterFile, subdir string, parallel int) error {
+func writePlan(path string, cf *clusterFile, subdir string, parallel int, persist time.Duration, controlDir string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "app: fleet\nsource: {git: {repo: ./repo, ref: main}}\nkeep_releases: 5\nenvironments:\n  production:\n")
 	if parallel > 0 {
@@ -145,6 +162,9 @@ func writePlan(path string, cf *clusterFile, subdir string, parallel int) error 
 	}
 	fmt.Fprintf(&b, "    strategy: {kind: symlink}\n    ssh:\n      identity_file: '%s'\n      known_hosts: '%s'\n      connect_timeout: 30s\n      command_timeout: 2m\n    hosts:\n",
 		cf.ClientKey, cf.KnownHosts)
+	if persist > 0 {
+		fmt.Fprintf(&b, "      persist: %s\n      control_dir: '%s'\n", persist, controlDir)
+	}
 	for i, a := range cf.Addrs {
 		fmt.Fprintf(&b, "      - {name: h%03d, ssh: '%s@%s', deploy_to: '%s'}\n", i, cf.User, a, filepath.Join(cf.DeployTo[i], subdir))
 	}

@@ -238,7 +238,7 @@ func stateCompare(args []string) error {
 	plans := map[string]string{}
 	for _, k := range kinds {
 		plans[k] = filepath.Join(proj, "flightdeck-"+k+".yaml")
-		if err := writePlan(plans[k], cf, "state-"+k, *parallel); err != nil {
+		if err := writePlan(plans[k], cf, "state-"+k, *parallel, 0, ""); err != nil {
 			return err
 		}
 	}
