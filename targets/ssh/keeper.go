@@ -148,15 +148,20 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 			fmt.Fprintf(opts.Log, time.Now().UTC().Format("2006-01-02T15:04:05.000Z ")+format+"\n", args...)
 		}
 	}
-	defer k.closePools()
+	var wg sync.WaitGroup
+	defer func() {
+		// Clients first (their connections close with ctx), then the
+		// targets' connections.
+		cancel()
+		wg.Wait()
+		k.closePools()
+	}()
 	k.idle = time.AfterFunc(opts.Persist, cancel)
 	context.AfterFunc(ctx, func() { ln.Close() })
 	if opts.Ready != nil {
 		fmt.Fprintln(opts.Ready, "ready")
 	}
 	k.log("keeper %d serving %s, persist %s", os.Getpid(), opts.Dir, opts.Persist)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -240,6 +245,12 @@ func (k *keeper) serve(ctx context.Context, c net.Conn) {
 		j.AcceptNewHostKeys = false
 	}
 	l, err := k.pool(t).conn(t).get(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Its persist time ran out as this client came: not the
+		// target's error; the client dials without the keeper.
+		io.WriteString(c, "exiting\n")
+		return
+	}
 	if err != nil {
 		fmt.Fprintf(c, "error: %s\n", strconv.Quote(err.Error()))
 		return

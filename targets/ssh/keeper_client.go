@@ -100,6 +100,8 @@ func (p *Pool) dialKeeper(ctx context.Context, t Target) (*link, error) {
 			msg = answer
 		}
 		return nil, fmt.Errorf("connect to %s through the connection keeper: %s", where, msg)
+	case answer == "exiting":
+		return fail(fmt.Errorf("%w: it is exiting", errNoKeeper))
 	case answer != "ok":
 		return fail(fmt.Errorf("%w: it answered %q", errNoKeeper, answer))
 	}
