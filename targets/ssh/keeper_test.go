@@ -238,7 +238,7 @@ func TestKeeperUnusableFallsBackToDirect(t *testing.T) {
 func TestKeeperExitsWhenIdle(t *testing.T) {
 	c := sshtest.Start(t, 1)
 	dir := controlDir(t)
-	k := startKeeper(t, dir, 300*time.Millisecond)
+	k := startKeeper(t, dir, 2*time.Second)
 	if err := ServeKeeper(context.Background(), KeeperOptions{Dir: dir, Persist: time.Minute}); !errors.Is(err, ErrKeeperRunning) {
 		t.Fatalf("a second keeper: %v", err)
 	}
