@@ -160,11 +160,12 @@ func writePlan(path string, cf *clusterFile, subdir string, parallel int, persis
 	if parallel > 0 {
 		fmt.Fprintf(&b, "    parallel: %d\n", parallel)
 	}
-	fmt.Fprintf(&b, "    strategy: {kind: symlink}\n    ssh:\n      identity_file: '%s'\n      known_hosts: '%s'\n      connect_timeout: 30s\n      command_timeout: 2m\n    hosts:\n",
+	fmt.Fprintf(&b, "    strategy: {kind: symlink}\n    ssh:\n      identity_file: '%s'\n      known_hosts: '%s'\n      connect_timeout: 30s\n      command_timeout: 2m\n",
 		cf.ClientKey, cf.KnownHosts)
 	if persist > 0 {
 		fmt.Fprintf(&b, "      persist: %s\n      control_dir: '%s'\n", persist, controlDir)
 	}
+	b.WriteString("    hosts:\n")
 	for i, a := range cf.Addrs {
 		fmt.Fprintf(&b, "      - {name: h%03d, ssh: '%s@%s', deploy_to: '%s'}\n", i, cf.User, a, filepath.Join(cf.DeployTo[i], subdir))
 	}
