@@ -75,7 +75,10 @@ func cli(args []string) error {
 	planFile := filepath.Join(proj, "flightdeck.yaml")
 	var ctl string
 	if *persist > 0 {
-		ctl = filepath.Join(proj, "ctl")
+		var err error
+		if ctl, err = filepath.Abs(filepath.Join(proj, "ctl")); err != nil {
+			return err
+		}
 		if err := os.Mkdir(ctl, 0o700); err != nil {
 			return err
 		}
