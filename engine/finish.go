@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -73,8 +74,13 @@ func (m *machine) recovered(now time.Time, outcome Outcome, out *output) {
 	if st.RollbackAt.IsZero() || !st.RolledBackAt.IsZero() || outcome == OutcomeFailed {
 		return
 	}
-	m.emit(out, now, Event{Type: EvRolledBack, Target: st.RevertTo,
-		Message: fmt.Sprintf("every host back on %s in %s (RTO)", st.RevertTo, now.Sub(st.RollbackAt).Round(time.Millisecond))})
+	to := cmp.Or(st.RevertTo, st.Info.Previous)
+	what := "on " + to
+	if to == "" {
+		what = "on its previous release"
+	}
+	m.emit(out, now, Event{Type: EvRolledBack, Target: to,
+		Message: fmt.Sprintf("rollback finished: every host back %s in %s (RTO)", what, now.Sub(st.RollbackAt).Round(time.Millisecond))})
 }
 
 // settle waits, once the outcome is decided, for the settle time and the

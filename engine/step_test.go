@@ -899,8 +899,8 @@ func TestStepRTOEndsWhenEveryHostIsBack(t *testing.T) {
 			if (back >= 0) != (tt.wantRTO > 0) {
 				t.Fatalf("RolledBack journaled: %v, want %v: %v", back >= 0, tt.wantRTO > 0, types(s.evs))
 			}
-			if back >= 0 && !s.evs[back].Time.Equal(t0.Add(1500*time.Millisecond)) {
-				t.Fatalf("RolledBack at %v, want when b was back", s.evs[back].Time)
+			if back >= 0 && (!s.evs[back].Time.Equal(t0.Add(1500*time.Millisecond)) || !strings.Contains(s.evs[back].Message, "every host back on r1 in 1.5s")) {
+				t.Fatalf("RolledBack at %v: %q, want when b was back, naming r1 and the RTO", s.evs[back].Time, s.evs[back].Message)
 			}
 			// The journal alone gives the same RTO (a watcher, a replay).
 			if st := Fold(s.evs); st.Report == nil || st.Report.RTO != tt.wantRTO {

@@ -277,7 +277,7 @@ func TestRollbackFromTheCockpit(t *testing.T) {
 	s.press("y")
 	s.waitFor(t, "ROLLING BACK by alice")
 	f.openGate()
-	s.waitFor(t, "ROLLED BACK by alice", "rollback finished in")
+	s.waitFor(t, "ROLLED BACK by alice", "rollback finished: every host back on r1 in")
 	b.wg.Wait()
 	for h, cur := range f.currents() {
 		if cur != "r1" {
