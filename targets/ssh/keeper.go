@@ -320,16 +320,23 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 		_, _ = io.Copy(uch, cch)
 		_ = uch.CloseWrite()
 	}()
+	// fwd is held while a request is relayed with its answer: the target
+	// may run a command and close the channel before the relay has passed
+	// on its answer to the exec request, and the client must get the
+	// answer, then the exit status, then the close, in that order.
+	var fwd sync.Mutex
 	go func() {
 		for r := range creqs {
 			if r.Type == "auth-agent-req@openssh.com" || r.Type == "x11-req" {
 				r.Reply(false, nil) // never forwarded
 				continue
 			}
+			fwd.Lock()
 			ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
 			if r.WantReply {
 				r.Reply(ok && err == nil, nil)
 			}
+			fwd.Unlock()
 		}
 		uch.Close() // the client closed its channel
 	}()
@@ -347,12 +354,16 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 	_ = cch.CloseWrite()
 	for r := range ureqs {
 		// exit-status, exit-signal: after the output, before the close.
+		fwd.Lock()
 		ok, err := cch.SendRequest(r.Type, r.WantReply, r.Payload)
+		fwd.Unlock()
 		if r.WantReply {
 			r.Reply(ok && err == nil, nil)
 		}
 	}
+	fwd.Lock()
 	cch.Close()
+	fwd.Unlock()
 }
 
 // sameUser checks that the peer of c runs as this process's user.
