@@ -36,10 +36,11 @@ func newSSHKeeperCmd() *cobra.Command {
 			if dir == "" || persist <= 0 {
 				return badInput(errors.New("ssh-keeper needs --dir and a positive --persist"))
 			}
-			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-			err := fdssh.ServeKeeper(ctx, fdssh.KeeperOptions{Dir: dir, Persist: persist, Ready: c.OutOrStdout(), Log: c.ErrOrStderr()})
+			// SIGINT and SIGTERM end it (main's interrupts cancel the
+			// context), without a run's messages; it has no terminal.
+			quietInterrupts(c.Context())
+			signal.Ignore(syscall.SIGHUP)
+			err := fdssh.ServeKeeper(c.Context(), fdssh.KeeperOptions{Dir: dir, Persist: persist, Ready: c.OutOrStdout(), Log: c.ErrOrStderr()})
 			if errors.Is(err, fdssh.ErrKeeperRunning) {
 				return nil // another keeper serves the directory: clients use it
 			}

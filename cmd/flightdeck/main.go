@@ -109,6 +109,16 @@ func interruptOf(ctx context.Context) func(what string) {
 	return nil
 }
 
+// quietInterrupts keeps the process's interrupts from printing what a run
+// would do (a background process without a run: the SSH keeper).
+func quietInterrupts(ctx context.Context) {
+	if it, ok := ctx.Value(interrupterKey{}).(*interrupter); ok {
+		it.mu.Lock()
+		it.w = io.Discard
+		it.mu.Unlock()
+	}
+}
+
 func (it *interrupter) interrupt(what string) {
 	it.mu.Lock()
 	defer it.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -156,7 +157,11 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 		wg.Wait()
 		k.closePools()
 	}()
-	k.idle = time.AfterFunc(opts.Persist, cancel)
+	var idled atomic.Bool
+	k.idle = time.AfterFunc(opts.Persist, func() {
+		idled.Store(true)
+		cancel()
+	})
 	context.AfterFunc(ctx, func() { ln.Close() })
 	if opts.Ready != nil {
 		fmt.Fprintln(opts.Ready, "ready")
@@ -166,7 +171,11 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				k.log("keeper %d exits: no client for %s", os.Getpid(), opts.Persist)
+				why := "stopped"
+				if idled.Load() {
+					why = fmt.Sprintf("no client for %s", opts.Persist)
+				}
+				k.log("keeper %d exits: %s", os.Getpid(), why)
 				return nil
 			}
 			return fmt.Errorf("keeper accept: %w", err)

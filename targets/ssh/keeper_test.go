@@ -265,6 +265,9 @@ func TestKeeperExitsWhenIdle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, keeperSocket)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket after exit: %v", err)
 	}
+	if !strings.Contains(k.log.String(), "exits: no client for 2s") {
+		t.Fatalf("the keeper's log does not say why it exited:\n%s", k.log)
+	}
 }
 
 // TestKeeperRelaysQuickCommands: a command that ends before the relay has
