@@ -214,6 +214,7 @@ func (kc *keeperClient) start(ctx context.Context) error {
 	args := append(kc.command[1:len(kc.command):len(kc.command)], "--dir", kc.dir, "--persist", kc.persist.String())
 	cmd := exec.Command(kc.command[0], args...)
 	cmd.Stdout, cmd.Stderr = pw, logf
+	cmd.Dir = kc.dir // not the starting command's directory, which it would hold
 	// Its own session: it outlives this process and its terminal.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
