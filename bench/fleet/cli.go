@@ -63,13 +63,7 @@ func cli(args []string) error {
 		}()
 	}
 	repo := filepath.Join(proj, "repo")
-	if err := writeTree(repo, "r1", *files, *total, 0); err != nil {
-		return err
-	}
-	if err := git(repo, "init", "-q", "-b", "main"); err != nil {
-		return err
-	}
-	if err := commitAll(repo, "r1"); err != nil {
+	if err := initRepo(repo, *files, *total); err != nil {
 		return err
 	}
 	planFile := filepath.Join(proj, "flightdeck.yaml")
@@ -152,6 +146,18 @@ func cli(args []string) error {
 			return v
 		}()))
 	return nil
+}
+
+// initRepo makes a git repository (branch main) at repo whose one commit,
+// r1, is a release tree of files files and total bytes.
+func initRepo(repo string, files, total int) error {
+	if err := writeTree(repo, "r1", files, total, 0); err != nil {
+		return err
+	}
+	if err := git(repo, "init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	return commitAll(repo, "r1")
 }
 
 // writePlan writes a plan deploying ./repo (git, branch main) beside it

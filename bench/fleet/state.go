@@ -226,13 +226,7 @@ func stateCompare(args []string) error {
 		}
 	}()
 	repo := filepath.Join(proj, "repo")
-	if err := writeTree(repo, "r1", *files, *total, 0); err != nil {
-		return err
-	}
-	if err := git(repo, "init", "-q", "-b", "main"); err != nil {
-		return err
-	}
-	if err := commitAll(repo, "r1"); err != nil {
+	if err := initRepo(repo, *files, *total); err != nil {
 		return err
 	}
 	plans := map[string]string{}

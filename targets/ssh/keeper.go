@@ -20,6 +20,8 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
+
+	"flightdeck/internal/atomicfile"
 )
 
 // The keeper keeps SSH connections open between flightdeck processes, as
@@ -121,10 +123,10 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := writePrivate(filepath.Join(opts.Dir, keeperPub), gossh.MarshalAuthorizedKey(signer.PublicKey())); err != nil {
+	if err := atomicfile.Write(filepath.Join(opts.Dir, keeperPub), gossh.MarshalAuthorizedKey(signer.PublicKey()), 0o600); err != nil {
 		return err
 	}
-	_ = writePrivate(filepath.Join(opts.Dir, keeperPID), fmt.Appendf(nil, "%d\n", os.Getpid()))
+	_ = atomicfile.Write(filepath.Join(opts.Dir, keeperPID), fmt.Appendf(nil, "%d\n", os.Getpid()), 0o600)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("keeper socket: %w", err)
@@ -423,13 +425,4 @@ func privateDir(dir string, create bool) error {
 		return fmt.Errorf("control directory %s can be used by others (mode %#o): it must be 0700", dir, fi.Mode().Perm())
 	}
 	return nil
-}
-
-// writePrivate writes a 0600 file whole (temporary file and rename).
-func writePrivate(name string, b []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }

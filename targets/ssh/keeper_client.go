@@ -56,10 +56,7 @@ func acceptsNewKeys(t Target) bool {
 // (refused, unknown host key…), as a direct dial would have met it.
 func (p *Pool) dialKeeper(ctx context.Context, t Target) (*link, error) {
 	where := t.User + "@" + t.Addr
-	timeout := t.ConnectTimeout
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
-	}
+	timeout := t.connectTimeout()
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	nc, pub, err := p.keeper.connect(dctx)

@@ -92,14 +92,9 @@ func (opts PoolOptions) WithSettings(sc *plan.SSHConfig) PoolOptions {
 // per-user tmpfs the system removes at logout), else
 // ~/.cache/flightdeck/ssh.
 func ControlDir(configured string) string {
-	home, _ := os.UserHomeDir()
-	switch {
-	case configured == "~":
-		return home
-	case strings.HasPrefix(configured, "~/"):
-		return filepath.Join(home, configured[2:])
-	case configured != "":
-		return configured
+	if configured != "" {
+		home, _ := os.UserHomeDir()
+		return expandHome(home, configured)
 	}
 	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" && filepath.IsAbs(rt) {
 		return filepath.Join(rt, "flightdeck")
@@ -390,10 +385,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 	}
 	defer release()
 
-	timeout := t.ConnectTimeout
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
-	}
+	timeout := t.connectTimeout()
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var nc net.Conn

@@ -63,6 +63,14 @@ func (t Target) Key() string {
 	return k
 }
 
+// connectTimeout is t's ConnectTimeout, or DefaultConnectTimeout.
+func (t Target) connectTimeout() time.Duration {
+	if t.ConnectTimeout > 0 {
+		return t.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
 // ResolveOptions make the environment Resolve reads injectable for tests.
 type ResolveOptions struct {
 	// Home is the user's home directory (default os.UserHomeDir).
@@ -306,12 +314,15 @@ func (r *Resolver) resolveAddr(s string, sc plan.SSHConfig, depth int, ownJump b
 }
 
 // expand resolves ~ and makes relative key paths relative to home, as ssh does.
-func (r *Resolver) expand(p string) string {
+func (r *Resolver) expand(p string) string { return expandHome(r.opts.Home, p) }
+
+// expandHome replaces a leading ~ of p with home.
+func expandHome(home, p string) string {
 	switch {
 	case p == "~":
-		return r.opts.Home
+		return home
 	case strings.HasPrefix(p, "~/"):
-		return filepath.Join(r.opts.Home, p[2:])
+		return filepath.Join(home, p[2:])
 	}
 	return p
 }
