@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"flightdeck/engine"
+	"flightdeck/internal/proctest"
 )
 
 // backendProcEnv makes the test binary run TestBackendProcessHelper as a
@@ -204,7 +205,9 @@ func TestPOSTsSurviveABackendDying(t *testing.T) {
 	// The doomed backend hangs while nothing is in flight (so that none
 	// of its requests was read), every client ends up waiting on it, and
 	// then it dies; the clients go on.
-	if err := doomed.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	// Freeze waits for every thread to stop: right after kill(2) the
+	// backend can still read (and half answer) the next request.
+	if err := proctest.Freeze(doomed.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	run(60, func() {

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"flightdeck/internal/proctest"
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -298,7 +299,7 @@ func (s *Server) Kill() error {
 		return nil
 	}
 	pid := s.cmd.Process.Pid
-	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	_ = proctest.Freeze(pid)
 	killTree(pid)
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -315,7 +316,7 @@ func (s *Server) KillConnections() {
 		return
 	}
 	pid := s.cmd.Process.Pid
-	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	_ = proctest.Freeze(pid)
 	killTree(pid)
 	_ = syscall.Kill(pid, syscall.SIGCONT)
 }
@@ -323,7 +324,17 @@ func (s *Server) KillConnections() {
 // PauseConnections stops (SIGSTOP) the processes serving established
 // connections, so that the client sees a host that no longer answers
 // while its TCP connection stays open. ResumeConnections undoes it.
-func (s *Server) PauseConnections() { s.signalConnections(syscall.SIGSTOP) }
+// Each one is frozen (stopped, and waited for until every thread is).
+func (s *Server) PauseConnections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	for _, k := range descendants(s.cmd.Process.Pid) {
+		_ = proctest.Freeze(k)
+	}
+}
 
 // ResumeConnections continues processes stopped by PauseConnections.
 func (s *Server) ResumeConnections() { s.signalConnections(syscall.SIGCONT) }
