@@ -61,6 +61,99 @@ type Layout struct {
 	manifests *Manifests
 	// fullVerify: Verify hashes every file (Options.FullVerify).
 	fullVerify bool
+
+	mu sync.Mutex
+	// checked is the release this layout last found complete, and when
+	// (see checkedManifest); checking holds the checks in progress.
+	checked  checkedRelease
+	checking map[string]*checkFlight
+}
+
+// checkedRelease is a release found complete: every entry of its
+// manifest m present with its kind, size and read-only mode.
+type checkedRelease struct {
+	id string
+	m  *engine.Manifest
+	at time.Time
+}
+
+// checkFlight is a check of a release in progress: done is closed when it
+// ends, m is then its manifest if the release was found complete.
+type checkFlight struct {
+	done chan struct{}
+	m    *engine.Manifest
+}
+
+// checkedFor is how long a release found complete by this layout is taken
+// as still complete by Prepare when it links files from it: the listings
+// of the rollback-path verification that runs beside a deploy's prepare
+// are not read a second time. A file changed meanwhile is caught all the
+// same: one that vanished is sent instead of linked, and one whose mode or
+// size changed fails the check of the written release, which is then
+// written again with every base listed.
+const checkedFor = 5 * time.Second
+
+// startCheck records that a check of release id begins; the returned
+// function ends it, with the manifest when the release was found complete
+// (nil otherwise).
+func (l *Layout) startCheck(id string) func(m *engine.Manifest) {
+	f := &checkFlight{done: make(chan struct{})}
+	l.mu.Lock()
+	if l.checking == nil {
+		l.checking = map[string]*checkFlight{}
+	}
+	if _, busy := l.checking[id]; busy {
+		f = nil // another check of id is the one waited for
+	} else {
+		l.checking[id] = f
+	}
+	l.mu.Unlock()
+	return func(m *engine.Manifest) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		switch {
+		case m != nil:
+			l.checked = checkedRelease{id: id, m: m, at: time.Now()}
+		case l.checked.id == id:
+			l.checked = checkedRelease{} // found incomplete since
+		}
+		if f != nil {
+			f.m = m
+			delete(l.checking, id)
+			close(f.done)
+		}
+	}
+}
+
+// forgetChecked drops the record of the release found complete.
+func (l *Layout) forgetChecked() {
+	l.mu.Lock()
+	l.checked = checkedRelease{}
+	l.mu.Unlock()
+}
+
+// checkedManifest returns the manifest of release id when this layout
+// found it complete less than checkedFor ago, or when a check of it in
+// progress (the rollback-path verification running beside a deploy's
+// prepare) finds it complete; else nil.
+func (l *Layout) checkedManifest(ctx context.Context, id string) *engine.Manifest {
+	l.mu.Lock()
+	if l.checked.id == id && time.Since(l.checked.at) < checkedFor {
+		m := l.checked.m
+		l.mu.Unlock()
+		return m
+	}
+	f := l.checking[id]
+	l.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.done:
+		return f.m
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // Options configure a Layout. Zero values mean the defaults.

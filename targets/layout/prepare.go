@@ -99,7 +99,7 @@ func (l *Layout) prepare(ctx context.Context, fsys FS, a *engine.Artifact, progr
 	if err := l.mkdirAll(ctx, fsys, path.Join(l.root, engine.SharedDir)); err != nil {
 		return fmt.Errorf("create layout: %w", err)
 	}
-	index, err := l.linkIndex(ctx, fsys, a.Manifest)
+	index, trusted, err := l.linkIndex(ctx, fsys, a.Manifest)
 	if err != nil {
 		return err
 	}
@@ -136,6 +136,15 @@ func (l *Layout) prepare(ctx context.Context, fsys FS, a *engine.Artifact, progr
 		return err
 	}
 	if err := checkTree(ctx, fsys, tmp, stored); err != nil {
+		if trusted && ctx.Err() == nil {
+			// Files linked from a release found complete a moment ago
+			// (not listed again) were changed since: once more, with
+			// every base listed.
+			l.forgetChecked()
+			if rerr := fsys.RemoveAll(ctx, tmp); rerr == nil {
+				return l.prepare(ctx, fsys, a, progress)
+			}
+		}
 		return fmt.Errorf("the written release is not complete: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -202,12 +211,15 @@ type linkKey struct {
 // l.bases other releases that can be hard-linked: same SHA-256 and mode in
 // their manifest, and, on the host now, a regular file with the manifest's
 // size and read-only mode (a file made writable and edited is not reused).
-// Releases without a readable manifest are skipped.
-func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) (map[linkKey]string, error) {
+// Releases without a readable manifest are skipped. A release this layout
+// found complete less than checkedFor ago is taken as it was then, without
+// reading its manifest or listing it again; trusted says whether a file
+// of the index comes from one.
+func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) (index map[linkKey]string, trusted bool, err error) {
 	cur, _ := l.current(ctx, fsys) // an odd current link must not stop a prepare
 	rels, err := l.releases(ctx, fsys)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var bases []string
 	if cur != "" && slices.Contains(rels, cur) {
@@ -228,8 +240,9 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 	// Candidates, first base first; then the directories holding them are
 	// listed to check each candidate as it is on the host now.
 	type candidate struct {
-		e    engine.ManifestEntry
-		root string
+		e       engine.ManifestEntry
+		root    string
+		checked bool // its release was found complete a moment ago
 	}
 	var cands []candidate
 	taken := map[linkKey]bool{}
@@ -251,6 +264,9 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		}
 		var rg errgroup.Group
 		for i := 1; i < len(bases); i++ {
+			if manifests[i] != nil {
+				continue
+			}
 			rg.Go(func() error {
 				name := path.Join(l.ReleasePath(bases[i]), engine.ManifestName)
 				if fi, err := fsys.Lstat(ctx, name); err != nil || fi.Size() > missing {
@@ -263,10 +279,18 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		_ = rg.Wait()
 		return ctx.Err()
 	}
-	if len(bases) > 0 {
+	// A base this layout found complete a moment ago (the rollback path
+	// a deploy verifies first is current) is neither read nor listed again.
+	checked := make([]bool, len(bases))
+	for i, id := range bases {
+		if m := l.checkedManifest(ctx, id); m != nil {
+			manifests[i], checked[i] = m, true
+		}
+	}
+	if len(bases) > 0 && manifests[0] == nil {
 		manifests[0], _ = l.readManifest(ctx, fsys, l.ReleasePath(bases[0]))
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	for i, id := range bases {
@@ -275,7 +299,7 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		}
 		if i == 1 {
 			if err := readOthers(); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		root := l.ReleasePath(id)
@@ -290,16 +314,21 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 			k := linkKey{e.Hash, FileMode(e)}
 			if needed[k] && !taken[k] {
 				taken[k] = true
-				cands = append(cands, candidate{e, root})
+				cands = append(cands, candidate{e, root, checked[i]})
 			}
 		}
 	}
+	index = make(map[linkKey]string, len(cands))
 	dirs := map[string][]int{}
 	for i, c := range cands {
+		if c.checked {
+			index[linkKey{c.e.Hash, FileMode(c.e)}] = path.Join(c.root, c.e.Path)
+			trusted = true
+			continue
+		}
 		d := path.Join(c.root, path.Dir(c.e.Path))
 		dirs[d] = append(dirs[d], i)
 	}
-	index := make(map[linkKey]string, len(cands))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(listParallel)
@@ -325,9 +354,9 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return index, nil
+	return index, trusted, nil
 }
 
 // ops turns the manifest into the operations that write the release under

@@ -250,11 +250,18 @@ func (l *Layout) expectRelease(ctx context.Context, fsys FS, id string) error {
 // checkRelease is check once releases/ and releases/<id> were seen to be
 // directories: the manifest is read while the release's top directory is
 // listed (one round trip for both over SFTP).
-func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (m *engine.Manifest, err error) {
+	end := l.startCheck(id)
+	defer func() {
+		if err != nil {
+			end(nil)
+		} else {
+			end(m)
+		}
+	}()
 	root := l.ReleasePath(id)
-	var m *engine.Manifest
 	var top []fs.FileInfo
-	var err, listErr error
+	var listErr error
 	together(fsys,
 		func() { m, err = l.readManifest(ctx, fsys, root) },
 		func() { top, listErr = fsys.ReadDir(ctx, root) },

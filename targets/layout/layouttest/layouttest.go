@@ -53,6 +53,7 @@ func Run(t *testing.T, f Factory) {
 		{"ExistingReleaseVerifiedBeforeReuse", testExistingReleaseVerified},
 		{"LinksOnlyIntactSameMode", testLinksOnlyIntactSameMode},
 		{"LinksFromOlderReleasesWhenWorthIt", testLinksFromOlderReleases},
+		{"LinksFromAReleaseJustCheckedEvenIfChangedSince", testLinksFromJustChecked},
 		{"PrepareRejectsBadManifests", testPrepareRejects},
 		{"SwitchRefusesIncompleteReleases", testSwitchRefuses},
 		{"InspectChangesNothingCleanRemovesLeftovers", testInspectAndClean},
@@ -445,6 +446,54 @@ func testLinksOnlyIntactSameMode(t *testing.T, f Factory) {
 	}
 	if err := e.h.Verify(e.ctx, "r2"); err != nil {
 		t.Error(err)
+	}
+}
+
+// testLinksFromJustChecked: a host links from a release it found complete
+// a moment ago (its switch checked it) without listing it again; a file
+// of it removed or edited since is still not linked: the release written
+// is complete and holds the built content.
+func testLinksFromJustChecked(t *testing.T, f Factory) {
+	files := map[string]string{"a.sh": "same\n", "t.txt": "original\n", "k.txt": "kept\n", "gone.txt": "gone\n"}
+	for _, c := range []struct {
+		name   string
+		change func(t *testing.T, e *env)
+		fresh  []string // files of r2 that must not be links into r1
+	}{
+		{"unchanged", func(*testing.T, *env) {}, nil},
+		{"a file removed", func(t *testing.T, e *env) {
+			if err := os.Remove(e.rel("r1", "gone.txt")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"gone.txt"}},
+		{"a file made writable and edited", func(t *testing.T, e *env) {
+			p := e.rel("r1", "t.txt")
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("ORIGINAL\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"t.txt"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, f)
+			e.prepare("r1", Tree{Files: files})
+			e.switchTo("r1") // checks r1 complete
+			c.change(t, e)
+			e.prepare("r2", Tree{Files: files})
+			if err := e.fresh().Verify(e.ctx, "r2"); err != nil {
+				t.Fatal(err)
+			}
+			if Inode(t, e.rel("r1", "a.sh")) != Inode(t, e.rel("r2", "a.sh")) {
+				t.Error("r2/a.sh was not linked from r1")
+			}
+			for _, name := range c.fresh {
+				if fi, err := os.Stat(e.rel("r1", name)); err == nil && Inode(t, e.rel("r1", name)) == Inode(t, e.rel("r2", name)) {
+					t.Errorf("r2/%s is linked to r1's, changed since r1 was checked (%v)", name, fi.Mode())
+				}
+			}
+		})
 	}
 }
 
