@@ -124,7 +124,19 @@ func stopSession(sess *gossh.Session, done <-chan error) {
 func (r *remote) output(cmd string) ([]byte, error) { return r.outputWith(cmd, nil) }
 
 // outputWith runs cmd with stdin (when not nil) and returns its stdout.
+// Without stdin it runs in one of the connection's command shells (see
+// shell.go) when one is free, else in a session of its own.
 func (r *remote) outputWith(cmd string, stdin io.Reader) ([]byte, error) {
+	if stdin == nil {
+		if sh, err := r.shells.get(r.client); err == nil {
+			out, err, broken := sh.run(cmd)
+			r.shells.put(sh, broken)
+			if err == nil {
+				r.kick()
+			}
+			return out, err
+		}
+	}
 	sess, err := r.client.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)

@@ -288,6 +288,7 @@ type conn struct {
 type link struct {
 	client *gossh.Client
 	sftp   *sftp.Client
+	shells shells        // command shells (see shell.go)
 	done   chan struct{} // closed when the connection has ended
 	closed atomic.Bool
 }
@@ -307,6 +308,7 @@ func (l *link) dead() bool {
 func (l *link) close() {
 	if l.closed.CompareAndSwap(false, true) {
 		l.client.Close()
+		l.shells.close()
 		if l.sftp != nil {
 			l.sftp.Close()
 		}
