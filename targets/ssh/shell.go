@@ -21,11 +21,12 @@ import (
 // find, cp -l or rm -rf themselves spend on a 500-file release. So the
 // commands flightdeck runs for itself (find, cp -l, rm -rf, sync, openssl,
 // sha256sum; never the plan's hooks, which keep a session each with their
-// environment, directory and timeout) go to a shell started once per
-// connection: `exec sh`, reading one command at a time on its stdin and
-// running it in a subshell (a fork of sh, ~1 ms) with stdin from
-// /dev/null, then printing a marker with a random nonce and the exit
-// status on stdout and stderr. Output the command prints cannot end the
+// environment, directory and timeout) go to a shell kept per connection:
+// the first command is the session's command line, followed by `exec sh`,
+// which then reads one command at a time on its stdin. Each command runs
+// in a subshell (a fork, ~1 ms) with stdin from /dev/null, then a marker
+// with a random nonce and the exit status is printed on stdout and
+// stderr. Output the command prints cannot end the
 // exchange early: it would have to guess the connection's nonce.
 
 // maxShells bounds the shells kept per connection (sshd's MaxSessions is
@@ -41,13 +42,16 @@ type shells struct {
 	closed bool
 }
 
-// shell is one `exec sh` session waiting for commands.
+// shell is one `exec sh` session waiting for commands. Its first command
+// is the session's own command line, followed by `exec sh`: a connection
+// that runs one command pays for one session, as without a shell.
 type shell struct {
-	sess   *gossh.Session
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	stderr *bufio.Reader
-	nonce  string
+	started bool
+	sess    *gossh.Session
+	stdin   io.WriteCloser
+	stdout  *bufio.Reader
+	stderr  *bufio.Reader
+	nonce   string
 }
 
 // errNoShell means that no shell could be had: the caller runs the
@@ -122,10 +126,6 @@ func startShell(client *gossh.Client) (*shell, error) {
 	}
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
-	if err := sess.Start("exec sh"); err != nil {
-		sess.Close()
-		return nil, err
-	}
 	return &shell{sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 64<<10),
 		stderr: bufio.NewReader(stderr), nonce: "flightdeck-" + hex.EncodeToString(nonce[:])}, nil
 }
@@ -141,7 +141,15 @@ func (sh *shell) run(cmd string) (out []byte, err error, broken bool) {
 	go func() {
 		errc <- readStderr(sh.stderr, sh.nonce, &limitedBuffer{b: &stderr, max: 4096})
 	}()
-	if _, err := io.WriteString(sh.stdin, script); err != nil {
+	var werr error
+	if sh.started {
+		_, werr = io.WriteString(sh.stdin, script)
+	} else {
+		sh.started = true
+		werr = sh.sess.Start(script + "exec sh\n")
+	}
+	if werr != nil {
+		err := werr
 		sh.sess.Close() // ends the stderr reader
 		<-errc
 		return nil, fmt.Errorf("command shell: %w", err), true
