@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"path"
 	"strconv"
@@ -172,30 +173,50 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 	root := l.ReleasePath(id)
 	var (
 		m      *engine.Manifest
+		tree   map[string]TreeEntry
 		stamps map[string]Stamp
 		recent map[string]bool
 		serr   error
 		rec    map[Stamp]string
 	)
+	_, lister := fsys.(TreeLister)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		if _, err := expect(gctx, fsys, l.releasesDir(), "directory"); err != nil {
+			return err
+		}
+		if exists, err := expect(gctx, fsys, root, "directory"); err != nil {
+			return err
+		} else if !exists {
+			return fmt.Errorf("%s: %w", root, fs.ErrNotExist)
+		}
 		var err error
-		m, err = l.check(gctx, fsys, id)
+		// One ListTree gives the check and the stamps when fsys can.
+		m, tree, err = l.checkReleaseTree(gctx, fsys, id, racyMargin)
 		return err
 	})
-	// The stamps and the record are read beside the check; they are used
-	// only once the check has passed (root is then a directory, not a
-	// symlink, and every entry has its kind, size and mode).
-	g.Go(func() error {
-		stamps, recent, serr = fsys.Stamps(gctx, root, racyMargin)
-		return nil
-	})
+	// Otherwise the stamps are read beside the check; they are used only
+	// once the check has passed (root is then a directory, not a symlink,
+	// and every entry has its kind, size and mode).
+	if !lister {
+		g.Go(func() error {
+			stamps, recent, serr = fsys.Stamps(gctx, root, racyMargin)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		rec = l.readVerified(gctx, fsys)
 		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	switch {
+	case tree != nil:
+		stamps, recent = treeStamps(tree)
+	case lister:
+		// ListTree failed and the check listed directories instead.
+		stamps, recent, serr = fsys.Stamps(ctx, root, racyMargin)
 	}
 	if serr != nil {
 		if err := ctx.Err(); err != nil {

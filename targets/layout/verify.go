@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -250,7 +251,15 @@ func (l *Layout) expectRelease(ctx context.Context, fsys FS, id string) error {
 // checkRelease is check once releases/ and releases/<id> were seen to be
 // directories: the manifest is read while the release's top directory is
 // listed (one round trip for both over SFTP).
-func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (m *engine.Manifest, err error) {
+func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
+	m, _, err := l.checkReleaseTree(ctx, fsys, id, 0)
+	return m, err
+}
+
+// checkReleaseTree is checkRelease, from one ListTree of the release when
+// fsys can (TreeLister), which it then returns (with the stamps of its
+// files, Recent as of within); else from listings (tree nil).
+func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, within time.Duration) (m *engine.Manifest, tree map[string]TreeEntry, err error) {
 	end := l.startCheck(id)
 	defer func() {
 		if err != nil {
@@ -264,21 +273,31 @@ func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (m *engin
 	var listErr error
 	together(fsys,
 		func() { m, err = l.readManifest(ctx, fsys, root) },
-		func() { top, listErr = fsys.ReadDir(ctx, root) },
+		func() {
+			if tree = listTree(ctx, fsys, root, within); tree == nil {
+				top, listErr = fsys.ReadDir(ctx, root)
+			}
+		},
 	)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.Release != id {
-		return nil, fmt.Errorf("manifest names release %q", m.Release)
+		return nil, nil, fmt.Errorf("manifest names release %q", m.Release)
+	}
+	if tree != nil {
+		if err := checkTreeEntries(m, tree); err != nil {
+			return nil, nil, err
+		}
+		return m, tree, nil
 	}
 	if listErr != nil {
-		return nil, fmt.Errorf("list .: %w", listErr)
+		return nil, nil, fmt.Errorf("list .: %w", listErr)
 	}
 	if err := checkTreeFrom(ctx, fsys, root, m, top); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, nil, nil
 }
 
 func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
@@ -296,11 +315,14 @@ func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manife
 }
 
 // checkTree checks that every entry of m is present under root with its
-// kind, size and mode (files) or target (symlinks), from the listings of
-// root and of each directory of m, level by level: a directory is listed
-// only once its parent's listing showed it is a directory, so no listing
-// goes through a symlink.
+// kind, size and mode (files) or target (symlinks), from one ListTree
+// when fsys can, else from the listings of root and of each directory of
+// m, level by level: a directory is listed only once its parent's listing
+// showed it is a directory, so no listing goes through a symlink.
 func checkTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) error {
+	if tree := listTree(ctx, fsys, root, 0); tree != nil {
+		return checkTreeEntries(m, tree)
+	}
 	top, err := fsys.ReadDir(ctx, root)
 	if err != nil {
 		return fmt.Errorf("list .: %w", err)

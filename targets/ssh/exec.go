@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"sort"
 	"strconv"
@@ -338,6 +339,74 @@ func (f remoteFS) Stamps(ctx context.Context, root string, within time.Duration)
 		return nil, nil, fmt.Errorf("stamps of %s: %w", root, err)
 	}
 	return parseStamps(out)
+}
+
+// ListTree describes everything below root with one GNU find on the host
+// (see layout.TreeLister): per entry, R or S as in Stamps, then its type,
+// permission bits, size, device, inode and modification time, then its
+// symlink target and its path, each NUL-terminated. A host without GNU
+// find fails here, and the layout lists directory by directory.
+func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duration) (map[string]layout.TreeEntry, error) {
+	secs := int64((within + time.Second - 1) / time.Second)
+	out, err := f.r.output(fmt.Sprintf(`find -P %s -mindepth 1 \( -newermt '-%d seconds' -printf 'R ' -o -printf 'S ' \) -printf '%%y %%m %%s %%D %%i %%T@\0%%l\0%%P\0'`,
+		Quote(root), secs))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", root, err)
+	}
+	return parseTree(out)
+}
+
+// parseTree reads the output of ListTree's command.
+func parseTree(out []byte) (map[string]layout.TreeEntry, error) {
+	tree := map[string]layout.TreeEntry{}
+	fields := bytes.Split(out, []byte{0})
+	if n := len(fields); n == 0 || len(fields[n-1]) != 0 || (n-1)%3 != 0 {
+		return nil, fmt.Errorf("list: %d fields, want records of 3", len(fields)-1)
+	}
+	for i := 0; i+2 < len(fields); i += 3 {
+		head, link, name := string(fields[i]), string(fields[i+1]), string(fields[i+2])
+		f := strings.Split(head, " ")
+		if len(f) != 7 || len(f[0]) != 1 || (f[0] != "R" && f[0] != "S") || len(f[1]) != 1 || name == "" {
+			return nil, fmt.Errorf("list: unexpected record %q %q", head, name)
+		}
+		var e layout.TreeEntry
+		var perm uint64
+		var errs [6]error
+		perm, errs[0] = strconv.ParseUint(f[2], 8, 32)
+		e.Size, errs[1] = strconv.ParseInt(f[3], 10, 64)
+		e.Stamp.Dev, errs[2] = strconv.ParseUint(f[4], 10, 64)
+		e.Stamp.Ino, errs[3] = strconv.ParseUint(f[5], 10, 64)
+		e.Stamp.MTime, errs[4] = parseNanos(f[6])
+		if perm > 0o7777 {
+			errs[5] = fmt.Errorf("mode %o", perm)
+		}
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, fmt.Errorf("list: record %q: %w", head, err)
+		}
+		e.Stamp.Size, e.Stamp.Perm = e.Size, uint32(perm)
+		e.Recent = f[0] == "R"
+		e.Mode = layout.GoMode(uint32(perm))
+		switch f[1] {
+		case "f":
+		case "d":
+			e.Mode |= fs.ModeDir
+		case "l":
+			e.Mode |= fs.ModeSymlink
+			e.Link = link
+		case "p":
+			e.Mode |= fs.ModeNamedPipe
+		case "s":
+			e.Mode |= fs.ModeSocket
+		case "c":
+			e.Mode |= fs.ModeDevice | fs.ModeCharDevice
+		case "b":
+			e.Mode |= fs.ModeDevice
+		default:
+			e.Mode |= fs.ModeIrregular
+		}
+		tree[name] = e
+	}
+	return tree, nil
 }
 
 // parseStamps reads the output of Stamps' command.

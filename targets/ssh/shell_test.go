@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"flightdeck/targets/layout"
 )
 
 // onHost runs fn with the host's connection, as the layout's operations do.
@@ -125,4 +130,106 @@ func TestShellCommandsAtOnce(t *testing.T) {
 		close(errs)
 		return <-errs
 	})
+}
+
+// TestListTreeMatchesLstat: ListTree (one find on the host) describes
+// every entry below a release as Lstat does here (the test's host is this
+// machine): kind, permission bits with setuid/setgid/sticky, size, symlink
+// target (one with spaces and a newline), device, inode and modification
+// time; the root itself is not listed and no symlink is followed.
+func TestListTreeMatchesLstat(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{})
+	h := f.hosts[0]
+	root := filepath.Join(f.c.Servers[0].DeployTo, "tree")
+	for _, d := range []string{"a/b", "s"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, content string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(root, p), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(root, p), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a/b/file.txt", "hello\n", 0o444)
+	write("a/run.sh", "#!/bin/sh\n", 0o755|os.ModeSetuid)
+	write("name with spaces\nand newline", "x", 0o644)
+	if err := os.Chmod(filepath.Join(root, "s"), 0o755|os.ModeSticky|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"link": "a/b/file.txt", "odd link": "../x y\nz", "into": "/etc"} {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tree map[string]layout.TreeEntry
+	onHost(t, h, func(r *remote) error {
+		var err error
+		tree, err = r.fs().ListTree(ctxT(t), root, 0)
+		return err
+	})
+	want := 0
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		want++
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		e, ok := tree[rel]
+		if !ok {
+			t.Errorf("%q: not listed", rel)
+			return nil
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if e.Mode != fi.Mode() || e.Size != fi.Size() || e.Stamp.Ino != st.Ino || e.Stamp.Dev != uint64(st.Dev) ||
+			e.Stamp.MTime != fi.ModTime().UnixNano() || e.Stamp.Perm != uint32(st.Mode&0o7777) {
+			t.Errorf("%q: listed %+v, Lstat says mode %v size %d ino %d mtime %d", rel, e, fi.Mode(), fi.Size(), st.Ino, fi.ModTime().UnixNano())
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			if e.Link != target {
+				t.Errorf("%q: link %q, want %q", rel, e.Link, target)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tree) != want {
+		t.Errorf("%d entries listed, want %d (the root is not listed, symlinks are not followed)", len(tree), want)
+	}
+}
+
+func TestParseTreeRejectsMalformedOutput(t *testing.T) {
+	for _, out := range []string{
+		"R f 644 1 2 3 1.000000000\x00\x00name",                     // no final NUL
+		"R f 644 1 2 3 1.000000000\x00\x00",                         // no name
+		"X f 644 1 2 3 1.000000000\x00\x00n\x00",                    // not R or S
+		"R f 644 1 2 3\x00\x00n\x00",                                // a field short
+		"R f 99999 1 2 3 1.000000000\x00\x00n\x00",                  // not a mode
+		"R f 644 1 2 3 1.5\x00\x00n\x00",                            // no nanoseconds
+		"R f 644 1 2 3 1.000000000\x00\x00n\x00R d 755 0 0 0 x\x00", // torn record
+	} {
+		if _, err := parseTree([]byte(out)); err == nil {
+			t.Errorf("%q: parsed", out)
+		}
+	}
+	tree, err := parseTree([]byte("S l 777 5 1 2 1.000000001\x00a b\nc\x00x\x00R d 2755 40 1 3 2.000000000\x00\x00d\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := tree["x"]; e.Link != "a b\nc" || e.Mode != os.ModeSymlink|0o777 || e.Recent {
+		t.Errorf("x: %+v", e)
+	}
+	if e := tree["d"]; e.Mode != os.ModeDir|os.ModeSetgid|0o755 || !e.Recent || e.Stamp.MTime != 2e9 {
+		t.Errorf("d: %+v", e)
+	}
 }
