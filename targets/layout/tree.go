@@ -21,6 +21,12 @@ type TreeLister interface {
 	// when modified less than within before the host's clock as read
 	// when ListTree began (or later).
 	ListTree(ctx context.Context, root string, within time.Duration) (map[string]TreeEntry, error)
+	// TreeListingCheap reports whether ListTree costs the host less than
+	// listing the tree directory by directory now (over SSH: when the
+	// connection has a command shell running; otherwise a check that
+	// needs no stamps lists directories, and starts no process on the
+	// host).
+	TreeListingCheap() bool
 }
 
 // TreeEntry is one entry ListTree found.
@@ -49,11 +55,12 @@ func (t treeInfo) ModTime() time.Time { return time.Unix(0, t.e.Stamp.MTime) }
 func (t treeInfo) IsDir() bool        { return t.e.Mode.IsDir() }
 func (t treeInfo) Sys() any           { return nil }
 
-// listTree lists root with one ListTree when fsys can (nil otherwise, or
-// when it failed: the caller lists directory by directory).
-func listTree(ctx context.Context, fsys FS, root string, within time.Duration) map[string]TreeEntry {
+// listTree lists root with one ListTree when fsys can, and when it is
+// cheap or the stamps are wanted (nil otherwise, or when it failed: the
+// caller lists directory by directory).
+func listTree(ctx context.Context, fsys FS, root string, within time.Duration, stamps bool) map[string]TreeEntry {
 	tl, ok := fsys.(TreeLister)
-	if !ok {
+	if !ok || (!stamps && !tl.TreeListingCheap()) {
 		return nil
 	}
 	tree, err := tl.ListTree(ctx, root, within)

@@ -192,7 +192,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 		}
 		var err error
 		// One ListTree gives the check and the stamps when fsys can.
-		m, tree, err = l.checkReleaseTree(gctx, fsys, id, racyMargin)
+		m, tree, err = l.checkReleaseTree(gctx, fsys, id, racyMargin, true)
 		return err
 	})
 	// Otherwise the stamps are read beside the check; they are used only

@@ -252,14 +252,15 @@ func (l *Layout) expectRelease(ctx context.Context, fsys FS, id string) error {
 // directories: the manifest is read while the release's top directory is
 // listed (one round trip for both over SFTP).
 func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {
-	m, _, err := l.checkReleaseTree(ctx, fsys, id, 0)
+	m, _, err := l.checkReleaseTree(ctx, fsys, id, 0, false)
 	return m, err
 }
 
 // checkReleaseTree is checkRelease, from one ListTree of the release when
-// fsys can (TreeLister), which it then returns (with the stamps of its
-// files, Recent as of within); else from listings (tree nil).
-func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, within time.Duration) (m *engine.Manifest, tree map[string]TreeEntry, err error) {
+// fsys can (TreeLister) and it is cheap or the stamps are wanted; it then
+// returns the tree (with the stamps of its files, Recent as of within),
+// else it lists directories (tree nil).
+func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, within time.Duration, stamps bool) (m *engine.Manifest, tree map[string]TreeEntry, err error) {
 	end := l.startCheck(id)
 	defer func() {
 		if err != nil {
@@ -274,7 +275,7 @@ func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, withi
 	together(fsys,
 		func() { m, err = l.readManifest(ctx, fsys, root) },
 		func() {
-			if tree = listTree(ctx, fsys, root, within); tree == nil {
+			if tree = listTree(ctx, fsys, root, within, stamps); tree == nil {
 				top, listErr = fsys.ReadDir(ctx, root)
 			}
 		},
@@ -320,7 +321,7 @@ func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manife
 // m, level by level: a directory is listed only once its parent's listing
 // showed it is a directory, so no listing goes through a symlink.
 func checkTree(ctx context.Context, fsys FS, root string, m *engine.Manifest) error {
-	if tree := listTree(ctx, fsys, root, 0); tree != nil {
+	if tree := listTree(ctx, fsys, root, 0, false); tree != nil {
 		return checkTreeEntries(m, tree)
 	}
 	top, err := fsys.ReadDir(ctx, root)

@@ -132,6 +132,7 @@ func (r *remote) outputWith(cmd string, stdin io.Reader) ([]byte, error) {
 		if sh, err := r.shells.get(r.client); err == nil {
 			out, err, broken := sh.run(cmd)
 			r.shells.put(sh, broken)
+			r.shells.runs.Add(1)
 			if err == nil {
 				r.kick()
 			}
@@ -355,6 +356,12 @@ func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duratio
 	}
 	return parseTree(out)
 }
+
+// TreeListingCheap reports whether the connection has a command shell
+// running: one find then costs the host a fork and the find, against a
+// session and the login shell's start when none is running (more than
+// listing a 500-file release over SFTP).
+func (f remoteFS) TreeListingCheap() bool { return f.r.shells.warm() }
 
 // parseTree reads the output of ListTree's command.
 func parseTree(out []byte) (map[string]layout.TreeEntry, error) {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -40,6 +41,7 @@ type shells struct {
 	idle   []*shell
 	n      int // shells started and not broken
 	closed bool
+	runs   atomic.Uint64 // commands run in a shell
 }
 
 // shell is one `exec sh` session waiting for commands. Its first command
@@ -99,6 +101,19 @@ func (s *shells) put(sh *shell, broken bool) {
 	}
 	s.idle = append(s.idle, sh)
 	s.mu.Unlock()
+}
+
+// warm reports whether a started shell is idle: a command now costs the
+// host a fork, not a session.
+func (s *shells) warm() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sh := range s.idle {
+		if sh.started {
+			return true
+		}
+	}
+	return false
 }
 
 // close closes the idle shells; busy ones are closed when put back.

@@ -233,3 +233,47 @@ func TestParseTreeRejectsMalformedOutput(t *testing.T) {
 		t.Errorf("d: %+v", e)
 	}
 }
+
+// TestCheckListsTreeOnlyWhenAShellRuns: a Check on a connection that has
+// run no command lists directories over SFTP (a rollback's check starts no
+// process on the host); once a shell runs (a Verify needs the stamps, one
+// find), a Check lists the whole tree with one find in it.
+func TestCheckListsTreeOnlyWhenAShellRuns(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{})
+	ctx := ctxT(t)
+	setup := f.hosts[0]
+	files := map[string]string{}
+	for i := range 30 {
+		files[fmt.Sprintf("d%d/f%02d.txt", i%3, i)] = fmt.Sprintf("file %d\n", i)
+	}
+	if err := setup.Prepare(ctx, release(t, "r1", files), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A host of its own pool: a connection of its own.
+	p := NewPool(PoolOptions{})
+	t.Cleanup(func() { p.Close() })
+	h := p.Host("web1", target(f.c, f.c.Servers[0]))
+	runs := func() uint64 {
+		var n uint64
+		onHost(t, h, func(r *remote) error { n = r.shells.runs.Load(); return nil })
+		return n
+	}
+	if err := h.Check(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(); n != 0 {
+		t.Fatalf("a check on a fresh connection ran %d commands on the host", n)
+	}
+	if err := h.Verify(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(); n != 1 {
+		t.Fatalf("a verify ran %d commands, want one find", n)
+	}
+	if err := h.Check(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(); n != 2 {
+		t.Fatalf("a check with a shell running ran %d commands in all, want 2 (one find each)", n)
+	}
+}
