@@ -119,6 +119,15 @@ func (f remoteFS) durable(ctx context.Context, ops []layout.Op, syncEach bool) e
 			dirs = append(dirs, d)
 		}
 	}
+	if cmd := "sync -- " + QuoteArgs(dirs...); len(dirs) > 1 && len(cmd) <= maxCommand && f.r.shells.warm() {
+		// One `sync DIR...` (coreutils fsyncs each name it is given) in
+		// the running command shell rather than an open, fsync and close
+		// per directory over SFTP; where sync does not take names, the
+		// directories are fsynced over SFTP below.
+		if _, err := f.r.output(cmd); err == nil {
+			return nil
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.r.h.pool.opts.Workers)
 	for _, d := range slices.Backward(dirs) {

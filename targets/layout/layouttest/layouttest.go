@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -63,6 +64,7 @@ func Run(t *testing.T, f Factory) {
 		{"PlantedSymlinksAreNeverFollowed", testPlantedSymlinks},
 		{"SpecialModeBits", testSpecialModeBits},
 		{"RevisionsLogAndCurrentAreFsynced", testFsynced},
+		{"PreparedReleaseDirectoriesAreFsynced", testPreparedFsynced},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
@@ -1196,9 +1198,58 @@ func testFsynced(t *testing.T, f Factory) {
 	}
 }
 
+// testPreparedFsynced: a release prepared with one file changed (the rest
+// hard-linked, after a verification of the previous one, as a deploy does)
+// has every one of its directories fsynced before it is renamed into place.
+func testPreparedFsynced(t *testing.T, f Factory) {
+	if f.Fsynced == nil {
+		t.Skip("this kind of host gives no way to observe fsync")
+	}
+	e := newEnv(t, f)
+	files := ManyFiles(40)
+	e.prepare("r1", Tree{Files: files})
+	e.switchTo("r1")
+	files["d03/f0003.txt"] = "changed\n"
+	a := Artifact(t, "r2", Tree{Files: files})
+	got := f.Fsynced(t, e.dir, func(h engine.Host) {
+		if err := h.Verify(e.ctx, "r1"); err != nil {
+			t.Error(err)
+		}
+		if err := h.Prepare(e.ctx, a, nil); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, p := range got {
+		if strings.HasPrefix(p, SyncFS+e.rel()) {
+			return // the file system holding the release was flushed whole
+		}
+	}
+	dirs := map[string]bool{".": true}
+	for name := range files {
+		dirs[path.Dir(name)] = true
+	}
+	for d := range dirs {
+		found := false
+		for _, p := range got {
+			rel, ok := strings.CutPrefix(p, e.rel()+"/"+engine.TempPrefix+"r2-")
+			if _, sub, _ := strings.Cut(rel, "/"); ok && (sub == d || (d == "." && !strings.Contains(rel, "/"))) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("directory %s of r2 was not fsynced while it was prepared; fsynced: %v", d, got)
+		}
+	}
+}
+
+// SyncFS marks, in what Strace returns, the path given to syncfs(2): the
+// whole file system holding it was made durable.
+const SyncFS = "syncfs:"
+
 // Strace runs fn while strace(1) follows the process pid and its threads
 // and children, and returns the paths of the files and directories that
-// were fsynced meanwhile. It skips the test when strace is not installed
+// were fsynced meanwhile (SyncFS before a path given to syncfs). It skips the test when strace is not installed
 // (fails under CI=true) and when the process cannot be traced.
 func Strace(t *testing.T, pid int, fn func()) []string {
 	t.Helper()
@@ -1210,7 +1261,7 @@ func Strace(t *testing.T, pid int, fn func()) []string {
 		t.Skip("strace not found: apt-get install strace")
 	}
 	out := filepath.Join(t.TempDir(), "strace.out")
-	cmd := exec.Command(bin, "-f", "-y", "-e", "trace=fsync,fdatasync", "-o", out, "-p", strconv.Itoa(pid))
+	cmd := exec.Command(bin, "-f", "-y", "-e", "trace=fsync,fdatasync,syncfs", "-o", out, "-p", strconv.Itoa(pid))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -1256,16 +1307,20 @@ func Strace(t *testing.T, pid int, fn func()) []string {
 		rest = strings.TrimSpace(rest) // strace pads the pid column
 		ok := strings.HasSuffix(rest, "= 0")
 		switch {
-		case strings.HasPrefix(rest, "<... fsync resumed>"), strings.HasPrefix(rest, "<... fdatasync resumed>"):
+		case strings.HasPrefix(rest, "<... fsync resumed>"), strings.HasPrefix(rest, "<... fdatasync resumed>"),
+			strings.HasPrefix(rest, "<... syncfs resumed>"):
 			if ok && pending[pid] != "" {
 				names = append(names, pending[pid])
 			}
 			delete(pending, pid)
-		case strings.HasPrefix(rest, "fsync("), strings.HasPrefix(rest, "fdatasync("):
+		case strings.HasPrefix(rest, "fsync("), strings.HasPrefix(rest, "fdatasync("), strings.HasPrefix(rest, "syncfs("):
 			_, after, found := strings.Cut(rest, "<")
 			name, _, found2 := strings.Cut(after, ">")
 			if !found || !found2 {
 				continue
+			}
+			if strings.HasPrefix(rest, "syncfs(") {
+				name = SyncFS + name
 			}
 			if strings.HasSuffix(rest, "<unfinished ...>") {
 				pending[pid] = name
