@@ -148,8 +148,8 @@ func (x *executor) verifyRollbackPath(ctx context.Context) error {
 		}
 		n++
 		go func() {
-			x.sem <- struct{}{}
-			defer func() { <-x.sem }()
+			x.verifySem <- struct{}{}
+			defer func() { <-x.verifySem }()
 			out <- res{h.Name(), h.Verify(ctx, prev)}
 		}()
 	}

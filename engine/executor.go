@@ -27,9 +27,16 @@ type executor struct {
 	// info is the run as it started; it never changes.
 	info  RunInfo
 	actor Actor
-	// sem bounds the hosts worked on at once (prepare, inspect, verify, prune,
+	// sem bounds the hosts worked on at once (prepare, inspect, prune,
 	// starting an idle slot).
 	sem chan struct{}
+	// verifySem bounds, as sem does, the hosts whose rollback path is
+	// verified at once, beside the prepares: a verification reads only,
+	// and a host's prepare links from the release it is verifying (the
+	// layout lets the prepare wait for that check rather than read the
+	// release again), so the verifications must not queue behind the
+	// prepares that hold every slot of sem.
+	verifySem chan struct{}
 	// report hands an input to the run loop.
 	report func(input)
 	// fence returns nil while the environment's lock is surely ours.

@@ -131,7 +131,7 @@ func (r *Run) newExecutor(info RunInfo, traffic *trafficCtl) *executor {
 	return &executor{
 		plan: r.cfg.Plan, env: r.cfg.Env, artifact: r.cfg.Artifact, hosts: r.hosts, order: r.cfg.Hosts,
 		backends: r.cfg.Backends, router: r.cfg.Router, metrics: r.cfg.Metrics, traffic: traffic,
-		info: info, actor: r.cfg.Actor, sem: r.sem, targetChecked: r.targetChecked,
+		info: info, actor: r.cfg.Actor, sem: r.sem, verifySem: make(chan struct{}, cap(r.sem)), targetChecked: r.targetChecked,
 		report: func(in input) { r.inputs <- in },
 		fence:  r.fence,
 	}

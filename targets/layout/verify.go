@@ -184,7 +184,10 @@ func (l *Layout) Check(ctx context.Context, fsys FS, id string) error {
 	if err := engine.ValidateReleaseID(id); err != nil {
 		return fmt.Errorf("check %s: %w", l.name, err)
 	}
-	if _, err := l.check(ctx, fsys, id); err != nil {
+	end := l.startCheck(id) // at once: a prepare beside it waits for it
+	m, err := l.check(ctx, fsys, id)
+	end(m)
+	if err != nil {
 		return fmt.Errorf("check %s release %s: %w", l.name, id, err)
 	}
 	return nil
@@ -216,7 +219,10 @@ func (l *Layout) Verify(ctx context.Context, fsys FS, id string) error {
 	if err := engine.ValidateReleaseID(id); err != nil {
 		return fmt.Errorf("verify %s: %w", l.name, err)
 	}
-	if _, err := l.verify(ctx, fsys, id); err != nil {
+	end := l.startCheck(id) // at once: a prepare beside it waits for it
+	m, err := l.verify(ctx, fsys, id)
+	end(m)
+	if err != nil {
 		return fmt.Errorf("verify %s release %s: %w", l.name, id, err)
 	}
 	return nil
