@@ -363,15 +363,28 @@ func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duratio
 // listing a 500-file release over SFTP).
 func (f remoteFS) TreeListingCheap() bool { return f.r.shells.warm() }
 
-// parseTree reads the output of ListTree's command.
+// parseTree reads the output of ListTree's command. The names and link
+// targets are slices of one copy of the output (a tree of a few thousand
+// entries is read by every host of a fleet at once).
 func parseTree(out []byte) (map[string]layout.TreeEntry, error) {
-	tree := map[string]layout.TreeEntry{}
-	fields := bytes.Split(out, []byte{0})
-	if n := len(fields); n == 0 || len(fields[n-1]) != 0 || (n-1)%3 != 0 {
-		return nil, fmt.Errorf("list: %d fields, want records of 3", len(fields)-1)
+	rest := string(out)
+	tree := make(map[string]layout.TreeEntry, strings.Count(rest, "\x00")/3)
+	field := func() (string, bool) {
+		i := strings.IndexByte(rest, 0)
+		if i < 0 {
+			return "", false
+		}
+		f := rest[:i]
+		rest = rest[i+1:]
+		return f, true
 	}
-	for i := 0; i+2 < len(fields); i += 3 {
-		head, link, name := string(fields[i]), string(fields[i+1]), string(fields[i+2])
+	for rest != "" {
+		head, ok1 := field()
+		link, ok2 := field()
+		name, ok3 := field()
+		if !ok1 || !ok2 || !ok3 {
+			return nil, fmt.Errorf("list: a record of %q is not complete", head)
+		}
 		f := strings.Split(head, " ")
 		if len(f) != 7 || len(f[0]) != 1 || (f[0] != "R" && f[0] != "S") || len(f[1]) != 1 || name == "" {
 			return nil, fmt.Errorf("list: unexpected record %q %q", head, name)
