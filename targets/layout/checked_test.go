@@ -49,6 +49,20 @@ func (c *countingFS) ReadFile(ctx context.Context, name string, limit int64) ([]
 	return c.FS.ReadFile(ctx, name, limit)
 }
 
+// current prepares r1 with files under dir, through another layout, and
+// makes it current.
+func current(t *testing.T, fsys layout.FS, dir string, files map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	setup := layout.New("web1", dir, layout.Options{})
+	if err := setup.Prepare(ctx, fsys, layouttest.Artifact(t, "r1", layouttest.Tree{Files: files}), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := setup.Switch(ctx, fsys, engine.SwitchInfo{Release: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPrepareTrustsAReleaseJustChecked: the prepare that follows a check
 // of current (a deploy verifies its rollback path first) links from it
 // without reading its manifest or listing it again; a layout that did not
@@ -68,13 +82,7 @@ func TestPrepareTrustsAReleaseJustChecked(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "app")
 			r1 := filepath.Join(dir, engine.ReleasesDir, "r1")
 			fsys := &countingFS{FS: &local.FS{}, under: r1}
-			setup := layout.New("web1", dir, layout.Options{})
-			if err := setup.Prepare(ctx, fsys, layouttest.Artifact(t, "r1", layouttest.Tree{Files: files}), nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := setup.Switch(ctx, fsys, engine.SwitchInfo{Release: "r1"}); err != nil {
-				t.Fatal(err)
-			}
+			current(t, fsys, dir, files)
 			l := layout.New("web1", dir, layout.Options{})
 			if c.check {
 				if err := l.Check(ctx, fsys, "r1"); err != nil {
@@ -109,13 +117,7 @@ func TestPrepareWaitsForACheckInProgress(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "app")
 	r1 := filepath.Join(dir, engine.ReleasesDir, "r1")
 	fsys := &countingFS{FS: &local.FS{}, under: r1}
-	setup := layout.New("web1", dir, layout.Options{})
-	if err := setup.Prepare(ctx, fsys, layouttest.Artifact(t, "r1", layouttest.Tree{Files: files}), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := setup.Switch(ctx, fsys, engine.SwitchInfo{Release: "r1"}); err != nil {
-		t.Fatal(err)
-	}
+	current(t, fsys, dir, files)
 	// The reads of a check alone.
 	fsys.reads.Store(0)
 	if err := layout.New("web1", dir, layout.Options{}).Check(ctx, fsys, "r1"); err != nil {
