@@ -385,8 +385,16 @@ func parseTree(out []byte) (map[string]layout.TreeEntry, error) {
 		if !ok1 || !ok2 || !ok3 {
 			return nil, fmt.Errorf("list: a record of %q is not complete", head)
 		}
-		f := strings.Split(head, " ")
-		if len(f) != 7 || len(f[0]) != 1 || (f[0] != "R" && f[0] != "S") || len(f[1]) != 1 || name == "" {
+		var f [7]string // split by hand: a slice per entry is most of what a listing allocates
+		n, h := 0, head
+		for ; n < len(f); n++ {
+			var ok bool
+			if f[n], h, ok = strings.Cut(h, " "); !ok {
+				n++
+				break
+			}
+		}
+		if n != len(f) || h != "" || len(f[0]) != 1 || (f[0] != "R" && f[0] != "S") || len(f[1]) != 1 || name == "" {
 			return nil, fmt.Errorf("list: unexpected record %q %q", head, name)
 		}
 		var e layout.TreeEntry

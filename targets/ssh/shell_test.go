@@ -214,6 +214,7 @@ func TestParseTreeRejectsMalformedOutput(t *testing.T) {
 		"R f 644 1 2 3 1.000000000\x00\x00",                         // no name
 		"X f 644 1 2 3 1.000000000\x00\x00n\x00",                    // not R or S
 		"R f 644 1 2 3\x00\x00n\x00",                                // a field short
+		"R f 644 1 2 3 4 1.000000000\x00\x00n\x00",                  // a field too many
 		"R f 99999 1 2 3 1.000000000\x00\x00n\x00",                  // not a mode
 		"R f 644 1 2 3 1.5\x00\x00n\x00",                            // no nanoseconds
 		"R f 644 1 2 3 1.000000000\x00\x00n\x00R d 755 0 0 0 x\x00", // torn record
