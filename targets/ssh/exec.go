@@ -126,17 +126,23 @@ func (r *remote) output(cmd string) ([]byte, error) { return r.outputWith(cmd, n
 
 // outputWith runs cmd with stdin (when not nil) and returns its stdout.
 // Without stdin it runs in one of the connection's command shells (see
-// shell.go) when one is free, else in a session of its own.
+// shell.go) when one is free, else in a session of its own. A shell that
+// had served earlier commands and turns out to be gone (killed on the
+// host, say) is replaced, and the command is run once more in a session
+// of its own: every command flightdeck runs for itself may run twice.
 func (r *remote) outputWith(cmd string, stdin io.Reader) ([]byte, error) {
 	if stdin == nil {
 		if sh, err := r.shells.get(r.client); err == nil {
+			reused := sh.started
 			out, err, broken := sh.run(cmd)
 			r.shells.put(sh, broken)
 			r.shells.runs.Add(1)
-			if err == nil {
-				r.kick()
+			if !broken || !reused || r.dead() {
+				if err == nil {
+					r.kick()
+				}
+				return out, err
 			}
-			return out, err
 		}
 	}
 	sess, err := r.client.NewSession()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -277,4 +279,39 @@ func TestCheckListsTreeOnlyWhenAShellRuns(t *testing.T) {
 	if n := runs(); n != 2 {
 		t.Fatalf("a check with a shell running ran %d commands in all, want 2 (one find each)", n)
 	}
+}
+
+// TestShellKilledWhileIdleIsReplaced: a shell killed on the host between
+// two commands costs the next command nothing: it runs in a session of
+// its own and succeeds, and a new shell serves the commands after it.
+func TestShellKilledWhileIdleIsReplaced(t *testing.T) {
+	f := newFleet(t, 1, PoolOptions{})
+	onHost(t, f.hosts[0], func(r *remote) error {
+		out, err := r.output(`echo $$`)
+		if err != nil {
+			return err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil {
+			return err
+		}
+		// The host is this machine: kill the idle shell, and wait until
+		// it is gone.
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return err
+		}
+		for {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				break
+			}
+			runtime.Gosched()
+		}
+		for i := range 2 {
+			out, err := r.output(`echo ok`)
+			if err != nil || string(out) != "ok\n" {
+				return fmt.Errorf("command %d after the shell was killed: %q, %v", i+1, out, err)
+			}
+		}
+		return nil
+	})
 }
