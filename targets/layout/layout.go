@@ -93,35 +93,38 @@ type checkFlight struct {
 // written again with every base listed.
 const checkedFor = 5 * time.Second
 
-// startCheck records that a check of release id begins; the returned
-// function ends it, with the manifest when the release was found complete
-// (nil otherwise).
+// startCheck records that a check of release id begins, so that a
+// prepare that needs it waits for it (checkedManifest); the returned
+// function ends it with the manifest when the release was found complete
+// (nil otherwise). A check of id already in progress is the one waited for.
 func (l *Layout) startCheck(id string) func(m *engine.Manifest) {
-	f := &checkFlight{done: make(chan struct{})}
 	l.mu.Lock()
 	if l.checking == nil {
 		l.checking = map[string]*checkFlight{}
 	}
-	if _, busy := l.checking[id]; busy {
-		f = nil // another check of id is the one waited for
-	} else {
-		l.checking[id] = f
+	if _, busy := l.checking[id]; !busy {
+		l.checking[id] = &checkFlight{done: make(chan struct{})}
 	}
 	l.mu.Unlock()
-	return func(m *engine.Manifest) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		switch {
-		case m != nil:
-			l.checked = checkedRelease{id: id, m: m, at: time.Now()}
-		case l.checked.id == id:
-			l.checked = checkedRelease{} // found incomplete since
-		}
-		if f != nil {
-			f.m = m
-			delete(l.checking, id)
-			close(f.done)
-		}
+	return func(m *engine.Manifest) { l.noteChecked(id, m) }
+}
+
+// noteChecked records what a check of release id found: complete, with
+// manifest m, or incomplete (m nil); a prepare waiting for a check of id
+// gets the answer at once.
+func (l *Layout) noteChecked(id string, m *engine.Manifest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case m != nil:
+		l.checked = checkedRelease{id: id, m: m, at: time.Now()}
+	case l.checked.id == id:
+		l.checked = checkedRelease{} // found incomplete since
+	}
+	if f := l.checking[id]; f != nil {
+		f.m = m
+		delete(l.checking, id)
+		close(f.done)
 	}
 }
 

@@ -90,9 +90,9 @@ func checkTreeEntries(m *engine.Manifest, tree map[string]TreeEntry) error {
 	return nil
 }
 
-// treeStamps are the stamps of the regular files of tree, as FS.Stamps
+// TreeStamps are the stamps of the regular files of tree, as FS.Stamps
 // gives them.
-func treeStamps(tree map[string]TreeEntry) (map[string]Stamp, map[string]bool) {
+func TreeStamps(tree map[string]TreeEntry) (map[string]Stamp, map[string]bool) {
 	stamps := make(map[string]Stamp, len(tree))
 	recent := map[string]bool{}
 	for p, e := range tree {

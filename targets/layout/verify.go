@@ -267,12 +267,11 @@ func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.
 // returns the tree (with the stamps of its files, Recent as of within),
 // else it lists directories (tree nil).
 func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, within time.Duration, stamps bool) (m *engine.Manifest, tree map[string]TreeEntry, err error) {
-	end := l.startCheck(id)
 	defer func() {
 		if err != nil {
-			end(nil)
+			l.noteChecked(id, nil)
 		} else {
-			end(m)
+			l.noteChecked(id, m) // before a Verify's hashing: a prepare may link from it
 		}
 	}()
 	root := l.ReleasePath(id)

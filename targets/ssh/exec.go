@@ -332,20 +332,16 @@ func (f remoteFS) hashBatch(names []string) (map[string]string, error) {
 	return sums, nil
 }
 
-// Stamps describes the regular files under root with one command on the
-// host, GNU find's -printf (device, inode, size, mode, modification time
-// in nanoseconds, path; NUL-terminated), each record marked R when the
-// file is newer than within (whole seconds, rounded up) before find
-// started (-newermt, the host's clock), else S. A host without GNU find
-// fails here, and the layout hashes its releases in full.
+// Stamps describes the regular files under root: ListTree's listing
+// without the other entries. A host without GNU find fails here, and the
+// layout hashes its releases in full.
 func (f remoteFS) Stamps(ctx context.Context, root string, within time.Duration) (map[string]layout.Stamp, map[string]bool, error) {
-	secs := int64((within + time.Second - 1) / time.Second)
-	out, err := f.r.output(fmt.Sprintf(`find -P %s -type f \( -newermt '-%d seconds' -printf R -o -printf S \) -printf '%%D %%i %%s %%m %%T@ %%P\0'`,
-		Quote(root), secs))
+	tree, err := f.ListTree(ctx, root, within)
 	if err != nil {
 		return nil, nil, fmt.Errorf("stamps of %s: %w", root, err)
 	}
-	return parseStamps(out)
+	stamps, recent := layout.TreeStamps(tree)
+	return stamps, recent, nil
 }
 
 // ListTree describes everything below root with one GNU find on the host
@@ -441,38 +437,6 @@ func parseTree(out []byte) (map[string]layout.TreeEntry, error) {
 		tree[name] = e
 	}
 	return tree, nil
-}
-
-// parseStamps reads the output of Stamps' command.
-func parseStamps(out []byte) (map[string]layout.Stamp, map[string]bool, error) {
-	stamps := map[string]layout.Stamp{}
-	recent := map[string]bool{}
-	for _, rec := range bytes.Split(out, []byte{0}) {
-		if len(rec) == 0 {
-			continue
-		}
-		f := strings.SplitN(string(rec), " ", 6)
-		if len(f) != 6 || len(f[0]) < 2 || (f[0][0] != 'R' && f[0][0] != 'S') {
-			return nil, nil, fmt.Errorf("stamps: unexpected record %q", rec)
-		}
-		var st layout.Stamp
-		var perm uint64
-		var errs [5]error
-		st.Dev, errs[0] = strconv.ParseUint(f[0][1:], 10, 64)
-		st.Ino, errs[1] = strconv.ParseUint(f[1], 10, 64)
-		st.Size, errs[2] = strconv.ParseInt(f[2], 10, 64)
-		perm, errs[3] = strconv.ParseUint(f[3], 8, 32)
-		st.MTime, errs[4] = parseNanos(f[4])
-		if err := errors.Join(errs[:]...); err != nil {
-			return nil, nil, fmt.Errorf("stamps: record %q: %w", rec, err)
-		}
-		st.Perm = uint32(perm)
-		stamps[f[5]] = st
-		if f[0][0] == 'R' {
-			recent[f[5]] = true
-		}
-	}
-	return stamps, recent, nil
 }
 
 // parseNanos reads SECONDS.FRACTION (as find's %T@ prints it) as

@@ -101,23 +101,3 @@ func TestParseOpenSSLDigest(t *testing.T) {
 		}
 	}
 }
-
-func TestParseStamps(t *testing.T) {
-	out := "S26 45691 91135 444 1796581177.8725723850 a b\x00R26 7 2 4755 1796581072.0000000010 line\nbreak\x00"
-	st, recent, err := parseStamps([]byte(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := st["a b"], st["line\nbreak"]
-	if a.Dev != 26 || a.Ino != 45691 || a.Size != 91135 || a.Perm != 0o444 || a.MTime != 1796581177872572385 {
-		t.Errorf("a b: %+v", a)
-	}
-	if b.Perm != 0o4755 || b.MTime != 1796581072000000001 || !recent["line\nbreak"] || recent["a b"] || len(st) != 2 {
-		t.Errorf("line\\nbreak: %+v, recent %v", b, recent)
-	}
-	for _, bad := range []string{"26 1 2 444 1.0000000000 x\x00", "S26 1 2 444 1.000001 x\x00", "S26 1 2 999 1.0000000000 x\x00", "S x\x00", " 1 2 3 4 5\x00"} {
-		if _, _, err := parseStamps([]byte(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}

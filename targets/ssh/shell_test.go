@@ -225,7 +225,8 @@ func TestParseTreeRejectsMalformedOutput(t *testing.T) {
 			t.Errorf("%q: parsed", out)
 		}
 	}
-	tree, err := parseTree([]byte("S l 777 5 1 2 1.000000001\x00a b\nc\x00x\x00R d 2755 40 1 3 2.000000000\x00\x00d\x00"))
+	tree, err := parseTree([]byte("S l 777 5 1 2 1.000000001\x00a b\nc\x00x\x00R d 2755 40 1 3 2.000000000\x00\x00d\x00" +
+		"S f 4755 91135 26 45691 1796581177.8725723850\x00\x00line\nbreak\x00"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +235,13 @@ func TestParseTreeRejectsMalformedOutput(t *testing.T) {
 	}
 	if e := tree["d"]; e.Mode != os.ModeDir|os.ModeSetgid|0o755 || !e.Recent || e.Stamp.MTime != 2e9 {
 		t.Errorf("d: %+v", e)
+	}
+	if e := tree["line\nbreak"]; e.Mode != os.ModeSetuid|0o755 || e.Size != 91135 || e.Recent ||
+		e.Stamp != (layout.Stamp{Dev: 26, Ino: 45691, Size: 91135, Perm: 0o4755, MTime: 1796581177872572385}) {
+		t.Errorf("line\\nbreak: %+v", e)
+	}
+	if st, recent := layout.TreeStamps(tree); len(st) != 1 || st["line\nbreak"].Ino != 45691 || len(recent) != 0 {
+		t.Errorf("stamps of the tree: %+v, recent %v: want the one regular file", st, recent)
 	}
 }
 
