@@ -41,7 +41,7 @@ func (h *Host) ReleasePath(id string) string { return h.lay.ReleasePath(id) }
 
 // Close closes the host's connection (a later call dials again).
 func (h *Host) Close() error {
-	h.conn.close()
+	h.conn.close("closed by flightdeck")
 	return nil
 }
 
@@ -121,28 +121,21 @@ func (h *Host) guard(ctx context.Context, l *link, fn func(context.Context, *rem
 	return err, w.stop()
 }
 
-// lost reports whether the connection is gone: closed, ended, or not
-// answering a keepalive within a few seconds.
+// lost reports whether the connection is gone: closed, ended, or silent
+// for its keepalive tolerance with a keepalive unanswered (one that is
+// slow to answer but still sending is not lost: redialling a busy server
+// would only add to its load).
 func (l *link) lost() bool {
 	if l.closed.Load() || l.dead() {
 		return true
 	}
-	reply := make(chan error, 1)
-	go func() {
-		_, _, err := l.client.SendRequest("keepalive@openssh.com", true, nil)
-		reply <- err
-	}()
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case err := <-reply:
-		return err != nil
-	case <-l.done:
-		return true
-	case <-t.C:
-		l.close()
-		return true
+	switch l.answers() {
+	case answered:
+		return false
+	case silent:
+		l.closeBecause(fmt.Sprintf("nothing heard from the server for %s after an error, a keepalive unanswered", l.silence))
 	}
+	return true
 }
 
 // watchdog calls onFire when kick was not called for d.

@@ -231,7 +231,10 @@ func (k *keeper) pool(t Target) *Pool {
 	defer k.mu.Unlock()
 	p, ok := k.pools[string(id)]
 	if !ok {
-		p = NewPool(PoolOptions{noSFTP: true, onDial: func(t Target) { k.log("connected to %s", t.Key()) }})
+		p = NewPool(PoolOptions{noSFTP: true,
+			onDial: func(t Target) { k.log("connected to %s", t.Key()) },
+			onLost: func(t Target, why string) { k.log("connection to %s closed: %s", t.Key(), why) },
+		})
 		k.pools[string(id)] = p
 	}
 	return p

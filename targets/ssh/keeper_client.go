@@ -103,11 +103,12 @@ func (p *Pool) dialKeeper(ctx context.Context, t Target) (*link, error) {
 		return fail(fmt.Errorf("%w: it answered %q", errNoKeeper, answer))
 	}
 	cfg := &gossh.ClientConfig{User: t.User, HostKeyCallback: gossh.FixedHostKey(pub), Timeout: timeout}
-	sc, chans, reqs, err := gossh.NewClientConn(nc, "keeper", cfg)
+	heard := newHeardConn(nc)
+	sc, chans, reqs, err := gossh.NewClientConn(heard, "keeper", cfg)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %v", errNoKeeper, err))
 	}
-	l, err := p.newLink(gossh.NewClient(sc, chans, reqs), stop)
+	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), heard, stop)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("connect to %s through the connection keeper: %w", where, err)

@@ -155,6 +155,10 @@ func TestKeeperKeepsConnectionsBetweenProcesses(t *testing.T) {
 	if n := k.dials(); n != len(c.Servers)+1 {
 		t.Fatalf("the keeper dialled %d times, want %d (once more after the loss):\n%s", n, len(c.Servers)+1, k.log)
 	}
+	// Its log says which connection it lost, and why.
+	if want := "connection to " + target(c, c.Servers[0]).Key() + " closed: the connection ended"; !strings.Contains(k.log.String(), want) {
+		t.Fatalf("the keeper's log does not say %q:\n%s", want, k.log)
+	}
 }
 
 // TestKeeperChecksHostKeys: through the keeper, a host whose key is not in

@@ -26,10 +26,14 @@ type PoolOptions struct {
 	// handshake's CPU and memory here. To one server (one address) at most
 	// MaxDialsPerServer are set up at once whatever this says.
 	MaxParallelDials int
-	// KeepaliveInterval is how often keepalive@openssh.com is sent (default
-	// 15s); a connection that does not answer within it is closed. Negative
-	// disables keepalives.
+	// KeepaliveInterval is how often a connection from which nothing was
+	// heard is sent keepalive@openssh.com (default 15s; negative disables
+	// keepalives), and KeepaliveCountMax how many such intervals of
+	// silence it is given before it is closed as lost (default 3): as
+	// OpenSSH's ServerAliveInterval and ServerAliveCountMax, a server that
+	// is busy but still sending is never cut off.
 	KeepaliveInterval time.Duration
+	KeepaliveCountMax int
 	// OnHostKeyAccepted is called when an unknown host key was trusted and
 	// recorded because of AcceptNewHostKeys, so that it can be journalled.
 	OnHostKeyAccepted func(host, fingerprint string)
@@ -65,8 +69,10 @@ type PoolOptions struct {
 
 	// noSFTP: the keeper's own pools relay sessions and start no SFTP.
 	noSFTP bool
-	// onDial is told of each connection made.
+	// onDial is told of each connection made, onLost of each that ended
+	// and why.
 	onDial func(Target)
+	onLost func(t Target, why string)
 }
 
 // WithSettings returns opts with the environment's max_parallel_dials,
@@ -153,6 +159,9 @@ func NewPool(opts PoolOptions) *Pool {
 	}
 	if opts.KeepaliveInterval == 0 {
 		opts.KeepaliveInterval = 15 * time.Second
+	}
+	if opts.KeepaliveCountMax <= 0 {
+		opts.KeepaliveCountMax = 3
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 64
@@ -245,7 +254,7 @@ func (p *Pool) Close() error {
 	p.conns = map[string]*conn{}
 	p.mu.Unlock()
 	for _, c := range conns {
-		c.close()
+		c.close("the pool was closed")
 	}
 	return nil
 }
@@ -291,7 +300,37 @@ type link struct {
 	shells shells        // command shells (see shell.go)
 	done   chan struct{} // closed when the connection has ended
 	closed atomic.Bool
+	// heard is when bytes last came from the server; silence is how long
+	// a connection may stay silent, a keepalive unanswered, before it is
+	// taken as lost.
+	heard   *heardConn
+	silence time.Duration
+	// why says why the link was closed here (for onLost).
+	why atomic.Pointer[string]
 }
+
+// heardConn notes when bytes last came in.
+type heardConn struct {
+	net.Conn
+	last atomic.Int64 // unix nanoseconds
+}
+
+func newHeardConn(c net.Conn) *heardConn {
+	h := &heardConn{Conn: c}
+	h.last.Store(time.Now().UnixNano())
+	return h
+}
+
+func (c *heardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// lastHeard is when bytes last came from the server.
+func (l *link) lastHeard() time.Time { return time.Unix(0, l.heard.last.Load()) }
 
 func (l *link) dead() bool {
 	select {
@@ -300,6 +339,12 @@ func (l *link) dead() bool {
 	default:
 		return false
 	}
+}
+
+// closeBecause closes the connection, saying why (for onLost).
+func (l *link) closeBecause(why string) {
+	l.why.CompareAndSwap(nil, &why)
+	l.close()
 }
 
 // close closes the connection. The SSH connection goes first: closing the
@@ -344,13 +389,13 @@ func (c *conn) drop(l *link) {
 	c.mu.Unlock()
 }
 
-func (c *conn) close() {
+func (c *conn) close(why string) {
 	c.mu.Lock()
 	l := c.cur
 	c.cur = nil
 	c.mu.Unlock()
 	if l != nil {
-		l.close()
+		l.closeBecause(why)
 	}
 }
 
@@ -400,6 +445,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
+	heard := newHeardConn(nc)
 	// The handshake, authentication and SFTP start are bounded too.
 	stop := context.AfterFunc(dctx, func() { nc.Close() })
 	fail := func(err error) (*link, error) {
@@ -424,12 +470,12 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		HostKeyAlgorithms: hk.algorithms(t.Addr, nc.RemoteAddr()),
 		Timeout:           timeout,
 	}
-	sc, chans, reqs, err := gossh.NewClientConn(nc, t.Addr, cfg)
+	sc, chans, reqs, err := gossh.NewClientConn(heard, t.Addr, cfg)
 	if err != nil {
 		stop()
 		return fail(err)
 	}
-	l, err := p.newLink(gossh.NewClient(sc, chans, reqs), stop)
+	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), heard, stop)
 	if err != nil {
 		return fail(err)
 	}
@@ -440,9 +486,9 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 }
 
 // newLink starts SFTP on client (unless the pool is the keeper's) and
-// watches the connection. stop ends the dial's deadline; it reports false
-// when the deadline had already fired.
-func (p *Pool) newLink(client *gossh.Client, stop func() bool) (*link, error) {
+// watches the connection, to t over heard. stop ends the dial's deadline;
+// it reports false when the deadline had already fired.
+func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardConn, stop func() bool) (*link, error) {
 	var fc *sftp.Client
 	var err error
 	if !p.opts.noSFTP {
@@ -458,9 +504,22 @@ func (p *Pool) newLink(client *gossh.Client, stop func() bool) (*link, error) {
 		}
 		return nil, fmt.Errorf("start SFTP: %w", err)
 	}
-	l := &link{client: client, sftp: fc, done: make(chan struct{})}
+	l := &link{client: client, sftp: fc, done: make(chan struct{}), heard: heard,
+		silence: DefaultLostSilence}
+	if p.opts.KeepaliveInterval > 0 {
+		l.silence = p.opts.KeepaliveInterval * time.Duration(p.opts.KeepaliveCountMax)
+	}
 	go func() {
-		_ = client.Wait()
+		err := client.Wait()
+		if p.opts.onLost != nil { // told before the link is seen dead
+			why := "the connection ended"
+			if w := l.why.Load(); w != nil {
+				why = *w
+			} else if err != nil {
+				why += ": " + err.Error()
+			}
+			p.opts.onLost(t, why)
+		}
 		close(l.done)
 	}()
 	if p.opts.KeepaliveInterval > 0 {
@@ -469,8 +528,14 @@ func (p *Pool) newLink(client *gossh.Client, stop func() bool) (*link, error) {
 	return l, nil
 }
 
-// keepalive sends keepalive@openssh.com every interval and closes the
-// connection when an answer does not come within the interval.
+// DefaultLostSilence is how long a connection without keepalives may stay
+// silent, a keepalive unanswered, before it is taken as lost.
+const DefaultLostSilence = 45 * time.Second
+
+// keepalive sends keepalive@openssh.com when nothing was heard from the
+// server for interval, and closes the connection when it stays silent for
+// l.silence (KeepaliveCountMax intervals) without answering. A server
+// still sending (busy, or slow under load) is alive: only silence counts.
 func (l *link) keepalive(interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -480,25 +545,60 @@ func (l *link) keepalive(interval time.Duration) {
 			return
 		case <-tick.C:
 		}
-		reply := make(chan error, 1)
-		go func() {
-			_, _, err := l.client.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		wait := time.NewTimer(interval)
+		if time.Since(l.lastHeard()) < interval {
+			continue
+		}
+		switch l.answers() {
+		case answered:
+		case silent:
+			l.closeBecause(fmt.Sprintf("nothing heard from the server for %s, a keepalive unanswered", l.silence))
+			return
+		case ended:
+			return
+		}
+	}
+}
+
+// answer is how a keepalive went.
+type answer int
+
+const (
+	answered answer = iota
+	silent          // nothing heard for l.silence
+	ended           // the connection ended or refused the request
+)
+
+// answers sends a keepalive and waits for its answer, or for the
+// connection to end, or for l.silence to pass with nothing heard from the
+// server (bytes still arriving mean the answer is queued behind them).
+func (l *link) answers() answer {
+	reply := make(chan error, 1)
+	sent := time.Now()
+	go func() {
+		_, _, err := l.client.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	t := time.NewTimer(l.silence)
+	defer t.Stop()
+	for {
 		select {
 		case err := <-reply:
-			wait.Stop()
 			if err != nil {
-				l.close()
-				return
+				return ended
 			}
-		case <-wait.C:
-			l.close()
-			return
+			return answered
 		case <-l.done:
-			wait.Stop()
-			return
+			return ended
+		case <-t.C:
+			last := l.lastHeard()
+			if last.Before(sent) {
+				last = sent
+			}
+			quiet := time.Since(last)
+			if quiet >= l.silence {
+				return silent
+			}
+			t.Reset(l.silence - quiet)
 		}
 	}
 }
