@@ -17,6 +17,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -91,12 +92,20 @@ func cli(args []string) error {
 	n := len(cf.Addrs)
 	fmt.Printf("cli: %d hosts, release %d files / %d bytes from git, strategy symlink, ssh persist %s\n", n, *files, *total, *persist)
 
+	var keeperPeak float64
 	run := func(what string, args ...string) (*cliRun, error) {
 		r, err := runCLI(*bin, planFile, args...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		fmt.Printf("%s: %.0f ms, peak RSS %.1f MB | %s\n", what, ms(r.wall), r.rssMB, r.breakdown())
+		keeper := ""
+		if ctl != "" {
+			if mb, err := keeperPeakMB(ctl); err == nil {
+				keeper = fmt.Sprintf(", keeper's peak RSS so far %.1f MB", mb)
+				keeperPeak = max(keeperPeak, mb)
+			}
+		}
+		fmt.Printf("%s: %.0f ms, peak RSS %.1f MB%s | %s\n", what, ms(r.wall), r.rssMB, keeper, r.breakdown())
 		return r, nil
 	}
 	cold, err := run("cold deploy r1", "deploy", "--headless", "--json", "--release", "r1")
@@ -137,15 +146,44 @@ func cli(args []string) error {
 	wall := func(r *cliRun) float64 { return ms(r.wall) }
 	rss := func(r *cliRun) float64 { return r.rssMB }
 	all := append(append([]*cliRun{cold}, deploys...), rollbacks...)
-	fmt.Printf("RESULT cli persist=%s hosts=%d cold_deploy_ms=%.0f one_file_deploy_median_ms=%.0f rollback_median_ms=%.0f peak_rss_mb=%.1f\n",
+	if ctl != "" {
+		// Connections the keeper lost during the runs, and why.
+		if b, err := os.ReadFile(filepath.Join(ctl, "keeper.log")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, " closed: ") {
+					fmt.Println("keeper:", line)
+				}
+			}
+		}
+	}
+	fmt.Printf("RESULT cli persist=%s hosts=%d cold_deploy_ms=%.0f one_file_deploy_median_ms=%.0f rollback_median_ms=%.0f peak_rss_mb=%.1f keeper_peak_rss_mb=%.1f\n",
 		*persist, n, ms(cold.wall), med(deploys, wall), med(rollbacks, wall), slices.Max(func() []float64 {
 			var v []float64
 			for _, r := range all {
 				v = append(v, rss(r))
 			}
 			return v
-		}()))
+		}()), keeperPeak)
 	return nil
+}
+
+// keeperPeakMB reads the peak RSS (VmHWM) of the keeper serving ctl.
+func keeperPeakMB(ctl string) (float64, error) {
+	b, err := os.ReadFile(filepath.Join(ctl, "keeper.pid"))
+	if err != nil {
+		return 0, err
+	}
+	st, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(b)), "status"))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmHWM")
 }
 
 // initRepo makes a git repository (branch main) at repo whose one commit,

@@ -331,7 +331,7 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 		return
 	}
 	go func() {
-		_, _ = io.Copy(uch, cch)
+		_ = relayCopy(uch, cch)
 		_ = uch.CloseWrite()
 	}()
 	// fwd is held while a request is relayed with its answer: the target
@@ -358,11 +358,11 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 	out.Add(2)
 	go func() {
 		defer out.Done()
-		_, _ = io.Copy(cch, uch)
+		_ = relayCopy(cch, uch)
 	}()
 	go func() {
 		defer out.Done()
-		_, _ = io.Copy(cch.Stderr(), uch.Stderr())
+		_ = relayCopy(cch.Stderr(), uch.Stderr())
 	}()
 	out.Wait()
 	_ = cch.CloseWrite()
@@ -378,6 +378,38 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 	fwd.Lock()
 	cch.Close()
 	fwd.Unlock()
+}
+
+// Relay buffers: a relayed stream's buffer starts at minRelayBuffer and
+// doubles, up to maxRelayBuffer (an SSH packet's payload), while reads
+// fill it. Most streams carry little (a shell's commands and their
+// output, stderr) and a fleet's keeper relays three per channel, a few
+// channels per host: 32 KB each from the start was ~100 KB per channel.
+const (
+	minRelayBuffer = 1 << 10
+	maxRelayBuffer = 32 << 10
+)
+
+// relayCopy copies src to dst until src ends (nil) or either fails.
+func relayCopy(dst io.Writer, src io.Reader) error {
+	buf := make([]byte, minRelayBuffer)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if n == len(buf) && len(buf) < maxRelayBuffer {
+				buf = make([]byte, 2*len(buf))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // sameUser checks that the peer of c runs as this process's user.
