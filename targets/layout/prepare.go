@@ -240,7 +240,7 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 	// Candidates, first base first; then the directories holding them are
 	// listed to check each candidate as it is on the host now.
 	type candidate struct {
-		e       engine.ManifestEntry
+		e       *engine.ManifestEntry // in the base's manifest (shared by the fleet's hosts)
 		root    string
 		checked bool // its release was found complete a moment ago
 	}
@@ -307,11 +307,12 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 		if m == nil {
 			continue
 		}
-		for _, e := range m.Entries {
+		for j := range m.Entries {
+			e := &m.Entries[j]
 			if e.Kind != engine.KindFile {
 				continue
 			}
-			k := linkKey{e.Hash, FileMode(e)}
+			k := linkKey{e.Hash, FileMode(*e)}
 			if needed[k] && !taken[k] {
 				taken[k] = true
 				cands = append(cands, candidate{e, root, checked[i]})
@@ -322,7 +323,7 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 	dirs := map[string][]int{}
 	for i, c := range cands {
 		if c.checked {
-			index[linkKey{c.e.Hash, FileMode(c.e)}] = path.Join(c.root, c.e.Path)
+			index[linkKey{c.e.Hash, FileMode(*c.e)}] = path.Join(c.root, c.e.Path)
 			trusted = true
 			continue
 		}
@@ -346,8 +347,8 @@ func (l *Layout) linkIndex(ctx context.Context, fsys FS, want *engine.Manifest) 
 			defer mu.Unlock()
 			for _, i := range idx {
 				c := cands[i]
-				if fi, ok := seen[path.Base(c.e.Path)]; ok && checkEntry(c.e, fi) == nil {
-					index[linkKey{c.e.Hash, FileMode(c.e)}] = path.Join(c.root, c.e.Path)
+				if fi, ok := seen[path.Base(c.e.Path)]; ok && checkEntry(*c.e, fi) == nil {
+					index[linkKey{c.e.Hash, FileMode(*c.e)}] = path.Join(c.root, c.e.Path)
 				}
 			}
 			return nil
@@ -375,7 +376,7 @@ func (l *Layout) ops(ctx context.Context, tmp string, a *engine.Artifact, index 
 			op.Mode = FileMode(e)
 			op.Size = e.Size
 			op.Link = index[linkKey{e.Hash, FileMode(e)}]
-			op.Open = fileSource(ctx, filepath.Join(a.Dir, filepath.FromSlash(e.Path)), e)
+			op.Open = fileSource(ctx, a.Dir, &a.Manifest.Entries[i])
 		}
 		ops = append(ops, op)
 		entry = append(entry, i)
@@ -386,17 +387,21 @@ func (l *Layout) ops(ctx context.Context, tmp string, a *engine.Artifact, index 
 // bufPool holds hashing states for source readers.
 var hashPool = sync.Pool{New: func() any { return sha256.New() }}
 
-// fileSource opens a built file and checks, as it is read, that it is
-// still what the manifest says.
-func fileSource(ctx context.Context, name string, e engine.ManifestEntry) func() (io.ReadCloser, error) {
+// fileSource opens the built file of e under dir and checks, as it is
+// read, that it is still what the manifest says. It holds a pointer to
+// the artifact's entry and joins the name only when opened: a fleet's
+// prepares hold one source per file per host, and most are never opened
+// (the file is linked from an earlier release).
+func fileSource(ctx context.Context, dir string, e *engine.ManifestEntry) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
+		name := filepath.Join(dir, filepath.FromSlash(e.Path))
 		f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open source: %w", err)
 		}
 		h := hashPool.Get().(hash.Hash)
 		h.Reset()
-		return &checkedReader{ctx: ctx, r: f, c: f, h: h, e: e}, nil
+		return &checkedReader{ctx: ctx, r: f, c: f, h: h, e: *e}, nil
 	}
 }
 

@@ -137,14 +137,36 @@ func parseStamp(f []string) (Stamp, error) {
 	return st, err
 }
 
-// formatVerified writes a record parseVerified reads.
+// formatVerified writes a record parseVerified reads, into one buffer of
+// the record's size (every host of a fleet holds one while it writes it).
 func formatVerified(rec map[Stamp]string) []byte {
-	var b bytes.Buffer
-	b.WriteString(verifiedHeader)
+	n := len(verifiedHeader)
+	var tmp [96]byte // the longest stamp is 95 bytes
 	for st, h := range rec {
-		fmt.Fprintf(&b, "%d %d %d %o %d %s\n", st.Dev, st.Ino, st.Size, st.Perm, st.MTime, h)
+		n += len(appendStamp(tmp[:0], st)) + 1 + len(h) + 1
 	}
-	return b.Bytes()
+	b := make([]byte, 0, n)
+	b = append(b, verifiedHeader...)
+	for st, h := range rec {
+		b = appendStamp(b, st)
+		b = append(b, ' ')
+		b = append(b, h...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// appendStamp appends "DEV INO SIZE PERM(octal) MTIME(ns)" to b.
+func appendStamp(b []byte, st Stamp) []byte {
+	b = strconv.AppendUint(b, st.Dev, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, st.Ino, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, st.Size, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(st.Perm), 8)
+	b = append(b, ' ')
+	return strconv.AppendInt(b, st.MTime, 10)
 }
 
 // writeVerified replaces the record: written under a temporary name in

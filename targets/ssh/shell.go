@@ -141,7 +141,7 @@ func startShell(client *gossh.Client) (*shell, error) {
 	}
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
-	return &shell{sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 16<<10),
+	return &shell{sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 4<<10),
 		stderr: bufio.NewReader(stderr), nonce: "flightdeck-" + hex.EncodeToString(nonce[:])}, nil
 }
 
