@@ -1,16 +1,16 @@
 package layout
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"path"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -38,6 +38,105 @@ const maxVerified = 64 << 20
 // the file system keeps them: a second on some, a clock tick on others).
 const racyMargin = 2 * time.Second
 
+// digest is a SHA-256 as the record keeps it: a fleet's verifications
+// each hold a record of the release's files at once.
+type digest [32]byte
+
+// digestOf decodes a manifest's hex SHA-256; ok is false when it is not one.
+func digestOf(h string) (d digest, ok bool) {
+	if len(h) != 2*len(d) {
+		return d, false
+	}
+	for i := range d {
+		hi, ok1 := unhex(h[2*i])
+		lo, ok2 := unhex(h[2*i+1])
+		if !ok1 || !ok2 {
+			return d, false
+		}
+		d[i] = hi<<4 | lo
+	}
+	return d, true
+}
+
+// unhex is the value of a lower-case hex digit (as sha256sum and the
+// manifest write them).
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// record is the verified record, sorted by stamp: a fleet's verifications
+// each hold one, and a sorted slice takes half the memory of a map.
+type record []recorded
+
+type recorded struct {
+	st Stamp
+	d  digest
+}
+
+func cmpStamp(a, b Stamp) int {
+	return cmp.Or(cmp.Compare(a.Dev, b.Dev), cmp.Compare(a.Ino, b.Ino), cmp.Compare(a.Size, b.Size),
+		cmp.Compare(a.Perm, b.Perm), cmp.Compare(a.MTime, b.MTime))
+}
+
+// newRecord sorts entries into a record. A stamp given twice with two
+// digests (which no file can have) is left out: not vouched for.
+func newRecord(entries []recorded) record {
+	slices.SortFunc(entries, func(a, b recorded) int {
+		return cmp.Or(cmpStamp(a.st, b.st), bytes.Compare(a.d[:], b.d[:]))
+	})
+	entries = slices.Compact(entries)
+	out := entries[:0]
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].st == entries[i].st {
+			j++
+		}
+		if j == i+1 {
+			out = append(out, entries[i])
+		}
+		i = j
+	}
+	return slices.Clip(out)
+}
+
+// lookup returns the digest recorded for st.
+func (r record) lookup(st Stamp) (digest, bool) {
+	i, ok := slices.BinarySearchFunc(r, st, func(e recorded, st Stamp) int { return cmpStamp(e.st, st) })
+	if !ok {
+		return digest{}, false
+	}
+	return r[i].d, true
+}
+
+// stampFunc gives a file's stamp now and whether it was modified just
+// before it was read (false, false when it has none).
+type stampFunc func(path string) (st Stamp, ok, recent bool)
+
+// mapStamps is a stampFunc over FS.Stamps' maps.
+func mapStamps(stamps map[string]Stamp, recent map[string]bool) stampFunc {
+	return func(p string) (Stamp, bool, bool) {
+		st, ok := stamps[p]
+		return st, ok, recent[p]
+	}
+}
+
+// treeStamps is a stampFunc over a ListTree listing (no copy of it).
+func treeStamps(tree map[string]TreeEntry) stampFunc {
+	return func(p string) (Stamp, bool, bool) {
+		e, ok := tree[p]
+		if !ok || !e.Mode.IsRegular() {
+			return Stamp{}, false, false
+		}
+		return e.Stamp, true, e.Recent
+	}
+}
+
 // hashChanged hashes the files of m under root that the host's record of
 // its last verification does not vouch for, and records what it found.
 // A file is vouched for when its stamp now (device, inode, size, mode,
@@ -46,16 +145,17 @@ const racyMargin = 2 * time.Second
 // write moves the modification time to the host's clock. The stamps are
 // read before anything is hashed, so a file changed while it is hashed
 // has another stamp by the next verification.
-func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engine.Manifest, stamps map[string]Stamp, recent map[string]bool, rec map[Stamp]string) error {
+func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engine.Manifest, stampOf stampFunc, rec record) error {
 	var files []engine.ManifestEntry
-	next := map[Stamp]string{}
+	next := make([]recorded, 0, len(rec))
 	for _, e := range m.Entries {
 		if e.Kind != engine.KindFile {
 			continue
 		}
-		st, ok := stamps[e.Path]
-		if ok && st.Size == e.Size && rec[st] == e.Hash {
-			next[st] = e.Hash
+		st, ok, _ := stampOf(e.Path)
+		d, valid := digestOf(e.Hash)
+		if got, in := rec.lookup(st); ok && valid && in && st.Size == e.Size && got == d {
+			next = append(next, recorded{st, d})
 			continue
 		}
 		files = append(files, e)
@@ -63,24 +163,25 @@ func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engin
 	err := hashFiles(ctx, fsys, root, files, func(e engine.ManifestEntry) {
 		// A file modified just before now may be modified again without
 		// its time stamp moving: hashed again next time.
-		if st, ok := stamps[e.Path]; ok && st.Size == e.Size && !recent[e.Path] {
-			next[st] = e.Hash
+		st, ok, recent := stampOf(e.Path)
+		if d, valid := digestOf(e.Hash); ok && valid && st.Size == e.Size && !recent {
+			next = append(next, recorded{st, d})
 		}
 	})
 	if err != nil {
 		return err
 	}
-	if !maps.Equal(next, rec) {
+	if nr := newRecord(next); !slices.Equal(nr, rec) {
 		// Only a cache: a record that cannot be written costs a full
 		// hash next time, never a wrong answer.
-		_ = l.writeVerified(ctx, fsys, next)
+		_ = l.writeVerified(ctx, fsys, nr)
 	}
 	return nil
 }
 
 // readVerified reads the record of the last verification; nil when it is
 // missing, unreadable or of another version.
-func (l *Layout) readVerified(ctx context.Context, fsys FS) map[Stamp]string {
+func (l *Layout) readVerified(ctx context.Context, fsys FS) record {
 	b, err := fsys.ReadFile(ctx, path.Join(l.releasesDir(), VerifiedName), maxVerified)
 	if err != nil {
 		return nil
@@ -93,26 +194,40 @@ func (l *Layout) readVerified(ctx context.Context, fsys FS) map[Stamp]string {
 }
 
 // parseVerified reads a record: the header, then per line
-// "DEV INO SIZE PERM(octal) MTIME(ns) SHA256".
-func parseVerified(b []byte) (map[Stamp]string, error) {
+// "DEV INO SIZE PERM(octal) MTIME(ns) SHA256", fields apart by one space.
+// Nothing of b is kept.
+func parseVerified(b []byte) (record, error) {
 	rest, ok := bytes.CutPrefix(b, []byte(verifiedHeader))
 	if !ok {
 		return nil, errors.New("not a verified record of this version")
 	}
-	rec := map[Stamp]string{}
-	sc := bufio.NewScanner(bytes.NewReader(rest))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 6 || len(f[5]) != 64 || strings.Trim(f[5], "0123456789abcdef") != "" {
-			return nil, fmt.Errorf("bad line %q", sc.Text())
+	rec := make([]recorded, 0, bytes.Count(rest, []byte{'\n'})+1)
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
+		var f [6]string
+		n, r := 0, line
+		for ; n < len(f); n++ {
+			var field []byte
+			var more bool
+			field, r, more = bytes.Cut(r, []byte{' '})
+			f[n] = string(field)
+			if !more {
+				n++
+				break
+			}
+		}
+		d, valid := digestOf(f[5])
+		if n != len(f) || !valid {
+			return nil, fmt.Errorf("bad line %q", line)
 		}
 		st, err := parseStamp(f[:5])
 		if err != nil {
-			return nil, fmt.Errorf("bad line %q: %w", sc.Text(), err)
+			return nil, fmt.Errorf("bad line %q: %w", line, err)
 		}
-		rec[st] = f[5]
+		rec = append(rec, recorded{st, d})
 	}
-	return rec, sc.Err()
+	return newRecord(rec), nil
 }
 
 // parseStamp reads DEV INO SIZE PERM(octal) MTIME(ns).
@@ -139,18 +254,18 @@ func parseStamp(f []string) (Stamp, error) {
 
 // formatVerified writes a record parseVerified reads, into one buffer of
 // the record's size (every host of a fleet holds one while it writes it).
-func formatVerified(rec map[Stamp]string) []byte {
+func formatVerified(rec record) []byte {
 	n := len(verifiedHeader)
 	var tmp [96]byte // the longest stamp is 95 bytes
-	for st, h := range rec {
-		n += len(appendStamp(tmp[:0], st)) + 1 + len(h) + 1
+	for _, e := range rec {
+		n += len(appendStamp(tmp[:0], e.st)) + 1 + hex.EncodedLen(len(digest{})) + 1
 	}
 	b := make([]byte, 0, n)
 	b = append(b, verifiedHeader...)
-	for st, h := range rec {
-		b = appendStamp(b, st)
+	for _, e := range rec {
+		b = appendStamp(b, e.st)
 		b = append(b, ' ')
-		b = append(b, h...)
+		b = hex.AppendEncode(b, e.d[:])
 		b = append(b, '\n')
 	}
 	return b
@@ -172,7 +287,7 @@ func appendStamp(b []byte, st Stamp) []byte {
 // writeVerified replaces the record: written under a temporary name in
 // releases/ (which Clean removes if it is left behind), then renamed over
 // the record.
-func (l *Layout) writeVerified(ctx context.Context, fsys FS, rec map[Stamp]string) error {
+func (l *Layout) writeVerified(ctx context.Context, fsys FS, rec record) error {
 	b := formatVerified(rec)
 	tmp := path.Join(l.releasesDir(), engine.TempPrefix+"verified-"+engine.RandomSuffix(6))
 	op := Op{Kind: engine.KindFile, Name: tmp, Mode: 0o644, Size: int64(len(b)), Open: bytesSource(b)}
@@ -199,7 +314,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 		stamps map[string]Stamp
 		recent map[string]bool
 		serr   error
-		rec    map[Stamp]string
+		rec    record
 	)
 	_, lister := fsys.(TreeLister)
 	g, gctx := errgroup.WithContext(ctx)
@@ -233,9 +348,10 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	var stampOf stampFunc
 	switch {
 	case tree != nil:
-		stamps, recent = TreeStamps(tree)
+		stampOf = treeStamps(tree)
 	case lister:
 		// ListTree failed (the check listed directories instead), and
 		// Stamps would run the same listing: every file is hashed.
@@ -247,5 +363,8 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 		}
 		return m, hashTree(ctx, fsys, root, m)
 	}
-	return m, l.hashChanged(ctx, fsys, root, m, stamps, recent, rec)
+	if stampOf == nil {
+		stampOf = mapStamps(stamps, recent)
+	}
+	return m, l.hashChanged(ctx, fsys, root, m, stampOf, rec)
 }
