@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,7 +44,17 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func badInput(err error) error { return &exitError{code: exitBadInput, err: err} }
 
+// gcPercent is the garbage collector's target (GOGC) unless GOGC is set:
+// a fleet's run holds a few hundred KB per host for its whole length, and
+// on the small control host a release is often run from, half again the
+// live heap is a better bound than Go's default of twice it, for a few
+// per cent more of the CPU spent in the collector.
+const gcPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	// Output is for people; the journal is the record. A reader that goes
 	// away (`deploy --headless | head -1`) makes writes fail with EPIPE
 	// instead of killing a run midway.
