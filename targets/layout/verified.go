@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -42,32 +43,14 @@ const racyMargin = 2 * time.Second
 // each hold a record of the release's files at once.
 type digest [32]byte
 
-// digestOf decodes a manifest's hex SHA-256; ok is false when it is not one.
+// digestOf decodes a manifest's SHA-256, in lower-case hex as sha256sum
+// and the manifest write it; ok is false when it is not one.
 func digestOf(h string) (d digest, ok bool) {
-	if len(h) != 2*len(d) {
+	if len(h) != hex.EncodedLen(len(d)) || strings.Trim(h, "0123456789abcdef") != "" {
 		return d, false
 	}
-	for i := range d {
-		hi, ok1 := unhex(h[2*i])
-		lo, ok2 := unhex(h[2*i+1])
-		if !ok1 || !ok2 {
-			return d, false
-		}
-		d[i] = hi<<4 | lo
-	}
-	return d, true
-}
-
-// unhex is the value of a lower-case hex digit (as sha256sum and the
-// manifest write them).
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
+	_, err := hex.Decode(d[:], []byte(h))
+	return d, err == nil
 }
 
 // record is the verified record, sorted by stamp: a fleet's verifications
@@ -118,16 +101,17 @@ func (r record) lookup(st Stamp) (digest, bool) {
 // before it was read (false, false when it has none).
 type stampFunc func(path string) (st Stamp, ok, recent bool)
 
-// mapStamps is a stampFunc over FS.Stamps' maps.
-func mapStamps(stamps map[string]Stamp, recent map[string]bool) stampFunc {
+// stampsInMaps is a stampFunc over FS.Stamps' maps.
+func stampsInMaps(stamps map[string]Stamp, recent map[string]bool) stampFunc {
 	return func(p string) (Stamp, bool, bool) {
 		st, ok := stamps[p]
 		return st, ok, recent[p]
 	}
 }
 
-// treeStamps is a stampFunc over a ListTree listing (no copy of it).
-func treeStamps(tree map[string]TreeEntry) stampFunc {
+// stampsInTree is a stampFunc over a ListTree listing (no copy of it, as
+// TreeStamps makes).
+func stampsInTree(tree map[string]TreeEntry) stampFunc {
 	return func(p string) (Stamp, bool, bool) {
 		e, ok := tree[p]
 		if !ok || !e.Mode.IsRegular() {
@@ -351,7 +335,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 	var stampOf stampFunc
 	switch {
 	case tree != nil:
-		stampOf = treeStamps(tree)
+		stampOf = stampsInTree(tree)
 	case lister:
 		// ListTree failed (the check listed directories instead), and
 		// Stamps would run the same listing: every file is hashed.
@@ -364,7 +348,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 		return m, hashTree(ctx, fsys, root, m)
 	}
 	if stampOf == nil {
-		stampOf = mapStamps(stamps, recent)
+		stampOf = stampsInMaps(stamps, recent)
 	}
 	return m, l.hashChanged(ctx, fsys, root, m, stampOf, rec)
 }

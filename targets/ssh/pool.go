@@ -158,10 +158,10 @@ func NewPool(opts PoolOptions) *Pool {
 		opts.MaxParallelDials = DefaultMaxParallelDials
 	}
 	if opts.KeepaliveInterval == 0 {
-		opts.KeepaliveInterval = 15 * time.Second
+		opts.KeepaliveInterval = defaultKeepaliveInterval
 	}
 	if opts.KeepaliveCountMax <= 0 {
-		opts.KeepaliveCountMax = 3
+		opts.KeepaliveCountMax = defaultKeepaliveCountMax
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 64
@@ -505,7 +505,7 @@ func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardConn, stop fu
 		return nil, fmt.Errorf("start SFTP: %w", err)
 	}
 	l := &link{client: client, sftp: fc, done: make(chan struct{}), heard: heard,
-		silence: DefaultLostSilence}
+		silence: defaultKeepaliveInterval * defaultKeepaliveCountMax}
 	if p.opts.KeepaliveInterval > 0 {
 		l.silence = p.opts.KeepaliveInterval * time.Duration(p.opts.KeepaliveCountMax)
 	}
@@ -528,9 +528,12 @@ func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardConn, stop fu
 	return l, nil
 }
 
-// DefaultLostSilence is how long a connection without keepalives may stay
-// silent, a keepalive unanswered, before it is taken as lost.
-const DefaultLostSilence = 45 * time.Second
+// The keepalive defaults (PoolOptions): 45 s of silence is also what a
+// connection without keepalives is allowed before an error finds it lost.
+const (
+	defaultKeepaliveInterval = 15 * time.Second
+	defaultKeepaliveCountMax = 3
+)
 
 // keepalive sends keepalive@openssh.com when nothing was heard from the
 // server for interval, and closes the connection when it stays silent for
