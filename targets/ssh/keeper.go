@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,12 +30,21 @@ import (
 // instead of paying a handshake per host (on a loaded server that is tens
 // of milliseconds of its CPU each, and the round trips to reach it).
 //
-// It is one process per user and control directory. A process asks it for
-// a target over a Unix socket in that directory: one request line (the
-// target as JSON), one answer line ("ok" or "error: …"), and then the
-// socket speaks SSH, with the keeper as the server: every session channel
-// the process opens is opened on the keeper's connection to the target and
-// relayed, its requests (exec, subsystem sftp) and exit status included.
+// It is one process per user and control directory. A process reaches it
+// over one Unix socket connection in that directory, whatever the number
+// of targets: one request line (the protocol version, as JSON), one answer
+// line ("ok"), and then the socket speaks SSH, with the keeper as the
+// server. On it the process attaches each target with a channel of type
+// target@flightdeck (its extra data: a number the process chose and the
+// target as JSON), which the keeper accepts once it holds a connection to
+// the target (or rejects with the dial's error) and closes when that
+// connection ends. Every session the process opens on a target is a
+// channel of type session@flightdeck naming that number; the keeper opens
+// a session channel on its connection to the target and relays it, its
+// requests (exec, subsystem sftp) and exit status included. So a fleet of
+// N hosts costs the keeper and the process one SSH connection between
+// them, not N (at 500 hosts that was ~150 KB of buffers and goroutines per
+// host on each side, and a key exchange per host per command).
 //
 // Trust: the directory must belong to this user and be private (0700);
 // the keeper also checks each client's credentials (SO_PEERCRED) and
@@ -69,14 +77,47 @@ type KeeperOptions struct {
 	Persist time.Duration
 	// Ready, when set, is told "ready" once clients can connect.
 	Ready io.Writer
-	// Log, when set, gets one line per connection made or lost.
+	// Log, when set, gets one line per connection made or lost, and per
+	// client come and gone.
 	Log io.Writer
 }
 
-// keeperRequest is what a client asks the keeper for.
-type keeperRequest struct {
-	Target Target `json:"target"`
+// keeperProtocol is the version of the socket's protocol: a keeper
+// answers a client that asks for another with a line that is neither "ok"
+// nor an error, so that the client dials directly (as it does when no
+// keeper runs). Version 1 was one socket connection per target.
+const keeperProtocol = 2
+
+// keeperHello is the client's request line.
+type keeperHello struct {
+	Protocol int `json:"protocol"`
 }
+
+// Channel types on the keeper's socket, and what their extra data holds.
+const (
+	// targetChannel attaches a target: keeperAttach.
+	targetChannel = "target@flightdeck"
+	// sessionChannel opens a session on an attached target: keeperSession.
+	sessionChannel = "session@flightdeck"
+	// keepaliveRequest, on a target's channel, is relayed to the target as
+	// keepalive@openssh.com, answered with its answer.
+	keepaliveRequest = "keepalive@flightdeck"
+)
+
+// keeperAttach is the extra data of a target channel.
+type keeperAttach struct {
+	ID     uint32
+	Target string // JSON
+}
+
+// keeperSession is the extra data of a session channel.
+type keeperSession struct {
+	ID uint32
+}
+
+// keeperExiting is the reason a keeper gives for a target it will not
+// attach because it is exiting: the client dials directly.
+const keeperExiting = "the connection keeper is exiting"
 
 // keeper is a running connection keeper.
 type keeper struct {
@@ -183,7 +224,8 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 			return fmt.Errorf("keeper accept: %w", err)
 		}
 		uc := c.(*net.UnixConn)
-		if err := sameUser(uc); err != nil {
+		pid, err := sameUser(uc)
+		if err != nil {
 			k.log("refused a client: %v", err)
 			c.Close()
 			continue
@@ -193,7 +235,9 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 		go func() {
 			defer wg.Done()
 			defer k.leave()
+			k.log("client pid %d connected", pid)
 			k.serve(ctx, uc)
+			k.log("client pid %d left", pid)
 		}()
 	}
 }
@@ -240,7 +284,7 @@ func (k *keeper) pool(t Target) *Pool {
 	return p
 }
 
-// serve answers one client: its request, then SSH over the socket.
+// serve answers one client: its request line, then SSH over the socket.
 func (k *keeper) serve(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	br := bufio.NewReaderSize(io.LimitReader(c, keeperMaxRequest), 4096)
@@ -248,26 +292,15 @@ func (k *keeper) serve(ctx context.Context, c net.Conn) {
 	if err != nil {
 		return
 	}
-	var req keeperRequest
-	if err := json.Unmarshal(line, &req); err != nil || req.Target.Addr == "" {
-		fmt.Fprintf(c, "error: bad request\n")
+	var hello keeperHello
+	if err := json.Unmarshal(line, &hello); err != nil || hello.Protocol != keeperProtocol {
+		// Neither "ok" nor "error: …": a client of another version
+		// dials directly.
+		fmt.Fprintf(c, "unsupported: this keeper speaks protocol %d\n", keeperProtocol)
 		return
 	}
-	t := req.Target
-	t.AcceptNewHostKeys = false
-	for j := t.Jump; j != nil; j = j.Jump {
-		j.AcceptNewHostKeys = false
-	}
-	l, err := k.pool(t).conn(t).get(ctx)
-	if err != nil && ctx.Err() != nil {
-		// Its persist time ran out as this client came: not the
-		// target's error; the client dials without the keeper.
-		io.WriteString(c, "exiting\n")
-		return
-	}
-	if err != nil {
-		fmt.Fprintf(c, "error: %s\n", strconv.Quote(err.Error()))
-		return
+	if br.Buffered() > 0 {
+		return // the client must wait for the answer before speaking SSH
 	}
 	if _, err := io.WriteString(c, "ok\n"); err != nil {
 		return
@@ -279,43 +312,122 @@ func (k *keeper) serve(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer sc.Close()
-	// The client's connection is its target's: it ends when the target's
-	// does, so that the client dials again (through the keeper, which
-	// dials the target again), and a keepalive is answered by the target.
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
 	defer stop()
-	served := make(chan struct{})
-	defer close(served)
-	go func() {
-		select {
-		case <-l.done:
-			sc.Close()
-		case <-served:
-		}
-	}()
-	go func() {
-		for r := range reqs {
-			if r.Type != "keepalive@openssh.com" {
-				r.Reply(false, nil)
+	go gossh.DiscardRequests(reqs)
+	cl := &keeperConn{targets: map[uint32]*link{}}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case targetChannel:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k.attach(ctx, cl, nc)
+			}()
+		case sessionChannel:
+			var req keeperSession
+			if err := gossh.Unmarshal(nc.ExtraData(), &req); err != nil {
+				nc.Reject(gossh.Prohibited, "bad session request")
 				continue
 			}
-			_, _, err := l.client.SendRequest(r.Type, true, nil)
-			r.Reply(err == nil, nil)
-		}
-	}()
-	for nc := range chans {
-		if nc.ChannelType() != "session" {
+			l := cl.target(req.ID)
+			if l == nil {
+				nc.Reject(gossh.ConnectionFailed, "no such target (its connection ended)")
+				continue
+			}
+			go relayChannel(nc, l.client)
+		default:
 			nc.Reject(gossh.Prohibited, "the connection keeper relays session channels only")
-			continue
 		}
-		go relayChannel(nc, l.client)
 	}
 }
 
-// relayChannel opens nc's session on the target and relays it: data both
-// ways, stderr, end of input, requests and their answers, exit status.
+// keeperConn is what one client has attached: its targets by number.
+type keeperConn struct {
+	mu      sync.Mutex
+	targets map[uint32]*link
+}
+
+func (c *keeperConn) target(id uint32) *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.targets[id]
+}
+
+// attach answers a target channel: it is accepted once the keeper holds a
+// connection to the target, and closed when that connection ends (so that
+// the client dials again, through the keeper, which dials the target
+// again) or when the client closes it. Keepalives on it are answered by
+// the target.
+func (k *keeper) attach(ctx context.Context, cl *keeperConn, nc gossh.NewChannel) {
+	var req keeperAttach
+	var t Target
+	if err := gossh.Unmarshal(nc.ExtraData(), &req); err != nil || json.Unmarshal([]byte(req.Target), &t) != nil || t.Addr == "" {
+		nc.Reject(gossh.Prohibited, "bad target request")
+		return
+	}
+	t.AcceptNewHostKeys = false
+	for j := t.Jump; j != nil; j = j.Jump {
+		j.AcceptNewHostKeys = false
+	}
+	l, err := k.pool(t).conn(t).get(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Its persist time ran out as this client came: not the
+			// target's error; the client dials without the keeper.
+			nc.Reject(gossh.ResourceShortage, keeperExiting)
+		} else {
+			nc.Reject(gossh.ConnectionFailed, err.Error())
+		}
+		return
+	}
+	cl.mu.Lock()
+	if _, taken := cl.targets[req.ID]; taken {
+		cl.mu.Unlock()
+		nc.Reject(gossh.Prohibited, "target number in use")
+		return
+	}
+	cl.targets[req.ID] = l
+	cl.mu.Unlock()
+	defer func() {
+		cl.mu.Lock()
+		delete(cl.targets, req.ID)
+		cl.mu.Unlock()
+	}()
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_, _ = io.Copy(io.Discard, ch) // until the client closes it
+	}()
+	go func() {
+		for r := range reqs {
+			if r.Type != keepaliveRequest {
+				r.Reply(false, nil)
+				continue
+			}
+			_, _, err := l.client.SendRequest("keepalive@openssh.com", true, nil)
+			r.Reply(err == nil, nil)
+		}
+	}()
+	select {
+	case <-l.done:
+	case <-ended:
+	case <-ctx.Done():
+	}
+}
+
+// relayChannel opens a session on the target for nc and relays it: data
+// both ways, stderr, end of input, requests and their answers, exit
+// status.
 func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
-	uch, ureqs, err := up.OpenChannel(nc.ChannelType(), nc.ExtraData())
+	uch, ureqs, err := up.OpenChannel("session", nil)
 	if err != nil {
 		var oe *gossh.OpenChannelError
 		if errors.As(err, &oe) {
@@ -412,26 +524,27 @@ func relayCopy(dst io.Writer, src io.Reader) error {
 	}
 }
 
-// sameUser checks that the peer of c runs as this process's user.
-func sameUser(c *net.UnixConn) error {
+// sameUser checks that the peer of c runs as this process's user, and
+// returns the peer's process id.
+func sameUser(c *net.UnixConn) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	if cerr != nil {
-		return cerr
+		return 0, cerr
 	}
 	if int(cred.Uid) != os.Geteuid() {
-		return fmt.Errorf("peer pid %d runs as uid %d, not %d", cred.Pid, cred.Uid, os.Geteuid())
+		return 0, fmt.Errorf("peer pid %d runs as uid %d, not %d", cred.Pid, cred.Uid, os.Geteuid())
 	}
-	return nil
+	return int(cred.Pid), nil
 }
 
 // privateDir checks that dir belongs to this user and only this user can

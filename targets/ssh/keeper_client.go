@@ -11,9 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +36,11 @@ type keeperClient struct {
 	command []string
 
 	mu sync.Mutex // one start at a time in this process
+
+	// The process's connection to the keeper (mux), one for all targets.
+	muxMu  sync.Mutex
+	cur    *keeperMux
+	closed bool
 }
 
 // acceptsNewKeys reports whether t (or a jump host on the way) trusts new
@@ -51,69 +55,338 @@ func acceptsNewKeys(t Target) bool {
 	return false
 }
 
-// dialKeeper connects to t through the keeper. An error that wraps
-// errNoKeeper means the keeper could not be used; any other is t's own
-// (refused, unknown host key…), as a direct dial would have met it.
+// dialKeeper connects to t through the keeper: it attaches t on this
+// process's connection to the keeper (made with the first target). An
+// error that wraps errNoKeeper means the keeper could not be used; any
+// other is t's own (refused, unknown host key…), as a direct dial would
+// have met it.
 func (p *Pool) dialKeeper(ctx context.Context, t Target) (*link, error) {
 	where := t.User + "@" + t.Addr
 	timeout := t.connectTimeout()
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	nc, pub, err := p.keeper.connect(dctx)
-	if err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(dctx, func() { nc.Close() })
-	fail := func(err error) (*link, error) {
-		stop()
-		nc.Close()
-		if dctx.Err() != nil {
+	timedOut := func() error {
+		if ctx.Err() == nil {
 			// The target did not answer in time (the keeper dials with
 			// the same timeout): not a reason to dial it again directly.
-			if ctx.Err() == nil {
-				return nil, fmt.Errorf("connect to %s through the connection keeper: timed out after %s", where, timeout)
-			}
-			return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
+			return fmt.Errorf("connect to %s through the connection keeper: timed out after %s", where, timeout)
+		}
+		return fmt.Errorf("connect to %s: %w", where, ctx.Err())
+	}
+	m, err := p.keeper.mux(dctx)
+	if err != nil {
+		if dctx.Err() != nil {
+			return nil, timedOut()
 		}
 		return nil, fmt.Errorf("connect to %s through the connection keeper: %w", where, err)
 	}
-	req, err := json.Marshal(keeperRequest{Target: t})
+	req, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	vt, err := m.attach(dctx, string(req), t.User)
+	if err != nil {
+		var oe *gossh.OpenChannelError
+		switch {
+		case errors.As(err, &oe) && oe.Message == keeperExiting:
+			return nil, fmt.Errorf("%w: it is exiting", errNoKeeper)
+		case errors.As(err, &oe):
+			// The target's own error, from the keeper's dial.
+			return nil, fmt.Errorf("connect to %s through the connection keeper: %s", where, oe.Message)
+		case dctx.Err() != nil:
+			return nil, timedOut()
+		default:
+			return nil, fmt.Errorf("%w: %v", errNoKeeper, err)
+		}
+	}
+	closed := make(chan gossh.NewChannel)
+	close(closed)
+	noReqs := make(chan *gossh.Request)
+	close(noReqs)
+	client := gossh.NewClient(vt, closed, noReqs)
+	// SFTP starts within the dial's time too.
+	stop := context.AfterFunc(dctx, func() { vt.Close() })
+	l, err := p.newLink(t, client, &vt.heard, stop)
+	if err != nil {
+		if dctx.Err() != nil {
+			return nil, timedOut()
+		}
+		return nil, fmt.Errorf("connect to %s through the connection keeper: %w", where, err)
+	}
+	return l, nil
+}
+
+// keeperMux is a process's connection to the keeper.
+type keeperMux struct {
+	client *gossh.Client
+	done   chan struct{} // closed when the connection has ended
+	nextID atomic.Uint32
+}
+
+func (m *keeperMux) dead() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// mux returns this process's connection to the keeper, connecting (and
+// starting a keeper) when there is none or it ended.
+func (kc *keeperClient) mux(ctx context.Context) (*keeperMux, error) {
+	kc.muxMu.Lock()
+	defer kc.muxMu.Unlock()
+	if kc.closed {
+		return nil, ErrPoolClosed
+	}
+	if kc.cur != nil && !kc.cur.dead() {
+		return kc.cur, nil
+	}
+	nc, pub, err := kc.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	fail := func(err error) (*keeperMux, error) {
+		stop()
+		nc.Close()
+		return nil, fmt.Errorf("%w: %v", errNoKeeper, err)
+	}
+	hello, err := json.Marshal(keeperHello{Protocol: keeperProtocol})
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := nc.Write(append(req, '\n')); err != nil {
-		return fail(fmt.Errorf("%w: %v", errNoKeeper, err))
+	if _, err := nc.Write(append(hello, '\n')); err != nil {
+		return fail(err)
 	}
 	answer, err := readLine(nc, keeperMaxRequest)
 	switch {
 	case err != nil:
-		return fail(fmt.Errorf("%w: no answer: %v", errNoKeeper, err))
-	case strings.HasPrefix(answer, "error: "):
-		// The target's own error, from the keeper's dial.
-		stop()
-		nc.Close()
-		msg, err := strconv.Unquote(strings.TrimPrefix(answer, "error: "))
-		if err != nil {
-			msg = answer
-		}
-		return nil, fmt.Errorf("connect to %s through the connection keeper: %s", where, msg)
+		return fail(fmt.Errorf("no answer: %v", err))
 	case answer == "exiting":
-		return fail(fmt.Errorf("%w: it is exiting", errNoKeeper))
+		return fail(errors.New("it is exiting"))
 	case answer != "ok":
-		return fail(fmt.Errorf("%w: it answered %q", errNoKeeper, answer))
+		return fail(fmt.Errorf("it answered %q", answer))
 	}
-	cfg := &gossh.ClientConfig{User: t.User, HostKeyCallback: gossh.FixedHostKey(pub), Timeout: timeout}
-	heard := newHeardConn(nc)
-	sc, chans, reqs, err := gossh.NewClientConn(heard, "keeper", cfg)
+	cfg := &gossh.ClientConfig{User: "flightdeck", HostKeyCallback: gossh.FixedHostKey(pub)}
+	sc, chans, reqs, err := gossh.NewClientConn(nc, "keeper", cfg)
 	if err != nil {
-		return fail(fmt.Errorf("%w: %v", errNoKeeper, err))
+		return fail(err)
 	}
-	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), heard, stop)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to %s through the connection keeper: %w", where, err)
+	if !stop() {
+		sc.Close()
+		return nil, ctx.Err()
 	}
-	return l, nil
+	m := &keeperMux{client: gossh.NewClient(sc, chans, reqs), done: make(chan struct{})}
+	go func() {
+		_ = sc.Wait()
+		close(m.done)
+	}()
+	kc.cur = m
+	return m, nil
+}
+
+// close closes the connection to the keeper: its targets end with it.
+func (kc *keeperClient) close() {
+	kc.muxMu.Lock()
+	defer kc.muxMu.Unlock()
+	kc.closed = true
+	if kc.cur != nil {
+		kc.cur.client.Close()
+		kc.cur = nil
+	}
+}
+
+// attach attaches a target (as JSON) and returns it as an SSH connection
+// of its own.
+func (m *keeperMux) attach(ctx context.Context, target, user string) (*keeperTarget, error) {
+	id := m.nextID.Add(1)
+	type opened struct {
+		ch  gossh.Channel
+		err error
+	}
+	res := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := m.client.OpenChannel(targetChannel, gossh.Marshal(keeperAttach{ID: id, Target: target}))
+		if err == nil {
+			go gossh.DiscardRequests(reqs)
+		}
+		res <- opened{ch, err}
+	}()
+	var o opened
+	select {
+	case o = <-res:
+	case <-ctx.Done():
+		// The keeper answers once its dial ends; the channel is then
+		// not wanted.
+		go func() {
+			if o := <-res; o.err == nil {
+				o.ch.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+	vt := &keeperTarget{mux: m, id: id, ctl: o.ch, user: user,
+		ended: make(chan struct{}), chans: map[*trackedChannel]struct{}{}}
+	vt.heard.note()
+	go func() {
+		_, _ = io.Copy(io.Discard, o.ch) // the keeper closes it when the target's connection ends
+		vt.Close()
+	}()
+	return vt, nil
+}
+
+// keeperTarget is a target attached through the keeper, as a gossh.Conn:
+// its sessions are channels on the connection to the keeper, relayed by
+// it to the target. It ends when the keeper closes its target channel
+// (the keeper's connection to the target ended), when the connection to
+// the keeper ends, or when it is closed here.
+type keeperTarget struct {
+	mux   *keeperMux
+	id    uint32
+	ctl   gossh.Channel
+	user  string
+	heard heardClock // what the target's sessions and keepalives bring
+
+	mu    sync.Mutex
+	ended chan struct{}
+	chans map[*trackedChannel]struct{} // its open sessions' channels
+}
+
+var _ gossh.Conn = (*keeperTarget)(nil)
+
+func (t *keeperTarget) User() string          { return t.user }
+func (t *keeperTarget) SessionID() []byte     { return t.mux.client.SessionID() }
+func (t *keeperTarget) ClientVersion() []byte { return t.mux.client.ClientVersion() }
+func (t *keeperTarget) ServerVersion() []byte { return t.mux.client.ServerVersion() }
+func (t *keeperTarget) RemoteAddr() net.Addr  { return t.mux.client.RemoteAddr() }
+func (t *keeperTarget) LocalAddr() net.Addr   { return t.mux.client.LocalAddr() }
+
+// SendRequest relays keepalive@openssh.com to the target; no other global
+// request is sent to a target.
+func (t *keeperTarget) SendRequest(name string, wantReply bool, payload []byte) (bool, []byte, error) {
+	if name != "keepalive@openssh.com" {
+		return false, nil, fmt.Errorf("request %s is not relayed by the connection keeper", name)
+	}
+	ok, err := t.ctl.SendRequest(keepaliveRequest, true, nil)
+	if err == nil {
+		t.heard.note()
+	}
+	return ok, nil, err
+}
+
+// OpenChannel opens a session on the target (the only channel the keeper
+// relays). It gives up when the target ends meanwhile.
+func (t *keeperTarget) OpenChannel(name string, data []byte) (gossh.Channel, <-chan *gossh.Request, error) {
+	if name != "session" || len(data) != 0 {
+		return nil, nil, &gossh.OpenChannelError{Reason: gossh.Prohibited, Message: "the connection keeper relays session channels only"}
+	}
+	type opened struct {
+		ch   gossh.Channel
+		reqs <-chan *gossh.Request
+		err  error
+	}
+	res := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := t.mux.client.OpenChannel(sessionChannel, gossh.Marshal(keeperSession{ID: t.id}))
+		res <- opened{ch, reqs, err}
+	}()
+	var o opened
+	select {
+	case o = <-res:
+	case <-t.ended:
+		go func() {
+			if o := <-res; o.err == nil {
+				o.ch.Close()
+			}
+		}()
+		return nil, nil, io.EOF
+	}
+	if o.err != nil {
+		return nil, nil, o.err
+	}
+	t.heard.note()
+	tc := &trackedChannel{Channel: o.ch, t: t}
+	t.mu.Lock()
+	select {
+	case <-t.ended:
+		t.mu.Unlock()
+		o.ch.Close()
+		return nil, nil, io.EOF
+	default:
+	}
+	t.chans[tc] = struct{}{}
+	t.mu.Unlock()
+	return tc, o.reqs, nil
+}
+
+// Close detaches the target: its sessions' channels are closed with it.
+func (t *keeperTarget) Close() error {
+	t.mu.Lock()
+	select {
+	case <-t.ended:
+		t.mu.Unlock()
+		return nil
+	default:
+	}
+	close(t.ended)
+	chans := t.chans
+	t.chans = nil
+	t.mu.Unlock()
+	for c := range chans {
+		c.Channel.Close()
+	}
+	return t.ctl.Close()
+}
+
+// Wait waits until the target ends.
+func (t *keeperTarget) Wait() error {
+	<-t.ended
+	return nil
+}
+
+// trackedChannel is a session's channel of a keeperTarget: reading it (or
+// its stderr) notes that the target was heard; closing it forgets it.
+type trackedChannel struct {
+	gossh.Channel
+	t *keeperTarget
+}
+
+func (c *trackedChannel) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
+	if n > 0 {
+		c.t.heard.note()
+	}
+	return n, err
+}
+
+func (c *trackedChannel) Stderr() io.ReadWriter {
+	return heardStream{c.Channel.Stderr(), &c.t.heard}
+}
+
+func (c *trackedChannel) Close() error {
+	c.t.mu.Lock()
+	delete(c.t.chans, c)
+	c.t.mu.Unlock()
+	return c.Channel.Close()
+}
+
+// heardStream notes when a stream's data comes in.
+type heardStream struct {
+	io.ReadWriter
+	heard *heardClock
+}
+
+func (s heardStream) Read(p []byte) (int, error) {
+	n, err := s.ReadWriter.Read(p)
+	if n > 0 {
+		s.heard.note()
+	}
+	return n, err
 }
 
 // readLine reads one line from r byte by byte: what follows the line is the

@@ -3,16 +3,19 @@ package ssh
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"flightdeck/engine"
@@ -66,6 +69,11 @@ func startKeeper(t *testing.T, dir string, persist time.Duration) *runningKeeper
 
 // dials counts the keeper's connections to targets so far.
 func (k *runningKeeper) dials() int { return strings.Count(k.log.String(), "connected to ") }
+
+// clients counts the connections clients made to the keeper so far.
+func (k *runningKeeper) clients() int {
+	return len(regexp.MustCompile(`client pid [0-9]+ connected\n`).FindAllString(k.log.String(), -1))
+}
 
 type warnings struct {
 	mu   sync.Mutex
@@ -132,6 +140,10 @@ func TestKeeperKeepsConnectionsBetweenProcesses(t *testing.T) {
 		}
 		if n := k.dials(); n != len(c.Servers) {
 			t.Fatalf("after round %d the keeper dialled %d times, want once per host (%d):\n%s", round, n, len(c.Servers), k.log)
+		}
+		// One connection to the keeper per process, whatever its hosts.
+		if n := k.clients(); n != round {
+			t.Fatalf("after round %d the keeper had %d clients, want one per pool:\n%s", round, n, k.log)
 		}
 	}
 	for _, s := range c.Servers {
@@ -312,5 +324,73 @@ func TestKeeperRelaysQuickCommands(t *testing.T) {
 	}
 	if n > 0 {
 		t.Fatalf("%d of %d commands failed through the keeper", n, 4*4*25)
+	}
+}
+
+// TestKeeperRefusesWhatItDoesNotRelay: a client of the former protocol
+// (one socket connection per target) is answered with a line that makes
+// it dial directly; on a connection, sessions on targets not attached,
+// channels of other types and malformed targets are refused.
+func TestKeeperRefusesWhatItDoesNotRelay(t *testing.T) {
+	c := sshtest.Start(t, 1)
+	k := startKeeper(t, controlDir(t), time.Minute)
+	kc := &keeperClient{dir: k.dir}
+
+	nc, _, err := kc.dial(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	old, _ := json.Marshal(map[string]any{"target": target(c, c.Servers[0])})
+	if _, err := nc.Write(append(old, '\n')); err != nil {
+		t.Fatal(err)
+	}
+	if answer, err := readLine(nc, 1024); err != nil || !strings.HasPrefix(answer, "unsupported: ") {
+		t.Fatalf("a protocol 1 request was answered %q, %v", answer, err)
+	}
+
+	m, err := kc.mux(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.close()
+	good, _ := json.Marshal(target(c, c.Servers[0]))
+	vt, err := m.attach(ctxT(t), string(good), "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, typ string
+		data      []byte
+		want      string
+	}{
+		{"session on a target never attached", sessionChannel, gossh.Marshal(keeperSession{ID: vt.id + 1}), "no such target"},
+		{"session without a target", sessionChannel, nil, "bad session request"},
+		{"port forwarding", "direct-tcpip", nil, "session channels only"},
+		{"plain session", "session", nil, "session channels only"},
+		{"target that is not JSON", targetChannel, gossh.Marshal(keeperAttach{ID: 7, Target: "{"}), "bad target request"},
+		{"target number in use", targetChannel, gossh.Marshal(keeperAttach{ID: vt.id, Target: string(good)}), "in use"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ch, _, err := m.client.OpenChannel(tt.typ, tt.data)
+			if err == nil {
+				ch.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("refused with %v, want %q", err, tt.want)
+			}
+		})
+	}
+	// The attached target still serves sessions.
+	ch, _, err := vt.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatalf("session on the attached target: %v", err)
+	}
+	ch.Close()
+	// Once detached, its number serves no session.
+	vt.Close()
+	if _, _, err := vt.OpenChannel("session", nil); err == nil {
+		t.Fatal("a session opened on a closed target")
 	}
 }

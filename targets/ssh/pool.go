@@ -256,6 +256,9 @@ func (p *Pool) Close() error {
 	for _, c := range conns {
 		c.close("the pool was closed")
 	}
+	if p.keeper != nil {
+		p.keeper.close()
+	}
 	return nil
 }
 
@@ -303,28 +306,35 @@ type link struct {
 	// heard is when bytes last came from the server; silence is how long
 	// a connection may stay silent, a keepalive unanswered, before it is
 	// taken as lost.
-	heard   *heardConn
+	heard   *heardClock
 	silence time.Duration
 	// why says why the link was closed here (for onLost).
 	why atomic.Pointer[string]
 }
 
+// heardClock is when bytes last came from a server.
+type heardClock struct {
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (h *heardClock) note() { h.last.Store(time.Now().UnixNano()) }
+
 // heardConn notes when bytes last came in.
 type heardConn struct {
 	net.Conn
-	last atomic.Int64 // unix nanoseconds
+	heardClock
 }
 
 func newHeardConn(c net.Conn) *heardConn {
 	h := &heardConn{Conn: c}
-	h.last.Store(time.Now().UnixNano())
+	h.note()
 	return h
 }
 
 func (c *heardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
+		c.note()
 	}
 	return n, err
 }
@@ -475,7 +485,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		stop()
 		return fail(err)
 	}
-	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), heard, stop)
+	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), &heard.heardClock, stop)
 	if err != nil {
 		return fail(err)
 	}
@@ -488,7 +498,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 // newLink starts SFTP on client (unless the pool is the keeper's) and
 // watches the connection, to t over heard. stop ends the dial's deadline;
 // it reports false when the deadline had already fired.
-func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardConn, stop func() bool) (*link, error) {
+func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardClock, stop func() bool) (*link, error) {
 	var fc *sftp.Client
 	var err error
 	if !p.opts.noSFTP {
