@@ -129,6 +129,8 @@ type keeper struct {
 	pools   map[string]*Pool // by the target's credentials
 	clients int
 	idle    *time.Timer
+
+	bufs relayBuffers
 }
 
 // ServeKeeper runs a connection keeper in opts.Dir until ctx ends or it
@@ -337,7 +339,7 @@ func (k *keeper) serve(ctx context.Context, c net.Conn) {
 				nc.Reject(gossh.ConnectionFailed, "no such target (its connection ended)")
 				continue
 			}
-			go relayChannel(nc, l.client)
+			go relayChannel(nc, l.client, &k.bufs)
 		default:
 			nc.Reject(gossh.Prohibited, "the connection keeper relays session channels only")
 		}
@@ -426,7 +428,7 @@ func (k *keeper) attach(ctx context.Context, cl *keeperConn, nc gossh.NewChannel
 // relayChannel opens a session on the target for nc and relays it: data
 // both ways, stderr, end of input, requests and their answers, exit
 // status.
-func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
+func relayChannel(nc gossh.NewChannel, up *gossh.Client, bufs *relayBuffers) {
 	uch, ureqs, err := up.OpenChannel("session", nil)
 	if err != nil {
 		var oe *gossh.OpenChannelError
@@ -443,7 +445,7 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 		return
 	}
 	go func() {
-		_ = relayCopy(uch, cch)
+		_ = relayCopy(uch, cch, bufs)
 		_ = uch.CloseWrite()
 	}()
 	// fwd is held while a request is relayed with its answer: the target
@@ -470,11 +472,11 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 	out.Add(2)
 	go func() {
 		defer out.Done()
-		_ = relayCopy(cch, uch)
+		_ = relayCopy(cch, uch, bufs)
 	}()
 	go func() {
 		defer out.Done()
-		_ = relayCopy(cch.Stderr(), uch.Stderr())
+		_ = relayCopy(cch.Stderr(), uch.Stderr(), bufs)
 	}()
 	out.Wait()
 	_ = cch.CloseWrite()
@@ -492,28 +494,68 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client) {
 	fwd.Unlock()
 }
 
-// Relay buffers: a relayed stream's buffer starts at minRelayBuffer and
-// doubles, up to maxRelayBuffer (an SSH packet's payload), while reads
-// fill it. Most streams carry little (a shell's commands and their
-// output, stderr) and a fleet's keeper relays three per channel, a few
-// channels per host: 32 KB each from the start was ~100 KB per channel.
+// Relay buffers: a relayed stream waits for data with a buffer of
+// smallRelayBuffer bytes of its own and borrows one of largeRelayBuffer
+// (an SSH packet's payload) from the keeper's relayBuffers only while
+// reads fill the small one, giving it back as soon as a read comes back
+// short (what the channel had buffered is drained). Most streams are idle
+// most of the time (a shell waiting for its next command, an SFTP session
+// between requests, stderr): a fleet's keeper relays three per channel, a
+// few channels per host, and a buffer each that grew to 32 KB and stayed
+// was ~100 KB per host for the life of its connection.
 const (
-	minRelayBuffer = 1 << 10
-	maxRelayBuffer = 32 << 10
+	smallRelayBuffer = 512
+	largeRelayBuffer = 32 << 10
 )
 
+// relayBuffers lends relays their large buffers. The zero value is ready.
+type relayBuffers struct {
+	pool sync.Pool
+	// lent counts the buffers lent so far, out those not given back.
+	lent, out atomic.Int64
+}
+
+func (b *relayBuffers) get() *[]byte {
+	b.lent.Add(1)
+	b.out.Add(1)
+	if buf, ok := b.pool.Get().(*[]byte); ok {
+		return buf
+	}
+	buf := make([]byte, largeRelayBuffer)
+	return &buf
+}
+
+func (b *relayBuffers) put(buf *[]byte) {
+	b.out.Add(-1)
+	b.pool.Put(buf)
+}
+
 // relayCopy copies src to dst until src ends (nil) or either fails.
-func relayCopy(dst io.Writer, src io.Reader) error {
-	buf := make([]byte, minRelayBuffer)
+func relayCopy(dst io.Writer, src io.Reader, bufs *relayBuffers) error {
+	small := make([]byte, smallRelayBuffer)
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			bufs.put(large)
+		}
+	}()
 	for {
+		buf := small
+		if large != nil {
+			buf = *large
+		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if n == len(buf) && len(buf) < maxRelayBuffer {
-				buf = make([]byte, 2*len(buf))
-			}
+		}
+		switch {
+		case n == len(buf) && large == nil:
+			large = bufs.get() // more is likely waiting
+		case n < len(buf) && large != nil:
+			bufs.put(large) // drained
+			large = nil
 		}
 		if errors.Is(err, io.EOF) {
 			return nil
