@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -80,6 +81,10 @@ type KeeperOptions struct {
 	// Log, when set, gets one line per connection made or lost, and per
 	// client come and gone.
 	Log io.Writer
+
+	// onWarm, for tests, is told "ready" when a warm SFTP session is kept
+	// and "used" when one is handed to a client.
+	onWarm func(event string)
 }
 
 // keeperProtocol is the version of the socket's protocol: a keeper
@@ -131,6 +136,9 @@ type keeper struct {
 	idle    *time.Timer
 
 	bufs relayBuffers
+	// warm holds each target connection's warm SFTP session (nil while
+	// one is being started): warmSFTP.
+	warm map[*link]*warmSession
 }
 
 // ServeKeeper runs a connection keeper in opts.Dir until ctx ends or it
@@ -185,7 +193,7 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	k := &keeper{opts: opts, signer: signer, pools: map[string]*Pool{}, log: func(string, ...any) {}}
+	k := &keeper{opts: opts, signer: signer, pools: map[string]*Pool{}, warm: map[*link]*warmSession{}, log: func(string, ...any) {}}
 	if opts.Log != nil {
 		var lmu sync.Mutex
 		k.log = func(format string, args ...any) {
@@ -339,7 +347,7 @@ func (k *keeper) serve(ctx context.Context, c net.Conn) {
 				nc.Reject(gossh.ConnectionFailed, "no such target (its connection ended)")
 				continue
 			}
-			go relayChannel(nc, l.client, &k.bufs)
+			go k.relayChannel(nc, l)
 		default:
 			nc.Reject(gossh.Prohibited, "the connection keeper relays session channels only")
 		}
@@ -427,9 +435,13 @@ func (k *keeper) attach(ctx context.Context, cl *keeperConn, nc gossh.NewChannel
 
 // relayChannel opens a session on the target for nc and relays it: data
 // both ways, stderr, end of input, requests and their answers, exit
-// status.
-func relayChannel(nc gossh.NewChannel, up *gossh.Client, bufs *relayBuffers) {
-	uch, ureqs, err := up.OpenChannel("session", nil)
+// status. A session whose first request starts SFTP is given the target's
+// warm SFTP session when the keeper holds one (see warmSFTP).
+func (k *keeper) relayChannel(nc gossh.NewChannel, l *link) {
+	// Opened before the client's is accepted, so that the target's
+	// refusal reaches the client as its own. A session channel costs the
+	// target no process until its first request.
+	uch, ureqs, err := l.client.OpenChannel("session", nil)
 	if err != nil {
 		var oe *gossh.OpenChannelError
 		if errors.As(err, &oe) {
@@ -444,6 +456,105 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client, bufs *relayBuffers) {
 		uch.Close()
 		return
 	}
+	first, ok := <-creqs
+	if !ok {
+		cch.Close()
+		uch.Close()
+		return
+	}
+	if first.Type == "subsystem" && bytes.Equal(first.Payload, sftpSubsystem) {
+		if w := k.takeWarm(l); w != nil {
+			k.noteWarm("used")
+			uch.Close()
+			uch, ureqs = w.ch, w.reqs
+			first.Reply(true, nil) // it was started for this
+			first = nil
+		}
+		defer k.warmSFTP(l) // for the next client, once this one is done
+	}
+	k.relay(cch, creqs, first, uch, ureqs)
+}
+
+// sftpSubsystem is the payload of a subsystem request for SFTP.
+var sftpSubsystem = gossh.Marshal(struct{ Name string }{"sftp"})
+
+// warmSession is an SFTP session started on a target and not yet used.
+type warmSession struct {
+	ch   gossh.Channel
+	reqs <-chan *gossh.Request
+}
+
+// warmSFTP starts an SFTP session on l for the next client, unless one is
+// kept already or being started. Starting one costs the target a process
+// (sshd forks the SFTP server: ~10 ms of a loaded host's CPU), which a
+// command then no longer waits for; it is started once a client's SFTP
+// session has ended, when the command that used it is done with the host.
+// The sftp server has received nothing (not even SFTP's init) when it is
+// handed over: the client starts it as it would a new one.
+func (k *keeper) warmSFTP(l *link) {
+	k.mu.Lock()
+	if _, held := k.warm[l]; held || l.dead() {
+		k.mu.Unlock()
+		return
+	}
+	k.warm[l] = nil // being started
+	k.mu.Unlock()
+	w := func() *warmSession {
+		ch, reqs, err := l.client.OpenChannel("session", nil)
+		if err != nil {
+			return nil
+		}
+		if ok, err := ch.SendRequest("subsystem", true, sftpSubsystem); err != nil || !ok {
+			ch.Close()
+			return nil
+		}
+		return &warmSession{ch: ch, reqs: reqs}
+	}()
+	k.mu.Lock()
+	if w == nil || l.dead() {
+		delete(k.warm, l)
+		k.mu.Unlock()
+		if w != nil {
+			w.ch.Close()
+		}
+		return
+	}
+	k.warm[l] = w
+	k.mu.Unlock()
+	k.noteWarm("ready")
+	go func() {
+		// Dropped with its connection.
+		<-l.done
+		k.mu.Lock()
+		if k.warm[l] == w {
+			delete(k.warm, l)
+		}
+		k.mu.Unlock()
+	}()
+}
+
+func (k *keeper) noteWarm(event string) {
+	if k.opts.onWarm != nil {
+		k.opts.onWarm(event)
+	}
+}
+
+// takeWarm returns l's warm SFTP session, if it holds one.
+func (k *keeper) takeWarm(l *link) *warmSession {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	w := k.warm[l]
+	if w == nil || l.dead() {
+		return nil
+	}
+	delete(k.warm, l)
+	return w
+}
+
+// relay relays the client's session cch to the target's uch; first, when
+// not nil, is the client's first request, not yet passed on.
+func (k *keeper) relay(cch gossh.Channel, creqs <-chan *gossh.Request, first *gossh.Request, uch gossh.Channel, ureqs <-chan *gossh.Request) {
+	bufs := &k.bufs
 	go func() {
 		_ = relayCopy(uch, cch, bufs)
 		_ = uch.CloseWrite()
@@ -454,10 +565,10 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client, bufs *relayBuffers) {
 	// answer, then the exit status, then the close, in that order.
 	var fwd sync.Mutex
 	go func() {
-		for r := range creqs {
+		forward := func(r *gossh.Request) {
 			if r.Type == "auth-agent-req@openssh.com" || r.Type == "x11-req" {
 				r.Reply(false, nil) // never forwarded
-				continue
+				return
 			}
 			fwd.Lock()
 			ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
@@ -465,6 +576,12 @@ func relayChannel(nc gossh.NewChannel, up *gossh.Client, bufs *relayBuffers) {
 				r.Reply(ok && err == nil, nil)
 			}
 			fwd.Unlock()
+		}
+		if first != nil {
+			forward(first)
+		}
+		for r := range creqs {
+			forward(r)
 		}
 		uch.Close() // the client closed its channel
 	}()

@@ -394,3 +394,81 @@ func TestKeeperRefusesWhatItDoesNotRelay(t *testing.T) {
 		t.Fatal("a session opened on a closed target")
 	}
 }
+
+// TestKeeperHandsOverWarmSFTP: once a process is done with a host, the
+// keeper starts an SFTP session there and hands it to the next process,
+// which uses it as a new one (files read and written, the switch made);
+// a warm session whose connection was lost is not handed over.
+func TestKeeperHandsOverWarmSFTP(t *testing.T) {
+	c := sshtest.Start(t, 1)
+	events := make(chan string, 16)
+	dir := controlDir(t)
+	log := &syncbuf.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	pr, pw := io.Pipe()
+	go func() {
+		done <- ServeKeeper(ctx, KeeperOptions{Dir: dir, Persist: time.Minute, Ready: pw, Log: log,
+			onWarm: func(e string) { events <- e }})
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	if line, err := readLine(pr, 64); err != nil || line != "ready" {
+		t.Fatalf("keeper: %q %v", line, err)
+	}
+	go io.Copy(io.Discard, pr)
+	next := func(want string) {
+		t.Helper()
+		select {
+		case e := <-events:
+			if e != want {
+				t.Fatalf("keeper's warm session: %q, want %q", e, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("keeper's warm session: no %q", want)
+		}
+	}
+	use := func(release string) {
+		t.Helper()
+		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
+		defer p.Close()
+		h := p.Host("web1", target(c, c.Servers[0]))
+		a := releaseOf(t, release)
+		if err := h.Prepare(ctxT(t), a, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Switch(ctxT(t), engine.SwitchInfo{Release: release, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := h.Inspect(ctxT(t)); err != nil || st.Current != release {
+			t.Fatalf("after the switch: current %q, %v", st.Current, err)
+		}
+	}
+	use("r1")
+	next("ready") // started once the first process's session ended
+	use("r2")
+	next("used")
+	next("ready")
+	if got := readLink(t, filepath.Join(c.Servers[0].DeployTo, "current")); got != "releases/r2" {
+		t.Fatalf("current -> %q", got)
+	}
+	// Its connection lost (and seen so by the keeper), the warm session
+	// goes with it: the next process starts a new one.
+	c.Servers[0].KillConnections()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(log.String(), " closed: "); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the keeper did not see its connection end:\n%s", log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	use("r3")
+	next("ready") // not "used"
+}
+
+func releaseOf(t *testing.T, id string) *engine.Artifact {
+	t.Helper()
+	return release(t, id, map[string]string{"index.html": "page of " + id})
+}
