@@ -132,7 +132,7 @@ func (r *remote) output(cmd string) ([]byte, error) { return r.outputWith(cmd, n
 // of its own: every command flightdeck runs for itself may run twice.
 func (r *remote) outputWith(cmd string, stdin io.Reader) ([]byte, error) {
 	if stdin == nil {
-		if sh, err := r.shells.get(r.client); err == nil {
+		if sh, err := r.shells.get(r.client, r.viaKeeper); err == nil {
 			reused := sh.started
 			out, err, broken := sh.run(cmd)
 			r.shells.put(sh, broken)

@@ -82,8 +82,8 @@ type KeeperOptions struct {
 	// client come and gone.
 	Log io.Writer
 
-	// onWarm, for tests, is told "ready" when a warm SFTP session is kept
-	// and "used" when one is handed to a client.
+	// onWarm, for tests, is told "ready KIND" when a warm session is kept
+	// and "used KIND" when one is handed to a client (KIND: sftp, shell).
 	onWarm func(event string)
 }
 
@@ -136,9 +136,9 @@ type keeper struct {
 	idle    *time.Timer
 
 	bufs relayBuffers
-	// warm holds each target connection's warm SFTP session (nil while
-	// one is being started): warmSFTP.
-	warm map[*link]*warmSession
+	// warm holds the target connections' warm sessions (nil while one is
+	// being started): warmUp.
+	warm map[warmKey]*warmSession
 }
 
 // ServeKeeper runs a connection keeper in opts.Dir until ctx ends or it
@@ -193,7 +193,7 @@ func ServeKeeper(ctx context.Context, opts KeeperOptions) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	k := &keeper{opts: opts, signer: signer, pools: map[string]*Pool{}, warm: map[*link]*warmSession{}, log: func(string, ...any) {}}
+	k := &keeper{opts: opts, signer: signer, pools: map[string]*Pool{}, warm: map[warmKey]*warmSession{}, log: func(string, ...any) {}}
 	if opts.Log != nil {
 		var lmu sync.Mutex
 		k.log = func(format string, args ...any) {
@@ -462,49 +462,82 @@ func (k *keeper) relayChannel(nc gossh.NewChannel, l *link) {
 		uch.Close()
 		return
 	}
-	if first.Type == "subsystem" && bytes.Equal(first.Payload, sftpSubsystem) {
-		if w := k.takeWarm(l); w != nil {
-			k.noteWarm("used")
+	if kind := warmKind(first); kind != "" {
+		if w := k.takeWarm(l, kind); w != nil {
+			k.noteWarm("used " + kind)
 			uch.Close()
 			uch, ureqs = w.ch, w.reqs
 			first.Reply(true, nil) // it was started for this
 			first = nil
 		}
-		defer k.warmSFTP(l) // for the next client, once this one is done
+		defer k.warmUp(l, kind) // for the next client, once this one is done
 	}
 	k.relay(cch, creqs, first, uch, ureqs)
 }
 
-// sftpSubsystem is the payload of a subsystem request for SFTP.
-var sftpSubsystem = gossh.Marshal(struct{ Name string }{"sftp"})
+// The sessions the keeper keeps warm, by the first request that starts
+// them: SFTP, and the command shells of shell.go (whose command line never
+// varies through the keeper).
+var (
+	sftpSubsystem = gossh.Marshal(struct{ Name string }{"sftp"})
+	shellExec     = gossh.Marshal(struct{ Command string }{shellBootstrap})
+)
 
-// warmSession is an SFTP session started on a target and not yet used.
+// warmKind names the warm session a first request starts ("" for none).
+func warmKind(r *gossh.Request) string {
+	switch {
+	case r.Type == "subsystem" && bytes.Equal(r.Payload, sftpSubsystem):
+		return "sftp"
+	case r.Type == "exec" && bytes.Equal(r.Payload, shellExec):
+		return "shell"
+	}
+	return ""
+}
+
+// warmRequest is the request that starts a warm session of kind.
+func warmRequest(kind string) (string, []byte) {
+	if kind == "sftp" {
+		return "subsystem", sftpSubsystem
+	}
+	return "exec", shellExec
+}
+
+// warmKey names a target connection's warm session of a kind.
+type warmKey struct {
+	l    *link
+	kind string
+}
+
+// warmSession is a session started on a target and not yet used.
 type warmSession struct {
 	ch   gossh.Channel
 	reqs <-chan *gossh.Request
 }
 
-// warmSFTP starts an SFTP session on l for the next client, unless one is
+// warmUp starts a session of kind on l for the next client, unless one is
 // kept already or being started. Starting one costs the target a process
-// (sshd forks the SFTP server: ~10 ms of a loaded host's CPU), which a
-// command then no longer waits for; it is started once a client's SFTP
-// session has ended, when the command that used it is done with the host.
-// The sftp server has received nothing (not even SFTP's init) when it is
-// handed over: the client starts it as it would a new one.
-func (k *keeper) warmSFTP(l *link) {
+// (sshd forks the SFTP server, or the login shell that execs sh: 10-15 ms
+// of a loaded host's CPU), which a command then no longer waits for; it
+// is started once a client's session of that kind has ended, when the
+// command that used it is done with the host. Nothing is sent on it before
+// it is handed over (not even SFTP's init): the client starts it as it
+// would a new one.
+func (k *keeper) warmUp(l *link, kind string) {
+	key := warmKey{l, kind}
 	k.mu.Lock()
-	if _, held := k.warm[l]; held || l.dead() {
+	if _, held := k.warm[key]; held || l.dead() {
 		k.mu.Unlock()
 		return
 	}
-	k.warm[l] = nil // being started
+	k.warm[key] = nil // being started
 	k.mu.Unlock()
 	w := func() *warmSession {
 		ch, reqs, err := l.client.OpenChannel("session", nil)
 		if err != nil {
 			return nil
 		}
-		if ok, err := ch.SendRequest("subsystem", true, sftpSubsystem); err != nil || !ok {
+		typ, payload := warmRequest(kind)
+		if ok, err := ch.SendRequest(typ, true, payload); err != nil || !ok {
 			ch.Close()
 			return nil
 		}
@@ -512,22 +545,22 @@ func (k *keeper) warmSFTP(l *link) {
 	}()
 	k.mu.Lock()
 	if w == nil || l.dead() {
-		delete(k.warm, l)
+		delete(k.warm, key)
 		k.mu.Unlock()
 		if w != nil {
 			w.ch.Close()
 		}
 		return
 	}
-	k.warm[l] = w
+	k.warm[key] = w
 	k.mu.Unlock()
-	k.noteWarm("ready")
+	k.noteWarm("ready " + kind)
 	go func() {
 		// Dropped with its connection.
 		<-l.done
 		k.mu.Lock()
-		if k.warm[l] == w {
-			delete(k.warm, l)
+		if k.warm[key] == w {
+			delete(k.warm, key)
 		}
 		k.mu.Unlock()
 	}()
@@ -539,15 +572,16 @@ func (k *keeper) noteWarm(event string) {
 	}
 }
 
-// takeWarm returns l's warm SFTP session, if it holds one.
-func (k *keeper) takeWarm(l *link) *warmSession {
+// takeWarm returns l's warm session of kind, if it holds one.
+func (k *keeper) takeWarm(l *link, kind string) *warmSession {
+	key := warmKey{l, kind}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	w := k.warm[l]
+	w := k.warm[key]
 	if w == nil || l.dead() {
 		return nil
 	}
-	delete(k.warm, l)
+	delete(k.warm, key)
 	return w
 }
 

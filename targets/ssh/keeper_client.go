@@ -113,6 +113,7 @@ func (p *Pool) dialKeeper(ctx context.Context, t Target) (*link, error) {
 		}
 		return nil, fmt.Errorf("connect to %s through the connection keeper: %w", where, err)
 	}
+	l.viaKeeper = true
 	return l, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -395,11 +396,12 @@ func TestKeeperRefusesWhatItDoesNotRelay(t *testing.T) {
 	}
 }
 
-// TestKeeperHandsOverWarmSFTP: once a process is done with a host, the
-// keeper starts an SFTP session there and hands it to the next process,
-// which uses it as a new one (files read and written, the switch made);
-// a warm session whose connection was lost is not handed over.
-func TestKeeperHandsOverWarmSFTP(t *testing.T) {
+// TestKeeperHandsOverWarmSessions: once a process is done with a host, the
+// keeper starts an SFTP session and a command shell there and hands them
+// to the next process, which uses them as new ones (files read and
+// written, links made by the shell's cp, the switch made); a warm session
+// whose connection was lost is not handed over.
+func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	c := sshtest.Start(t, 1)
 	events := make(chan string, 16)
 	dir := controlDir(t)
@@ -420,16 +422,22 @@ func TestKeeperHandsOverWarmSFTP(t *testing.T) {
 		t.Fatalf("keeper: %q %v", line, err)
 	}
 	go io.Copy(io.Discard, pr)
-	next := func(want string) {
+	// await returns the events up to the one that completes want.
+	await := func(want ...string) []string {
 		t.Helper()
-		select {
-		case e := <-events:
-			if e != want {
-				t.Fatalf("keeper's warm session: %q, want %q", e, want)
+		var seen []string
+		for missing := len(want); missing > 0; {
+			select {
+			case e := <-events:
+				seen = append(seen, e)
+				if slices.Contains(want, e) {
+					missing--
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("keeper's warm sessions: %q, want %q", seen, want)
 			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("keeper's warm session: no %q", want)
 		}
+		return seen
 	}
 	use := func(release string) {
 		t.Helper()
@@ -446,12 +454,15 @@ func TestKeeperHandsOverWarmSFTP(t *testing.T) {
 		if st, err := h.Inspect(ctxT(t)); err != nil || st.Current != release {
 			t.Fatalf("after the switch: current %q, %v", st.Current, err)
 		}
+		// Verify lists the release with find, in a command shell.
+		if err := h.Verify(ctxT(t), release); err != nil {
+			t.Fatal(err)
+		}
 	}
 	use("r1")
-	next("ready") // started once the first process's session ended
+	await("ready sftp", "ready shell") // started once the first process's sessions ended
 	use("r2")
-	next("used")
-	next("ready")
+	await("used sftp", "used shell", "ready sftp", "ready shell")
 	if got := readLink(t, filepath.Join(c.Servers[0].DeployTo, "current")); got != "releases/r2" {
 		t.Fatalf("current -> %q", got)
 	}
@@ -465,7 +476,9 @@ func TestKeeperHandsOverWarmSFTP(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	use("r3")
-	next("ready") // not "used"
+	if seen := await("ready sftp", "ready shell"); slices.Contains(seen, "used sftp") || slices.Contains(seen, "used shell") {
+		t.Fatalf("warm sessions of a lost connection were handed over: %q", seen)
+	}
 }
 
 func releaseOf(t *testing.T, id string) *engine.Artifact {

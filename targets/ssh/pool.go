@@ -310,6 +310,9 @@ type link struct {
 	silence time.Duration
 	// why says why the link was closed here (for onLost).
 	why atomic.Pointer[string]
+	// viaKeeper: the connection is the keeper's, which keeps sessions
+	// warm for the next process (its shells start with shellBootstrap).
+	viaKeeper bool
 }
 
 // heardClock is when bytes last came from a server.

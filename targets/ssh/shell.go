@@ -62,7 +62,7 @@ var errNoShell = errors.New("no command shell")
 
 // get returns an idle shell, or starts one, or errNoShell when maxShells
 // are busy or a shell cannot be started.
-func (s *shells) get(client *gossh.Client) (*shell, error) {
+func (s *shells) get(client *gossh.Client, bootstrap bool) (*shell, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -80,7 +80,7 @@ func (s *shells) get(client *gossh.Client) (*shell, error) {
 	}
 	s.n++
 	s.mu.Unlock()
-	sh, err := startShell(client)
+	sh, err := startShell(client, bootstrap)
 	if err != nil {
 		s.mu.Lock()
 		s.n--
@@ -127,7 +127,16 @@ func (s *shells) close() {
 	}
 }
 
-func startShell(client *gossh.Client) (*shell, error) {
+// shellBootstrap is the command line of a shell started on its own, before
+// its first command (see startShell).
+const shellBootstrap = "exec sh"
+
+// startShell starts a command shell's session. With bootstrap the session
+// runs shellBootstrap at once and every command goes to its stdin: the
+// connection keeper keeps such a session warm for the next process (see
+// keeper.go), so the command line must not vary. Otherwise the first
+// command is the session's command line (one round trip fewer).
+func startShell(client *gossh.Client, bootstrap bool) (*shell, error) {
 	sess, err := client.NewSession()
 	if err != nil {
 		return nil, err
@@ -141,8 +150,16 @@ func startShell(client *gossh.Client) (*shell, error) {
 	}
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
-	return &shell{sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 4<<10),
-		stderr: bufio.NewReader(stderr), nonce: "flightdeck-" + hex.EncodeToString(nonce[:])}, nil
+	sh := &shell{sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 4<<10),
+		stderr: bufio.NewReader(stderr), nonce: "flightdeck-" + hex.EncodeToString(nonce[:])}
+	if bootstrap {
+		if err := sess.Start(shellBootstrap); err != nil {
+			sess.Close()
+			return nil, err
+		}
+		sh.started = true
+	}
+	return sh, nil
 }
 
 // run runs cmd (already quoted) and returns its stdout; a command that
