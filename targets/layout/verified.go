@@ -111,10 +111,10 @@ func stampsInMaps(stamps map[string]Stamp, recent map[string]bool) stampFunc {
 
 // stampsInTree is a stampFunc over a ListTree listing (no copy of it, as
 // TreeStamps makes).
-func stampsInTree(tree map[string]TreeEntry) stampFunc {
+func stampsInTree(tree *Tree) stampFunc {
 	return func(p string) (Stamp, bool, bool) {
-		e, ok := tree[p]
-		if !ok || !e.Mode.IsRegular() {
+		e, ok := tree.Lookup(p)
+		if !ok || !e.Mode().IsRegular() {
 			return Stamp{}, false, false
 		}
 		return e.Stamp, true, e.Recent
@@ -294,7 +294,7 @@ func (l *Layout) verifyChanged(ctx context.Context, fsys FS, id string) (*engine
 	root := l.ReleasePath(id)
 	var (
 		m      *engine.Manifest
-		tree   map[string]TreeEntry
+		tree   *Tree
 		stamps map[string]Stamp
 		recent map[string]bool
 		serr   error

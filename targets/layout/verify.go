@@ -266,7 +266,7 @@ func (l *Layout) checkRelease(ctx context.Context, fsys FS, id string) (*engine.
 // fsys can (TreeLister) and it is cheap or the stamps are wanted; it then
 // returns the tree (with the stamps of its files, Recent as of within),
 // else it lists directories (tree nil).
-func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, within time.Duration, stamps bool) (m *engine.Manifest, tree map[string]TreeEntry, err error) {
+func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, within time.Duration, stamps bool) (m *engine.Manifest, tree *Tree, err error) {
 	defer func() {
 		if err != nil {
 			l.noteChecked(id, nil)

@@ -349,7 +349,7 @@ func (f remoteFS) Stamps(ctx context.Context, root string, within time.Duration)
 // permission bits, size, device, inode and modification time, then its
 // symlink target and its path, each NUL-terminated. A host without GNU
 // find fails here, and the layout lists directory by directory.
-func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duration) (map[string]layout.TreeEntry, error) {
+func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duration) (*layout.Tree, error) {
 	secs := int64((within + time.Second - 1) / time.Second)
 	out, err := f.r.output(fmt.Sprintf(`find -P %s -mindepth 1 \( -newermt '-%d seconds' -printf 'R ' -o -printf 'S ' \) -printf '%%y %%m %%s %%D %%i %%T@\0%%l\0%%P\0'`,
 		Quote(root), secs))
@@ -365,47 +365,51 @@ func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duratio
 // listing a 500-file release over SFTP).
 func (f remoteFS) TreeListingCheap() bool { return f.r.shells.warm() }
 
-// parseTree reads the output of ListTree's command. The names and link
-// targets are slices of one copy of the output (a tree of a few thousand
-// entries is read by every host of a fleet at once).
-func parseTree(out []byte) (map[string]layout.TreeEntry, error) {
-	rest := string(out)
-	tree := make(map[string]layout.TreeEntry, strings.Count(rest, "\x00")/3)
-	field := func() (string, bool) {
-		i := strings.IndexByte(rest, 0)
+// parseTree reads the output of ListTree's command. Nothing of out is
+// kept: the tree copies the paths and link targets, into one string (a
+// tree of a few thousand entries is read by every host of a fleet at
+// once). A path listed twice is an error (find lists each entry once).
+func parseTree(out []byte) (*layout.Tree, error) {
+	var tb layout.TreeBuilder
+	tb.Grow(treeSize(out))
+	rest := out
+	field := func() ([]byte, bool) {
+		i := bytes.IndexByte(rest, 0)
 		if i < 0 {
-			return "", false
+			return nil, false
 		}
 		f := rest[:i]
 		rest = rest[i+1:]
 		return f, true
 	}
-	for rest != "" {
+	for len(rest) > 0 {
 		head, ok1 := field()
 		link, ok2 := field()
 		name, ok3 := field()
 		if !ok1 || !ok2 || !ok3 {
 			return nil, fmt.Errorf("list: a record of %q is not complete", head)
 		}
-		var f [7]string // split by hand: a slice per entry is most of what a listing allocates
+		var f [7][]byte // split by hand: a slice per entry is most of what a listing allocates
 		n, h := 0, head
 		for ; n < len(f); n++ {
 			var ok bool
-			if f[n], h, ok = strings.Cut(h, " "); !ok {
+			if f[n], h, ok = bytes.Cut(h, []byte{' '}); !ok {
 				n++
 				break
 			}
 		}
-		if n != len(f) || h != "" || len(f[0]) != 1 || (f[0] != "R" && f[0] != "S") || len(f[1]) != 1 || name == "" {
+		if n != len(f) || len(h) != 0 || len(f[0]) != 1 || (f[0][0] != 'R' && f[0][0] != 'S') || len(f[1]) != 1 || len(name) == 0 {
 			return nil, fmt.Errorf("list: unexpected record %q %q", head, name)
 		}
-		var e layout.TreeEntry
+		// The numbers are converted to strings that do not escape (no
+		// copy on the heap).
+		e := layout.TreeEntry{Recent: f[0][0] == 'R'}
 		var perm uint64
 		var errs [6]error
-		perm, errs[0] = strconv.ParseUint(f[2], 8, 32)
-		e.Size, errs[1] = strconv.ParseInt(f[3], 10, 64)
-		e.Stamp.Dev, errs[2] = strconv.ParseUint(f[4], 10, 64)
-		e.Stamp.Ino, errs[3] = strconv.ParseUint(f[5], 10, 64)
+		perm, errs[0] = strconv.ParseUint(string(f[2]), 8, 32)
+		e.Stamp.Size, errs[1] = strconv.ParseInt(string(f[3]), 10, 64)
+		e.Stamp.Dev, errs[2] = strconv.ParseUint(string(f[4]), 10, 64)
+		e.Stamp.Ino, errs[3] = strconv.ParseUint(string(f[5]), 10, 64)
 		e.Stamp.MTime, errs[4] = parseNanos(f[6])
 		if perm > 0o7777 {
 			errs[5] = fmt.Errorf("mode %o", perm)
@@ -413,45 +417,66 @@ func parseTree(out []byte) (map[string]layout.TreeEntry, error) {
 		if err := errors.Join(errs[:]...); err != nil {
 			return nil, fmt.Errorf("list: record %q: %w", head, err)
 		}
-		e.Stamp.Size, e.Stamp.Perm = e.Size, uint32(perm)
-		e.Recent = f[0] == "R"
-		e.Mode = layout.GoMode(uint32(perm))
-		switch f[1] {
-		case "f":
-		case "d":
-			e.Mode |= fs.ModeDir
-		case "l":
-			e.Mode |= fs.ModeSymlink
-			e.Link = link
-		case "p":
-			e.Mode |= fs.ModeNamedPipe
-		case "s":
-			e.Mode |= fs.ModeSocket
-		case "c":
-			e.Mode |= fs.ModeDevice | fs.ModeCharDevice
-		case "b":
-			e.Mode |= fs.ModeDevice
+		e.Stamp.Perm = uint32(perm)
+		switch f[1][0] {
+		case 'f':
+		case 'd':
+			e.Type = fs.ModeDir
+		case 'l':
+			e.Type = fs.ModeSymlink
+			e.Link = string(link)
+		case 'p':
+			e.Type = fs.ModeNamedPipe
+		case 's':
+			e.Type = fs.ModeSocket
+		case 'c':
+			e.Type = fs.ModeDevice | fs.ModeCharDevice
+		case 'b':
+			e.Type = fs.ModeDevice
 		default:
-			e.Mode |= fs.ModeIrregular
+			e.Type = fs.ModeIrregular
 		}
-		tree[name] = e
+		if err := tb.Add(name, e); err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+	}
+	tree, err := tb.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
 	}
 	return tree, nil
+}
+
+// treeSize counts the records of ListTree's output and the bytes of their
+// link targets and paths, so that a TreeBuilder grows once.
+func treeSize(out []byte) (records, size int) {
+	for k := 0; ; k++ {
+		i := bytes.IndexByte(out, 0)
+		if i < 0 {
+			return records, size
+		}
+		if k%3 == 0 {
+			records++
+		} else {
+			size += i
+		}
+		out = out[i+1:]
+	}
 }
 
 // parseNanos reads SECONDS.FRACTION (as find's %T@ prints it) as
 // nanoseconds since the epoch; the fraction must have at least nine
 // digits, so that no nanoseconds are guessed.
-func parseNanos(s string) (int64, error) {
-	sec, frac, ok := strings.Cut(s, ".")
-	if !ok || len(frac) < 9 || strings.Trim(frac, "0123456789") != "" {
+func parseNanos(s []byte) (int64, error) {
+	sec, frac, ok := bytes.Cut(s, []byte{'.'})
+	if !ok || len(frac) < 9 || len(bytes.Trim(frac, "0123456789")) != 0 {
 		return 0, fmt.Errorf("%q: want seconds and nanoseconds", s)
 	}
-	n, err := strconv.ParseInt(sec, 10, 64)
+	n, err := strconv.ParseInt(string(sec), 10, 64)
 	if err != nil {
 		return 0, err
 	}
-	ns, err := strconv.ParseInt(frac[:9], 10, 64)
+	ns, err := strconv.ParseInt(string(frac[:9]), 10, 64)
 	if err != nil {
 		return 0, err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"net"
 	"strconv"
 	"strings"
@@ -58,6 +59,48 @@ func FuzzParseSHA256Sum(f *testing.F) {
 		got, err := parseSHA256Sum([]byte(out))
 		if err != nil || len(got) != 2 || got[n1] != want[n1] || got[n2] != want[n2] {
 			t.Fatalf("sha256sum output %q read as %q, %v; want %q", out, got, err, want)
+		}
+	})
+}
+
+// FuzzParseTree: any output never panics, and a listing it accepts holds
+// each path once, in path order, each found by Lookup as listed; two
+// entries as find prints them read back as printed.
+func FuzzParseTree(f *testing.F) {
+	f.Add("b/c", "a", "S f 644 1 2 3 1.000000000\x00\x00x\x00")
+	f.Add("line\nbreak", "x y", "R l 777 5 1 2 1.000000001\x00a b\nc\x00x\x00R d 2755 40 1 3 2.000000000\x00\x00d\x00")
+	f.Add("n", "n", "R f 644 1 2 3 1.000000000\x00\x00n\x00S d 755 1 2 4 1.000000000\x00\x00n\x00")
+	f.Fuzz(func(t *testing.T, n1, n2, raw string) {
+		if tree, err := parseTree([]byte(raw)); err == nil {
+			var last string
+			n := 0
+			for p, e := range tree.All() {
+				if n > 0 && p <= last {
+					t.Fatalf("%q after %q", p, last)
+				}
+				if got, ok := tree.Lookup(p); !ok || got != e {
+					t.Fatalf("Lookup(%q) = %+v, %v; listed %+v", p, got, ok, e)
+				}
+				last = p
+				n++
+			}
+			if n != tree.Len() {
+				t.Fatalf("%d entries yielded, Len %d", n, tree.Len())
+			}
+		}
+		if n1 == "" || n2 == "" || n1 == n2 || strings.ContainsRune(n1+n2, 0) {
+			return
+		}
+		out := "S f 444 12 2049 7 1765000000.1234567890\x00\x00" + n1 + "\x00R l 777 3 2049 8 1765000001.0000000000\x00" + n2 + "\x00" + n2 + "\x00"
+		tree, err := parseTree([]byte(out))
+		if err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		e1, ok1 := tree.Lookup(n1)
+		e2, ok2 := tree.Lookup(n2)
+		if tree.Len() != 2 || !ok1 || !ok2 || e1.Mode() != 0o444 || e1.Stamp.Ino != 7 || e1.Stamp.MTime != 1765000000123456789 || e1.Recent ||
+			e2.Link != n2 || e2.Mode() != fs.ModeSymlink|0o777 || !e2.Recent {
+			t.Fatalf("%q read as %+v, %+v", out, e1, e2)
 		}
 	})
 }

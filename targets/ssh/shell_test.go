@@ -167,7 +167,7 @@ func TestListTreeMatchesLstat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var tree map[string]layout.TreeEntry
+	var tree *layout.Tree
 	onHost(t, h, func(r *remote) error {
 		var err error
 		tree, err = r.fs().ListTree(ctxT(t), root, 0)
@@ -184,13 +184,13 @@ func TestListTreeMatchesLstat(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		e, ok := tree[rel]
+		e, ok := tree.Lookup(rel)
 		if !ok {
 			t.Errorf("%q: not listed", rel)
 			return nil
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		if e.Mode != fi.Mode() || e.Size != fi.Size() || e.Stamp.Ino != st.Ino || e.Stamp.Dev != uint64(st.Dev) ||
+		if e.Mode() != fi.Mode() || e.Stamp.Size != fi.Size() || e.Stamp.Ino != st.Ino || e.Stamp.Dev != uint64(st.Dev) ||
 			e.Stamp.MTime != fi.ModTime().UnixNano() || e.Stamp.Perm != uint32(st.Mode&0o7777) {
 			t.Errorf("%q: listed %+v, Lstat says mode %v size %d ino %d mtime %d", rel, e, fi.Mode(), fi.Size(), st.Ino, fi.ModTime().UnixNano())
 		}
@@ -205,21 +205,22 @@ func TestListTreeMatchesLstat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tree) != want {
-		t.Errorf("%d entries listed, want %d (the root is not listed, symlinks are not followed)", len(tree), want)
+	if tree.Len() != want {
+		t.Errorf("%d entries listed, want %d (the root is not listed, symlinks are not followed)", tree.Len(), want)
 	}
 }
 
 func TestParseTreeRejectsMalformedOutput(t *testing.T) {
 	for _, out := range []string{
-		"R f 644 1 2 3 1.000000000\x00\x00name",                     // no final NUL
-		"R f 644 1 2 3 1.000000000\x00\x00",                         // no name
-		"X f 644 1 2 3 1.000000000\x00\x00n\x00",                    // not R or S
-		"R f 644 1 2 3\x00\x00n\x00",                                // a field short
-		"R f 644 1 2 3 4 1.000000000\x00\x00n\x00",                  // a field too many
-		"R f 99999 1 2 3 1.000000000\x00\x00n\x00",                  // not a mode
-		"R f 644 1 2 3 1.5\x00\x00n\x00",                            // no nanoseconds
-		"R f 644 1 2 3 1.000000000\x00\x00n\x00R d 755 0 0 0 x\x00", // torn record
+		"R f 644 1 2 3 1.000000000\x00\x00name",                                        // no final NUL
+		"R f 644 1 2 3 1.000000000\x00\x00",                                            // no name
+		"X f 644 1 2 3 1.000000000\x00\x00n\x00",                                       // not R or S
+		"R f 644 1 2 3\x00\x00n\x00",                                                   // a field short
+		"R f 644 1 2 3 4 1.000000000\x00\x00n\x00",                                     // a field too many
+		"R f 99999 1 2 3 1.000000000\x00\x00n\x00",                                     // not a mode
+		"R f 644 1 2 3 1.5\x00\x00n\x00",                                               // no nanoseconds
+		"R f 644 1 2 3 1.000000000\x00\x00n\x00R d 755 0 0 0 x\x00",                    // torn record
+		"R f 644 1 2 3 1.000000000\x00\x00n\x00S d 755 1 2 4 1.000000000\x00\x00n\x00", // a path twice
 	} {
 		if _, err := parseTree([]byte(out)); err == nil {
 			t.Errorf("%q: parsed", out)
@@ -230,13 +231,13 @@ func TestParseTreeRejectsMalformedOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := tree["x"]; e.Link != "a b\nc" || e.Mode != os.ModeSymlink|0o777 || e.Recent {
+	if e, _ := tree.Lookup("x"); e.Link != "a b\nc" || e.Mode() != os.ModeSymlink|0o777 || e.Recent {
 		t.Errorf("x: %+v", e)
 	}
-	if e := tree["d"]; e.Mode != os.ModeDir|os.ModeSetgid|0o755 || !e.Recent || e.Stamp.MTime != 2e9 {
+	if e, _ := tree.Lookup("d"); e.Mode() != os.ModeDir|os.ModeSetgid|0o755 || !e.Recent || e.Stamp.MTime != 2e9 {
 		t.Errorf("d: %+v", e)
 	}
-	if e := tree["line\nbreak"]; e.Mode != os.ModeSetuid|0o755 || e.Size != 91135 || e.Recent ||
+	if e, _ := tree.Lookup("line\nbreak"); e.Mode() != os.ModeSetuid|0o755 || e.Stamp.Size != 91135 || e.Recent ||
 		e.Stamp != (layout.Stamp{Dev: 26, Ino: 45691, Size: 91135, Perm: 0o4755, MTime: 1796581177872572385}) {
 		t.Errorf("line\\nbreak: %+v", e)
 	}
