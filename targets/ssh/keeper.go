@@ -136,8 +136,8 @@ type keeper struct {
 	idle    *time.Timer
 
 	bufs relayBuffers
-	// warm holds the target connections' warm sessions (nil while one is
-	// being started): warmUp.
+	// warm holds the target connections' warm sessions, ready or being
+	// started: warmUp.
 	warm map[warmKey]*warmSession
 }
 
@@ -508,10 +508,12 @@ type warmKey struct {
 	kind string
 }
 
-// warmSession is a session started on a target and not yet used.
+// warmSession is a session started on a target and not yet used. ch and
+// reqs are set before ready is closed (ch nil: it could not be started).
 type warmSession struct {
-	ch   gossh.Channel
-	reqs <-chan *gossh.Request
+	ready chan struct{}
+	ch    gossh.Channel
+	reqs  <-chan *gossh.Request
 }
 
 // warmUp starts a session of kind on l for the next client, unless one is
@@ -521,7 +523,9 @@ type warmSession struct {
 // is started once a client's session of that kind has ended, when the
 // command that used it is done with the host. Nothing is sent on it before
 // it is handed over (not even SFTP's init): the client starts it as it
-// would a new one.
+// would a new one. A client that comes while it is being started waits
+// for it rather than starting another (commands run back to back would
+// otherwise pay for both).
 func (k *keeper) warmUp(l *link, kind string) {
 	key := warmKey{l, kind}
 	k.mu.Lock()
@@ -529,31 +533,36 @@ func (k *keeper) warmUp(l *link, kind string) {
 		k.mu.Unlock()
 		return
 	}
-	k.warm[key] = nil // being started
-	k.mu.Unlock()
-	w := func() *warmSession {
-		ch, reqs, err := l.client.OpenChannel("session", nil)
-		if err != nil {
-			return nil
-		}
-		typ, payload := warmRequest(kind)
-		if ok, err := ch.SendRequest(typ, true, payload); err != nil || !ok {
-			ch.Close()
-			return nil
-		}
-		return &warmSession{ch: ch, reqs: reqs}
-	}()
-	k.mu.Lock()
-	if w == nil || l.dead() {
-		delete(k.warm, key)
-		k.mu.Unlock()
-		if w != nil {
-			w.ch.Close()
-		}
-		return
-	}
+	w := &warmSession{ready: make(chan struct{})}
 	k.warm[key] = w
 	k.mu.Unlock()
+	ch, reqs, err := l.client.OpenChannel("session", nil)
+	if err == nil {
+		typ, payload := warmRequest(kind)
+		if ok, rerr := ch.SendRequest(typ, true, payload); rerr != nil || !ok {
+			ch.Close()
+			err = errors.Join(rerr, errors.New("refused"))
+		}
+	}
+	k.mu.Lock()
+	if err != nil || l.dead() {
+		if k.warm[key] == w {
+			delete(k.warm, key)
+		}
+		k.mu.Unlock()
+		if err == nil {
+			ch.Close()
+		}
+		close(w.ready) // ch nil: a client waiting for it starts its own
+		return
+	}
+	w.ch, w.reqs = ch, reqs
+	kept := k.warm[key] == w // else a client took it while it started
+	k.mu.Unlock()
+	close(w.ready)
+	if !kept {
+		return
+	}
 	k.noteWarm("ready " + kind)
 	go func() {
 		// Dropped with its connection.
@@ -572,16 +581,22 @@ func (k *keeper) noteWarm(event string) {
 	}
 }
 
-// takeWarm returns l's warm session of kind, if it holds one.
+// takeWarm returns l's warm session of kind, if it holds one or is
+// starting one (waited for).
 func (k *keeper) takeWarm(l *link, kind string) *warmSession {
 	key := warmKey{l, kind}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	w := k.warm[key]
 	if w == nil || l.dead() {
+		k.mu.Unlock()
 		return nil
 	}
 	delete(k.warm, key)
+	k.mu.Unlock()
+	<-w.ready
+	if w.ch == nil {
+		return nil
+	}
 	return w
 }
 
