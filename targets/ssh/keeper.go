@@ -435,8 +435,9 @@ func (k *keeper) attach(ctx context.Context, cl *keeperConn, nc gossh.NewChannel
 
 // relayChannel opens a session on the target for nc and relays it: data
 // both ways, stderr, end of input, requests and their answers, exit
-// status. A session whose first request starts SFTP is given the target's
-// warm SFTP session when the keeper holds one (see warmSFTP).
+// status. A session whose first request starts SFTP or a command shell is
+// given the target's warm session of that kind when the keeper holds one
+// (see warmUp).
 func (k *keeper) relayChannel(nc gossh.NewChannel, l *link) {
 	// Opened before the client's is accepted, so that the target's
 	// refusal reaches the client as its own. A session channel costs the
@@ -512,6 +513,7 @@ type warmKey struct {
 // reqs are set before ready is closed (ch nil: it could not be started).
 type warmSession struct {
 	ready chan struct{}
+	taken chan struct{} // closed when a client takes it
 	ch    gossh.Channel
 	reqs  <-chan *gossh.Request
 }
@@ -533,7 +535,7 @@ func (k *keeper) warmUp(l *link, kind string) {
 		k.mu.Unlock()
 		return
 	}
-	w := &warmSession{ready: make(chan struct{})}
+	w := &warmSession{ready: make(chan struct{}), taken: make(chan struct{})}
 	k.warm[key] = w
 	k.mu.Unlock()
 	ch, reqs, err := l.client.OpenChannel("session", nil)
@@ -565,8 +567,12 @@ func (k *keeper) warmUp(l *link, kind string) {
 	}
 	k.noteWarm("ready " + kind)
 	go func() {
-		// Dropped with its connection.
-		<-l.done
+		// Dropped with its connection, unless a client took it first.
+		select {
+		case <-l.done:
+		case <-w.taken:
+			return
+		}
 		k.mu.Lock()
 		if k.warm[key] == w {
 			delete(k.warm, key)
@@ -592,6 +598,7 @@ func (k *keeper) takeWarm(l *link, kind string) *warmSession {
 		return nil
 	}
 	delete(k.warm, key)
+	close(w.taken)
 	k.mu.Unlock()
 	<-w.ready
 	if w.ch == nil {

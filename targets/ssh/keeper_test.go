@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -463,7 +464,20 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	await("ready sftp", "ready shell") // started once the first process's sessions ended
 	use("r2")
 	await("used sftp", "used shell", "ready sftp", "ready shell")
-	if got := readLink(t, filepath.Join(c.Servers[0].DeployTo, "current")); got != "releases/r2" {
+	// Handing warm sessions over leaves nothing behind: the goroutines of
+	// this process (keeper and clients) do not grow with the commands.
+	before := runtime.NumGoroutine()
+	for _, id := range []string{"r3", "r4", "r5", "r6", "r7"} {
+		use(id)
+		await("used sftp", "used shell", "ready sftp", "ready shell")
+	}
+	for deadline := time.Now().Add(20 * time.Second); runtime.NumGoroutine() > before+2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines: %d before five more commands, %d after", before, runtime.NumGoroutine())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := readLink(t, filepath.Join(c.Servers[0].DeployTo, "current")); got != "releases/r7" {
 		t.Fatalf("current -> %q", got)
 	}
 	// Its connection lost (and seen so by the keeper), the warm session
@@ -475,7 +489,7 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	use("r3")
+	use("r8")
 	if seen := await("ready sftp", "ready shell"); slices.Contains(seen, "used sftp") || slices.Contains(seen, "used shell") {
 		t.Fatalf("warm sessions of a lost connection were handed over: %q", seen)
 	}
