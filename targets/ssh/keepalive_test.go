@@ -220,7 +220,7 @@ func (s *holdingServer) link(t *testing.T, p *Pool) *link {
 		t.Fatal(err)
 	}
 	tg := Target{Addr: s.ln.Addr().String()}
-	l, err := p.newLink(tg, gossh.NewClient(sc, chans, reqs), &heard.heardClock, func() bool { return true })
+	l, err := p.newLink(tg, gossh.NewClient(sc, chans, reqs), &heard.heardClock, false, func() bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,14 +106,13 @@ func (p *Pool) dialKeeper(ctx context.Context, t Target) (*link, error) {
 	client := gossh.NewClient(vt, closed, noReqs)
 	// SFTP starts within the dial's time too.
 	stop := context.AfterFunc(dctx, func() { vt.Close() })
-	l, err := p.newLink(t, client, &vt.heard, stop)
+	l, err := p.newLink(t, client, &vt.heard, true, stop)
 	if err != nil {
 		if dctx.Err() != nil {
 			return nil, timedOut()
 		}
 		return nil, fmt.Errorf("connect to %s through the connection keeper: %w", where, err)
 	}
-	l.viaKeeper = true
 	return l, nil
 }
 

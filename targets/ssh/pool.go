@@ -497,7 +497,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 		stop()
 		return fail(err)
 	}
-	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), &heard.heardClock, stop)
+	l, err := p.newLink(t, gossh.NewClient(sc, chans, reqs), &heard.heardClock, false, stop)
 	if err != nil {
 		return fail(err)
 	}
@@ -508,9 +508,10 @@ func (p *Pool) dial(ctx context.Context, t Target) (*link, error) {
 }
 
 // newLink starts SFTP on client (unless the pool is the keeper's) and
-// watches the connection, to t over heard. stop ends the dial's deadline;
+// watches the connection, to t over heard (through the keeper when
+// viaKeeper). stop ends the dial's deadline;
 // it reports false when the deadline had already fired.
-func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardClock, stop func() bool) (*link, error) {
+func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardClock, viaKeeper bool, stop func() bool) (*link, error) {
 	var fc *sftp.Client
 	var err error
 	if !p.opts.noSFTP {
@@ -526,7 +527,7 @@ func (p *Pool) newLink(t Target, client *gossh.Client, heard *heardClock, stop f
 		}
 		return nil, fmt.Errorf("start SFTP: %w", err)
 	}
-	l := &link{client: client, sftp: fc, done: make(chan struct{}), heard: heard,
+	l := &link{client: client, sftp: fc, done: make(chan struct{}), heard: heard, viaKeeper: viaKeeper,
 		silence: defaultKeepaliveInterval * defaultKeepaliveCountMax}
 	if p.opts.KeepaliveInterval > 0 {
 		l.silence = p.opts.KeepaliveInterval * time.Duration(p.opts.KeepaliveCountMax)
