@@ -463,44 +463,42 @@ func (k *keeper) relayChannel(nc gossh.NewChannel, l *link) {
 		uch.Close()
 		return
 	}
-	if kind := warmKind(first); kind != "" {
-		if w := k.takeWarm(l, kind); w != nil {
-			k.noteWarm("used " + kind)
+	if start, ok := warmStartOf(first); ok {
+		if w := k.takeWarm(l, start.kind); w != nil {
+			k.noteWarm("used " + start.kind)
 			uch.Close()
 			uch, ureqs = w.ch, w.reqs
 			first.Reply(true, nil) // it was started for this
 			first = nil
 		}
-		defer k.warmUp(l, kind) // for the next client, once this one is done
+		defer k.warmUp(l, start) // for the next client, once this one is done
 	}
 	k.relay(cch, creqs, first, uch, ureqs)
 }
 
-// The sessions the keeper keeps warm, by the first request that starts
-// them: SFTP, and the command shells of shell.go (whose command line never
-// varies through the keeper).
-var (
-	sftpSubsystem = gossh.Marshal(struct{ Name string }{"sftp"})
-	shellExec     = gossh.Marshal(struct{ Command string }{shellBootstrap})
-)
-
-// warmKind names the warm session a first request starts ("" for none).
-func warmKind(r *gossh.Request) string {
-	switch {
-	case r.Type == "subsystem" && bytes.Equal(r.Payload, sftpSubsystem):
-		return "sftp"
-	case r.Type == "exec" && bytes.Equal(r.Payload, shellExec):
-		return "shell"
-	}
-	return ""
+// warmStart is a kind of session the keeper keeps warm, by the first
+// request that starts it.
+type warmStart struct {
+	kind    string
+	typ     string
+	payload []byte
 }
 
-// warmRequest is the request that starts a warm session of kind.
-func warmRequest(kind string) (string, []byte) {
-	if kind == "sftp" {
-		return "subsystem", sftpSubsystem
+// warmStarts are SFTP, and the command shells of shell.go (whose command
+// line never varies through the keeper).
+var warmStarts = [...]warmStart{
+	{"sftp", "subsystem", gossh.Marshal(struct{ Name string }{"sftp"})},
+	{"shell", "exec", gossh.Marshal(struct{ Command string }{shellBootstrap})},
+}
+
+// warmStartOf returns the warm session a first request starts, if any.
+func warmStartOf(r *gossh.Request) (warmStart, bool) {
+	for _, w := range warmStarts {
+		if r.Type == w.typ && bytes.Equal(r.Payload, w.payload) {
+			return w, true
+		}
 	}
-	return "exec", shellExec
+	return warmStart{}, false
 }
 
 // warmKey names a target connection's warm session of a kind.
@@ -528,8 +526,8 @@ type warmSession struct {
 // would a new one. A client that comes while it is being started waits
 // for it rather than starting another (commands run back to back would
 // otherwise pay for both).
-func (k *keeper) warmUp(l *link, kind string) {
-	key := warmKey{l, kind}
+func (k *keeper) warmUp(l *link, start warmStart) {
+	key := warmKey{l, start.kind}
 	k.mu.Lock()
 	if _, held := k.warm[key]; held || l.dead() {
 		k.mu.Unlock()
@@ -539,20 +537,18 @@ func (k *keeper) warmUp(l *link, kind string) {
 	k.warm[key] = w
 	k.mu.Unlock()
 	ch, reqs, err := l.client.OpenChannel("session", nil)
-	if err == nil {
-		typ, payload := warmRequest(kind)
-		if ok, rerr := ch.SendRequest(typ, true, payload); rerr != nil || !ok {
-			ch.Close()
-			err = errors.Join(rerr, errors.New("refused"))
-		}
+	started := err == nil
+	if started {
+		ok, err := ch.SendRequest(start.typ, true, start.payload)
+		started = err == nil && ok
 	}
 	k.mu.Lock()
-	if err != nil || l.dead() {
+	if !started || l.dead() {
 		if k.warm[key] == w {
 			delete(k.warm, key)
 		}
 		k.mu.Unlock()
-		if err == nil {
+		if ch != nil {
 			ch.Close()
 		}
 		close(w.ready) // ch nil: a client waiting for it starts its own
@@ -565,7 +561,7 @@ func (k *keeper) warmUp(l *link, kind string) {
 	if !kept {
 		return
 	}
-	k.noteWarm("ready " + kind)
+	k.noteWarm("ready " + start.kind)
 	go func() {
 		// Dropped with its connection, unless a client took it first.
 		select {

@@ -202,42 +202,52 @@ func (kc *keeperClient) close() {
 // of its own.
 func (m *keeperMux) attach(ctx context.Context, target, user string) (*keeperTarget, error) {
 	id := m.nextID.Add(1)
+	// The keeper answers once its dial ends.
+	ch, reqs, err := openChannel(m.client, targetChannel, gossh.Marshal(keeperAttach{ID: id, Target: target}), ctx.Done())
+	if errors.Is(err, errAbandoned) {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	go gossh.DiscardRequests(reqs)
+	vt := &keeperTarget{mux: m, id: id, ctl: ch, user: user,
+		ended: make(chan struct{}), chans: map[*trackedChannel]struct{}{}}
+	vt.heard.note()
+	go func() {
+		_, _ = io.Copy(io.Discard, ch) // the keeper closes it when the target's connection ends
+		vt.Close()
+	}()
+	return vt, nil
+}
+
+// errAbandoned: openChannel gave up waiting for the channel.
+var errAbandoned = errors.New("channel open abandoned")
+
+// openChannel opens a channel on c, giving up (errAbandoned) when abandon
+// is closed first; a channel opened after that is closed once it comes.
+func openChannel(c *gossh.Client, typ string, data []byte, abandon <-chan struct{}) (gossh.Channel, <-chan *gossh.Request, error) {
 	type opened struct {
-		ch  gossh.Channel
-		err error
+		ch   gossh.Channel
+		reqs <-chan *gossh.Request
+		err  error
 	}
 	res := make(chan opened, 1)
 	go func() {
-		ch, reqs, err := m.client.OpenChannel(targetChannel, gossh.Marshal(keeperAttach{ID: id, Target: target}))
-		if err == nil {
-			go gossh.DiscardRequests(reqs)
-		}
-		res <- opened{ch, err}
+		ch, reqs, err := c.OpenChannel(typ, data)
+		res <- opened{ch, reqs, err}
 	}()
-	var o opened
 	select {
-	case o = <-res:
-	case <-ctx.Done():
-		// The keeper answers once its dial ends; the channel is then
-		// not wanted.
+	case o := <-res:
+		return o.ch, o.reqs, o.err
+	case <-abandon:
 		go func() {
 			if o := <-res; o.err == nil {
 				o.ch.Close()
 			}
 		}()
-		return nil, ctx.Err()
+		return nil, nil, errAbandoned
 	}
-	if o.err != nil {
-		return nil, o.err
-	}
-	vt := &keeperTarget{mux: m, id: id, ctl: o.ch, user: user,
-		ended: make(chan struct{}), chans: map[*trackedChannel]struct{}{}}
-	vt.heard.note()
-	go func() {
-		_, _ = io.Copy(io.Discard, o.ch) // the keeper closes it when the target's connection ends
-		vt.Close()
-	}()
-	return vt, nil
 }
 
 // keeperTarget is a target attached through the keeper, as a gossh.Conn:
@@ -285,43 +295,26 @@ func (t *keeperTarget) OpenChannel(name string, data []byte) (gossh.Channel, <-c
 	if name != "session" || len(data) != 0 {
 		return nil, nil, &gossh.OpenChannelError{Reason: gossh.Prohibited, Message: "the connection keeper relays session channels only"}
 	}
-	type opened struct {
-		ch   gossh.Channel
-		reqs <-chan *gossh.Request
-		err  error
-	}
-	res := make(chan opened, 1)
-	go func() {
-		ch, reqs, err := t.mux.client.OpenChannel(sessionChannel, gossh.Marshal(keeperSession{ID: t.id}))
-		res <- opened{ch, reqs, err}
-	}()
-	var o opened
-	select {
-	case o = <-res:
-	case <-t.ended:
-		go func() {
-			if o := <-res; o.err == nil {
-				o.ch.Close()
-			}
-		}()
+	ch, reqs, err := openChannel(t.mux.client, sessionChannel, gossh.Marshal(keeperSession{ID: t.id}), t.ended)
+	if errors.Is(err, errAbandoned) {
 		return nil, nil, io.EOF
 	}
-	if o.err != nil {
-		return nil, nil, o.err
+	if err != nil {
+		return nil, nil, err
 	}
 	t.heard.note()
-	tc := &trackedChannel{Channel: o.ch, t: t}
+	tc := &trackedChannel{Channel: ch, t: t}
 	t.mu.Lock()
 	select {
 	case <-t.ended:
 		t.mu.Unlock()
-		o.ch.Close()
+		ch.Close()
 		return nil, nil, io.EOF
 	default:
 	}
 	t.chans[tc] = struct{}{}
 	t.mu.Unlock()
-	return tc, o.reqs, nil
+	return tc, reqs, nil
 }
 
 // Close detaches the target: its sessions' channels are closed with it.
