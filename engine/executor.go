@@ -44,6 +44,45 @@ type executor struct {
 	// targetChecked: the rollback target was checked complete on every host
 	// just before the run started (a switch to it need not list it again).
 	targetChecked bool
+
+	// preparedMu guards prepared: when each host's Prepare of the artifact
+	// returned (a successful Prepare leaves the release complete: it
+	// checked what it wrote), for a deploy's switch to tell whether the
+	// release was checked just before.
+	preparedMu sync.Mutex
+	prepared   map[string]time.Time
+	// now is the run's clock.
+	now func() time.Time
+}
+
+// preparedFresh is how long after its own successful Prepare a deploy
+// switches a host without listing the release again: the prepare checked
+// every file it wrote a moment before. A switch later than that (a wave
+// paused, a slow fleet), or after a hook that ran on the host between the
+// two, checks the release as any switch does.
+const preparedFresh = 30 * time.Second
+
+// notePrepared records that h's Prepare of the artifact just succeeded.
+func (x *executor) notePrepared(h Host) {
+	x.preparedMu.Lock()
+	defer x.preparedMu.Unlock()
+	if x.prepared == nil {
+		x.prepared = map[string]time.Time{}
+	}
+	x.prepared[h.Name()] = x.now()
+}
+
+// justPrepared says whether this run's Prepare of release on h succeeded
+// less than preparedFresh ago, with no hook run on the host since.
+func (x *executor) justPrepared(h Host, release string) bool {
+	if x.artifact == nil || release != x.artifact.ID ||
+		len(x.plan.Hooks.AfterPrepare) > 0 || len(x.plan.Hooks.BeforeSwitch) > 0 {
+		return false
+	}
+	x.preparedMu.Lock()
+	at, ok := x.prepared[h.Name()]
+	x.preparedMu.Unlock()
+	return ok && x.now().Sub(at) < preparedFresh
 }
 
 // SwitchKind says why a host's current link is switched.
@@ -165,6 +204,7 @@ func (x *executor) prepare(ctx context.Context, h Host, a Action) error {
 	if err != nil {
 		return fmt.Errorf("prepare %s: %w", a.Release, err)
 	}
+	x.notePrepared(h)
 	if err := x.runHooks(ctx, h, "after_prepare", x.plan.Hooks.AfterPrepare, a.Release); err != nil {
 		return err
 	}
@@ -202,6 +242,9 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 		if err := x.beforeSwitch(ctx, h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release}); err != nil {
 			return err
 		}
+		if deploy {
+			info.Checked = x.justPrepared(h, a.Release)
+		}
 		if err := h.Switch(ctx, info); err != nil {
 			return fmt.Errorf("switch to %s: %w", a.Release, err)
 		}
@@ -231,6 +274,9 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 	}
 	if err := x.beforeSwitch(ctx, h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release}); err != nil {
 		return err
+	}
+	if deploy {
+		info.Checked = x.justPrepared(h, a.Release)
 	}
 	if err := h.Switch(ctx, info); err != nil {
 		return fmt.Errorf("switch to %s: %w", a.Release, err)

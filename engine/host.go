@@ -63,8 +63,9 @@ type SwitchInfo struct {
 	Previous string
 	Actor    string
 	Action   SwitchKind // "" means deploy
-	// Checked says the caller checked the release complete (Host.Check)
-	// just before, on this host: Switch does not list it again.
+	// Checked says the caller checked the release complete just before,
+	// on this host (Host.Check, or the Host.Prepare that wrote it, which
+	// checks what it wrote): Switch does not list it again.
 	Checked bool
 }
 

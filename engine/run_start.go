@@ -134,6 +134,7 @@ func (r *Run) newExecutor(info RunInfo, traffic *trafficCtl) *executor {
 		info: info, actor: r.cfg.Actor, sem: r.sem, verifySem: make(chan struct{}, cap(r.sem)), targetChecked: r.targetChecked,
 		report: func(in input) { r.inputs <- in },
 		fence:  r.fence,
+		now:    r.cfg.Now,
 	}
 }
 
