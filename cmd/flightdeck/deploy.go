@@ -94,6 +94,7 @@ func (l *loaded) hosts(g *globals) ([]engine.Host, error) {
 			hs = append(hs, l.pool.Host(h.Name, t))
 		}
 	}
+	limitMemory(len(hs))
 	return hs, nil
 }
 

@@ -40,7 +40,8 @@ func newSSHKeeperCmd() *cobra.Command {
 			// context), without a run's messages; it has no terminal.
 			quietInterrupts(c.Context())
 			signal.Ignore(syscall.SIGHUP)
-			err := fdssh.ServeKeeper(c.Context(), fdssh.KeeperOptions{Dir: dir, Persist: persist, Ready: c.OutOrStdout(), Log: c.ErrOrStderr()})
+			err := fdssh.ServeKeeper(c.Context(), fdssh.KeeperOptions{Dir: dir, Persist: persist, Ready: c.OutOrStdout(), Log: c.ErrOrStderr(),
+				Held: limitMemory})
 			if errors.Is(err, fdssh.ErrKeeperRunning) {
 				return nil // another keeper serves the directory: clients use it
 			}

@@ -81,6 +81,10 @@ type KeeperOptions struct {
 	// Log, when set, gets one line per connection made or lost, and per
 	// client come and gone.
 	Log io.Writer
+	// Held, when set, is told how many host connections the keeper holds
+	// each time that number changes (cmd/flightdeck sizes the process's
+	// memory limit by it).
+	Held func(n int)
 
 	// onWarm, for tests, is told "ready KIND" when a warm session is kept
 	// and "used KIND" when one is handed to a client (KIND: sftp, shell).
@@ -134,6 +138,11 @@ type keeper struct {
 	pools   map[string]*Pool // by the target's credentials
 	clients int
 	idle    *time.Timer
+
+	// heldMu serialises the count of host connections held and what
+	// opts.Held is told of it.
+	heldMu sync.Mutex
+	held   int
 
 	bufs relayBuffers
 	// warm holds the target connections' warm sessions, ready or being
@@ -286,12 +295,28 @@ func (k *keeper) pool(t Target) *Pool {
 	p, ok := k.pools[string(id)]
 	if !ok {
 		p = NewPool(PoolOptions{noSFTP: true,
-			onDial: func(t Target) { k.log("connected to %s", t.Key()) },
-			onLost: func(t Target, why string) { k.log("connection to %s closed: %s", t.Key(), why) },
+			onDial: func(t Target) {
+				k.log("connected to %s", t.Key())
+				k.countHeld(+1)
+			},
+			onLost: func(t Target, why string) {
+				k.log("connection to %s closed: %s", t.Key(), why)
+				k.countHeld(-1)
+			},
 		})
 		k.pools[string(id)] = p
 	}
 	return p
+}
+
+// countHeld adds d to the host connections held and tells opts.Held.
+func (k *keeper) countHeld(d int) {
+	k.heldMu.Lock()
+	defer k.heldMu.Unlock()
+	k.held += d
+	if k.opts.Held != nil {
+		k.opts.Held(k.held)
+	}
 }
 
 // serve answers one client: its request line, then SSH over the socket.

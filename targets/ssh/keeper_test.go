@@ -46,6 +46,9 @@ type runningKeeper struct {
 	log  *syncbuf.Buffer
 	stop context.CancelFunc
 	done chan error
+
+	heldMu   sync.Mutex
+	heldSeen []int // what KeeperOptions.Held was told, in order
 }
 
 func startKeeper(t *testing.T, dir string, persist time.Duration) *runningKeeper {
@@ -54,7 +57,7 @@ func startKeeper(t *testing.T, dir string, persist time.Duration) *runningKeeper
 	k := &runningKeeper{dir: dir, log: &syncbuf.Buffer{}, stop: cancel, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
 	go func() {
-		k.done <- ServeKeeper(ctx, KeeperOptions{Dir: dir, Persist: persist, Ready: pw, Log: k.log})
+		k.done <- ServeKeeper(ctx, KeeperOptions{Dir: dir, Persist: persist, Ready: pw, Log: k.log, Held: k.noteHeld})
 		pw.Close()
 	}()
 	if line, err := readLine(pr, 64); err != nil || line != "ready" {
@@ -67,6 +70,20 @@ func startKeeper(t *testing.T, dir string, persist time.Duration) *runningKeeper
 		<-k.done
 	})
 	return k
+}
+
+// noteHeld records what the keeper says of the connections it holds.
+func (k *runningKeeper) noteHeld(n int) {
+	k.heldMu.Lock()
+	defer k.heldMu.Unlock()
+	k.heldSeen = append(k.heldSeen, n)
+}
+
+// held returns the counts the keeper reported so far, in order.
+func (k *runningKeeper) held() []int {
+	k.heldMu.Lock()
+	defer k.heldMu.Unlock()
+	return slices.Clone(k.heldSeen)
 }
 
 // dials counts the keeper's connections to targets so far.
@@ -168,6 +185,10 @@ func TestKeeperKeepsConnectionsBetweenProcesses(t *testing.T) {
 	}
 	if n := k.dials(); n != len(c.Servers)+1 {
 		t.Fatalf("the keeper dialled %d times, want %d (once more after the loss):\n%s", n, len(c.Servers)+1, k.log)
+	}
+	// What it holds was counted up, down at the loss, and up again.
+	if got, want := k.held(), []int{1, 2, 1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("the keeper said it held %v connections in turn, want %v", got, want)
 	}
 	// Its log says which connection it lost, and why.
 	if want := "connection to " + target(c, c.Servers[0]).Key() + " closed: the connection ended"; !strings.Contains(k.log.String(), want) {
