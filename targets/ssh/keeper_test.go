@@ -501,6 +501,17 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	if got := readLink(t, filepath.Join(c.Servers[0].DeployTo, "current")); got != "releases/r7" {
 		t.Fatalf("current -> %q", got)
 	}
+	// A process that only checks a release (a rollback's first step)
+	// lists it with one find in the warm shell, not directory by
+	// directory over SFTP.
+	func() {
+		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
+		defer p.Close()
+		if err := p.Host("web1", target(c, c.Servers[0])).Check(ctxT(t), "r6"); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	await("used sftp", "used shell", "ready sftp", "ready shell")
 	// Its connection lost (and seen so by the keeper), the warm session
 	// goes with it: the next process starts a new one.
 	c.Servers[0].KillConnections()
