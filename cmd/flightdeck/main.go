@@ -53,16 +53,18 @@ const gcPercent = 50
 
 // The soft memory limit asked of Go's collector (unless GOMEMLIMIT is
 // set) by a command, or a connection keeper, that works with n hosts:
-// memLimitBase + n × memLimitPerHost, 252 MiB at 500 hosts. A run holds
+// memLimitBase + n × memLimitPerHost, 272 MiB at 500 hosts. A run holds
 // ~0.3 MB per host at its peak (a one-file deploy to 500 hosts: ~145 MB
-// live in the command, as much in the keeper); what the collector target
-// alone lets the heap grow to, and the freed memory Go keeps before it
-// returns it, took each process to ~330 MB there. Near the limit the
-// collector runs sooner and returns freed memory at once; it is soft: a
-// heap that needs more grows past it rather than stall the run.
+// live in the command, as much in the keeper); what the collector's
+// target alone lets the heap grow to, and the freed memory Go keeps
+// before it returns it, took each process to 310-340 MB there. Near the
+// limit the collector runs sooner and returns freed memory at once, for
+// some more CPU where the heap is close to it (a command that holds its
+// 500 connections itself); it is soft: a heap that needs more grows past
+// it rather than stall the run.
 const (
 	memLimitBase    = 96 << 20
-	memLimitPerHost = 320 << 10
+	memLimitPerHost = 360 << 10
 )
 
 // limitMemory sets the soft memory limit for n hosts, unless GOMEMLIMIT
