@@ -6,8 +6,11 @@
 #   - connects to every host (cold), deploys r1 (500 files, 20 MB, all sent)
 #     and r2 (10 files changed, the rest hard-linked), switching each fleet-wide;
 #   - times RUNS fleet rollbacks r2 -> r1 over the open connections (all hosts
-#     in parallel), reporting the median total and the median first-to-last
-#     switch skew, and the driver's peak RSS.
+#     in parallel, each switch checking r1), reporting the median total and
+#     the median first-to-last switch skew, and the driver's peak RSS; and,
+#     in each run, the same rollback as a rollback run makes it: r1 checked
+#     on every host first, then every host switched without listing it
+#     again (the check's time, the switches' time and their skew apart).
 # When ansible-playbook and cap are installed (apt-get install ansible
 # capistrano) it times the same rollback (ln -s + mv -T over current, one
 # revisions.log line) with each, warm (connections already open), RUNS times.

@@ -13,12 +13,15 @@ import (
 // deployHeldAtRestart deploys r1, then starts deploying r2 with a restart
 // that waits until open is called, and returns once a host restarts: the
 // run is in progress and takes commands. done yields the run's end state.
-func deployHeldAtRestart(t *testing.T, f *fleet) (ctx context.Context, eng *engine.Engine, sub *engine.Sub, open func(), done <-chan *engine.State) {
+func deployHeldAtRestart(t *testing.T, f *fleet, setup ...func(*engine.Engine)) (ctx context.Context, eng *engine.Engine, sub *engine.Sub, open func(), done <-chan *engine.State) {
 	t.Helper()
 	f.deploy("r1")
 	gate := filepath.Join(f.dir, "gate")
 	f.plan.Restart = `while [ ! -e ` + gate + ` ]; do sleep 0.01; done`
 	eng = f.engine()
+	for _, fn := range setup {
+		fn(eng)
+	}
 	sub = f.hub.Subscribe(4096)
 	t.Cleanup(sub.Close)
 	ch := make(chan *engine.State, 1)

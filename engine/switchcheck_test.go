@@ -99,27 +99,10 @@ func TestLateSwitchChecksTheReleaseAgain(t *testing.T) {
 	f := newFleet(t, 4, "")
 	var log switchLog
 	log.wrap(f)
-	f.deploy("r1")
-	log.take("r1")
-
-	gate := filepath.Join(f.dir, "gate")
-	f.plan.Restart = `while [ ! -e ` + gate + ` ]; do sleep 0.01; done`
 	var skew atomic.Int64
-	eng := f.engine()
-	eng.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	sub := f.hub.Subscribe(4096)
-	t.Cleanup(sub.Close)
-	done := make(chan *engine.State, 1)
-	go func() {
-		st, err := eng.Deploy(context.Background(), owner, f.build("r2"), "test")
-		if err != nil {
-			t.Error(err)
-		}
-		done <- st
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitEvent(ctx, t, sub, func(e engine.Event) bool { return e.Type == engine.EvHostPhase && e.Phase == engine.PhaseRestart })
+	_, _, _, open, done := deployHeldAtRestart(t, f, func(eng *engine.Engine) {
+		eng.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
 
 	// Wave 1 (a, b) is switched and held at its restart; c and d are
 	// prepared and wait. A minute passes, and c's release loses a file.
@@ -140,7 +123,7 @@ func TestLateSwitchChecksTheReleaseAgain(t *testing.T) {
 	if err := os.Remove(victim); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, gate, "")
+	open()
 
 	st := <-done
 	if st.Outcome == engine.OutcomeSucceeded {

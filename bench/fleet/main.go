@@ -183,7 +183,7 @@ func deploy(args []string) error {
 			a.ID, d.Milliseconds(), float64(sent)/1e6, sw.Milliseconds())
 	}
 
-	var totals, skews []float64
+	var totals, skews, checks, switches, switchSkews []float64
 	for run := range *runs {
 		start := time.Now()
 		done := make([]time.Duration, len(hosts))
@@ -207,13 +207,53 @@ func deploy(args []string) error {
 		}); err != nil {
 			return err
 		}
+		// As a rollback run does it: the target checked on every host
+		// first, then every host switched without listing it again.
+		check, sw, swSkew, err := checkThenSwitch(ctx, hosts)
+		if err != nil {
+			return err
+		}
+		checks, switches, switchSkews = append(checks, ms(check)), append(switches, ms(sw)), append(switchSkews, ms(swSkew))
+		fmt.Printf("rollback run %d, checked first: check %.1f ms, then switches %.1f ms, skew %.1f ms\n",
+			run+1, ms(check), ms(sw), ms(swSkew))
+		if err := each(hosts, len(hosts), func(h *fdssh.Host) error {
+			return h.Switch(ctx, engine.SwitchInfo{Release: "r2", Previous: "r1", Actor: "bench"})
+		}); err != nil {
+			return err
+		}
 	}
-	fmt.Printf("RESULT hosts=%d rollback_median_ms=%.1f skew_median_ms=%.1f peak_rss_mb=%.1f\n",
-		len(hosts), median(totals), median(skews), peakRSSMB())
+	fmt.Printf("RESULT hosts=%d rollback_median_ms=%.1f skew_median_ms=%.1f check_median_ms=%.1f switch_only_median_ms=%.1f switch_only_skew_median_ms=%.1f peak_rss_mb=%.1f\n",
+		len(hosts), median(totals), median(skews), median(checks), median(switches), median(switchSkews), peakRSSMB())
 	// Leave the fleet on r1 for the comparisons that follow.
 	return each(hosts, len(hosts), func(h *fdssh.Host) error {
 		return h.Switch(ctx, engine.SwitchInfo{Release: "r1", Actor: "bench", Action: "rollback"})
 	})
+}
+
+// checkThenSwitch rolls every host back to r1 as a rollback run does:
+// r1 checked complete on every host at once (Host.Check), then every host
+// switched at once with SwitchInfo.Checked. It returns how long the checks
+// took, how long the switches took, and their first-to-last skew.
+func checkThenSwitch(ctx context.Context, hosts []*fdssh.Host) (check, sw, skew time.Duration, err error) {
+	check, err = timed(func() error {
+		return each(hosts, len(hosts), func(h *fdssh.Host) error { return h.Check(ctx, "r1") })
+	})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	start := time.Now()
+	done := make([]time.Duration, len(hosts))
+	err = eachIndexed(hosts, len(hosts), func(i int, h *fdssh.Host) error {
+		err := h.Switch(ctx, engine.SwitchInfo{Release: "r1", Previous: "r2", Actor: "bench", Action: "rollback", Checked: true})
+		done[i] = time.Since(start)
+		return err
+	})
+	sw = time.Since(start)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	slices.Sort(done)
+	return check, sw, done[len(done)-1] - done[0], nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -50,7 +50,8 @@ func badInput(err error) error { return &exitError{code: exitBadInput, err: err}
 // ~0.3 MB per host at its peak (a one-file deploy to 500 hosts: ~145 MB
 // live in the command, as much in the keeper); what the collector's
 // target alone lets the heap grow to, and the freed memory Go keeps
-// before it returns it, took each process to 310-340 MB there. Near the
+// before it returns it, took the command to 262-343 MB there and the
+// keeper to 273-284 MB (bench/fleet/RESULTS.md). Near the
 // limit the collector runs sooner and returns freed memory at once, for
 // some more CPU where the heap is close to it (a command that holds its
 // 500 connections itself); it is soft: a heap that needs more grows past
