@@ -85,6 +85,21 @@ func (x *executor) justPrepared(h Host, release string) bool {
 	return ok && x.now().Sub(at) < preparedFresh
 }
 
+// switchEvent is the event that records a host's switch before it is
+// made. A deploy's switch to a release the host's own Prepare checked a
+// moment ago sets info.Checked, and the event says so.
+func (x *executor) switchEvent(h Host, a Action, phase Phase, deploy bool, info *SwitchInfo) Event {
+	ev := Event{Type: EvHostPhase, Phase: phase, Release: a.Release}
+	if !deploy {
+		return ev
+	}
+	if x.justPrepared(h, a.Release) {
+		info.Checked = true
+		ev.Message = "checked by this run's prepare, not listed again"
+	}
+	return ev
+}
+
 // SwitchKind says why a host's current link is switched.
 type SwitchKind string
 
@@ -239,11 +254,8 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 				return err
 			}
 		}
-		if err := x.beforeSwitch(ctx, h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release}); err != nil {
+		if err := x.beforeSwitch(ctx, h, x.switchEvent(h, a, phase, deploy, &info)); err != nil {
 			return err
-		}
-		if deploy {
-			info.Checked = x.justPrepared(h, a.Release)
 		}
 		if err := h.Switch(ctx, info); err != nil {
 			return fmt.Errorf("switch to %s: %w", a.Release, err)
@@ -272,11 +284,8 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 			return err
 		}
 	}
-	if err := x.beforeSwitch(ctx, h, Event{Type: EvHostPhase, Phase: phase, Release: a.Release}); err != nil {
+	if err := x.beforeSwitch(ctx, h, x.switchEvent(h, a, phase, deploy, &info)); err != nil {
 		return err
-	}
-	if deploy {
-		info.Checked = x.justPrepared(h, a.Release)
 	}
 	if err := h.Switch(ctx, info); err != nil {
 		return fmt.Errorf("switch to %s: %w", a.Release, err)

@@ -76,7 +76,7 @@ func TestDeploySwitchTrustsItsOwnFreshPrepare(t *testing.T) {
 			var log switchLog
 			log.wrap(f)
 			f.deploy("r1")
-			f.deploy("r2")
+			st := f.deploy("r2")
 			calls := log.take("r2")
 			if len(calls) != 4 {
 				t.Fatalf("switches to r2: %+v, want 4", calls)
@@ -85,6 +85,21 @@ func TestDeploySwitchTrustsItsOwnFreshPrepare(t *testing.T) {
 				if c.action != engine.SwitchDeploy || c.checked != tc.checked {
 					t.Errorf("%s: switch %s checked=%v, want %s checked=%v", c.host, c.action, c.checked, engine.SwitchDeploy, tc.checked)
 				}
+			}
+			// The journal says which switches did not list the release.
+			evs, err := engine.ReadJournal(f.stateDir, st.Run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			said := 0
+			for _, e := range evs {
+				if e.Type == engine.EvHostPhase && e.Phase == engine.PhaseSwitching &&
+					strings.Contains(e.Message, "checked by this run's prepare") {
+					said++
+				}
+			}
+			if want := map[bool]int{true: 4, false: 0}[tc.checked]; said != want {
+				t.Errorf("%d switching events say the prepare's check was trusted, want %d", said, want)
 			}
 			f.assertAllOn("r2")
 		})
