@@ -22,6 +22,8 @@ import (
 
 	"flightdeck/engine"
 	"flightdeck/internal/syncbuf"
+	"flightdeck/targets/layout/layouttest"
+	"flightdeck/targets/local"
 	"flightdeck/targets/ssh/sshtest"
 )
 
@@ -530,4 +532,42 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 func releaseOf(t *testing.T, id string) *engine.Artifact {
 	t.Helper()
 	return release(t, id, map[string]string{"index.html": "page of " + id})
+}
+
+// TestKeeperCheckWhereCommandsDoNotRun: on an account whose sshd forces its
+// SFTP server on every session, no command runs, and its session ends
+// without the command shell's end-of-command line. Through the keeper a
+// Check lists the release with find first; that failure must not read as
+// a listing: the Check lists over SFTP instead, passes for a complete
+// release, and names the file missing from another.
+func TestKeeperCheckWhereCommandsDoNotRun(t *testing.T) {
+	c := sshtest.StartWith(t, 1, sshtest.Options{ForceCommand: "internal-sftp"})
+	s := c.Servers[0]
+	// The releases are written here, as a deploy would have left them.
+	lh := local.New("web1", s.DeployTo)
+	for _, id := range []string{"r1", "r2"} {
+		if err := lh.Prepare(ctxT(t), release(t, id, layouttest.ManyFiles(6)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := filepath.Join(s.DeployTo, "releases", "r2", "d03", "f0003.txt")
+	if err := os.Chmod(filepath.Dir(victim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(victim); err != nil {
+		t.Fatal(err)
+	}
+	k := startKeeper(t, controlDir(t), time.Minute)
+	p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: k.dir})
+	defer p.Close()
+	h := p.Host("web1", target(c, s))
+	if err := h.Check(ctxT(t), "r1"); err != nil {
+		t.Fatalf("check of a complete release: %v", err)
+	}
+	if err := h.Check(ctxT(t), "r2"); err == nil || !strings.Contains(err.Error(), "d03/f0003.txt: missing") {
+		t.Fatalf("check of a release missing a file: %v", err)
+	}
+	if n := k.dials(); n != 1 {
+		t.Fatalf("the keeper dialled %d times, want once (the checks went through it):\n%s", n, k.log)
+	}
 }

@@ -73,6 +73,10 @@ type Options struct {
 	// AcceptEnv lists variables sshd accepts from clients (none by default,
 	// like a stock server that accepts only LANG and LC_*).
 	AcceptEnv []string
+	// ForceCommand, when set, is sshd's ForceCommand: every session runs
+	// it instead of what the client asked (internal-sftp: an account that
+	// can use SFTP only).
+	ForceCommand string
 }
 
 // Start starts n servers for the test and stops them in t.Cleanup. It
@@ -213,6 +217,9 @@ SetEnv SHLVL=1
 `, port, hostKey, filepath.Join(dir, "sshd.pid"), authKeys)
 		if len(opts.AcceptEnv) > 0 {
 			cfg += "AcceptEnv " + strings.Join(opts.AcceptEnv, " ") + "\n"
+		}
+		if opts.ForceCommand != "" {
+			cfg += "ForceCommand " + opts.ForceCommand + "\n"
 		}
 		if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 			return nil, err
