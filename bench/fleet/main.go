@@ -184,41 +184,40 @@ func deploy(args []string) error {
 	}
 
 	var totals, skews, checks, switches, switchSkews []float64
-	for run := range *runs {
-		start := time.Now()
-		done := make([]time.Duration, len(hosts))
-		err := eachIndexed(hosts, len(hosts), func(i int, h *fdssh.Host) error {
-			err := h.Switch(ctx, engine.SwitchInfo{Release: "r1", Previous: "r2", Actor: "bench", Action: "rollback"})
-			done[i] = time.Since(start)
-			return err
+	rollback := engine.SwitchInfo{Release: "r1", Previous: "r2", Actor: "bench", Action: "rollback"}
+	forward := func() error { // untimed, so that the next run is a real rollback
+		return each(hosts, len(hosts), func(h *fdssh.Host) error {
+			return h.Switch(ctx, engine.SwitchInfo{Release: "r2", Previous: "r1", Actor: "bench"})
 		})
-		total := time.Since(start)
+	}
+	for run := range *runs {
+		total, skew, err := switchAll(ctx, hosts, rollback)
 		if err != nil {
 			return err
 		}
-		slices.Sort(done)
-		skew := done[len(done)-1] - done[0]
-		totals = append(totals, ms(total))
-		skews = append(skews, ms(skew))
+		totals, skews = append(totals, ms(total)), append(skews, ms(skew))
 		fmt.Printf("rollback run %d: %.1f ms, skew %.1f ms\n", run+1, ms(total), ms(skew))
-		// Forward again (untimed) so that the next run is a real rollback.
-		if err := each(hosts, len(hosts), func(h *fdssh.Host) error {
-			return h.Switch(ctx, engine.SwitchInfo{Release: "r2", Previous: "r1", Actor: "bench"})
-		}); err != nil {
+		if err := forward(); err != nil {
 			return err
 		}
-		// As a rollback run does it: the target checked on every host
-		// first, then every host switched without listing it again.
-		check, sw, swSkew, err := checkThenSwitch(ctx, hosts)
+		// As a rollback run does it: r1 checked on every host first, then
+		// every host switched without listing it again.
+		check, err := timed(func() error {
+			return each(hosts, len(hosts), func(h *fdssh.Host) error { return h.Check(ctx, "r1") })
+		})
+		if err != nil {
+			return err
+		}
+		checked := rollback
+		checked.Checked = true
+		sw, swSkew, err := switchAll(ctx, hosts, checked)
 		if err != nil {
 			return err
 		}
 		checks, switches, switchSkews = append(checks, ms(check)), append(switches, ms(sw)), append(switchSkews, ms(swSkew))
 		fmt.Printf("rollback run %d, checked first: check %.1f ms, then switches %.1f ms, skew %.1f ms\n",
 			run+1, ms(check), ms(sw), ms(swSkew))
-		if err := each(hosts, len(hosts), func(h *fdssh.Host) error {
-			return h.Switch(ctx, engine.SwitchInfo{Release: "r2", Previous: "r1", Actor: "bench"})
-		}); err != nil {
+		if err := forward(); err != nil {
 			return err
 		}
 	}
@@ -230,30 +229,22 @@ func deploy(args []string) error {
 	})
 }
 
-// checkThenSwitch rolls every host back to r1 as a rollback run does:
-// r1 checked complete on every host at once (Host.Check), then every host
-// switched at once with SwitchInfo.Checked. It returns how long the checks
-// took, how long the switches took, and their first-to-last skew.
-func checkThenSwitch(ctx context.Context, hosts []*fdssh.Host) (check, sw, skew time.Duration, err error) {
-	check, err = timed(func() error {
-		return each(hosts, len(hosts), func(h *fdssh.Host) error { return h.Check(ctx, "r1") })
-	})
-	if err != nil {
-		return 0, 0, 0, err
-	}
+// switchAll switches every host at once as info says, and returns how
+// long that took and the first-to-last skew of the hosts' switches.
+func switchAll(ctx context.Context, hosts []*fdssh.Host, info engine.SwitchInfo) (total, skew time.Duration, err error) {
 	start := time.Now()
 	done := make([]time.Duration, len(hosts))
 	err = eachIndexed(hosts, len(hosts), func(i int, h *fdssh.Host) error {
-		err := h.Switch(ctx, engine.SwitchInfo{Release: "r1", Previous: "r2", Actor: "bench", Action: "rollback", Checked: true})
+		err := h.Switch(ctx, info)
 		done[i] = time.Since(start)
 		return err
 	})
-	sw = time.Since(start)
+	total = time.Since(start)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, err
 	}
 	slices.Sort(done)
-	return check, sw, done[len(done)-1] - done[0], nil
+	return total, done[len(done)-1] - done[0], nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
