@@ -85,19 +85,28 @@ func (x *executor) justPrepared(h Host, release string) bool {
 	return ok && x.now().Sub(at) < preparedFresh
 }
 
-// switchEvent is the event that records a host's switch before it is
-// made. A deploy's switch to a release the host's own Prepare checked a
-// moment ago sets info.Checked, and the event says so.
-func (x *executor) switchEvent(h Host, a Action, phase Phase, deploy bool, info *SwitchInfo) Event {
-	ev := Event{Type: EvHostPhase, Phase: phase, Release: a.Release}
-	if !deploy {
-		return ev
+// flip runs a deploy's before_switch hooks, records the host's switch and
+// makes it. A deploy's switch to a release the host's own Prepare checked
+// a moment ago does not list it again (info.Checked), and its record says
+// so.
+func (x *executor) flip(ctx context.Context, h Host, a Action, phase Phase, deploy bool, info SwitchInfo) error {
+	if deploy {
+		if err := x.runHooks(ctx, h, "before_switch", x.plan.Hooks.BeforeSwitch, a.Release); err != nil {
+			return err
+		}
 	}
-	if x.justPrepared(h, a.Release) {
+	ev := Event{Type: EvHostPhase, Phase: phase, Release: a.Release}
+	if deploy && x.justPrepared(h, a.Release) {
 		info.Checked = true
 		ev.Message = "checked by this run's prepare, not listed again"
 	}
-	return ev
+	if err := x.beforeSwitch(ctx, h, ev); err != nil {
+		return err
+	}
+	if err := h.Switch(ctx, info); err != nil {
+		return fmt.Errorf("switch to %s: %w", a.Release, err)
+	}
+	return nil
 }
 
 // SwitchKind says why a host's current link is switched.
@@ -249,16 +258,8 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 		info.Previous = x.info.Release // the release this run is taking back
 	}
 	if slotStrategy(x.env) && rh.Slot != "" {
-		if deploy {
-			if err := x.runHooks(ctx, h, "before_switch", x.plan.Hooks.BeforeSwitch, a.Release); err != nil {
-				return err
-			}
-		}
-		if err := x.beforeSwitch(ctx, h, x.switchEvent(h, a, phase, deploy, &info)); err != nil {
+		if err := x.flip(ctx, h, a, phase, deploy, info); err != nil {
 			return err
-		}
-		if err := h.Switch(ctx, info); err != nil {
-			return fmt.Errorf("switch to %s: %w", a.Release, err)
 		}
 		if deploy {
 			if err := x.runHooks(ctx, h, "after_switch", x.plan.Hooks.AfterSwitch, a.Release); err != nil {
@@ -279,16 +280,8 @@ func (x *executor) switchHost(ctx context.Context, h Host, a Action, kind Switch
 			return fmt.Errorf("drain %s: %w", backend, err)
 		}
 	}
-	if deploy {
-		if err := x.runHooks(ctx, h, "before_switch", x.plan.Hooks.BeforeSwitch, a.Release); err != nil {
-			return err
-		}
-	}
-	if err := x.beforeSwitch(ctx, h, x.switchEvent(h, a, phase, deploy, &info)); err != nil {
+	if err := x.flip(ctx, h, a, phase, deploy, info); err != nil {
 		return err
-	}
-	if err := h.Switch(ctx, info); err != nil {
-		return fmt.Errorf("switch to %s: %w", a.Release, err)
 	}
 	if cmd := x.plan.Restart; cmd != "" {
 		x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseRestart, Release: a.Release})
