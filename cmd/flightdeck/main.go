@@ -46,18 +46,19 @@ func badInput(err error) error { return &exitError{code: exitBadInput, err: err}
 
 // The soft memory limit asked of Go's collector (unless GOMEMLIMIT is
 // set) by a command, or a connection keeper, that works with n hosts:
-// memLimitBase + n × memLimitPerHost, 272 MiB at 500 hosts. A run holds
-// ~0.3 MB per host at its peak (a one-file deploy to 500 hosts: ~145 MB
-// live in the command, as much in the keeper); what the collector's
-// target alone lets the heap grow to, and the freed memory Go keeps
-// before it returns it, took the command to 262-343 MB there and the
-// keeper to 273-284 MB (bench/fleet/RESULTS.md). Near the
-// limit the collector runs sooner and returns freed memory at once, for
-// some more CPU where the heap is close to it (a command that holds its
-// 500 connections itself); it is soft: a heap that needs more grows past
-// it rather than stall the run. The collector's target stays Go's
-// default (GOGC=100): with the limit bounding a large fleet's peak, the
-// GOGC=50 this replaced only cost a small fleet's run collections (a
+// memLimitBase + n × memLimitPerHost, 272 MiB at 500 hosts. The base
+// covers what a process holds whatever its fleet (a headless demo run
+// peaks at 32 MB). A run holds ~0.3 MB per host at its peak (a one-file
+// deploy to 500 hosts: ~145 MB live in the command, as much in the
+// keeper); what the collector's target alone let the heap grow to, and
+// the freed memory Go keeps before returning it, took the command to
+// 262-343 MB there and the keeper to 273-284 MB (bench/fleet/RESULTS.md).
+// Near the limit the collector runs sooner and returns freed memory at
+// once, for some more CPU where the heap is close to it (a command that
+// holds its 500 connections itself). It is soft: a heap that needs more
+// grows past it rather than stall the run. The collector's target stays
+// Go's default (GOGC=100): with the limit bounding a large fleet's peak,
+// the GOGC=50 this replaced only cost a small fleet's run collections (a
 // one-file deploy to 20 hosts: 10-15% of the command's CPU).
 const (
 	memLimitBase    = 96 << 20
