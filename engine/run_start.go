@@ -171,28 +171,9 @@ func (r *Run) inspectAll(ctx context.Context, target string) (statuses map[strin
 			defer wg.Done()
 			r.sem <- struct{}{}
 			defer func() { <-r.sem }()
-			// The run holds the lock: it may remove leftovers of
-			// interrupted work while it looks (Clean removes temporary
-			// names only, which Inspect never reports). The rollback
-			// target is checked meanwhile too (reading only): its result
-			// counts for a host that has the target and does not run it.
-			var cleanErr, checkErr error
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cleanErr = h.Clean(ctx)
-			}()
-			if target != "" {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					checkErr = h.Check(ctx, target)
-				}()
-			}
-			st, err := h.Inspect(ctx)
-			wg.Wait()
-			err = cmp.Or(cleanErr, err)
+			// The rollback target's check counts for a host that has
+			// the target and does not run it.
+			st, checkErr, err := r.survey(ctx, h, target)
 			checked := err == nil && target != "" && st.Current != target && slices.Contains(st.Releases, target)
 			mu.Lock()
 			defer mu.Unlock()
@@ -212,6 +193,34 @@ func (r *Run) inspectAll(ctx context.Context, target string) (statuses map[strin
 		return nil, nil, errors.Join(errs...)
 	}
 	return out, checks, nil
+}
+
+// survey cleans and inspects h and, with a target, checks it (see
+// inspectAll): in one pass when h is a Surveyor. The run holds the lock:
+// it may remove leftovers of interrupted work while it looks (Clean
+// removes temporary names only, which Inspect never reports); the target
+// is checked meanwhile (reading only).
+func (r *Run) survey(ctx context.Context, h Host, target string) (st HostStatus, checkErr, err error) {
+	if s, ok := h.(Surveyor); ok {
+		return s.Survey(ctx, target)
+	}
+	var cleanErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cleanErr = h.Clean(ctx)
+	}()
+	if target != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			checkErr = h.Check(ctx, target)
+		}()
+	}
+	st, err = h.Inspect(ctx)
+	wg.Wait()
+	return st, checkErr, cmp.Or(cleanErr, err)
 }
 
 // FleetSplit describes the hosts' current releases when they disagree

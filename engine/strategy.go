@@ -213,7 +213,7 @@ func (p WavePlanner) Next(s *State, now time.Time) []Action {
 func RevertNext(s *State, limit int) []Action {
 	var acts []Action
 	busy := 0
-	for _, h := range s.Hosts {
+	for i, h := range s.Hosts {
 		if !h.Touched || h.Reverted || h.RevertFailed {
 			continue
 		}
@@ -223,6 +223,12 @@ func RevertNext(s *State, limit int) []Action {
 		}
 		if target == "" {
 			continue // first deploy to this host: nothing to go back to
+		}
+		if acts == nil {
+			// Asked after every step of a fleet's rollback: one slice, not
+			// one grown host by host (at 500 hosts that was most of what
+			// the rollback run allocated).
+			acts = make([]Action, 0, len(s.Hosts)-i)
 		}
 		a := Action{Kind: ActRevert, Host: h.Name, Release: target}
 		if switching(h.Phase) || h.Phase == PhaseReverting {

@@ -58,7 +58,7 @@ func HostsFor(w float64, n int) int {
 // most limit of them out of rotation at once (those already being switched
 // count, and are asked for again: the run loop skips work in flight).
 func limitSwitches(hosts []*HostState, rel string, limit int) []Action {
-	var acts []Action
+	acts := make([]Action, 0, len(hosts)) // asked after every step of a wave: grown once
 	busy := 0
 	for _, h := range hosts {
 		if switching(h.Phase) {

@@ -345,6 +345,13 @@ func (l *Layout) current(ctx context.Context, fsys FS) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", engine.CurrentLink, err)
 	}
+	return l.currentOf(fi, target, linkErr)
+}
+
+// currentOf is current from the link's lstat, fi, and what readlink
+// answered for it.
+func (l *Layout) currentOf(fi fs.FileInfo, target string, linkErr error) (string, error) {
+	link := path.Join(l.root, engine.CurrentLink)
 	if fi.Mode()&fs.ModeSymlink == 0 {
 		return "", fmt.Errorf("%s is not a symlink", link)
 	}
@@ -373,6 +380,12 @@ func (l *Layout) releases(ctx context.Context, fsys FS) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return releaseIDs(ents), nil
+}
+
+// releaseIDs are the release directories of a listing of releases/, by
+// name.
+func releaseIDs(ents []fs.FileInfo) []string {
 	var ids []string
 	for _, e := range ents {
 		if e.IsDir() && engine.ValidateReleaseID(e.Name()) == nil {
@@ -380,7 +393,7 @@ func (l *Layout) releases(ctx context.Context, fsys FS) ([]string, error) {
 		}
 	}
 	slices.Sort(ids)
-	return ids, nil
+	return ids
 }
 
 func (l *Layout) listReleasesDir(ctx context.Context, fsys FS) ([]fs.FileInfo, error) {
@@ -432,6 +445,19 @@ func (l *Layout) clean(ctx context.Context, fsys FS) error {
 			return fmt.Errorf("list %s: %w", engine.ReleasesDir, err)
 		}
 	}
+	// The leftovers under releases/ go even when deploy_to's listing failed.
+	if err := l.removeLeftovers(ctx, fsys, ents, top); err != nil {
+		return err
+	}
+	if topErr != nil {
+		return fmt.Errorf("list %s: %w", l.root, topErr)
+	}
+	return nil
+}
+
+// removeLeftovers removes, of the listings of releases/ (ents) and of
+// deploy_to (top), releases/.tmp-* and the current.tmp-* and .tmp-* links.
+func (l *Layout) removeLeftovers(ctx context.Context, fsys FS, ents, top []fs.FileInfo) error {
 	for _, e := range ents {
 		if !strings.HasPrefix(e.Name(), engine.TempPrefix) {
 			continue
@@ -439,9 +465,6 @@ func (l *Layout) clean(ctx context.Context, fsys FS) error {
 		if err := fsys.RemoveAll(ctx, path.Join(l.releasesDir(), e.Name())); err != nil {
 			return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
 		}
-	}
-	if topErr != nil {
-		return fmt.Errorf("list %s: %w", l.root, topErr)
 	}
 	for _, e := range top {
 		n := e.Name()
@@ -455,6 +478,151 @@ func (l *Layout) clean(ctx context.Context, fsys FS) error {
 		}
 	}
 	return nil
+}
+
+// Survey does what Clean, Inspect and, with a target, Check do before a
+// run, from one listing of deploy_to and one of releases/ (each of the
+// three listed them on its own: over SSH, at 500 hosts, seven requests
+// per host that a rollback then waited for). Like Clean it must only be
+// called by the holder of the engine's lock. check is Check's answer for
+// releases/<target>, given when the host has the target and current is
+// not it (nil otherwise: nothing was checked).
+func (l *Layout) Survey(ctx context.Context, fsys FS, target string) (st engine.HostStatus, check error, err error) {
+	if target != "" {
+		if err := engine.ValidateReleaseID(target); err != nil {
+			return st, nil, fmt.Errorf("inspect %s: %w", l.name, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return st, nil, err
+	}
+	if st, check, err, ok := l.surveyListed(ctx, fsys, target); ok {
+		return st, check, err
+	}
+	// deploy_to's lstat and listing, releases/'s lstat and current's
+	// readlink at once (one round trip over SFTP), as in clean and
+	// current; the listing's entry for current is its lstat.
+	link := path.Join(l.root, engine.CurrentLink)
+	var rootErr, relsErr, topErr, linkErr error
+	var rels bool
+	var top []fs.FileInfo
+	var linkTarget string
+	together(fsys,
+		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
+		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
+		func() { top, topErr = fsys.ReadDir(ctx, l.root+"/.") },
+		func() { linkTarget, linkErr = fsys.ReadLink(ctx, link) },
+	)
+	if errors.Is(rootErr, fs.ErrNotExist) {
+		return st, nil, nil
+	}
+	if err := cmp.Or(rootErr, relsErr); err != nil {
+		return st, nil, fmt.Errorf("inspect %s: %w", l.name, err)
+	}
+	var ents []fs.FileInfo
+	if rels {
+		if ents, err = fsys.ReadDir(ctx, l.releasesDir()); err != nil {
+			return st, nil, fmt.Errorf("inspect %s: list %s: %w", l.name, engine.ReleasesDir, err)
+		}
+	}
+	if err := l.removeLeftovers(ctx, fsys, ents, top); err != nil {
+		return st, nil, fmt.Errorf("clean %s: %w", l.name, err)
+	}
+	if topErr != nil {
+		return st, nil, fmt.Errorf("clean %s: list %s: %w", l.name, l.root, topErr)
+	}
+	for _, e := range top {
+		if e.Name() == engine.CurrentLink {
+			if st.Current, err = l.currentOf(e, linkTarget, linkErr); err != nil {
+				return engine.HostStatus{}, nil, fmt.Errorf("inspect %s: %w", l.name, err)
+			}
+		}
+	}
+	st.Releases = releaseIDs(ents)
+	if target == "" || target == st.Current || !slices.Contains(st.Releases, target) {
+		return st, nil, nil
+	}
+	// releases/ and releases/<target> were seen to be directories (the
+	// listing lstats its entries).
+	end := l.startCheck(target)
+	m, err := l.checkRelease(ctx, fsys, target)
+	end(m)
+	if err != nil {
+		return st, fmt.Errorf("check %s release %s: %w", l.name, target, err), nil
+	}
+	return st, nil, nil
+}
+
+// surveyListed is Survey from one ListDeployTo, when fsys can and it is
+// cheap; ok is false when it could not list (a missing deploy_to among
+// other reasons): Survey then reads as Clean, Inspect and Check do. A
+// target it does not find complete is checked again the careful way, so
+// that the error is Check's.
+func (l *Layout) surveyListed(ctx context.Context, fsys FS, target string) (st engine.HostStatus, check, err error, ok bool) {
+	dl, can := fsys.(DeployLister)
+	if !can || !dl.TreeListingCheap() {
+		return st, nil, nil, false
+	}
+	tree, sum, summed, err := dl.ListDeployTo(ctx, l.root, target)
+	if err != nil {
+		return st, nil, nil, false
+	}
+	if e, listed := tree.Lookup(engine.ReleasesDir); listed {
+		if err := expectInfo(l.releasesDir(), treeInfo{engine.ReleasesDir, e}, "directory"); err != nil {
+			return st, nil, fmt.Errorf("inspect %s: %w", l.name, err), true
+		}
+	}
+	var ents, top []fs.FileInfo
+	for p, e := range tree.All() {
+		dir, name := path.Split(p)
+		switch dir {
+		case "":
+			top = append(top, treeInfo{p, e})
+		case engine.ReleasesDir + "/":
+			ents = append(ents, treeInfo{p, e})
+		}
+		if dir == "" && name == engine.CurrentLink {
+			if st.Current, err = l.currentOf(treeInfo{p, e}, e.Link, nil); err != nil {
+				return engine.HostStatus{}, nil, fmt.Errorf("inspect %s: %w", l.name, err), true
+			}
+		}
+	}
+	if err := l.removeLeftovers(ctx, fsys, ents, top); err != nil {
+		return engine.HostStatus{}, nil, fmt.Errorf("clean %s: %w", l.name, err), true
+	}
+	st.Releases = releaseIDs(ents)
+	if target == "" || target == st.Current || !slices.Contains(st.Releases, target) {
+		return st, nil, nil, true
+	}
+	end := l.startCheck(target)
+	m := l.manifestListed(ctx, fsys, target, tree.Sub(path.Join(engine.ReleasesDir, target)), sum, summed)
+	if m == nil {
+		// Not found complete: checked again, for Check's own error.
+		m, check = l.checkRelease(ctx, fsys, target)
+		if check != nil {
+			check = fmt.Errorf("check %s release %s: %w", l.name, target, check)
+		}
+	}
+	end(m)
+	return st, check, nil, true
+}
+
+// manifestListed returns the manifest of releases/<id> when a listing of
+// the release, rel, and the digest of its manifest show it complete
+// (Check's rules), else nil. The manifest is read from this host only when
+// no other host of the fleet read the same bytes (Options.Manifests).
+func (l *Layout) manifestListed(ctx context.Context, fsys FS, id string, rel *Tree, sum [32]byte, summed bool) *engine.Manifest {
+	// The digest is of what a read would open: a regular file, listed.
+	if e, listed := rel.Lookup(engine.ManifestName); !summed || l.manifests == nil || !listed || e.Type != 0 {
+		return nil
+	}
+	m, err := l.manifests.bySum(ctx, sum, func() ([]byte, error) {
+		return fsys.ReadFile(ctx, path.Join(l.ReleasePath(id), engine.ManifestName), maxManifest)
+	})
+	if err != nil || m.Release != id || checkTreeEntries(m, rel) != nil {
+		return nil
+	}
+	return m
 }
 
 // Switch points current at releases/<info.Release>: the release must be a

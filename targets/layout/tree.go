@@ -35,6 +35,31 @@ type TreeLister interface {
 	TreeListingCheap() bool
 }
 
+// SummedTreeLister is a TreeLister that can list a release and digest its
+// manifest in one operation (over SSH, one command instead of a find and
+// the manifest's read: a fleet's hosts hold the same manifest, which is
+// then read from one of them).
+type SummedTreeLister interface {
+	TreeLister
+	// ListTreeSummed is ListTree without the stamps (an entry's Stamp
+	// holds its size and permission bits only; none is Recent), with the
+	// SHA-256 of root/name as read beside the listing; summed is false
+	// when it could not be read.
+	ListTreeSummed(ctx context.Context, root, name string) (tree *Tree, sum [32]byte, summed bool, err error)
+}
+
+// DeployLister is an FS that can list what Survey reads in one operation
+// (over SSH, one command instead of a dozen SFTP requests and a find).
+type DeployLister interface {
+	TreeLister
+	// ListDeployTo lists, as ListTreeSummed does and by path relative to
+	// root: root's entries, those of root/releases when it is a
+	// directory, and, when release is not "", everything below
+	// root/releases/<release>, with the SHA-256 of that release's
+	// manifest. Nothing else below root is listed.
+	ListDeployTo(ctx context.Context, root, release string) (tree *Tree, sum [32]byte, summed bool, err error)
+}
+
 // TreeEntry is one entry of a Tree, as Lstat describes it.
 type TreeEntry struct {
 	// Stamp is the entry's device, inode, size, permission bits (with
@@ -106,6 +131,29 @@ func (t *Tree) All() iter.Seq2[string, TreeEntry] {
 			}
 		}
 	}
+}
+
+// Sub returns the entries of t below the directory dir, by path
+// relative to dir.
+func (t *Tree) Sub(dir string) *Tree {
+	prefix := dir + "/"
+	lo := sort.Search(t.Len(), func(i int) bool { return t.path(i) >= prefix })
+	hi := lo
+	for hi < t.Len() && strings.HasPrefix(t.path(hi), prefix) {
+		hi++
+	}
+	sub := &Tree{ents: make([]treeEntry, hi-lo)}
+	var text strings.Builder
+	for k := lo; k < hi; k++ {
+		e := t.ents[k]
+		text.WriteString(t.path(k)[len(prefix):])
+		name := uint32(text.Len())
+		text.WriteString(t.text[e.name:e.link])
+		e.name, e.link = name, uint32(text.Len())
+		sub.ents[k-lo] = e
+	}
+	sub.text = text.String()
+	return sub
 }
 
 func (t *Tree) path(i int) string {

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"fmt"
 	"io/fs"
 	"maps"
 	"slices"
@@ -294,5 +295,57 @@ func TestTreeStamps(t *testing.T) {
 	}
 	if stamps, recent := TreeStamps(nil); len(stamps) != 0 || len(recent) != 0 {
 		t.Errorf("stamps of no tree: %v, %v", stamps, recent)
+	}
+}
+
+// TestTreeSub: the entries below a directory, by path relative to it,
+// with their link targets and stamps, and none of its neighbours whose
+// names it prefixes.
+func TestTreeSub(t *testing.T) {
+	var b TreeBuilder
+	for _, e := range []struct {
+		p    string
+		link string
+		size int64
+	}{
+		{"releases", "", 1}, {"releases/r1", "", 2}, {"releases/r1/x", "", 3}, {"releases/r1/y", "", 4},
+		{"releases/r1/y/z", "", 5}, {"releases/r1/l", "y/z", 6}, {"releases/r1-x", "", 7},
+		{"releases/r10", "", 8}, {"releases/r10/q", "", 9}, {"current", "releases/r1", 10},
+	} {
+		typ := fs.FileMode(0)
+		if e.link != "" {
+			typ = fs.ModeSymlink
+		}
+		if err := b.Add([]byte(e.p), TreeEntry{Type: typ, Link: e.link, Stamp: Stamp{Size: e.size}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := b.Tree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		dir  string
+		want map[string]string // path -> size/link
+	}{
+		{"releases/r1", map[string]string{"l": "6 y/z", "x": "3 ", "y": "4 ", "y/z": "5 "}},
+		{"releases/r10", map[string]string{"q": "9 "}},
+		{"releases/r1-x", map[string]string{}},
+		{"nothing", map[string]string{}},
+	}
+	for _, tt := range tests {
+		sub := tree.Sub(tt.dir)
+		got := map[string]string{}
+		for p, e := range sub.All() {
+			got[p] = fmt.Sprintf("%d %s", e.Stamp.Size, e.Link)
+		}
+		if !maps.Equal(got, tt.want) {
+			t.Errorf("Sub(%q) = %v, want %v", tt.dir, got, tt.want)
+		}
+		for p := range tt.want {
+			if _, ok := sub.Lookup(p); !ok {
+				t.Errorf("Sub(%q).Lookup(%q) found nothing", tt.dir, p)
+			}
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -134,6 +135,8 @@ type parsedManifest struct {
 	done chan struct{}
 	m    *engine.Manifest
 	err  error
+	// waiting counts the callers of bySum that waited for it (for tests).
+	waiting atomic.Int32
 }
 
 // parse returns the manifest b holds, checked (CheckManifest); hosts
@@ -149,18 +152,100 @@ func (c *Manifests) parse(b []byte) (*engine.Manifest, error) {
 		if p.sum == sum {
 			c.mu.Unlock()
 			<-p.done
+			if errors.Is(p.err, errSumMoved) {
+				return parseManifest(b) // a read for bySum that found other bytes
+			}
 			return p.m, p.err
 		}
 	}
 	p := &parsedManifest{sum: sum, done: make(chan struct{})}
-	c.keep = append(c.keep, p)
-	if len(c.keep) > keptManifests {
-		c.keep = slices.Delete(c.keep, 0, len(c.keep)-keptManifests)
-	}
+	c.keepLocked(p)
 	c.mu.Unlock()
 	p.m, p.err = parseManifest(b)
 	close(p.done)
 	return p.m, p.err
+}
+
+// errSumMoved ends a read for bySum whose bytes turned out to have
+// another SHA-256 than the one asked for: those waiting for it read their
+// own.
+var errSumMoved = errors.New("manifest changed between its digest and its read")
+
+// sharedReadWait bounds how long a host waits for another host's read of
+// the manifest both named by digest (see bySum) before it reads its own:
+// a host that stops answering mid-read must not hold up the fleet's check
+// for its command timeout.
+const sharedReadWait = 2 * time.Second
+
+// bySum returns the manifest whose bytes have the SHA-256 sum, as a host
+// named it: the one this cache holds or is parsing, else the one read
+// returns. Hosts asking for the same sum at once wait for one read (a
+// fleet's rollback target is the same manifest on every host), up to
+// sharedReadWait; bytes read that have another digest are parsed for the
+// caller alone (and kept under their own digest). A nil Manifests reads
+// every time.
+func (c *Manifests) bySum(ctx context.Context, sum [sha256.Size]byte, read func() ([]byte, error)) (*engine.Manifest, error) {
+	if c == nil {
+		b, err := read()
+		if err != nil {
+			return nil, err
+		}
+		return parseManifest(b)
+	}
+	c.mu.Lock()
+	for _, p := range c.keep {
+		if p.sum != sum {
+			continue
+		}
+		c.mu.Unlock()
+		p.waiting.Add(1)
+		t := time.NewTimer(sharedReadWait)
+		defer t.Stop()
+		select {
+		case <-p.done:
+			if !errors.Is(p.err, errSumMoved) {
+				return p.m, p.err
+			}
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		b, err := read()
+		if err != nil {
+			return nil, err
+		}
+		return c.parse(b)
+	}
+	// This caller reads for every host that asks for sum meanwhile.
+	p := &parsedManifest{sum: sum, done: make(chan struct{})}
+	c.keepLocked(p)
+	c.mu.Unlock()
+	b, err := read()
+	if err == nil && sha256.Sum256(b) == sum {
+		p.m, p.err = parseManifest(b)
+		close(p.done)
+		return p.m, p.err
+	}
+	c.mu.Lock()
+	if i := slices.Index(c.keep, p); i >= 0 {
+		c.keep = slices.Delete(c.keep, i, i+1)
+	}
+	c.mu.Unlock()
+	p.err = errSumMoved
+	close(p.done)
+	if err != nil {
+		return nil, err
+	}
+	return c.parse(b)
+}
+
+// keepLocked adds p as the newest manifest kept, dropping the oldest
+// beyond keptManifests; c.mu is held.
+func (c *Manifests) keepLocked(p *parsedManifest) {
+	c.keep = append(c.keep, p)
+	if len(c.keep) > keptManifests {
+		c.keep = slices.Delete(c.keep, 0, len(c.keep)-keptManifests)
+	}
 }
 
 func parseManifest(b []byte) (*engine.Manifest, error) {
@@ -275,6 +360,11 @@ func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, withi
 		}
 	}()
 	root := l.ReleasePath(id)
+	if !stamps {
+		if m, tree, ok := l.checkSummed(ctx, fsys, id); ok {
+			return m, tree, nil
+		}
+	}
 	var top []fs.FileInfo
 	var listErr error
 	together(fsys,
@@ -304,6 +394,27 @@ func (l *Layout) checkReleaseTree(ctx context.Context, fsys FS, id string, withi
 		return nil, nil, err
 	}
 	return m, nil, nil
+}
+
+// checkSummed is checkReleaseTree without stamps from one listing of the
+// release that names its manifest by digest (SummedTreeLister), when fsys
+// can and it is cheap: the manifest is then read from this host only when
+// no other host of the fleet read the same bytes (Options.Manifests). ok
+// is false when the release is not found complete this way, for whatever
+// reason: the caller then checks as without, and reports what it finds.
+func (l *Layout) checkSummed(ctx context.Context, fsys FS, id string) (m *engine.Manifest, tree *Tree, ok bool) {
+	sl, can := fsys.(SummedTreeLister)
+	if !can || l.manifests == nil || !sl.TreeListingCheap() {
+		return nil, nil, false
+	}
+	tree, sum, summed, err := sl.ListTreeSummed(ctx, l.ReleasePath(id), engine.ManifestName)
+	if err != nil {
+		return nil, nil, false
+	}
+	if m = l.manifestListed(ctx, fsys, id, tree, sum, summed); m == nil {
+		return nil, nil, false
+	}
+	return m, tree, true
 }
 
 func (l *Layout) verify(ctx context.Context, fsys FS, id string) (*engine.Manifest, error) {

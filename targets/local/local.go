@@ -96,6 +96,12 @@ func (h *Host) Inspect(ctx context.Context) (engine.HostStatus, error) {
 	return h.lay.Inspect(ctx, h.fs)
 }
 
+// Survey cleans, inspects and checks target in one pass (see
+// layout.Layout.Survey).
+func (h *Host) Survey(ctx context.Context, target string) (engine.HostStatus, error, error) {
+	return h.lay.Survey(ctx, h.fs, target)
+}
+
 // Clean removes leftovers of interrupted work (see layout.Layout.Clean).
 func (h *Host) Clean(ctx context.Context) error { return h.lay.Clean(ctx, h.fs) }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -359,6 +360,77 @@ func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duratio
 	return parseTree(out)
 }
 
+// ListTreeSummed lists root as ListTree does, without the stamps, after
+// the SHA-256 of root/name, with one command (see
+// layout.SummedTreeLister): sha256sum, then find printing each entry's
+// type, permission bits and size, its symlink target and its path, each
+// record NUL-terminated. A missing or unreadable root/name is no digest
+// (summed false), not an error.
+func (f remoteFS) ListTreeSummed(ctx context.Context, root, name string) (*layout.Tree, [32]byte, bool, error) {
+	out, err := f.r.output(fmt.Sprintf(`sha256sum 2>/dev/null <%s; find -P %s -mindepth 1 -printf %s`,
+		Quote(path.Join(root, name)), Quote(root), briefRecord))
+	if err != nil {
+		return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
+	}
+	return parseSummed(out)
+}
+
+// briefRecord is find's -printf format of a brief listing (see
+// parseTreeBrief), quoted for the shell.
+const briefRecord = `'%y %m %s\0%l\0%P\0'`
+
+// ListDeployTo lists what layout.Layout.Survey reads with one command
+// (see layout.DeployLister): the SHA-256 of the release's manifest, then
+// one find from root/. (root may be a symlink: the plan names it) that
+// lists each entry as ListTreeSummed does and descends only into
+// releases/ and releases/<release>.
+func (f remoteFS) ListDeployTo(ctx context.Context, root, release string) (*layout.Tree, [32]byte, bool, error) {
+	start := root + "/."
+	rels := start + "/" + engine.ReleasesDir
+	descend := "-path " + Quote(findPattern(rels))
+	var cmd strings.Builder
+	if release != "" {
+		rel := rels + "/" + release
+		descend += " -o -path " + Quote(findPattern(rel)) + " -o -path " + Quote(findPattern(rel)+"/*")
+		fmt.Fprintf(&cmd, "sha256sum 2>/dev/null <%s; ", Quote(path.Join(root, engine.ReleasesDir, release, engine.ManifestName)))
+	}
+	fmt.Fprintf(&cmd, `find -P %s -mindepth 1 \( %s \) -printf %s -o -printf %s -prune`, Quote(start), descend, briefRecord, briefRecord)
+	out, err := f.r.output(cmd.String())
+	if err != nil {
+		return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
+	}
+	return parseSummed(out)
+}
+
+// findPattern is name as a pattern of find's -path that matches it alone.
+func findPattern(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		if strings.ContainsRune(`\*?[`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// parseSummed reads the output of sha256sum of stdin ("<64 hex digits>
+// -\n", absent when the file could not be read) then a brief listing.
+func parseSummed(out []byte) (*layout.Tree, [32]byte, bool, error) {
+	var sum [32]byte
+	summed := false
+	if line, rest, ok := bytes.Cut(out, []byte{'\n'}); ok && len(line) == 2*len(sum)+3 && bytes.HasSuffix(line, []byte("  -")) {
+		if _, err := hex.Decode(sum[:], line[:2*len(sum)]); err == nil {
+			summed, out = true, rest
+		}
+	}
+	tree, err := parseTreeBrief(out)
+	if err != nil {
+		return nil, sum, false, err
+	}
+	return tree, sum, summed, nil
+}
+
 // TreeListingCheap reports whether a command shell is at hand: one
 // running on the connection, or the keeper's (it keeps a warm one per
 // host once a process is done with it). One find then costs the host a
@@ -374,7 +446,16 @@ func (f remoteFS) TreeListingCheap() bool { return f.r.shells.warm() || f.r.viaK
 // kept: the tree copies the paths and link targets, into one string (a
 // tree of a few thousand entries is read by every host of a fleet at
 // once). A path listed twice is an error (find lists each entry once).
-func parseTree(out []byte) (*layout.Tree, error) {
+func parseTree(out []byte) (*layout.Tree, error) { return parseTreeAs(out, false) }
+
+// parseTreeBrief reads the output of ListTreeSummed's find: per entry
+// only its type, permission bits and size before its link and path.
+func parseTreeBrief(out []byte) (*layout.Tree, error) { return parseTreeAs(out, true) }
+
+// parseTreeAs reads a listing with the stamps (R or S, type, permission
+// bits, size, device, inode, modification time) or, brief, with the type,
+// permission bits and size only.
+func parseTreeAs(out []byte, brief bool) (*layout.Tree, error) {
 	var tb layout.TreeBuilder
 	tb.Grow(treeSize(out))
 	rest := out
@@ -394,16 +475,23 @@ func parseTree(out []byte) (*layout.Tree, error) {
 		if !ok1 || !ok2 || !ok3 {
 			return nil, fmt.Errorf("list: a record of %q is not complete", head)
 		}
-		var f [7][]byte // split by hand: a slice per entry is most of what a listing allocates
-		n, h := 0, head
-		for ; n < len(f); n++ {
+		// Split by hand: a slice per entry is most of what a listing
+		// allocates. A brief record has no R or S (S is implied) and ends
+		// after the size.
+		var f [7][]byte
+		n, end := 0, len(f)
+		if brief {
+			f[0], n, end = []byte{'S'}, 1, 4
+		}
+		h := head
+		for ; n < end; n++ {
 			var ok bool
 			if f[n], h, ok = bytes.Cut(h, []byte{' '}); !ok {
 				n++
 				break
 			}
 		}
-		if n != len(f) || len(h) != 0 || len(f[0]) != 1 || (f[0][0] != 'R' && f[0][0] != 'S') || len(f[1]) != 1 || len(name) == 0 {
+		if n != end || len(h) != 0 || len(f[0]) != 1 || (f[0][0] != 'R' && f[0][0] != 'S') || len(f[1]) != 1 || len(name) == 0 {
 			return nil, fmt.Errorf("list: unexpected record %q %q", head, name)
 		}
 		// The numbers are converted to strings that do not escape (no
@@ -413,9 +501,11 @@ func parseTree(out []byte) (*layout.Tree, error) {
 		var errs [6]error
 		perm, errs[0] = strconv.ParseUint(string(f[2]), 8, 32)
 		e.Stamp.Size, errs[1] = strconv.ParseInt(string(f[3]), 10, 64)
-		e.Stamp.Dev, errs[2] = strconv.ParseUint(string(f[4]), 10, 64)
-		e.Stamp.Ino, errs[3] = strconv.ParseUint(string(f[5]), 10, 64)
-		e.Stamp.MTime, errs[4] = parseNanos(f[6])
+		if !brief {
+			e.Stamp.Dev, errs[2] = strconv.ParseUint(string(f[4]), 10, 64)
+			e.Stamp.Ino, errs[3] = strconv.ParseUint(string(f[5]), 10, 64)
+			e.Stamp.MTime, errs[4] = parseNanos(f[6])
+		}
 		if perm > 0o7777 {
 			errs[5] = fmt.Errorf("mode %o", perm)
 		}

@@ -193,6 +193,20 @@ func (h *Host) Inspect(ctx context.Context) (engine.HostStatus, error) {
 	return st, err
 }
 
+// Survey cleans, inspects and checks target in one pass (see
+// layout.Layout.Survey).
+func (h *Host) Survey(ctx context.Context, target string) (st engine.HostStatus, check error, err error) {
+	err = h.run(ctx, "inspect", func(ctx context.Context, r *remote) error {
+		var err error
+		st, check, err = h.lay.Survey(ctx, r.fs(), target)
+		if err == nil && check != nil && r.lost() {
+			return check // the connection went during the check: run again
+		}
+		return err
+	})
+	return st, check, err
+}
+
 // Clean removes leftovers of interrupted work (see layout.Layout.Clean).
 func (h *Host) Clean(ctx context.Context) error {
 	return h.run(ctx, "clean", func(ctx context.Context, r *remote) error {

@@ -58,6 +58,7 @@ func Run(t *testing.T, f Factory) {
 		{"PrepareRejectsBadManifests", testPrepareRejects},
 		{"SwitchRefusesIncompleteReleases", testSwitchRefuses},
 		{"InspectChangesNothingCleanRemovesLeftovers", testInspectAndClean},
+		{"SurveyIsCleanInspectAndCheck", Survey},
 		{"Prune", testPrune},
 		{"VerifyDetectsDamage", testVerifyDetects},
 		{"VerifyRecordsWhatItHashed", testVerifyRecord},
@@ -1333,4 +1334,177 @@ func Strace(t *testing.T, pid int, fn func()) []string {
 		t.Logf("strace saw no fsync; its output begins:\n%.2000s", b)
 	}
 	return names
+}
+
+// Survey is the case of the suite for hosts that survey
+// (engine.Surveyor), which a kind of host may also run on its own (with
+// hosts that survey another way): a survey reports what Clean, Inspect and
+// Check would, case by case, and removes what Clean would; where the
+// target is not complete its error is Check's.
+func Survey(t *testing.T, f Factory) {
+	const r1, r2 = "20261124080000", "20261125221000"
+	// setup prepares r1 and r2 with r2 current, plants leftovers and a
+	// shared/ directory, then damages the deploy_to with damage.
+	setup := func(t *testing.T, damage func(e *env)) *env {
+		e := newEnv(t, f)
+		e.prepare(r1, Tree{Files: map[string]string{"a.txt": "a\n", "b/c.txt": "c\n", "l": "->a.txt"}})
+		e.prepare(r2, Tree{Files: ManyFiles(3)})
+		e.switchTo(r2)
+		if err := os.MkdirAll(e.rel(engine.TempPrefix+"r3-abc", "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("releases/r3", filepath.Join(e.dir, engine.CurrentLink+engine.TempPrefix+"dead")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(e.dir, "shared", "log"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if damage != nil {
+			damage(e)
+		}
+		return e
+	}
+	tests := []struct {
+		name   string
+		damage func(e *env)
+		target string
+		// checked: the target's check counts (present, not current).
+		checked bool
+	}{
+		{name: "target complete", target: r1, checked: true},
+		{name: "no target", target: ""},
+		{name: "target current", target: r2},
+		{name: "target absent", target: "20261120000000"},
+		{name: "target lacks a file", target: r1, checked: true, damage: func(e *env) { removeInRelease(e.t, e.rel(r1), "b/c.txt") }},
+		{name: "target's file made writable", target: r1, checked: true, damage: func(e *env) {
+			if err := os.Chmod(e.rel(r1, "a.txt"), 0o644); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "target's symlink changed", target: r1, checked: true, damage: func(e *env) {
+			removeInRelease(e.t, e.rel(r1), "l")
+			if err := os.Symlink("b/c.txt", e.rel(r1, "l")); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "target holds another release's manifest", target: r1, checked: true, damage: func(e *env) {
+			b, err := os.ReadFile(e.rel(r2, engine.ManifestName))
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			removeInRelease(e.t, e.rel(r1), engine.ManifestName)
+			if err := os.WriteFile(e.rel(r1, engine.ManifestName), b, 0o444); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "target's manifest is a symlink", target: r1, checked: true, damage: func(e *env) {
+			removeInRelease(e.t, e.rel(r1), engine.ManifestName)
+			if err := os.Symlink("../"+r2+"/"+engine.ManifestName, e.rel(r1, engine.ManifestName)); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "target is a symlink", target: r1, damage: func(e *env) {
+			if err := os.Rename(e.rel(r1), filepath.Join(e.dir, "elsewhere")); err != nil {
+				e.t.Fatal(err)
+			}
+			if err := os.Symlink("../elsewhere", e.rel(r1)); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "releases is a symlink", target: r1, damage: func(e *env) {
+			if err := os.Rename(e.rel(), filepath.Join(e.dir, "rels")); err != nil {
+				e.t.Fatal(err)
+			}
+			if err := os.Symlink("rels", e.rel()); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "current is a directory", target: r1, damage: func(e *env) {
+			cur := filepath.Join(e.dir, engine.CurrentLink)
+			if err := os.Remove(cur); err != nil {
+				e.t.Fatal(err)
+			}
+			if err := os.Mkdir(cur, 0o755); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// What the three say, on one copy of the state.
+			want := setup(t, tt.damage)
+			wantCheck := error(nil)
+			if tt.checked {
+				wantCheck = want.fresh().Check(want.ctx, tt.target)
+			}
+			wantSt, wantErr := want.fresh().Inspect(want.ctx)
+			cleanErr := want.fresh().Clean(want.ctx)
+			if wantErr == nil {
+				wantErr = cleanErr
+			}
+			// What a survey says, on another.
+			e := setup(t, tt.damage)
+			s, ok := e.fresh().(engine.Surveyor)
+			if !ok {
+				t.Skip("this kind of host does not survey")
+			}
+			// The two copies' errors differ by their deploy_to only.
+			same := func(got, exp error) bool {
+				return (got == nil) == (exp == nil) && (got == nil || got.Error() == strings.ReplaceAll(exp.Error(), want.dir, e.dir))
+			}
+			st, check, err := s.Survey(e.ctx, tt.target)
+			if !same(err, wantErr) {
+				t.Fatalf("Survey err = %v, want Inspect's or Clean's: %v", err, wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if st.Current != wantSt.Current || !slices.Equal(st.Releases, wantSt.Releases) {
+				t.Errorf("Survey = %+v, Inspect = %+v", st, wantSt)
+			}
+			if !same(check, wantCheck) {
+				t.Errorf("Survey's check = %v, Check = %v", check, wantCheck)
+			}
+			if names := append(TempNames(t, e.dir), TempNames(t, e.rel())...); len(names) != 0 {
+				t.Errorf("Survey left %v (Clean removes them)", names)
+			}
+			if _, err := os.Stat(filepath.Join(e.dir, "shared", "log")); err != nil {
+				t.Errorf("Survey touched shared/: %v", err)
+			}
+		})
+	}
+	t.Run("missing deploy_to", func(t *testing.T) {
+		e := newEnv(t, f)
+		s, ok := e.h.(engine.Surveyor)
+		if !ok {
+			t.Skip("this kind of host does not survey")
+		}
+		st, check, err := s.Survey(e.ctx, r1)
+		if err != nil || check != nil || st.Current != "" || len(st.Releases) != 0 {
+			t.Fatalf("Survey = %+v, %v, %v", st, check, err)
+		}
+		if _, err := os.Lstat(e.dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Survey created deploy_to (%v)", err)
+		}
+	})
+}
+
+// removeInRelease removes name from the read-only release directory rel,
+// as someone with a shell on the host would.
+func removeInRelease(t *testing.T, rel, name string) {
+	t.Helper()
+	dir := filepath.Dir(filepath.Join(rel, name))
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(rel, name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, fi.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
 }
