@@ -483,8 +483,9 @@ func (l *Layout) removeLeftovers(ctx context.Context, fsys FS, ents, top []fs.Fi
 // Survey does what Clean, Inspect and, with a target, Check do before a
 // run, from one listing of deploy_to and one of releases/ (each of the
 // three listed them on its own: over SSH, at 500 hosts, seven requests
-// per host that a rollback then waited for). Like Clean it must only be
-// called by the holder of the engine's lock. check is Check's answer for
+// per host that a rollback then waited for), or, when fsys can and it is
+// cheap, from one ListDeployTo. Like Clean it must only be called by the
+// holder of the engine's lock. check is Check's answer for
 // releases/<target>, given when the host has the target and current is
 // not it (nil otherwise: nothing was checked).
 func (l *Layout) Survey(ctx context.Context, fsys FS, target string) (st engine.HostStatus, check error, err error) {
@@ -496,115 +497,112 @@ func (l *Layout) Survey(ctx context.Context, fsys FS, target string) (st engine.
 	if err := ctx.Err(); err != nil {
 		return st, nil, err
 	}
-	if st, check, err, ok := l.surveyListed(ctx, fsys, target); ok {
-		return st, check, err
+	v, err := l.surveyRead(ctx, fsys, target)
+	if err != nil || v.missing {
+		return st, nil, err
 	}
-	// deploy_to's lstat and listing, releases/'s lstat and current's
-	// readlink at once (one round trip over SFTP), as in clean and
-	// current; the listing's entry for current is its lstat.
-	link := path.Join(l.root, engine.CurrentLink)
-	var rootErr, relsErr, topErr, linkErr error
-	var rels bool
-	var top []fs.FileInfo
-	var linkTarget string
-	together(fsys,
-		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
-		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
-		func() { top, topErr = fsys.ReadDir(ctx, l.root+"/.") },
-		func() { linkTarget, linkErr = fsys.ReadLink(ctx, link) },
-	)
-	if errors.Is(rootErr, fs.ErrNotExist) {
-		return st, nil, nil
-	}
-	if err := cmp.Or(rootErr, relsErr); err != nil {
-		return st, nil, fmt.Errorf("inspect %s: %w", l.name, err)
-	}
-	var ents []fs.FileInfo
-	if rels {
-		if ents, err = fsys.ReadDir(ctx, l.releasesDir()); err != nil {
-			return st, nil, fmt.Errorf("inspect %s: list %s: %w", l.name, engine.ReleasesDir, err)
-		}
-	}
-	if err := l.removeLeftovers(ctx, fsys, ents, top); err != nil {
+	if err := l.removeLeftovers(ctx, fsys, v.releases, v.top); err != nil {
 		return st, nil, fmt.Errorf("clean %s: %w", l.name, err)
 	}
-	if topErr != nil {
-		return st, nil, fmt.Errorf("clean %s: list %s: %w", l.name, l.root, topErr)
+	if v.topErr != nil {
+		return st, nil, fmt.Errorf("clean %s: list %s: %w", l.name, l.root, v.topErr)
 	}
-	for _, e := range top {
+	for _, e := range v.top {
 		if e.Name() == engine.CurrentLink {
-			if st.Current, err = l.currentOf(e, linkTarget, linkErr); err != nil {
+			if st.Current, err = l.currentOf(e, v.link, v.linkErr); err != nil {
 				return engine.HostStatus{}, nil, fmt.Errorf("inspect %s: %w", l.name, err)
 			}
 		}
 	}
-	st.Releases = releaseIDs(ents)
+	st.Releases = releaseIDs(v.releases)
 	if target == "" || target == st.Current || !slices.Contains(st.Releases, target) {
 		return st, nil, nil
 	}
 	// releases/ and releases/<target> were seen to be directories (the
-	// listing lstats its entries).
+	// listings lstat their entries).
 	end := l.startCheck(target)
-	m, err := l.checkRelease(ctx, fsys, target)
-	end(m)
-	if err != nil {
-		return st, fmt.Errorf("check %s release %s: %w", l.name, target, err), nil
+	var m *engine.Manifest
+	if v.tree != nil {
+		m = l.manifestListed(ctx, fsys, target, v.tree.Sub(path.Join(engine.ReleasesDir, target)), v.sum, v.summed)
 	}
-	return st, nil, nil
-}
-
-// surveyListed is Survey from one ListDeployTo, when fsys can and it is
-// cheap; ok is false when it could not list (a missing deploy_to among
-// other reasons): Survey then reads as Clean, Inspect and Check do. A
-// target it does not find complete is checked again the careful way, so
-// that the error is Check's.
-func (l *Layout) surveyListed(ctx context.Context, fsys FS, target string) (st engine.HostStatus, check, err error, ok bool) {
-	dl, can := fsys.(DeployLister)
-	if !can || !dl.TreeListingCheap() {
-		return st, nil, nil, false
-	}
-	tree, sum, summed, err := dl.ListDeployTo(ctx, l.root, target)
-	if err != nil {
-		return st, nil, nil, false
-	}
-	if e, listed := tree.Lookup(engine.ReleasesDir); listed {
-		if err := expectInfo(l.releasesDir(), treeInfo{engine.ReleasesDir, e}, "directory"); err != nil {
-			return st, nil, fmt.Errorf("inspect %s: %w", l.name, err), true
-		}
-	}
-	var ents, top []fs.FileInfo
-	for p, e := range tree.All() {
-		dir, name := path.Split(p)
-		switch dir {
-		case "":
-			top = append(top, treeInfo{p, e})
-		case engine.ReleasesDir + "/":
-			ents = append(ents, treeInfo{p, e})
-		}
-		if dir == "" && name == engine.CurrentLink {
-			if st.Current, err = l.currentOf(treeInfo{p, e}, e.Link, nil); err != nil {
-				return engine.HostStatus{}, nil, fmt.Errorf("inspect %s: %w", l.name, err), true
-			}
-		}
-	}
-	if err := l.removeLeftovers(ctx, fsys, ents, top); err != nil {
-		return engine.HostStatus{}, nil, fmt.Errorf("clean %s: %w", l.name, err), true
-	}
-	st.Releases = releaseIDs(ents)
-	if target == "" || target == st.Current || !slices.Contains(st.Releases, target) {
-		return st, nil, nil, true
-	}
-	end := l.startCheck(target)
-	m := l.manifestListed(ctx, fsys, target, tree.Sub(path.Join(engine.ReleasesDir, target)), sum, summed)
 	if m == nil {
-		// Not found complete: checked again, for Check's own error.
+		// Not listed, or not found complete from the listing: checked the
+		// careful way, for Check's own answer.
 		m, check = l.checkRelease(ctx, fsys, target)
 		if check != nil {
 			check = fmt.Errorf("check %s release %s: %w", l.name, target, check)
 		}
 	}
 	end(m)
-	return st, check, nil, true
+	return st, check, nil
+}
+
+// surveyed is what Survey reads: deploy_to's entries (top, or the error
+// listing them), current's link target (or readlink's error) and the
+// entries of releases/, each as lstat describes it; missing when deploy_to
+// is; with tree, the ListDeployTo they came from.
+type surveyed struct {
+	missing       bool
+	top, releases []fs.FileInfo
+	topErr        error
+	link          string
+	linkErr       error
+	tree          *Tree
+	sum           [32]byte
+	summed        bool
+}
+
+// surveyRead reads what Survey needs: with one ListDeployTo when fsys can
+// and it is cheap, else with lstat, readdir and readlink as Clean and
+// Inspect do (also when the listing fails, e.g. a missing deploy_to).
+func (l *Layout) surveyRead(ctx context.Context, fsys FS, target string) (surveyed, error) {
+	if dl, ok := fsys.(DeployLister); ok && dl.TreeListingCheap() {
+		if tree, sum, summed, err := dl.ListDeployTo(ctx, l.root, target); err == nil {
+			v := surveyed{tree: tree, sum: sum, summed: summed}
+			for p, e := range tree.All() {
+				switch dir, _ := path.Split(p); dir {
+				case "":
+					v.top = append(v.top, treeInfo{p, e})
+					if p == engine.CurrentLink {
+						v.link = e.Link
+					}
+				case engine.ReleasesDir + "/":
+					v.releases = append(v.releases, treeInfo{p, e})
+				}
+			}
+			if e, listed := tree.Lookup(engine.ReleasesDir); listed {
+				if err := expectInfo(l.releasesDir(), treeInfo{engine.ReleasesDir, e}, "directory"); err != nil {
+					return v, fmt.Errorf("inspect %s: %w", l.name, err)
+				}
+			}
+			return v, nil
+		}
+	}
+	// deploy_to's lstat and listing, releases/'s lstat and current's
+	// readlink at once (one round trip over SFTP), as in clean and
+	// current; the listing's entry for current is its lstat.
+	var v surveyed
+	var rootErr, relsErr error
+	var rels bool
+	together(fsys,
+		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
+		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
+		func() { v.top, v.topErr = fsys.ReadDir(ctx, l.root+"/.") },
+		func() { v.link, v.linkErr = fsys.ReadLink(ctx, path.Join(l.root, engine.CurrentLink)) },
+	)
+	if errors.Is(rootErr, fs.ErrNotExist) {
+		return surveyed{missing: true}, nil
+	}
+	if err := cmp.Or(rootErr, relsErr); err != nil {
+		return v, fmt.Errorf("inspect %s: %w", l.name, err)
+	}
+	if rels {
+		var err error
+		if v.releases, err = fsys.ReadDir(ctx, l.releasesDir()); err != nil {
+			return v, fmt.Errorf("inspect %s: list %s: %w", l.name, engine.ReleasesDir, err)
+		}
+	}
+	return v, nil
 }
 
 // manifestListed returns the manifest of releases/<id> when a listing of
