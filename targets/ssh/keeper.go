@@ -489,14 +489,30 @@ func (k *keeper) relayChannel(nc gossh.NewChannel, l *link) {
 		return
 	}
 	if start, ok := warmStartOf(first); ok {
+		defer k.warmUp(l, start) // for the next client, once this one is done
 		if w := k.takeWarm(l, start.kind); w != nil {
 			k.noteWarm("used " + start.kind)
 			uch.Close()
-			uch, ureqs = w.ch, w.reqs
 			first.Reply(true, nil) // it was started for this
-			first = nil
+			if w.pump != nil {
+				k.relayShell(cch, creqs, w.pump, l)
+				return
+			}
+			k.relay(cch, creqs, nil, w.ch, w.reqs)
+			return
 		}
-		defer k.warmUp(l, start) // for the next client, once this one is done
+		if start.kind == "shell" {
+			ok, err := uch.SendRequest(first.Type, true, first.Payload)
+			ok = ok && err == nil
+			first.Reply(ok, nil)
+			if !ok {
+				uch.Close()
+				cch.Close()
+				return
+			}
+			k.relayShell(cch, creqs, newShellPump(uch, ureqs, &k.bufs), l)
+			return
+		}
 	}
 	k.relay(cch, creqs, first, uch, ureqs)
 }
@@ -533,12 +549,14 @@ type warmKey struct {
 }
 
 // warmSession is a session started on a target and not yet used. ch and
-// reqs are set before ready is closed (ch nil: it could not be started).
+// reqs, or ch and pump (a command shell: its output already read by the
+// pump), are set before ready is closed (ch nil: it could not be started).
 type warmSession struct {
 	ready chan struct{}
 	taken chan struct{} // closed when a client takes it
 	ch    gossh.Channel
 	reqs  <-chan *gossh.Request
+	pump  *shellPump
 }
 
 // warmUp starts a session of kind on l for the next client, unless one is
@@ -579,7 +597,12 @@ func (k *keeper) warmUp(l *link, start warmStart) {
 		close(w.ready) // ch nil: a client waiting for it starts its own
 		return
 	}
-	w.ch, w.reqs = ch, reqs
+	w.ch = ch
+	if start.kind == "shell" {
+		w.pump = newShellPump(ch, reqs, &k.bufs)
+	} else {
+		w.reqs = reqs
+	}
 	kept := k.warm[key] == w // else a client took it while it started
 	k.mu.Unlock()
 	close(w.ready)
@@ -587,19 +610,9 @@ func (k *keeper) warmUp(l *link, start warmStart) {
 		return
 	}
 	k.noteWarm("ready " + start.kind)
-	go func() {
-		// Dropped with its connection, unless a client took it first.
-		select {
-		case <-l.done:
-		case <-w.taken:
-			return
-		}
-		k.mu.Lock()
-		if k.warm[key] == w {
-			delete(k.warm, key)
-		}
-		k.mu.Unlock()
-	}()
+	// Dropped with its connection (or its shell), unless a client took
+	// it first.
+	go k.dropWhenGone(key, w)
 }
 
 func (k *keeper) noteWarm(event string) {
@@ -624,6 +637,9 @@ func (k *keeper) takeWarm(l *link, kind string) *warmSession {
 	<-w.ready
 	if w.ch == nil {
 		return nil
+	}
+	if w.pump != nil && w.pump.gone() {
+		return nil // ended while parked: the client's session starts one
 	}
 	return w
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -421,10 +422,11 @@ func TestKeeperRefusesWhatItDoesNotRelay(t *testing.T) {
 }
 
 // TestKeeperHandsOverWarmSessions: once a process is done with a host, the
-// keeper starts an SFTP session and a command shell there and hands them
-// to the next process, which uses them as new ones (files read and
-// written, links made by the shell's cp, the switch made); a warm session
-// whose connection was lost is not handed over.
+// keeper starts an SFTP session there, keeps the command shell the process
+// parked, and hands both to the next process, which uses them as new ones
+// (files read and written, links made by the shell's cp, the switch made;
+// its commands run in the same shell); a warm session whose connection
+// was lost is not handed over.
 func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	c := sshtest.Start(t, 1)
 	events := make(chan string, 16)
@@ -463,11 +465,18 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 		}
 		return seen
 	}
-	use := func(release string) {
+	// use deploys release through the keeper and returns the process id
+	// of the shell its commands ran in.
+	use := func(release string) (shellPID string) {
 		t.Helper()
 		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
 		defer p.Close()
 		h := p.Host("web1", target(c, c.Servers[0]))
+		onHost(t, h, func(r *remote) error {
+			out, err := r.output("echo $$")
+			shellPID = strings.TrimSpace(string(out))
+			return err
+		})
 		a := releaseOf(t, release)
 		if err := h.Prepare(ctxT(t), a, nil); err != nil {
 			t.Fatal(err)
@@ -482,17 +491,22 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 		if err := h.Verify(ctxT(t), release); err != nil {
 			t.Fatal(err)
 		}
+		return shellPID
 	}
-	use("r1")
-	await("ready sftp", "ready shell") // started once the first process's sessions ended
-	use("r2")
-	await("used sftp", "used shell", "ready sftp", "ready shell")
+	first := use("r1")
+	await("ready sftp", "parked shell") // once the first process's sessions ended
+	if pid := use("r2"); pid != first {
+		t.Errorf("the second process's commands ran in shell %s, the first's in %s: want the parked one", pid, first)
+	}
+	await("used sftp", "used shell", "ready sftp", "parked shell")
 	// Handing warm sessions over leaves nothing behind: the goroutines of
 	// this process (keeper and clients) do not grow with the commands.
 	before := runtime.NumGoroutine()
 	for _, id := range []string{"r3", "r4", "r5", "r6", "r7"} {
-		use(id)
-		await("used sftp", "used shell", "ready sftp", "ready shell")
+		if pid := use(id); pid != first {
+			t.Errorf("%s: commands ran in shell %s, want the parked %s", id, pid, first)
+		}
+		await("used sftp", "used shell", "ready sftp", "parked shell")
 	}
 	for deadline := time.Now().Add(20 * time.Second); runtime.NumGoroutine() > before+2; {
 		if time.Now().After(deadline) {
@@ -513,7 +527,76 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	await("used sftp", "used shell", "ready sftp", "ready shell")
+	await("used sftp", "used shell", "ready sftp", "parked shell")
+	// A shell that prints while parked (a command left something running
+	// in the background) is not idle: it is dropped, and the next process
+	// gets a new one, without that output.
+	fifo := filepath.Join(t.TempDir(), "late")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
+		defer p.Close()
+		onHost(t, p.Host("web1", target(c, c.Servers[0])), func(r *remote) error {
+			_, err := r.output("cat " + Quote(fifo) + " >&2 &")
+			return err
+		})
+	}()
+	await("ready sftp", "parked shell")
+	// Non-blocking: the background cat has it open for reading, or this
+	// fails at once.
+	w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString("late output\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	await("dropped shell")
+	if pid := use("r7"); pid == first {
+		t.Errorf("the shell that printed while parked (%s) was handed over", pid)
+	}
+	await("used sftp", "ready sftp", "parked shell")
+	// A shell whose command was still running when its process closed
+	// (killed mid-command, say) is not kept: the next process does not
+	// get it.
+	busyPID := filepath.Join(t.TempDir(), "busy.pid")
+	hold := filepath.Join(t.TempDir(), "hold")
+	if err := syscall.Mkfifo(hold, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
+		defer p.Close()
+		h := p.Host("web1", target(c, c.Servers[0]))
+		go func() {
+			_ = h.run(ctxT(t), "test", func(_ context.Context, r *remote) error {
+				_, err := r.output("echo $$ >" + Quote(busyPID) + "; cat " + Quote(hold))
+				return err
+			})
+		}()
+		for {
+			if b, err := os.ReadFile(busyPID); err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+				break
+			}
+			runtime.Gosched()
+		}
+	}()
+	// Its shell (the one parked before) is closed, and a new one started.
+	await("ready sftp", "ready shell")
+	busy, err := os.ReadFile(busyPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid := use("r7"); pid == strings.TrimSpace(string(busy)) {
+		t.Errorf("the shell closed mid-command (%s) was handed over", pid)
+	}
+	if w, err := os.OpenFile(hold, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		w.Close() // the cat, if still there, ends
+	}
+	await("used sftp", "used shell", "ready sftp", "parked shell")
 	// Its connection lost (and seen so by the keeper), the warm session
 	// goes with it: the next process starts a new one.
 	c.Servers[0].KillConnections()
@@ -524,7 +607,7 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	use("r8")
-	if seen := await("ready sftp", "ready shell"); slices.Contains(seen, "used sftp") || slices.Contains(seen, "used shell") {
+	if seen := await("ready sftp", "parked shell"); slices.Contains(seen, "used sftp") || slices.Contains(seen, "used shell") {
 		t.Fatalf("warm sessions of a lost connection were handed over: %q", seen)
 	}
 }

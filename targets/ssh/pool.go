@@ -255,8 +255,12 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	// The connection to the keeper first: its hosts' channels end with it
 	// at once, where closing each would wait for the keeper's answer (a
-	// round trip per host, 9 s for 500 hosts through a busy keeper).
+	// round trip per host, 9 s for 500 hosts through a busy keeper). The
+	// idle command shells go back to it just before (nothing waited for).
 	if p.keeper != nil {
+		for _, c := range conns {
+			c.park()
+		}
 		p.keeper.close()
 	}
 	for _, c := range conns {
@@ -379,6 +383,17 @@ func (l *link) close() {
 				l.sftp.Close()
 			}
 		}
+	}
+}
+
+// park hands the live link's idle command shells back to the keeper
+// (shells.park), when the link goes through it.
+func (c *conn) park() {
+	c.mu.Lock()
+	l := c.cur
+	c.mu.Unlock()
+	if l != nil && l.viaKeeper && !l.closed.Load() && !l.dead() {
+		l.shells.park()
 	}
 }
 

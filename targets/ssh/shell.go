@@ -49,11 +49,14 @@ type shells struct {
 // that runs one command pays for one session, as without a shell.
 type shell struct {
 	started bool
-	sess    *gossh.Session
-	stdin   io.WriteCloser
-	stdout  *bufio.Reader
-	stderr  *bufio.Reader
-	nonce   string
+	// parkable: started through the keeper, which keeps it for the next
+	// process when this one parks it (see parkRequest).
+	parkable bool
+	sess     *gossh.Session
+	stdin    io.WriteCloser
+	stdout   *bufio.Reader
+	stderr   *bufio.Reader
+	nonce    string
 }
 
 // errNoShell means that no shell could be had: the caller runs the
@@ -127,6 +130,23 @@ func (s *shells) close() {
 	}
 }
 
+// park hands the idle shells started through the keeper back to it, with
+// a parkRequest each and their sessions' close, for the next process; the
+// others are closed. Nothing is waited for: the requests go before the
+// connection to the keeper closes, and it reads them in order.
+func (s *shells) park() {
+	s.mu.Lock()
+	idle := s.idle
+	s.idle, s.closed = nil, true
+	s.mu.Unlock()
+	for _, sh := range idle {
+		if sh.parkable {
+			_, _ = sh.sess.SendRequest(parkRequest, false, nil)
+		}
+		sh.sess.Close()
+	}
+}
+
 // shellBootstrap is the command line of a shell started on its own, before
 // its first command (see startShell).
 const shellBootstrap = "exec sh"
@@ -157,7 +177,7 @@ func startShell(client *gossh.Client, bootstrap bool) (*shell, error) {
 			sess.Close()
 			return nil, err
 		}
-		sh.started = true
+		sh.started, sh.parkable = true, true
 	}
 	return sh, nil
 }
