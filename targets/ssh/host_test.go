@@ -18,14 +18,29 @@ import (
 func TestConformance(t *testing.T) {
 	c := sshtest.Start(t, 1)
 	s := c.Servers[0]
-	for _, mode := range []Transfer{TransferSFTP, TransferTar} {
-		t.Run(mode.String(), func(t *testing.T) {
+	// "warm": every host's connection runs a command shell from the
+	// start (as through the keeper), so that the layout's steps take
+	// their command paths (mkdir, cp -l and find in the shell).
+	for _, tt := range []struct {
+		mode Transfer
+		warm bool
+	}{{TransferSFTP, false}, {TransferTar, false}, {TransferSFTP, true}} {
+		mode := tt.mode
+		name := mode.String()
+		if tt.warm {
+			name += "-warm"
+		}
+		t.Run(name, func(t *testing.T) {
 			newHost := func(t *testing.T, name, deployTo string, full bool) *Host {
 				p := NewPool(PoolOptions{Transfer: mode, FullVerify: full})
 				t.Cleanup(func() { p.Close() })
 				tg := target(c, s)
 				tg.DeployTo = deployTo
-				return p.Host(name, tg)
+				h := p.Host(name, tg)
+				if tt.warm {
+					onHost(t, h, func(r *remote) error { _, err := r.output("true"); return err })
+				}
+				return h
 			}
 			layouttest.Run(t, layouttest.Factory{
 				New: func(t *testing.T, name, deployTo string) engine.Host { return newHost(t, name, deployTo, false) },

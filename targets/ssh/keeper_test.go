@@ -650,6 +650,19 @@ func TestKeeperCheckWhereCommandsDoNotRun(t *testing.T) {
 	if err := h.Check(ctxT(t), "r2"); err == nil || !strings.Contains(err.Error(), "d03/f0003.txt: missing") {
 		t.Fatalf("check of a release missing a file: %v", err)
 	}
+	// A prepare's mkdir and cp -l commands fail there too: its
+	// directories and links are made over SFTP.
+	if err := h.Prepare(ctxT(t), release(t, "r3", layouttest.ManyFiles(6)), nil); err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	if err := h.Check(ctxT(t), "r3"); err != nil {
+		t.Fatalf("check of the release prepared: %v", err)
+	}
+	// A survey's listing command fails: it reads over SFTP.
+	if st, check, err := h.Survey(ctxT(t), "r2"); err != nil || !slices.Equal(st.Releases, []string{"r1", "r2", "r3"}) ||
+		check == nil || !strings.Contains(check.Error(), "d03/f0003.txt: missing") {
+		t.Fatalf("survey: %+v, check %v, %v", st, check, err)
+	}
 	if n := k.dials(); n != 1 {
 		t.Fatalf("the keeper dialled %d times, want once (the checks went through it):\n%s", n, k.log)
 	}

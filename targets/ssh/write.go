@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -154,6 +155,8 @@ func (f remoteFS) mkdirs(ctx context.Context, ops []layout.Op) error {
 			links = append(links, op)
 		}
 	}
+	// afterCommand: a mkdir command failed, maybe after making some.
+	afterCommand := false
 	create := func(ops []layout.Op) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(f.r.h.pool.opts.Workers)
@@ -162,6 +165,11 @@ func (f remoteFS) mkdirs(ctx context.Context, ops []layout.Op) error {
 				var err error
 				if op.Kind == engine.KindDir {
 					err = f.Mkdir(gctx, op.Name, op.Mode)
+					if err != nil && afterCommand {
+						if fi, lerr := f.r.sftp.Lstat(op.Name); lerr == nil && fi.IsDir() {
+							err = f.Chmod(gctx, op.Name, op.Mode)
+						}
+					}
 				} else {
 					err = f.Symlink(gctx, op.Target, op.Name)
 				}
@@ -173,12 +181,59 @@ func (f remoteFS) mkdirs(ctx context.Context, ops []layout.Op) error {
 		}
 		return g.Wait()
 	}
+	if f.TreeListingCheap() {
+		if f.mkdirCommands(levels) == nil {
+			return create(links)
+		}
+		afterCommand = true
+	}
 	for _, level := range levels {
 		if err := create(level); err != nil {
 			return err
 		}
 	}
 	return create(links)
+}
+
+// mkdirCommands creates the directories of levels (parents first) with
+// `mkdir -m MODE` in the command shell, one command for a release's
+// directories where SFTP takes a mkdir and a chmod each, level by level
+// (at 500 hosts, 21 directories were 21,000 requests). A failure (no
+// command runs on an account that forces its SFTP server, say) undoes
+// nothing: the caller creates them over SFTP, and sets the mode of those
+// made here (they are below the release's temporary directory, which
+// this prepare made).
+func (f remoteFS) mkdirCommands(levels [][]layout.Op) error {
+	var cmds []string
+	var b strings.Builder
+	mode := fs.FileMode(1 << 31) // none yet
+	for _, level := range levels {
+		for _, op := range level {
+			q := " " + Quote(op.Name)
+			if b.Len() > 0 && b.Len()+len(q) > maxCommand {
+				cmds, mode = append(cmds, b.String()), 1<<31
+				b.Reset()
+			}
+			if op.Mode != mode {
+				if b.Len() > 0 {
+					b.WriteString(" && ")
+				}
+				fmt.Fprintf(&b, "mkdir -m %04o --", engine.UnixMode(op.Mode))
+				mode = op.Mode
+			}
+			b.WriteString(q)
+		}
+	}
+	if b.Len() > 0 {
+		cmds = append(cmds, b.String())
+	}
+	for _, cmd := range cmds {
+		if _, err := f.r.output(cmd); err != nil {
+			return err
+		}
+		f.r.kick()
+	}
+	return nil
 }
 
 // linkBatchMin is the number of files linked from one release at the same
