@@ -35,9 +35,21 @@ const maxVerified = 64 << 20
 
 // racyMargin: a file modified less than this before a verification read
 // the host's clock is not recorded, because a write right after it could
-// leave the modification time unchanged (time stamps are only as fine as
-// the file system keeps them: a second on some, a clock tick on others).
-const racyMargin = 2 * time.Second
+// leave the modification time unchanged: Linux file systems keep
+// nanoseconds, but take them from a clock that moves by ticks of 1 to 10
+// ms. A file whose modification time has no sub-second part is never
+// recorded (see recordable): its file system keeps whole seconds or
+// coarser, or the time was set so. (The margin was 2 s for every file: a
+// deploy made within seconds of the one before hashed most of the
+// previous release again, not recorded at the first.)
+const racyMargin = 100 * time.Millisecond
+
+// recordable reports whether a file hashed to its manifest's content may
+// be recorded with its stamp: not modified just before (recent), and its
+// modification time fine enough that any later write moves it.
+func recordable(st Stamp, recent bool) bool {
+	return !recent && st.MTime%int64(time.Second) != 0
+}
 
 // digest is a SHA-256 as the record keeps it: a fleet's verifications
 // each hold a record of the release's files at once.
@@ -148,7 +160,7 @@ func (l *Layout) hashChanged(ctx context.Context, fsys FS, root string, m *engin
 		// A file modified just before now may be modified again without
 		// its time stamp moving: hashed again next time.
 		st, ok, recent := stampOf(e.Path)
-		if d, valid := digestOf(e.Hash); ok && valid && st.Size == e.Size && !recent {
+		if d, valid := digestOf(e.Hash); ok && valid && st.Size == e.Size && recordable(st, recent) {
 			next = append(next, recorded{st, d})
 		}
 	})

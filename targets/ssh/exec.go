@@ -351,8 +351,9 @@ func (f remoteFS) Stamps(ctx context.Context, root string, within time.Duration)
 // symlink target and its path, each NUL-terminated. A host without GNU
 // find fails here, and the layout lists directory by directory.
 func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duration) (*layout.Tree, error) {
-	secs := int64((within + time.Second - 1) / time.Second)
-	out, err := f.r.output(fmt.Sprintf(`find -P %s -mindepth 1 \( -newermt '-%d seconds' -printf 'R ' -o -printf 'S ' \) -printf '%%y %%m %%s %%D %%i %%T@\0%%l\0%%P\0'`,
+	// find's relative dates take fractions of a second.
+	secs := strconv.FormatFloat(within.Seconds(), 'f', -1, 64)
+	out, err := f.r.output(fmt.Sprintf(`find -P %s -mindepth 1 \( -newermt '-%s seconds' -printf 'R ' -o -printf 'S ' \) -printf '%%y %%m %%s %%D %%i %%T@\0%%l\0%%P\0'`,
 		Quote(root), secs))
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", root, err)

@@ -913,6 +913,45 @@ func testVerifyRecord(t *testing.T, f Factory) {
 	}
 	record := func(e *env) string { return e.rel(".verified") }
 
+	// setTimes sets the modification time of every file of release id.
+	setTimes := func(t *testing.T, e *env, id string, at time.Time) {
+		t.Helper()
+		err := filepath.WalkDir(e.rel(id), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			return os.Chtimes(p, at, at)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("files a second old are recorded, whole-second times are not", func(t *testing.T) {
+		for _, tt := range []struct {
+			name string
+			at   time.Time
+			want int
+		}{
+			// The margin is a fraction of a second (a clock tick is 1-10
+			// ms); this machine is the host.
+			{"a second old", time.Now().Add(-time.Second).Truncate(time.Millisecond).Add(123456 * time.Nanosecond), 10},
+			// Whole seconds: a file system that keeps no finer, where a
+			// write in the same second leaves the time as it was.
+			{"whole seconds", time.Now().Add(-time.Hour).Truncate(time.Second), 0},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				e := newEnv(t, f)
+				e.prepare("r1", Tree{Files: ManyFiles(10)})
+				setTimes(t, e, "r1", tt.at)
+				if err := e.fresh().Verify(e.ctx, "r1"); err != nil {
+					t.Fatal(err)
+				}
+				if n := VerifiedLines(t, e.dir); n != tt.want {
+					t.Errorf("%d files recorded, want %d", n, tt.want)
+				}
+			})
+		}
+	})
 	t.Run("files modified moments before are not recorded", func(t *testing.T) {
 		e := newEnv(t, f)
 		e.prepare("r1", Tree{Files: ManyFiles(10)})
