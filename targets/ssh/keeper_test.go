@@ -531,10 +531,7 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	// A shell that prints while parked (a command left something running
 	// in the background) is not idle: it is dropped, and the next process
 	// gets a new one, without that output.
-	fifo := filepath.Join(t.TempDir(), "late")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fifo := mkfifo(t, "late")
 	func() {
 		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
 		defer p.Close()
@@ -563,10 +560,7 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	// (killed mid-command, say) is not kept: the next process does not
 	// get it.
 	busyPID := filepath.Join(t.TempDir(), "busy.pid")
-	hold := filepath.Join(t.TempDir(), "hold")
-	if err := syscall.Mkfifo(hold, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	hold := mkfifo(t, "hold")
 	func() {
 		p := NewPool(PoolOptions{Persist: time.Minute, ControlDir: dir})
 		defer p.Close()
@@ -610,6 +604,16 @@ func TestKeeperHandsOverWarmSessions(t *testing.T) {
 	if seen := await("ready sftp", "parked shell"); slices.Contains(seen, "used sftp") || slices.Contains(seen, "used shell") {
 		t.Fatalf("warm sessions of a lost connection were handed over: %q", seen)
 	}
+}
+
+// mkfifo makes a named pipe in a directory of the test's.
+func mkfifo(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func releaseOf(t *testing.T, id string) *engine.Artifact {

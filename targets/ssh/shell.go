@@ -120,27 +120,23 @@ func (s *shells) warm() bool {
 }
 
 // close closes the idle shells; busy ones are closed when put back.
-func (s *shells) close() {
-	s.mu.Lock()
-	idle := s.idle
-	s.idle, s.closed = nil, true
-	s.mu.Unlock()
-	for _, sh := range idle {
-		sh.sess.Close()
-	}
-}
+func (s *shells) close() { s.closeIdle(false) }
 
 // park hands the idle shells started through the keeper back to it, with
 // a parkRequest each and their sessions' close, for the next process; the
 // others are closed. Nothing is waited for: the requests go before the
 // connection to the keeper closes, and it reads them in order.
-func (s *shells) park() {
+func (s *shells) park() { s.closeIdle(true) }
+
+// closeIdle closes the idle shells, those the keeper started parked first
+// when park is set; no shell is started or kept after.
+func (s *shells) closeIdle(park bool) {
 	s.mu.Lock()
 	idle := s.idle
 	s.idle, s.closed = nil, true
 	s.mu.Unlock()
 	for _, sh := range idle {
-		if sh.parkable {
+		if park && sh.parkable {
 			_, _ = sh.sess.SendRequest(parkRequest, false, nil)
 		}
 		sh.sess.Close()
