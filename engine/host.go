@@ -79,9 +79,6 @@ type ExecRequest struct {
 	Output io.Writer
 }
 
-// Host is a deploy target the engine acts on. Implementations live under
-// targets/ (a local directory, a server over SSH). Every method must honour
-// ctx and be safe to call again after a crash (idempotent where it says so).
 // Surveyor is a Host that cleans, inspects and checks a rollback target
 // (Clean, Inspect, Check) in one pass, reading what the three share once:
 // a run's start uses it when a host has it. check is Check's answer for
@@ -91,6 +88,9 @@ type Surveyor interface {
 	Survey(ctx context.Context, target string) (st HostStatus, check error, err error)
 }
 
+// Host is a deploy target the engine acts on. Implementations live under
+// targets/ (a local directory, a server over SSH). Every method must honour
+// ctx and be safe to call again after a crash (idempotent where it says so).
 type Host interface {
 	// Name is the host's display name from the plan.
 	Name() string

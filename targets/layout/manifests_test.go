@@ -94,11 +94,16 @@ func TestManifestsBySum(t *testing.T) {
 		// first is what the first read returns; the others return r1.
 		first     []byte
 		firstErr  error
+		hang      bool
 		wantReads int64
 	}{
 		{name: "one read for all", first: r1, wantReads: 1},
 		{name: "the first read finds other bytes", first: manifestBytes(t, "r2"), wantReads: 50},
 		{name: "the first read fails", firstErr: errors.New("connection lost"), wantReads: 50},
+		// A host that stops answering mid-read: the others read their
+		// own after sharedReadWait, and the first read ends only after
+		// they all have their answer.
+		{name: "the first read hangs", first: r1, hang: true, wantReads: 50},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +122,8 @@ func TestManifestsBySum(t *testing.T) {
 				err error
 			}
 			answers := make([]answer, 50)
+			var mu sync.Mutex
+			answered := make([]bool, len(answers))
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
@@ -133,6 +140,9 @@ func TestManifestsBySum(t *testing.T) {
 					defer wg.Done()
 					m, err := c.bySum(ctx, sum, read)
 					answers[i] = answer{m, err}
+					mu.Lock()
+					answered[i] = true
+					mu.Unlock()
 				}()
 			}
 			// The others are waiting for the first read (or, after it,
@@ -142,6 +152,25 @@ func TestManifestsBySum(t *testing.T) {
 			}
 			if n := reads.Load(); n != 1 {
 				t.Fatalf("%d reads while the first was in flight, want 1", n)
+			}
+			if tt.hang {
+				// The others answer while the first read still hangs.
+				for reads.Load() < tt.wantReads {
+					runtime.Gosched()
+				}
+				others := make(chan struct{})
+				go func() {
+					for i := 1; i < len(answers); i++ {
+						for {
+							if done := func() bool { mu.Lock(); defer mu.Unlock(); return answered[i] }(); done {
+								break
+							}
+							runtime.Gosched()
+						}
+					}
+					close(others)
+				}()
+				<-others
 			}
 			close(release)
 			wg.Wait()

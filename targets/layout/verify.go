@@ -135,6 +135,9 @@ type parsedManifest struct {
 	done chan struct{}
 	m    *engine.Manifest
 	err  error
+	// reading: made by bySum for a read in progress, which parse does not
+	// wait for (it may take a host's command timeout).
+	reading bool
 	// waiting counts the callers of bySum that waited for it (for tests).
 	waiting atomic.Int32
 }
@@ -149,12 +152,9 @@ func (c *Manifests) parse(b []byte) (*engine.Manifest, error) {
 	sum := sha256.Sum256(b)
 	c.mu.Lock()
 	for _, p := range c.keep {
-		if p.sum == sum {
+		if p.sum == sum && !p.reading {
 			c.mu.Unlock()
 			<-p.done
-			if errors.Is(p.err, errSumMoved) {
-				return parseManifest(b) // a read for bySum that found other bytes
-			}
 			return p.m, p.err
 		}
 	}
@@ -181,9 +181,9 @@ const sharedReadWait = 2 * time.Second
 // named it: the one this cache holds or is parsing, else the one read
 // returns. Hosts asking for the same sum at once wait for one read (a
 // fleet's rollback target is the same manifest on every host), up to
-// sharedReadWait; bytes read that have another digest are parsed for the
-// caller alone (and kept under their own digest). A nil Manifests reads
-// every time.
+// sharedReadWait; a caller whose wait ends without the manifest (the read
+// failed, found other bytes, or is late) reads its own, parsed once for
+// all those with the same bytes. A nil Manifests reads every time.
 func (c *Manifests) bySum(ctx context.Context, sum [sha256.Size]byte, read func() ([]byte, error)) (*engine.Manifest, error) {
 	if c == nil {
 		b, err := read()
@@ -210,6 +210,7 @@ func (c *Manifests) bySum(ctx context.Context, sum [sha256.Size]byte, read func(
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		// Its own read (parse waits for no read, only for parses).
 		b, err := read()
 		if err != nil {
 			return nil, err
@@ -217,12 +218,15 @@ func (c *Manifests) bySum(ctx context.Context, sum [sha256.Size]byte, read func(
 		return c.parse(b)
 	}
 	// This caller reads for every host that asks for sum meanwhile.
-	p := &parsedManifest{sum: sum, done: make(chan struct{})}
+	p := &parsedManifest{sum: sum, done: make(chan struct{}), reading: true}
 	c.keepLocked(p)
 	c.mu.Unlock()
 	b, err := read()
 	if err == nil && sha256.Sum256(b) == sum {
 		p.m, p.err = parseManifest(b)
+		c.mu.Lock()
+		p.reading = false // read: parse may share it now
+		c.mu.Unlock()
 		close(p.done)
 		return p.m, p.err
 	}
