@@ -57,9 +57,9 @@ func badInput(err error) error { return &exitError{code: exitBadInput, err: err}
 // once, for some more CPU where the heap is close to it (a command that
 // holds its 500 connections itself). It is soft: a heap that needs more
 // grows past it rather than stall the run. The collector's target stays
-// Go's default (GOGC=100): with the limit bounding a large fleet's peak,
-// the GOGC=50 this replaced only cost a small fleet's run collections (a
-// one-file deploy to 20 hosts: 10-15% of the command's CPU).
+// Go's default (GOGC=100): with the limit bounding a large fleet's peak, a
+// lower one only costs a small fleet's run collections (GOGC=50: 10-15% of
+// the command's CPU in a one-file deploy to 20 hosts).
 const (
 	memLimitBase    = 96 << 20
 	memLimitPerHost = 360 << 10

@@ -421,36 +421,21 @@ func (l *Layout) Clean(ctx context.Context, fsys FS) error {
 }
 
 func (l *Layout) clean(ctx context.Context, fsys FS) error {
-	// deploy_to's lstat and listing and releases/'s lstat at once (one
-	// round trip over SFTP): "/." lists deploy_to itself even when it is
-	// a symlink (trusted: the plan names it); only what is under it is
-	// untrusted, so releases/ is listed only once its lstat is seen.
-	var rootErr, relsErr, topErr error
-	var rels bool
-	var top []fs.FileInfo
-	together(fsys,
-		func() { _, rootErr = fsys.Lstat(ctx, l.root) },
-		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
-		func() { top, topErr = fsys.ReadDir(ctx, l.root+"/.") },
-	)
-	if errors.Is(rootErr, fs.ErrNotExist) {
-		return nil
-	} else if err := cmp.Or(rootErr, relsErr); err != nil {
+	v, err := l.surveyRead(ctx, fsys, "")
+	if err != nil || v.missing {
 		return err
 	}
-	var ents []fs.FileInfo
-	if rels {
-		var err error
-		if ents, err = fsys.ReadDir(ctx, l.releasesDir()); err != nil {
-			return fmt.Errorf("list %s: %w", engine.ReleasesDir, err)
-		}
-	}
-	// The leftovers under releases/ go even when deploy_to's listing failed.
-	if err := l.removeLeftovers(ctx, fsys, ents, top); err != nil {
+	return l.cleanListed(ctx, fsys, v)
+}
+
+// cleanListed removes the leftovers that v lists; those under releases/
+// go even when deploy_to's listing failed (then its error).
+func (l *Layout) cleanListed(ctx context.Context, fsys FS, v surveyed) error {
+	if err := l.removeLeftovers(ctx, fsys, v.releases, v.top); err != nil {
 		return err
 	}
-	if topErr != nil {
-		return fmt.Errorf("list %s: %w", l.root, topErr)
+	if v.topErr != nil {
+		return fmt.Errorf("list %s: %w", l.root, v.topErr)
 	}
 	return nil
 }
@@ -498,14 +483,14 @@ func (l *Layout) Survey(ctx context.Context, fsys FS, target string) (st engine.
 		return st, nil, err
 	}
 	v, err := l.surveyRead(ctx, fsys, target)
-	if err != nil || v.missing {
-		return st, nil, err
+	if err != nil {
+		return st, nil, fmt.Errorf("inspect %s: %w", l.name, err)
 	}
-	if err := l.removeLeftovers(ctx, fsys, v.releases, v.top); err != nil {
+	if v.missing {
+		return st, nil, nil
+	}
+	if err := l.cleanListed(ctx, fsys, v); err != nil {
 		return st, nil, fmt.Errorf("clean %s: %w", l.name, err)
-	}
-	if v.topErr != nil {
-		return st, nil, fmt.Errorf("clean %s: list %s: %w", l.name, l.root, v.topErr)
 	}
 	for _, e := range v.top {
 		if e.Name() == engine.CurrentLink {
@@ -552,7 +537,7 @@ type surveyed struct {
 	summed        bool
 }
 
-// surveyRead reads what Survey needs: with one ListDeployTo when fsys can
+// surveyRead reads what Survey (and Clean) need: with one ListDeployTo when fsys can
 // and it is cheap, else with lstat, readdir and readlink as Clean and
 // Inspect do (also when the listing fails, e.g. a missing deploy_to).
 func (l *Layout) surveyRead(ctx context.Context, fsys FS, target string) (surveyed, error) {
@@ -572,15 +557,17 @@ func (l *Layout) surveyRead(ctx context.Context, fsys FS, target string) (survey
 			}
 			if e, listed := tree.Lookup(engine.ReleasesDir); listed {
 				if err := expectInfo(l.releasesDir(), treeInfo{engine.ReleasesDir, e}, "directory"); err != nil {
-					return v, fmt.Errorf("inspect %s: %w", l.name, err)
+					return v, err
 				}
 			}
 			return v, nil
 		}
 	}
 	// deploy_to's lstat and listing, releases/'s lstat and current's
-	// readlink at once (one round trip over SFTP), as in clean and
-	// current; the listing's entry for current is its lstat.
+	// readlink at once (one round trip over SFTP): "/." lists deploy_to
+	// itself even when it is a symlink (trusted: the plan names it); only
+	// what is under it is untrusted, so releases/ is listed only once its
+	// lstat is seen. The listing's entry for current is its lstat.
 	var v surveyed
 	var rootErr, relsErr error
 	var rels bool
@@ -594,12 +581,12 @@ func (l *Layout) surveyRead(ctx context.Context, fsys FS, target string) (survey
 		return surveyed{missing: true}, nil
 	}
 	if err := cmp.Or(rootErr, relsErr); err != nil {
-		return v, fmt.Errorf("inspect %s: %w", l.name, err)
+		return v, err
 	}
 	if rels {
 		var err error
 		if v.releases, err = fsys.ReadDir(ctx, l.releasesDir()); err != nil {
-			return v, fmt.Errorf("inspect %s: list %s: %w", l.name, engine.ReleasesDir, err)
+			return v, fmt.Errorf("list %s: %w", engine.ReleasesDir, err)
 		}
 	}
 	return v, nil

@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 				tg.DeployTo = deployTo
 				h := p.Host(name, tg)
 				if tt.warm {
-					onHost(t, h, func(r *remote) error { _, err := r.output("true"); return err })
+					warmUpShell(t, h)
 				}
 				return h
 			}

@@ -22,11 +22,17 @@ func warmHost(t *testing.T, f *fleet, name, deployTo string) *Host {
 	tg := target(f.c, f.c.Servers[0])
 	tg.DeployTo = deployTo
 	h := p.Host(name, tg)
+	warmUpShell(t, h)
+	return h
+}
+
+// warmUpShell has h's connection run a command shell, as after any command.
+func warmUpShell(t *testing.T, h *Host) {
+	t.Helper()
 	onHost(t, h, func(r *remote) error {
 		_, err := r.output("true")
 		return err
 	})
-	return h
 }
 
 // TestSurveyFromOneListing: with a shell running, a survey is the layout

@@ -206,15 +206,15 @@ func (f remoteFS) mkdirs(ctx context.Context, ops []layout.Op) error {
 func (f remoteFS) mkdirCommands(levels [][]layout.Op) error {
 	var cmds []string
 	var b strings.Builder
-	mode := fs.FileMode(1 << 31) // none yet
+	var mode fs.FileMode // of the mkdir b ends with
 	for _, level := range levels {
 		for _, op := range level {
 			q := " " + Quote(op.Name)
 			if b.Len() > 0 && b.Len()+len(q) > maxCommand {
-				cmds, mode = append(cmds, b.String()), 1<<31
+				cmds = append(cmds, b.String())
 				b.Reset()
 			}
-			if op.Mode != mode {
+			if b.Len() == 0 || op.Mode != mode {
 				if b.Len() > 0 {
 					b.WriteString(" && ")
 				}
