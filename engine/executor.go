@@ -44,6 +44,12 @@ type executor struct {
 	// targetChecked: the rollback target was checked complete on every host
 	// just before the run started (a switch to it need not list it again).
 	targetChecked bool
+	// surveyedMu guards surveyed: with targetChecked, what each host ran
+	// and held when the run's start surveyed it, under the lock this run
+	// still holds. A host's first revert to the target takes its entry
+	// instead of inspecting the host again (see revert).
+	surveyedMu sync.Mutex
+	surveyed   map[string]HostStatus
 
 	// preparedMu guards prepared: when each host's Prepare of the artifact
 	// returned (a successful Prepare leaves the release complete: it
@@ -347,9 +353,12 @@ func (x *executor) checkNewRelease(ctx context.Context, h Host, a Action, backen
 }
 
 func (x *executor) revert(ctx context.Context, h Host, a Action) error {
-	st, err := h.Inspect(ctx)
-	if err != nil {
-		return fmt.Errorf("inspect before rollback: %w", err)
+	st, ok := x.takeSurveyed(h.Name(), a)
+	if !ok {
+		var err error
+		if st, err = h.Inspect(ctx); err != nil {
+			return fmt.Errorf("inspect before rollback: %w", err)
+		}
 	}
 	if st.Current == a.Release {
 		x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseReverted, Release: a.Release, Message: "already on " + a.Release})
@@ -370,6 +379,23 @@ func (x *executor) revert(ctx context.Context, h Host, a Action) error {
 	}
 	x.hostSend(h, Event{Type: EvHostPhase, Phase: PhaseReverted, Release: a.Release})
 	return nil
+}
+
+// takeSurveyed returns, once per host, what the start of this rollback
+// run found on it, when a is the host's revert to the run's target and
+// this process checked that target at the start (targetChecked): the run
+// has held the environment's lock since, and no other action of the run
+// touched the host before its revert. A second revert of the host (a
+// retry) inspects it again.
+func (x *executor) takeSurveyed(host string, a Action) (HostStatus, bool) {
+	if !x.targetChecked || x.info.Kind != KindRollback || a.Release != x.info.Release {
+		return HostStatus{}, false
+	}
+	x.surveyedMu.Lock()
+	defer x.surveyedMu.Unlock()
+	st, ok := x.surveyed[host]
+	delete(x.surveyed, host)
+	return st, ok
 }
 
 // runHost is the host as the run started.

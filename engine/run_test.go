@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,6 +161,70 @@ func TestDeployRollingAndRollback(t *testing.T) {
 		t.Fatalf("rollback: %v %+v", err, st)
 	}
 	f.assertAllOn("r1")
+}
+
+// inspectCounter is a local host that counts its Inspect calls (its
+// Survey, promoted from local.Host, is not counted).
+type inspectCounter struct {
+	*local.Host
+	mu       sync.Mutex
+	inspects int
+}
+
+func (c *inspectCounter) Inspect(ctx context.Context) (engine.HostStatus, error) {
+	c.mu.Lock()
+	c.inspects++
+	c.mu.Unlock()
+	return c.Host.Inspect(ctx)
+}
+
+// A rollback run reads each host once, at its start (the survey that also
+// checks the target): the reverts take what it found instead of inspecting
+// every host again, a host already on the target included.
+func TestRollbackRunInspectsHostsOnlyAtItsStart(t *testing.T) {
+	f := newFleet(t, 4, "")
+	f.deploy("r1")
+	writeFile(t, filepath.Join(f.dir, "build", "fa.txt"), "v2")
+	f.deploy("r2")
+	counters := make([]*inspectCounter, len(f.hosts))
+	for i, h := range f.hosts {
+		counters[i] = &inspectCounter{Host: h.(*local.Host)}
+		f.hosts[i] = counters[i]
+	}
+	// Host a went back to r1 by other means.
+	if err := f.hosts[0].Switch(context.Background(), engine.SwitchInfo{Release: "r1", Actor: "elsewhere", Action: engine.SwitchRollback}); err != nil {
+		t.Fatal(err)
+	}
+	logOf := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(f.dir, "hosts", name, engine.RevisionsLog))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	before := logOf("a")
+	st, err := f.engine().Rollback(context.Background(), op, "r1", "test")
+	if err != nil || st.Outcome != engine.OutcomeSucceeded {
+		t.Fatalf("rollback: %v %+v", err, st)
+	}
+	for _, c := range counters {
+		c.mu.Lock()
+		n := c.inspects
+		c.mu.Unlock()
+		if n != 0 {
+			t.Errorf("host %s inspected %d times after the run's survey, want 0", c.Name(), n)
+		}
+	}
+	f.assertAllOn("r1")
+	if after := logOf("a"); after != before {
+		t.Errorf("host a, already on r1, was switched again: revisions.log gained %q", strings.TrimPrefix(after, before))
+	}
+	for _, name := range []string{"b", "c", "d"} {
+		lines := strings.Split(strings.TrimSpace(logOf(name)), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, "rollback release=r1 previous=r2") {
+			t.Errorf("host %s: last revisions.log line %q, want the rollback from r2 to r1", name, last)
+		}
+	}
 }
 
 func TestFailedWaveRevertsSwitchedHosts(t *testing.T) {

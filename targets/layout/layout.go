@@ -630,13 +630,16 @@ func (l *Layout) doSwitch(ctx context.Context, fsys FS, info engine.SwitchInfo) 
 	if err := engine.ValidateReleaseID(info.Release); err != nil {
 		return err
 	}
-	// The entries of deploy_to first, at once (one round trip over SFTP):
-	// releases/, revisions.log (refused before current changes when it is
-	// not a file) and current when the caller did not say what it was.
-	var relsErr, logErr, prevErr error
+	// What the switch reads first, at once (one round trip over SFTP):
+	// releases/ and the release, revisions.log (refused before current
+	// changes when it is not a file) and current when the caller did not
+	// say what it was. The release's answer counts only once releases/ is
+	// seen to be a directory (through a symlink it would name another).
+	var relsErr, relErr, logErr, prevErr error
 	var rels bool
 	together(fsys,
 		func() { rels, relsErr = expect(ctx, fsys, l.releasesDir(), "directory") },
+		func() { relErr = l.expectRelease(ctx, fsys, info.Release) },
 		func() { _, logErr = expect(ctx, fsys, path.Join(l.root, engine.RevisionsLog), "file") },
 		func() {
 			if info.Previous == "" {
@@ -650,8 +653,8 @@ func (l *Layout) doSwitch(ctx context.Context, fsys FS, info engine.SwitchInfo) 
 	if !rels {
 		return fmt.Errorf("release %s is not on the host", info.Release)
 	}
-	if err := l.expectRelease(ctx, fsys, info.Release); err != nil {
-		return err
+	if relErr != nil {
+		return relErr
 	}
 	if !info.Checked {
 		if _, err := l.checkRelease(ctx, fsys, info.Release); err != nil {
