@@ -361,19 +361,17 @@ func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duratio
 	return parseTree(out)
 }
 
-// ListTreeSummed lists root as ListTree does, without the stamps, after
-// the SHA-256 of root/name, with one command (see
-// layout.SummedTreeLister): sha256sum, then find printing each entry's
-// type, permission bits and size, its symlink target and its path, each
-// record NUL-terminated. A missing or unreadable root/name is no digest
-// (summed false), not an error.
+// ListTreeSummed lists root as ListTree does, without the stamps, with
+// the SHA-256 of root/name, in one command (see layout.SummedTreeLister
+// and summedListing): find printing each entry's type, permission bits
+// and size, its symlink target and its path, each record NUL-terminated,
+// then sha256sum unless the digest is known. A missing or unreadable
+// root/name is no digest (summed false), not an error.
 func (f remoteFS) ListTreeSummed(ctx context.Context, root, name string) (*layout.Tree, [32]byte, bool, error) {
-	out, err := f.r.output(fmt.Sprintf(`sha256sum 2>/dev/null <%s; find -P %s -mindepth 1 -printf %s`,
-		Quote(path.Join(root, name)), Quote(root), briefRecord))
-	if err != nil {
-		return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
-	}
-	return parseSummed(out)
+	file := path.Join(root, name)
+	return f.summedListing(root, file, func(stamp string) string {
+		return fmt.Sprintf(`find -P %s -mindepth 1 %s -printf %s`, Quote(root), stamp, briefRecord)
+	}, root+"/"+name)
 }
 
 // briefRecord is find's -printf format of a brief listing (see
@@ -381,26 +379,29 @@ func (f remoteFS) ListTreeSummed(ctx context.Context, root, name string) (*layou
 const briefRecord = `'%y %m %s\0%l\0%P\0'`
 
 // ListDeployTo lists what layout.Layout.Survey reads with one command
-// (see layout.DeployLister): the SHA-256 of the release's manifest, then
-// one find from root/. (root may be a symlink: the plan names it) that
-// lists each entry as ListTreeSummed does and descends only into
-// releases/ and releases/<release>.
+// (see layout.DeployLister and summedListing): one find from root/. (root
+// may be a symlink: the plan names it) that lists each entry as
+// ListTreeSummed does and descends only into releases/ and
+// releases/<release>, then the SHA-256 of the release's manifest.
 func (f remoteFS) ListDeployTo(ctx context.Context, root, release string) (*layout.Tree, [32]byte, bool, error) {
 	start := root + "/."
 	rels := start + "/" + engine.ReleasesDir
 	descend := "-path " + Quote(findPattern(rels))
-	var cmd strings.Builder
-	if release != "" {
-		rel := rels + "/" + release
-		descend += " -o -path " + Quote(findPattern(rel)) + " -o -path " + Quote(findPattern(rel)+"/*")
-		fmt.Fprintf(&cmd, "sha256sum 2>/dev/null <%s; ", Quote(path.Join(root, engine.ReleasesDir, release, engine.ManifestName)))
+	if release == "" {
+		out, err := f.r.output(fmt.Sprintf(`find -P %s -mindepth 1 \( %s \) -printf %s -o -printf %s -prune`,
+			Quote(start), descend, briefRecord, briefRecord))
+		if err != nil {
+			return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
+		}
+		tree, err := parseTreeBrief(out)
+		return tree, [32]byte{}, false, err
 	}
-	fmt.Fprintf(&cmd, `find -P %s -mindepth 1 \( %s \) -printf %s -o -printf %s -prune`, Quote(start), descend, briefRecord, briefRecord)
-	out, err := f.r.output(cmd.String())
-	if err != nil {
-		return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
-	}
-	return parseSummed(out)
+	rel := rels + "/" + release
+	descend += " -o -path " + Quote(findPattern(rel)) + " -o -path " + Quote(findPattern(rel)+"/*")
+	return f.summedListing(root, path.Join(root, engine.ReleasesDir, release, engine.ManifestName), func(stamp string) string {
+		return fmt.Sprintf(`find -P %s -mindepth 1 %s \( %s \) -printf %s -o -printf %s -prune`,
+			Quote(start), stamp, descend, briefRecord, briefRecord)
+	}, rel+"/"+engine.ManifestName)
 }
 
 // findPattern is name as a pattern of find's -path that matches it alone.
@@ -415,21 +416,114 @@ func findPattern(name string) string {
 	return b.String()
 }
 
-// parseSummed reads the output of sha256sum of stdin ("<64 hex digits>
-// -\n", absent when the file could not be read) then a brief listing.
-func parseSummed(out []byte) (*layout.Tree, [32]byte, bool, error) {
-	var sum [32]byte
-	summed := false
-	if line, rest, ok := bytes.Cut(out, []byte{'\n'}); ok && len(line) == 2*len(sum)+3 && bytes.HasSuffix(line, []byte("  -")) {
-		if _, err := hex.Decode(sum[:], line[:2*len(sum)]); err == nil {
-			summed, out = true, rest
+// summedListing runs the find that find returns, given the clause that
+// prints the identity of file (found by find as listed) before its
+// record, and then sha256sum of file unless the pool knows the digest of
+// the file so identified (manifestSums): the digest is known when the
+// file is listed with the identity recorded, else it is hashed (and
+// recorded) or, when it changed since it was recorded, not given (summed
+// false: the layout reads and checks the manifest itself).
+func (f remoteFS) summedListing(root, file string, find func(stamp string) string, listed string) (*layout.Tree, [32]byte, bool, error) {
+	sums := f.r.h.pool.sums
+	key := sumKey{target: f.r.h.t.Key(), path: file}
+	knownStamp, knownSum, known := sums.lookup(key)
+	cmd := find(stampClause(listed))
+	if !known {
+		cmd += "; sha256sum 2>/dev/null <" + Quote(file)
+	}
+	out, err := f.r.output(cmd)
+	if err != nil {
+		return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
+	}
+	l, err := parseSummed(out)
+	if err != nil {
+		return nil, [32]byte{}, false, err
+	}
+	switch {
+	case known && l.stamped && l.stamp != "" && l.stamp == knownStamp:
+		sums.hits.Add(1)
+		return l.tree, knownSum, true, nil
+	case known:
+		sums.forget(key)
+		return l.tree, [32]byte{}, false, nil
+	case l.summed && l.stamped && l.stamp != "":
+		sums.record(key, l.stamp, l.sum)
+	}
+	return l.tree, l.sum, l.summed, nil
+}
+
+// stampClause is a find expression, always true, that prints the
+// identity of the entry at listed (a path as find names it) in a field of
+// its own before the entry's record: '=' and its device, inode, size and
+// ctime, or '=' alone when its ctime is within the racy margin of the
+// listing (a write in the same clock tick would leave it unchanged). The
+// name is tested first: it costs the other entries less than the path.
+func stampClause(listed string) string {
+	return `\( -name ` + Quote(findPattern(path.Base(listed))) + ` -path ` + Quote(findPattern(listed)) + ` \( -newerct '-0.1 seconds' -printf '=\0' -o -printf '=%D %i %s %C@\0' \) -o -true \)`
+}
+
+// summedOutput is a summed listing as parseSummed reads it.
+type summedOutput struct {
+	tree *layout.Tree
+	// stamp is the identity stampClause printed (stamped: it printed
+	// one; "" when the file changed within the racy margin).
+	stamp   string
+	stamped bool
+	// sum is sha256sum's digest (summed: it printed one).
+	sum    [32]byte
+	summed bool
+}
+
+// parseSummed reads the output of a summed listing: a brief listing
+// (parseTreeBrief) with at most one identity field of stampClause where a
+// record starts, then the output of sha256sum of stdin ("<64 hex digits>
+// -\n"; absent when sha256sum did not run or could not read the file).
+func parseSummed(out []byte) (summedOutput, error) {
+	var l summedOutput
+	records, tail := []byte(nil), out
+	if i := bytes.LastIndexByte(out, 0); i >= 0 {
+		records, tail = out[:i+1], out[i+1:]
+	}
+	if len(tail) > 0 {
+		line, ok := bytes.CutSuffix(tail, []byte("  -\n"))
+		if _, err := hex.Decode(l.sum[:], line); !ok || err != nil || len(line) != hex.EncodedLen(len(l.sum)) {
+			return l, fmt.Errorf("list: unexpected output after the listing: %q", tail)
+		}
+		l.summed = true
+	}
+	l.stamp, l.stamped, records = cutStamp(records)
+	tree, err := parseTreeBrief(records)
+	if err != nil {
+		return l, err
+	}
+	l.tree = tree
+	return l, nil
+}
+
+// cutStamp takes the identity field of stampClause out of a brief
+// listing: a field that starts with '=' where a record starts (a record's
+// first field is its type, never '='; its link and path may start so).
+func cutStamp(records []byte) (stamp string, found bool, rest []byte) {
+	field := func(i int) int { // the end of the field at i, its NUL included
+		j := bytes.IndexByte(records[i:], 0)
+		if j < 0 {
+			return len(records)
+		}
+		return i + j + 1
+	}
+	for i := 0; i < len(records); {
+		if records[i] == '=' {
+			end := field(i)
+			stamp = string(bytes.TrimSuffix(records[i+1:end], []byte{0}))
+			return stamp, true, append(records[:i:i], records[end:]...)
+		}
+		for range 3 {
+			if i < len(records) {
+				i = field(i)
+			}
 		}
 	}
-	tree, err := parseTreeBrief(out)
-	if err != nil {
-		return nil, sum, false, err
-	}
-	return tree, sum, summed, nil
+	return "", false, records
 }
 
 // TreeListingCheap reports whether a command shell is at hand: one

@@ -131,6 +131,9 @@ type Pool struct {
 	manifests layout.Manifests
 	// keeper reaches the connection keeper (nil without Persist).
 	keeper *keeperClient
+	// sums are the digests of manifests hashed on the hosts, by the
+	// identity of the file hashed (kept in ControlDir between processes).
+	sums *manifestSums
 }
 
 // warn passes msg to OnWarning the first time it is given.
@@ -178,6 +181,7 @@ func NewPool(opts PoolOptions) *Pool {
 	}
 	return &Pool{
 		keeper:   kc,
+		sums:     newManifestSums(opts.ControlDir),
 		opts:     opts,
 		dials:    make(chan struct{}, opts.MaxParallelDials),
 		uploads:  make(chan struct{}, opts.MaxUploads),
@@ -248,6 +252,7 @@ func (p *Pool) Host(name string, t Target) *Host {
 
 // Close closes every connection of the pool.
 func (p *Pool) Close() error {
+	defer p.sums.save()
 	p.mu.Lock()
 	p.closed = true
 	conns := p.conns
