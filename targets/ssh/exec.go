@@ -416,13 +416,14 @@ func findPattern(name string) string {
 	return b.String()
 }
 
-// summedListing runs the find that find returns, given the clause that
-// prints the identity of file (found by find as listed) before its
-// record, and then sha256sum of file unless the pool knows the digest of
-// the file so identified (manifestSums): the digest is known when the
-// file is listed with the identity recorded, else it is hashed (and
-// recorded) or, when it changed since it was recorded, not given (summed
-// false: the layout reads and checks the manifest itself).
+// summedListing lists with one command: the find that find builds around
+// stampClause (which prints the identity of file, named listed by find,
+// before its record), then sha256sum of file unless the pool knows the
+// digest of the file so identified (manifestSums). The digest is given
+// from the record when the file is listed with the identity recorded;
+// else it is hashed (and recorded unless just changed) or, when the file
+// changed since it was recorded, not given (summed false: the layout
+// reads and checks the manifest itself).
 func (f remoteFS) summedListing(root, file string, find func(stamp string) string, listed string) (*layout.Tree, [32]byte, bool, error) {
 	sums := f.r.h.pool.sums
 	key := sumKey{target: f.r.h.t.Key(), path: file}

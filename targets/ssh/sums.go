@@ -15,9 +15,11 @@ import (
 // processes.
 const sumsFile = "manifest-sums.json"
 
-// maxSums bounds the digests kept: those this process used are kept
-// first.
-const maxSums = 1 << 14
+// maxSums bounds the digests kept between processes (~250 bytes each in
+// sumsFile): those this process used first, then the others, so that the
+// record stays small as releases come and go (a 500-host fleet's last
+// eight rollback targets fit).
+const maxSums = 1 << 12
 
 // manifestSums are the SHA-256 digests of release manifests already
 // hashed on their hosts, each with the identity of the file it was taken
