@@ -459,8 +459,10 @@ func (f remoteFS) summedListing(root, file string, find func(stamp string) strin
 // ctime, or '=' alone when its ctime is within the racy margin of the
 // listing (a write in the same clock tick would leave it unchanged). The
 // name is tested first: it costs the other entries less than the path.
+// Only a regular file is identified: a symlink's own identity says
+// nothing of what sha256sum reads through it.
 func stampClause(listed string) string {
-	return `\( -name ` + Quote(findPattern(path.Base(listed))) + ` -path ` + Quote(findPattern(listed)) + ` \( -newerct '-0.1 seconds' -printf '=\0' -o -printf '=%D %i %s %C@\0' \) -o -true \)`
+	return `\( -name ` + Quote(findPattern(path.Base(listed))) + ` -path ` + Quote(findPattern(listed)) + ` -type f \( -newerct '-0.1 seconds' -printf '=\0' -o -printf '=%D %i %s %C@\0' \) -o -true \)`
 }
 
 // summedOutput is a summed listing as parseSummed reads it.

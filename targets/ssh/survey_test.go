@@ -266,6 +266,36 @@ func TestManifestDigestByIdentity(t *testing.T) {
 	if _, check, err := h2.Survey(ctx, "r1"); err != nil || check == nil || !strings.Contains(check.Error(), "a/c.txt") {
 		t.Fatalf("survey after the rewrite: check %v, err %v; want r1 found incomplete (a/c.txt)", check, err)
 	}
+
+	// A symlink in its place is hashed through, and never recorded: its
+	// own identity says nothing of the file it names.
+	elsewhere := filepath.Join(t.TempDir(), "manifest.json")
+	if err := os.WriteFile(elsewhere, manifest, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	relDir := filepath.Dir(manifestPath)
+	if err := os.Chmod(relDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(manifestPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, manifestPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(relDir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	p2.sums.forget(key(h2))
+	time.Sleep(2 * racyMarginForTests) // as above: past the margin
+	for i := range 2 {
+		if sum, summed := list(h2); !summed || sum != sha256.Sum256(manifest) {
+			t.Fatalf("symlinked manifest, listing %d: summed %v", i, summed)
+		}
+		if _, _, ok := p2.sums.lookup(key(h2)); ok {
+			t.Fatalf("symlinked manifest, listing %d: recorded", i)
+		}
+	}
 }
 
 // racyMarginForTests is stampClause's margin.
