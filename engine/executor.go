@@ -44,12 +44,11 @@ type executor struct {
 	// targetChecked: the rollback target was checked complete on every host
 	// just before the run started (a switch to it need not list it again).
 	targetChecked bool
-	// surveyedMu guards surveyed: with targetChecked, what each host ran
-	// and held when the run's start surveyed it, under the lock this run
-	// still holds. A host's first revert to the target takes its entry
-	// instead of inspecting the host again (see revert).
-	surveyedMu sync.Mutex
-	surveyed   map[string]HostStatus
+	// surveyUsedMu guards surveyUsed: the hosts whose revert took what the
+	// run's start found on them (info.Hosts) instead of inspecting them
+	// again, once each (see takeSurveyed).
+	surveyUsedMu sync.Mutex
+	surveyUsed   map[string]bool
 
 	// preparedMu guards prepared: when each host's Prepare of the artifact
 	// returned (a successful Prepare leaves the release complete: it
@@ -382,20 +381,27 @@ func (x *executor) revert(ctx context.Context, h Host, a Action) error {
 }
 
 // takeSurveyed returns, once per host, what the start of this rollback
-// run found on it, when a is the host's revert to the run's target and
-// this process checked that target at the start (targetChecked): the run
-// has held the environment's lock since, and no other action of the run
-// touched the host before its revert. A second revert of the host (a
-// retry) inspects it again.
+// run found on it (info.Hosts), when a is the host's revert to the run's
+// target and this process checked that target at the start
+// (targetChecked, so info comes from this process's survey, not from a
+// journal being resumed): the run has held the environment's lock since,
+// and no other action of the run touched the host before its revert. A
+// second revert of the host (a retry) inspects it again.
 func (x *executor) takeSurveyed(host string, a Action) (HostStatus, bool) {
 	if !x.targetChecked || x.info.Kind != KindRollback || a.Release != x.info.Release {
 		return HostStatus{}, false
 	}
-	x.surveyedMu.Lock()
-	defer x.surveyedMu.Unlock()
-	st, ok := x.surveyed[host]
-	delete(x.surveyed, host)
-	return st, ok
+	x.surveyUsedMu.Lock()
+	defer x.surveyUsedMu.Unlock()
+	if x.surveyUsed[host] {
+		return HostStatus{}, false
+	}
+	if x.surveyUsed == nil {
+		x.surveyUsed = map[string]bool{}
+	}
+	x.surveyUsed[host] = true
+	rh := x.runHost(host)
+	return HostStatus{Current: rh.Current, Releases: rh.Releases}, true
 }
 
 // runHost is the host as the run started.

@@ -52,6 +52,5 @@ func (r *Run) checkRollbackTarget(ctx context.Context, statuses map[string]HostS
 		return &TargetMissingError{Release: target, Hosts: bad}
 	}
 	r.targetChecked = true
-	r.surveyed = statuses
 	return nil
 }

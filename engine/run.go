@@ -100,10 +100,6 @@ type Run struct {
 	// targetChecked: this process checked the rollback target complete on
 	// every host before the first switch (checkRollbackTarget).
 	targetChecked bool
-	// surveyed: what each host ran and held when this process surveyed it
-	// at the start of a rollback run whose target it checked (nil
-	// otherwise).
-	surveyed map[string]HostStatus
 }
 
 type cmdReq struct {

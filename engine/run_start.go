@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -133,10 +132,9 @@ func (r *Run) newExecutor(info RunInfo, traffic *trafficCtl) *executor {
 		plan: r.cfg.Plan, env: r.cfg.Env, artifact: r.cfg.Artifact, hosts: r.hosts, order: r.cfg.Hosts,
 		backends: r.cfg.Backends, router: r.cfg.Router, metrics: r.cfg.Metrics, traffic: traffic,
 		info: info, actor: r.cfg.Actor, sem: r.sem, verifySem: make(chan struct{}, cap(r.sem)), targetChecked: r.targetChecked,
-		surveyed: maps.Clone(r.surveyed),
-		report:   func(in input) { r.inputs <- in },
-		fence:    r.fence,
-		now:      r.cfg.Now,
+		report: func(in input) { r.inputs <- in },
+		fence:  r.fence,
+		now:    r.cfg.Now,
 	}
 }
 
