@@ -368,10 +368,9 @@ func (f remoteFS) ListTree(ctx context.Context, root string, within time.Duratio
 // then sha256sum unless the digest is known. A missing or unreadable
 // root/name is no digest (summed false), not an error.
 func (f remoteFS) ListTreeSummed(ctx context.Context, root, name string) (*layout.Tree, [32]byte, bool, error) {
-	file := path.Join(root, name)
-	return f.summedListing(root, file, func(stamp string) string {
+	return f.summedListing(root, path.Join(root, name), root+"/"+name, func(stamp string) string {
 		return fmt.Sprintf(`find -P %s -mindepth 1 %s -printf %s`, Quote(root), stamp, briefRecord)
-	}, root+"/"+name)
+	})
 }
 
 // briefRecord is find's -printf format of a brief listing (see
@@ -387,21 +386,23 @@ func (f remoteFS) ListDeployTo(ctx context.Context, root, release string) (*layo
 	start := root + "/."
 	rels := start + "/" + engine.ReleasesDir
 	descend := "-path " + Quote(findPattern(rels))
+	rel := rels + "/" + release
+	if release != "" {
+		descend += " -o -path " + Quote(findPattern(rel)) + " -o -path " + Quote(findPattern(rel)+"/*")
+	}
+	find := func(stamp string) string {
+		return fmt.Sprintf(`find -P %s -mindepth 1 %s \( %s \) -printf %s -o -printf %s -prune`,
+			Quote(start), stamp, descend, briefRecord, briefRecord)
+	}
 	if release == "" {
-		out, err := f.r.output(fmt.Sprintf(`find -P %s -mindepth 1 \( %s \) -printf %s -o -printf %s -prune`,
-			Quote(start), descend, briefRecord, briefRecord))
+		out, err := f.r.output(find(""))
 		if err != nil {
 			return nil, [32]byte{}, false, fmt.Errorf("list %s: %w", root, err)
 		}
 		tree, err := parseTreeBrief(out)
 		return tree, [32]byte{}, false, err
 	}
-	rel := rels + "/" + release
-	descend += " -o -path " + Quote(findPattern(rel)) + " -o -path " + Quote(findPattern(rel)+"/*")
-	return f.summedListing(root, path.Join(root, engine.ReleasesDir, release, engine.ManifestName), func(stamp string) string {
-		return fmt.Sprintf(`find -P %s -mindepth 1 %s \( %s \) -printf %s -o -printf %s -prune`,
-			Quote(start), stamp, descend, briefRecord, briefRecord)
-	}, rel+"/"+engine.ManifestName)
+	return f.summedListing(root, path.Join(root, engine.ReleasesDir, release, engine.ManifestName), rel+"/"+engine.ManifestName, find)
 }
 
 // findPattern is name as a pattern of find's -path that matches it alone.
@@ -424,7 +425,7 @@ func findPattern(name string) string {
 // else it is hashed (and recorded unless just changed) or, when the file
 // changed since it was recorded, not given (summed false: the layout
 // reads and checks the manifest itself).
-func (f remoteFS) summedListing(root, file string, find func(stamp string) string, listed string) (*layout.Tree, [32]byte, bool, error) {
+func (f remoteFS) summedListing(root, file, listed string, find func(stamp string) string) (*layout.Tree, [32]byte, bool, error) {
 	sums := f.r.h.pool.sums
 	key := sumKey{target: f.r.h.t.Key(), path: file}
 	knownStamp, knownSum, known := sums.lookup(key)
